@@ -1,0 +1,42 @@
+# facegen developer entry points. `make test` and `make demo` install first when needed.
+# Choose another torch build (e.g. CUDA) with:
+#   make install TORCH_SPEC="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.facegen-installed
+CONSTRAINTS := $(VENV)/constraints.txt
+INDEX_ARGS  := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+
+.PHONY: install test demo bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	sed 's/^torch==.*/$(TORCH_SPEC)/' constraints.txt > $(CONSTRAINTS)
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) $(INDEX_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) $(INDEX_ARGS) -e ".[dev]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/facegen model info builtin
+	$(BIN)/facegen fit --help
+
+bench: install
+	$(BIN)/python benchmarks/render.py
+
+lint: install
+	$(BIN)/ruff check facegen tests benchmarks
+	$(BIN)/ruff format --check facegen tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache lightning_logs wandb
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

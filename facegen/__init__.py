@@ -1,0 +1,3 @@
+"""facegen: learn 3D faces and UV textures from unlabeled photographs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,27 @@
+"""facegen's own subcommands beside LightningCLI's fit/validate/test/predict.
+
+Each command module exposes ``HELP`` (one line) and ``run(argv) -> int``; register it in ``EXTRA_COMMANDS``.
+Modules are imported only when their command runs, so ``facegen fit`` pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExtraCommand:
+    """A lazily imported subcommand: ``module`` holds ``run(argv: list[str]) -> int``."""
+
+    module: str
+    help: str
+
+    def run(self, argv: Sequence[str]) -> int:
+        return importlib.import_module(self.module).run(list(argv))
+
+
+EXTRA_COMMANDS: dict[str, ExtraCommand] = {
+    "model": ExtraCommand("facegen.commands.model", "convert, inspect and download face models"),
+}

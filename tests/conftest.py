@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny generated data, the shared real assets (skipped when absent), a clean working dir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assets_root() -> Path | None:
+    """``$FACEGEN_ASSETS`` or ``../shared/assets`` beside the project root, if present."""
+    candidates = [os.environ.get("FACEGEN_ASSETS"), ROOT.parent / "shared" / "assets"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    root = assets_root()
+    if root is None:
+        pytest.skip("shared assets not found: set FACEGEN_ASSETS or place them at ../shared/assets")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ict_npz(assets: Path) -> Path:
+    path = assets / "ict" / "ict_face_model.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} not found in the shared assets")
+    return path
+
+
+@pytest.fixture(scope="session")
+def builtin():
+    from facegen.morphable.builtin import builtin_model
+
+    return builtin_model()
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run the test inside its own temporary folder (logs, configs and checkpoints land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_tensors(tmp_path) -> Path:
+    """A tiny regression data set on disk (x: (64, 4), y: (64,)) for CLI plumbing tests."""
+    generator = np.random.default_rng(0)
+    x = generator.standard_normal((64, 4)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32)).astype(np.float32)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
