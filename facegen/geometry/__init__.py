@@ -1,0 +1,29 @@
+"""Cameras, rotations, normals and spherical-harmonics shading: batched, differentiable, device-agnostic."""
+
+from facegen.geometry.camera import (
+    MODEL_TO_OPENCV,
+    intrinsics_from_focal,
+    intrinsics_from_fov,
+    project_points,
+    transform_points,
+)
+from facegen.geometry.normals import face_normals, vertex_normals
+from facegen.geometry.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_euler
+from facegen.geometry.sh import SH_COEFFS, ambient_sh, sh_basis, sh_shading
+
+__all__ = [
+    "MODEL_TO_OPENCV",
+    "SH_COEFFS",
+    "ambient_sh",
+    "axis_angle_to_matrix",
+    "euler_to_matrix",
+    "face_normals",
+    "intrinsics_from_focal",
+    "intrinsics_from_fov",
+    "matrix_to_euler",
+    "project_points",
+    "sh_basis",
+    "sh_shading",
+    "transform_points",
+    "vertex_normals",
+]

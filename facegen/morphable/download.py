@@ -1,0 +1,74 @@
+"""Download of the openly licensed ICT-FaceKit (MIT), pinned to one commit and checked file by file."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
+ICT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_COMMIT}.zip"
+#: SHA-256 of files inside the pinned archive's FaceXModel folder (GitHub's zip itself is not byte-stable).
+ICT_CHECKSUMS = {
+    "vertex_indices.json": "4f9b35306299980dd46bee4a6b79bb95dfae1953693b74b35a64f7febfd081a5",
+    "generic_neutral_mesh.obj": "eedbc2576d8e5ea57f55255b8f98263213a1efb5431d8bfceed1d7aef10271f9",
+}
+
+
+class DownloadError(RuntimeError):
+    """The download could not be made or did not check out."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(url: str, target: Path, timeout: float = 20.0) -> Path:
+    """Stream ``url`` to ``target`` with a progress bar; a partial file never takes the final name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as handle:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    handle.write(block)
+                    bar.update(len(block))
+    except (urllib.error.URLError, OSError, TimeoutError) as error:
+        partial.unlink(missing_ok=True)
+        raise DownloadError(f"could not download {url}: {error}") from error
+    partial.replace(target)
+    return target
+
+
+def download_ict(cache_dir: Path) -> Path:
+    """Download and unpack the pinned ICT-FaceKit; return its verified ``FaceXModel`` folder."""
+    folder = cache_dir / f"ICT-FaceKit-{ICT_COMMIT}" / "FaceXModel"
+    if not folder.is_dir():
+        archive = download_file(ICT_URL, cache_dir / f"ICT-FaceKit-{ICT_COMMIT}.zip")
+        with tempfile.TemporaryDirectory(dir=cache_dir) as scratch:
+            try:
+                with zipfile.ZipFile(archive) as bundle:
+                    bundle.extractall(scratch)
+            except zipfile.BadZipFile as error:
+                archive.unlink(missing_ok=True)
+                raise DownloadError(f"{archive} is not a valid zip archive; run the command again") from error
+            shutil.move(str(Path(scratch) / f"ICT-FaceKit-{ICT_COMMIT}"), folder.parent)
+        archive.unlink()
+    for name, expected in ICT_CHECKSUMS.items():
+        if not (folder / name).is_file() or sha256(folder / name) != expected:
+            raise DownloadError(
+                f"{folder / name} is missing or its SHA-256 differs from the pinned release; "
+                f"delete {folder.parent} and download again"
+            )
+    return folder

@@ -1,0 +1,1 @@
+"""Readers for the face-model files users download; each returns a :class:`MorphableModel`."""

@@ -1,0 +1,133 @@
+"""FLAME reader (``generic_model.pkl`` / ``FLAME2020``), without chumpy.
+
+The pickle refers to chumpy classes; an unpickler maps them to a stand-in that keeps the pickled state, and
+each such array is read from its ``x`` field. Only the LINEAR part is converted: template, shape and expression
+blendshapes and triangles. FLAME's jaw/neck/eye articulation (linear blend skinning) is not converted.
+Landmarks come from DECA's ``landmark_embedding.npy`` (``full_lmk_faces_idx``, ``full_lmk_bary_coords``): each of
+the 68 barycentric points becomes the vertex of its triangle with the largest weight.
+Units: metres become millimetres. FLAME's shape space has 300 components and the expression space 100.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from facegen.morphable.formats.common import orient_outward, require_file, split_basis
+from facegen.morphable.model import ModelFileError, MorphableModel
+
+FLAME_WHERE = (
+    "FLAME needs a free registration at https://flame.is.tue.mpg.de/ (download 'FLAME 2020', file "
+    "'generic_model.pkl'); the 68-landmark embedding 'landmark_embedding.npy' comes with DECA's data folder."
+)
+N_SHAPE_DIRS = 300
+
+
+class _PickledObject:
+    """Stand-in for chumpy (and any other missing) classes: keeps the state the pickle sets."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args = args
+
+    def __setstate__(self, state) -> None:
+        self.state = state
+
+
+class _ChumpyFreeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if module.startswith("chumpy"):
+            return _PickledObject
+        return super().find_class(module, name)
+
+
+def _array(value, field: str, source: Path) -> np.ndarray:
+    if isinstance(value, _PickledObject):
+        state = getattr(value, "state", None)
+        if not isinstance(state, dict) or "x" not in state:
+            raise ModelFileError(f"{source}: field '{field}' is a chumpy object without its array ('x')")
+        value = state["x"]
+    return np.asarray(value)
+
+
+def read_flame_pickle(path: Path) -> dict:
+    """The FLAME pickle as a dict of plain numpy arrays (chumpy objects unwrapped)."""
+    try:
+        with path.open("rb") as handle:
+            data = _ChumpyFreeUnpickler(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+        raise ModelFileError(f"{path}: not a readable FLAME pickle ({error})") from error
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected a dict of arrays, got {type(data).__name__}")
+    return data
+
+
+def load_flame(source: str | Path, landmarks: str | Path | None = None) -> MorphableModel:
+    """FLAME from ``generic_model.pkl`` (or a folder holding it and ``landmark_embedding.npy``)."""
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent
+    if path.is_dir():
+        path = path / "generic_model.pkl"
+    data = read_flame_pickle(require_file(path, "FLAME model", FLAME_WHERE))
+    for field in ("v_template", "shapedirs", "f"):
+        if field not in data:
+            raise ModelFileError(f"{path}: field '{field}' is missing; is this a FLAME model pickle?")
+    template = _array(data["v_template"], "v_template", path).astype(np.float64)
+    shapedirs = _array(data["shapedirs"], "shapedirs", path).astype(np.float64)
+    faces = _array(data["f"], "f", path).astype(np.int64)
+    num_vertices = template.shape[0]
+    if template.shape != (num_vertices, 3) or shapedirs.shape[:2] != (num_vertices, 3):
+        raise ModelFileError(
+            f"{path}: 'shapedirs' must be (V, 3, K) with V = {num_vertices}, got {shapedirs.shape}"
+        )
+    if shapedirs.shape[2] <= N_SHAPE_DIRS:
+        raise ModelFileError(
+            f"{path}: 'shapedirs' has {shapedirs.shape[2]} components; FLAME 2020 has 300 + 100"
+        )
+    flat = shapedirs.reshape(3 * num_vertices, -1) * 1000.0  # interleaved xyz per vertex, metres -> mm
+    shape_basis, shape_std = split_basis(flat[:, :N_SHAPE_DIRS], num_vertices, "shapedirs[..., :300]", path)
+    expression_basis, expression_std = split_basis(
+        flat[:, N_SHAPE_DIRS:], num_vertices, "shapedirs[..., 300:]", path
+    )
+    embedding_path = Path(landmarks) if landmarks is not None else folder / "landmark_embedding.npy"
+    landmark_indices = read_landmark_embedding(embedding_path, faces)
+    vertices = template * 1000.0
+    return MorphableModel.from_arrays(
+        {
+            "name": np.array("flame"),
+            "units": np.array("mm"),
+            "mean": vertices.astype(np.float32),
+            "shape_basis": shape_basis,
+            "shape_std": shape_std,
+            "expression_basis": expression_basis,
+            "expression_std": expression_std,
+            "faces": orient_outward(vertices, faces).astype(np.int32),
+            "landmark_indices": landmark_indices.astype(np.int32),
+        },
+        source=str(path),
+    )
+
+
+def read_landmark_embedding(path: Path, faces: np.ndarray) -> np.ndarray:
+    """68 vertex indices from DECA's ``landmark_embedding.npy`` (a pickled dict inside a 0-d array)."""
+    require_file(path, "FLAME 68-landmark embedding", FLAME_WHERE)
+    try:
+        embedding = np.load(path, allow_pickle=True, encoding="latin1")
+        embedding = embedding.item() if embedding.dtype == object else embedding
+    except (ValueError, OSError, pickle.UnpicklingError) as error:
+        raise ModelFileError(f"{path}: not a readable landmark embedding ({error})") from error
+    if not isinstance(embedding, dict):
+        raise ModelFileError(f"{path}: expected a dict with 'full_lmk_faces_idx' and 'full_lmk_bary_coords'")
+    for field in ("full_lmk_faces_idx", "full_lmk_bary_coords"):
+        if field not in embedding:
+            raise ModelFileError(f"{path}: field '{field}' is missing")
+    face_idx = np.asarray(embedding["full_lmk_faces_idx"]).reshape(-1).astype(np.int64)
+    bary = np.asarray(embedding["full_lmk_bary_coords"], dtype=np.float64).reshape(-1, 3)
+    if face_idx.shape != (68,) or bary.shape != (68, 3):
+        raise ModelFileError(
+            f"{path}: expected 68 landmark faces and (68, 3) barycentrics, got {face_idx.shape}, {bary.shape}"
+        )
+    if face_idx.min() < 0 or face_idx.max() >= faces.shape[0]:
+        raise ModelFileError(f"{path}: 'full_lmk_faces_idx' points outside the {faces.shape[0]} triangles")
+    return faces[face_idx, bary.argmax(1)]

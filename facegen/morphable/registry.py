@@ -1,0 +1,58 @@
+"""Which reader handles which format, and how a config names a face model (``builtin`` or a canonical .npz)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from facegen.morphable.model import MorphableModel
+
+
+def _builtin(source: str | Path | None = None) -> MorphableModel:
+    from facegen.morphable.builtin import builtin_model
+
+    return builtin_model()
+
+
+def _reader(module: str, function: str) -> Callable[..., MorphableModel]:
+    def read(*args, **kwargs) -> MorphableModel:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(*args, **kwargs)
+
+    return read
+
+
+#: format name -> reader(source, **options). Options: ``landmarks`` (bfm2009, bfm2017, flame), ``region`` (ict).
+FORMATS: dict[str, Callable[..., MorphableModel]] = {
+    "bfm2009": _reader("facegen.morphable.formats.bfm", "load_bfm2009"),
+    "bfm-front": _reader("facegen.morphable.formats.bfm", "load_bfm_front"),
+    "bfm2017": _reader("facegen.morphable.formats.bfm", "load_bfm2017"),
+    "flame": _reader("facegen.morphable.formats.flame", "load_flame"),
+    "ict": _reader("facegen.morphable.formats.ict", "load_ict"),
+    "npz": MorphableModel.load,
+    "builtin": _builtin,
+}
+
+
+def convert(format: str, source: str | Path | None, **options) -> MorphableModel:
+    """Read ``source`` in ``format`` (one of :data:`FORMATS`) into a :class:`MorphableModel`."""
+    if format not in FORMATS:
+        raise ValueError(f"unknown face-model format {format!r}; choose one of {sorted(FORMATS)}")
+    if source is None and format != "builtin":
+        raise ValueError(f"format {format!r} needs a source file or folder")
+    options = {k: v for k, v in options.items() if v is not None}
+    return FORMATS[format](source, **options) if format != "builtin" else _builtin()
+
+
+def load_face_model(spec: str | Path) -> MorphableModel:
+    """The face model a config names: ``builtin`` or the path of a canonical ``.npz``."""
+    if str(spec) == "builtin":
+        return _builtin()
+    path = Path(spec).expanduser()
+    if path.suffix != ".npz":
+        raise ValueError(
+            f"face model {spec!r}: give 'builtin' or a canonical .npz; convert other formats first with "
+            f"`facegen model convert FORMAT --source {spec} --out model.npz`"
+        )
+    return MorphableModel.load(path)
