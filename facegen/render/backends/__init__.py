@@ -1,0 +1,1 @@
+"""Rasterizer backends behind one contract: ``rasterize(vertices, faces, K, settings) -> Fragments``."""

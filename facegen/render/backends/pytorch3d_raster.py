@@ -1,0 +1,52 @@
+"""The PyTorch3D backend: MeshRasterizer behind facegen's contract (OpenCV camera in, Fragments out)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from facegen.render.settings import Fragments, RasterSettings
+
+
+def pytorch3d_available() -> bool:
+    try:
+        import pytorch3d.renderer  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int]):
+    """PyTorch3D cameras (+X left, +Y up, NDC) equal to identity-pose OpenCV cameras with intrinsics K (B, 3, 3)."""
+    from pytorch3d.utils import cameras_from_opencv_projection
+
+    batch = K.shape[0]
+    eye = torch.eye(3, dtype=K.dtype, device=K.device).expand(batch, 3, 3)
+    size = torch.tensor([image_size], dtype=K.dtype, device=K.device).expand(batch, 2)
+    return cameras_from_opencv_projection(eye, torch.zeros(batch, 3, dtype=K.dtype, device=K.device), K, size)
+
+
+def rasterize_pytorch3d(vertices: Tensor, faces: Tensor, K: Tensor, settings: RasterSettings) -> Fragments:
+    """Rasterize camera-frame ``vertices`` (B, V, 3) with PyTorch3D's MeshRasterizer (naive, exact, 1 face/pixel)."""
+    from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
+    from pytorch3d.structures import Meshes
+
+    batch = vertices.shape[0]
+    meshes = Meshes(verts=list(vertices), faces=[faces] * batch)
+    # PyTorch3D's screen is mirrored in x and y relative to OpenCV's, which keeps the winding: a face whose
+    # counter-clockwise side looks at the camera is front-facing in both, so cull_backfaces means the same.
+    raster_settings = RasterizationSettings(
+        image_size=settings.image_size,
+        blur_radius=0.0,
+        faces_per_pixel=1,
+        bin_size=0,
+        perspective_correct=settings.perspective_correct,
+        cull_backfaces=settings.cull_backfaces,
+        z_clip_value=None,
+    )
+    cameras = opencv_to_pytorch3d_cameras(K, settings.image_size)
+    raw = MeshRasterizer(cameras=cameras, raster_settings=raster_settings)(meshes)
+    pix_to_face = raw.pix_to_face[..., 0]
+    covered = (pix_to_face >= 0).unsqueeze(-1)
+    bary = torch.where(covered, raw.bary_coords[..., 0, :], torch.zeros_like(raw.bary_coords[..., 0, :]))
+    return Fragments(pix_to_face, bary, raw.zbuf[..., 0])

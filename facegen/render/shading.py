@@ -1,0 +1,105 @@
+"""From Fragments to pixels: attribute interpolation, UV textures, SH shading, compositing, debug images."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from facegen.geometry.sh import sh_shading
+from facegen.render.settings import Fragments
+
+
+def _covered(fragments: Fragments) -> tuple[Tensor, Tensor]:
+    """Flat indices of covered pixels (N,) and their packed face indices (N,)."""
+    flat = fragments.pix_to_face.reshape(-1)
+    covered = torch.nonzero(flat >= 0).squeeze(1)
+    return covered, flat.index_select(0, covered)
+
+
+def _scatter_pixels(fragments: Fragments, covered: Tensor, values: Tensor) -> Tensor:
+    batch, height, width = fragments.pix_to_face.shape
+    out = values.new_zeros(batch * height * width, values.shape[-1]).index_copy(0, covered, values)
+    return out.reshape(batch, height, width, values.shape[-1])
+
+
+def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
+    """Barycentric interpolation of per-vertex ``attributes`` (B, V, C) -> (B, H, W, C), zero on background."""
+    batch, num_vertices, channels = attributes.shape
+    num_faces = faces.shape[0]
+    covered, packed = _covered(fragments)
+    image = torch.div(packed, num_faces, rounding_mode="floor")
+    corner_ids = faces.index_select(0, packed - image * num_faces) + (image * num_vertices).unsqueeze(-1)
+    corners = (
+        attributes.reshape(-1, channels).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, channels)
+    )
+    bary = fragments.bary.reshape(-1, 3).index_select(0, covered)
+    return _scatter_pixels(fragments, covered, (corners * bary.unsqueeze(-1)).sum(1))
+
+
+def interpolate_face_corners(fragments: Fragments, corner_values: Tensor) -> Tensor:
+    """Interpolation of per-corner values (F, 3, C) shared by the batch -> (B, H, W, C), zero on background."""
+    num_faces, _, channels = corner_values.shape
+    covered, packed = _covered(fragments)
+    corners = (
+        corner_values.reshape(num_faces, 3 * channels)
+        .index_select(0, packed % num_faces)
+        .reshape(-1, 3, channels)
+    )
+    bary = fragments.bary.reshape(-1, 3).index_select(0, covered)
+    return _scatter_pixels(fragments, covered, (corners * bary.unsqueeze(-1)).sum(1))
+
+
+def sample_uv_texture(fragments: Fragments, uv_coords: Tensor, uv_faces: Tensor, texture: Tensor) -> Tensor:
+    """Bilinear lookup of a UV texture with per-corner UVs (seams allowed).
+
+    Args:
+        uv_coords: (T, 2) in [0, 1], v up (PyTorch3D TexturesUV: texture row 0 is v = 1).
+        uv_faces: (F, 3) indices into ``uv_coords``, one triple per mesh face.
+        texture: (B, C, Ht, Wt).
+
+    Returns:
+        (B, H, W, C) texture colour, zero on background.
+    """
+    pixel_uv = interpolate_face_corners(fragments, uv_coords[uv_faces])  # (B, H, W, 2)
+    grid = torch.stack([pixel_uv[..., 0] * 2 - 1, 1 - pixel_uv[..., 1] * 2], -1)
+    sampled = torch.nn.functional.grid_sample(
+        texture, grid, mode="bilinear", align_corners=True, padding_mode="border"
+    )
+    return sampled.permute(0, 2, 3, 1) * fragments.mask.unsqueeze(-1)
+
+
+def shade_sh(albedo: Tensor, normals: Tensor, sh_coeffs: Tensor) -> Tensor:
+    """Lambertian SH shading ``albedo * irradiance(normals)``: (B, ..., 3) each, sh_coeffs (B, 27)."""
+    return albedo * sh_shading(torch.nn.functional.normalize(normals, dim=-1, eps=1e-12), sh_coeffs)
+
+
+def composite(colour: Tensor, mask: Tensor, background: Tensor | float | None = None) -> Tensor:
+    """Image (B, C, H, W) of ``colour`` (B, H, W, C) where ``mask`` (B, H, W), else ``background``.
+
+    ``background``: None (black), a float, a (C,) colour, or an image (B, C, H, W).
+    """
+    image = colour.permute(0, 3, 1, 2)
+    if background is None:
+        return image * mask.unsqueeze(1)
+    background = torch.as_tensor(background, dtype=image.dtype, device=image.device)
+    if background.dim() == 1:
+        background = background.reshape(1, -1, 1, 1)
+    return torch.where(mask.unsqueeze(1), image, background.expand_as(image))
+
+
+def depth_image(fragments: Fragments) -> Tensor:
+    """(B, 1, H, W) depth normalised to [0, 1] over each image's covered pixels (near = 1, far = 0; 0 outside)."""
+    zbuf, mask = fragments.zbuf, fragments.mask
+    large = torch.finfo(zbuf.dtype).max
+    near = torch.where(mask, zbuf, torch.full_like(zbuf, large)).flatten(1).amin(1).reshape(-1, 1, 1)
+    far = torch.where(mask, zbuf, torch.full_like(zbuf, -large)).flatten(1).amax(1).reshape(-1, 1, 1)
+    scaled = (far - zbuf) / (far - near).clamp(min=1e-12)
+    return torch.where(mask, 0.1 + 0.9 * scaled.clamp(0, 1), torch.zeros_like(zbuf)).unsqueeze(1)
+
+
+def normal_image(fragments: Fragments, faces: Tensor, vertex_normals: Tensor) -> Tensor:
+    """(B, 3, H, W) camera-frame normals mapped to RGB (n + 1) / 2, black outside the mesh."""
+    normals = torch.nn.functional.normalize(
+        interpolate_vertex_attributes(fragments, faces, vertex_normals), dim=-1
+    )
+    return composite((normals + 1) / 2, fragments.mask)
