@@ -12,12 +12,11 @@ import numpy as np
 import scipy.io
 
 from facegen.morphable.formats.common import (
-    orient_outward,
+    build_model,
     read_landmark_indices,
     require_field,
     require_file,
     restrict_mesh,
-    split_basis,
 )
 from facegen.morphable.model import ModelFileError, MorphableModel
 
@@ -111,7 +110,7 @@ def load_bfm2009(source: str | Path, landmarks: str | Path | None = None) -> Mor
     if (model_landmarks < 0).any():
         raise ModelFileError(f"{landmarks}: some landmarks lie outside the expression-covered vertices")
     um_to_mm = 1e-3
-    return _build(
+    return build_model(
         mean=mean[coords] * um_to_mm,
         shape=shape_pc[coords] * um_to_mm,
         expression=exp_pc * exp_std * um_to_mm,
@@ -135,7 +134,7 @@ def load_bfm_front(source: str | Path) -> MorphableModel:
     masks = {}
     if "skinmask" in mat:
         masks["skin"] = np.asarray(mat["skinmask"]).reshape(-1) > 0
-    return _build(
+    return build_model(
         mean=mean * dm_to_mm,
         shape=np.asarray(require_field(mat, "idBase", path)) * dm_to_mm,
         expression=np.asarray(require_field(mat, "exBase", path)) * dm_to_mm,
@@ -182,7 +181,7 @@ def load_bfm2017(source: str | Path, landmarks: str | Path | None = None) -> Mor
             "vertex indices"
         )
     num_vertices = mean.size // 3
-    return _build(
+    return build_model(
         mean=mean + exp_mean,
         shape=shape,
         expression=expression,
@@ -192,38 +191,4 @@ def load_bfm2017(source: str | Path, landmarks: str | Path | None = None) -> Mor
         landmarks=read_landmark_indices(Path(landmarks), num_vertices),
         name="bfm2017",
         source=path,
-    )
-
-
-def _build(*, mean, shape, expression, albedo_mean, albedo, faces, landmarks, name, source, masks=None):
-    num_vertices = mean.size // 3
-    if mean.size % 3:
-        raise ModelFileError(f"{source}: mean shape has {mean.size} values, not a multiple of 3")
-    vertices = mean.reshape(num_vertices, 3)
-    shape_basis, shape_std = split_basis(shape, num_vertices, "shape basis", source)
-    expression_basis, expression_std = split_basis(expression, num_vertices, "expression basis", source)
-    albedo_basis, albedo_std = split_basis(albedo, num_vertices, "albedo basis", source)
-    if albedo_mean.size != mean.size:
-        raise ModelFileError(
-            f"{source}: albedo mean has {albedo_mean.size} values, the shape mean {mean.size}"
-        )
-    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
-        raise ModelFileError(f"{source}: triangle indices outside [0, {num_vertices}); wrong index base?")
-    return MorphableModel.from_arrays(
-        {
-            "name": np.array(name),
-            "units": np.array("mm"),
-            "mean": vertices.astype(np.float32),
-            "shape_basis": shape_basis,
-            "shape_std": shape_std,
-            "expression_basis": expression_basis,
-            "expression_std": expression_std,
-            "albedo_mean": albedo_mean.reshape(num_vertices, 3).astype(np.float32),
-            "albedo_basis": albedo_basis,
-            "albedo_std": albedo_std,
-            "faces": orient_outward(vertices, faces).astype(np.int32),
-            "landmark_indices": landmarks.astype(np.int32),
-            **{f"mask_{k}": v for k, v in (masks or {}).items()},
-        },
-        source=str(source),
     )

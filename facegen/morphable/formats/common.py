@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen.morphable.model import ModelFileError
+from facegen.morphable.model import ModelFileError, MorphableModel
 
 
 def require_file(path: Path, what: str, where: str) -> Path:
@@ -67,3 +67,42 @@ def restrict_mesh(faces: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.n
     remap[keep] = np.arange(keep.shape[0])
     inside = (remap[faces] >= 0).all(1)
     return remap[faces[inside]], remap
+
+
+def build_model(
+    *, mean, shape, expression, faces, landmarks, name, source, albedo_mean=None, albedo=None, masks=None
+) -> MorphableModel:
+    """A millimetre MorphableModel from flat interleaved arrays: ``mean`` (3V,), bases (3V, K) scaled to one sd.
+
+    Triangles are oriented outward; albedo (``albedo_mean`` (3V,), ``albedo`` (3V, Ka)) is optional.
+    """
+    if mean.size % 3:
+        raise ModelFileError(f"{source}: mean shape has {mean.size} values, not a multiple of 3")
+    num_vertices = mean.size // 3
+    vertices = mean.reshape(num_vertices, 3)
+    if faces.size and (faces.min() < 0 or faces.max() >= num_vertices):
+        raise ModelFileError(f"{source}: triangle indices outside [0, {num_vertices}); wrong index base?")
+    shape_basis, shape_std = split_basis(shape, num_vertices, "shape basis", source)
+    expression_basis, expression_std = split_basis(expression, num_vertices, "expression basis", source)
+    arrays = {
+        "name": np.array(name),
+        "units": np.array("mm"),
+        "mean": vertices.astype(np.float32),
+        "shape_basis": shape_basis,
+        "shape_std": shape_std,
+        "expression_basis": expression_basis,
+        "expression_std": expression_std,
+        "faces": orient_outward(vertices, faces).astype(np.int32),
+        "landmark_indices": landmarks.astype(np.int32),
+        **{f"mask_{k}": v for k, v in (masks or {}).items()},
+    }
+    if albedo_mean is not None:
+        if albedo_mean.size != mean.size:
+            raise ModelFileError(
+                f"{source}: albedo mean has {albedo_mean.size} values, the shape mean {mean.size}"
+            )
+        arrays["albedo_mean"] = albedo_mean.reshape(num_vertices, 3).astype(np.float32)
+        arrays["albedo_basis"], arrays["albedo_std"] = split_basis(
+            albedo, num_vertices, "albedo basis", source
+        )
+    return MorphableModel.from_arrays(arrays, source=str(source))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen.morphable.formats.common import orient_outward, require_file, split_basis
+from facegen.morphable.formats.common import build_model, require_file
 from facegen.morphable.model import ModelFileError, MorphableModel
 
 FLAME_WHERE = (
@@ -86,26 +86,15 @@ def load_flame(source: str | Path, landmarks: str | Path | None = None) -> Morph
             f"{path}: 'shapedirs' has {shapedirs.shape[2]} components; FLAME 2020 has 300 + 100"
         )
     flat = shapedirs.reshape(3 * num_vertices, -1) * 1000.0  # interleaved xyz per vertex, metres -> mm
-    shape_basis, shape_std = split_basis(flat[:, :N_SHAPE_DIRS], num_vertices, "shapedirs[..., :300]", path)
-    expression_basis, expression_std = split_basis(
-        flat[:, N_SHAPE_DIRS:], num_vertices, "shapedirs[..., 300:]", path
-    )
     embedding_path = Path(landmarks) if landmarks is not None else folder / "landmark_embedding.npy"
-    landmark_indices = read_landmark_embedding(embedding_path, faces)
-    vertices = template * 1000.0
-    return MorphableModel.from_arrays(
-        {
-            "name": np.array("flame"),
-            "units": np.array("mm"),
-            "mean": vertices.astype(np.float32),
-            "shape_basis": shape_basis,
-            "shape_std": shape_std,
-            "expression_basis": expression_basis,
-            "expression_std": expression_std,
-            "faces": orient_outward(vertices, faces).astype(np.int32),
-            "landmark_indices": landmark_indices.astype(np.int32),
-        },
-        source=str(path),
+    return build_model(
+        mean=template.reshape(-1) * 1000.0,
+        shape=flat[:, :N_SHAPE_DIRS],
+        expression=flat[:, N_SHAPE_DIRS:],
+        faces=faces,
+        landmarks=read_landmark_embedding(embedding_path, faces),
+        name="flame",
+        source=path,
     )
 
 
