@@ -16,10 +16,18 @@ def pytorch3d_available() -> bool:
     return True
 
 
-def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int]):
-    """PyTorch3D cameras (+X left, +Y up, NDC) equal to identity-pose OpenCV cameras with intrinsics K (B, 3, 3)."""
+def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int], pixel_centres: bool = True):
+    """PyTorch3D cameras (+X left, +Y up, NDC) for identity-pose OpenCV cameras with intrinsics K (B, 3, 3).
+
+    ``cameras_from_opencv_projection`` maps the image plane like OpenCV's projection, but PyTorch3D's rasterizer
+    samples pixel (i, j) at screen point (j + 0.5, i + 0.5), where OpenCV's pixel centre is (j, i). With
+    ``pixel_centres`` the principal point moves by half a pixel so the rasterizer samples OpenCV's centres.
+    """
     from pytorch3d.utils import cameras_from_opencv_projection
 
+    if pixel_centres:
+        K = K.clone()
+        K[:, :2, 2] += 0.5
     batch = K.shape[0]
     eye = torch.eye(3, dtype=K.dtype, device=K.device).expand(batch, 3, 3)
     size = torch.tensor([image_size], dtype=K.dtype, device=K.device).expand(batch, 2)

@@ -24,7 +24,7 @@ _NO_HIT = torch.iinfo(torch.int64).max
 
 
 def _face_equations(
-    corners: Tensor, corner_ids: Tensor, corner_depth: Tensor
+    corners: Tensor, corner_ids: Tensor, corner_depth: Tensor, perspective_correct: bool = True
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-face linear forms of the three edge functions and of the inverse depth over the screen.
 
@@ -34,7 +34,8 @@ def _face_equations(
     Returns:
         edges: (M, 3, 3) rows (a, b, c) with w_i(p) = a p_x + b p_y + c for the edge opposite corner i, signed
             so that w_i > 0 inside; owns: (M, 3) whether a pixel centre exactly on edge i belongs to this face
-            (top-left rule); plane: (M, 3) with 1/z(p) = plane . (p_x, p_y, 1); area: (M,) signed screen area.
+            (top-left rule); plane: (M, 3) with 1/z(p) = plane . (p_x, p_y, 1), or z(p) itself without
+            ``perspective_correct`` (PyTorch3D's zbuf then interpolates z in screen space); area: (M,) signed area.
     """
     start, end = corners[:, [1, 2, 0]], corners[:, [2, 0, 1]]
     swap = corner_ids[:, [1, 2, 0]] > corner_ids[:, [2, 0, 1]]
@@ -48,26 +49,36 @@ def _face_equations(
     edges = torch.stack([a, b, c], -1) * sign.unsqueeze(-1)
     direction_x, direction_y = edges[..., 1], -edges[..., 0]  # the edge's direction in positive orientation
     owns = (direction_y > 0) | ((direction_y == 0) & (direction_x < 0))
-    plane = (edges / (area.abs().unsqueeze(-1) * corner_depth).unsqueeze(-1)).sum(1)
+    weights = 1.0 / corner_depth if perspective_correct else corner_depth
+    plane = (edges * (weights / area.abs().unsqueeze(-1)).unsqueeze(-1)).sum(1)
     return edges, owns, plane, area
 
 
 @torch.no_grad()
-def _visible_faces(screen: Tensor, depth: Tensor, faces: Tensor, settings: RasterSettings) -> Tensor:
-    """(B, H, W) packed index of the nearest face covering each pixel centre, -1 for none."""
+def _visible_faces(
+    screen: Tensor, depth: Tensor, faces: Tensor, principal: Tensor, settings: RasterSettings
+) -> Tensor:
+    """(B, H, W) packed index of the nearest face covering each pixel centre, -1 for none.
+
+    ``screen`` (B, V, 2) is relative to the principal point ``principal`` (B, 2) (pixel = screen + principal).
+    """
     batch = depth.shape[0]
     height, width = settings.image_size
     num_faces = faces.shape[0]
     device = screen.device
     corners = screen.index_select(1, faces.reshape(-1)).reshape(-1, 3, 2)  # (B*F, 3, 2)
     corner_depth = depth.index_select(1, faces.reshape(-1)).reshape(-1, 3)
-    edges, owns, plane, area = _face_equations(corners, faces.repeat(batch, 1), corner_depth)
+    edges, owns, plane, area = _face_equations(
+        corners, faces.repeat(batch, 1), corner_depth, settings.perspective_correct
+    )
     keep = (corner_depth > settings.znear).all(-1) & (area != 0) & torch.isfinite(area)
     if settings.cull_backfaces:
         # OpenCV screen (y down): a face whose counter-clockwise side looks at the camera has negative area.
         keep &= area < 0
-    low = corners.amin(1).ceil().clamp(min=0)
-    high = torch.minimum(corners.amax(1).floor(), torch.tensor([width - 1.0, height - 1.0], device=device))
+    face_principal = principal.repeat_interleave(num_faces, 0)  # (B*F, 2)
+    low = (corners.amin(1) + face_principal).ceil().clamp(min=0)
+    high = (corners.amax(1) + face_principal).floor()
+    high = torch.minimum(high, torch.tensor([width - 1.0, height - 1.0], device=device))
     span = (high - low + 1).clamp(min=0).nan_to_num(0).long() * keep.unsqueeze(-1)
     counts = span[:, 0] * span[:, 1]
     total = int(counts.sum())
@@ -82,14 +93,18 @@ def _visible_faces(screen: Tensor, depth: Tensor, faces: Tensor, settings: Raste
         low_int = low.long().index_select(0, candidate)
         px = low_int[:, 0] + offset % span_x
         py = low_int[:, 1] + offset // span_x
-        fx, fy = px.to(corners.dtype).unsqueeze(-1), py.to(corners.dtype).unsqueeze(-1)
+        centre = face_principal.index_select(0, candidate)
+        fx = (px.to(corners.dtype) - centre[:, 0]).unsqueeze(-1)
+        fy = (py.to(corners.dtype) - centre[:, 1]).unsqueeze(-1)
         equation = edges.index_select(0, candidate)
         w = equation[..., 0] * fx + equation[..., 1] * fy + equation[..., 2]
         inside = ((w > 0) | ((w == 0) & owns.index_select(0, candidate))).all(-1).nonzero().squeeze(1)
         candidate, px, py = candidate[inside], px[inside], py[inside]
+        fx, fy = fx[inside, 0], fy[inside, 0]
         abc = plane.index_select(0, candidate)
-        inverse_depth = abc[:, 0] * px.to(abc.dtype) + abc[:, 1] * py.to(abc.dtype) + abc[:, 2]
-        key = ((1.0 / inverse_depth).float().view(torch.int32).long() << 32) | candidate
+        plane_value = abc[:, 0] * fx + abc[:, 1] * fy + abc[:, 2]
+        pixel_depth = 1.0 / plane_value if settings.perspective_correct else plane_value
+        key = (pixel_depth.float().view(torch.int32).long() << 32) | candidate
         pixel = torch.div(candidate, num_faces, rounding_mode="floor") * (height * width) + py * width + px
         result.scatter_reduce_(0, pixel, key, reduce="amin")
     hit = result != _NO_HIT
@@ -98,9 +113,18 @@ def _visible_faces(screen: Tensor, depth: Tensor, faces: Tensor, settings: Raste
 
 
 def barycentrics_from_faces(
-    pix_to_face: Tensor, screen: Tensor, depth: Tensor, faces: Tensor, perspective_correct: bool = True
+    pix_to_face: Tensor,
+    screen: Tensor,
+    depth: Tensor,
+    faces: Tensor,
+    principal: Tensor,
+    perspective_correct: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Differentiable barycentrics (B, H, W, 3) and depth (B, H, W) at the pixel centres of ``pix_to_face``."""
+    """Differentiable barycentrics (B, H, W, 3) and depth (B, H, W) at the pixel centres of ``pix_to_face``.
+
+    Depth is the barycentric interpolation of the corner depths, as in PyTorch3D: the true depth when
+    perspective-correct, the screen-space interpolation of z otherwise.
+    """
     batch, height, width = pix_to_face.shape
     num_faces = faces.shape[0]
     flat = pix_to_face.reshape(-1)
@@ -113,15 +137,17 @@ def barycentrics_from_faces(
     corner_depth = depth.reshape(-1).index_select(0, corner_ids).reshape(-1, 3)  # (N, 3)
     px = (covered % width).to(screen.dtype)
     py = torch.div(covered % (height * width), width, rounding_mode="floor").to(screen.dtype)
-    pixel = torch.stack([px, py], -1).unsqueeze(1)
+    pixel = (torch.stack([px, py], -1) - principal.index_select(0, image)).unsqueeze(1)
     start, end = corners.roll(-1, 1), corners.roll(-2, 1)  # edge i runs from corner i+1 to corner i+2
     edge, rel = end - start, pixel - start
     w = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]
     screen_bary = w / w.sum(-1, keepdim=True)
-    weighted = screen_bary / corner_depth
-    inverse_depth = weighted.sum(-1, keepdim=True)
-    bary = weighted / inverse_depth if perspective_correct else screen_bary
-    zbuf_values = 1.0 / inverse_depth.squeeze(-1)
+    if perspective_correct:
+        weighted = screen_bary / corner_depth
+        bary = weighted / weighted.sum(-1, keepdim=True)
+    else:
+        bary = screen_bary
+    zbuf_values = (bary * corner_depth).sum(-1)  # = 1 / sum(screen_bary / z) when perspective-correct
     bary_full = screen.new_zeros(batch * height * width, 3).index_copy(0, covered, bary)
     zbuf_full = screen.new_full((batch * height * width,), -1.0).index_copy(0, covered, zbuf_values)
     return bary_full.reshape(batch, height, width, 3), zbuf_full.reshape(batch, height, width)
@@ -129,7 +155,12 @@ def barycentrics_from_faces(
 
 def rasterize_torch(vertices: Tensor, faces: Tensor, K: Tensor, settings: RasterSettings) -> Fragments:
     """Rasterize camera-frame ``vertices`` (B, V, 3) with ``faces`` (F, 3) and intrinsics ``K`` (B, 3, 3)."""
-    screen, depth = project_points(vertices, K)
-    pix_to_face = _visible_faces(screen.detach(), depth.detach(), faces, settings)
-    bary, zbuf = barycentrics_from_faces(pix_to_face, screen, depth, faces, settings.perspective_correct)
+    principal = K[:, :2, 2]
+    centred_K = K.clone()
+    centred_K[:, :2, 2] = 0  # screen positions relative to the principal point keep float32 precise
+    screen, depth = project_points(vertices, centred_K)
+    pix_to_face = _visible_faces(screen.detach(), depth.detach(), faces, principal, settings)
+    bary, zbuf = barycentrics_from_faces(
+        pix_to_face, screen, depth, faces, principal.detach(), settings.perspective_correct
+    )
     return Fragments(pix_to_face, bary, zbuf)
