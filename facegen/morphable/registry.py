@@ -42,7 +42,7 @@ def convert(format: str, source: str | Path | None, **options) -> MorphableModel
     if source is None and format != "builtin":
         raise ValueError(f"format {format!r} needs a source file or folder")
     options = {k: v for k, v in options.items() if v is not None}
-    return FORMATS[format](source, **options) if format != "builtin" else _builtin()
+    return FORMATS[format](source, **options)
 
 
 def load_face_model(spec: str | Path) -> MorphableModel:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import torch
 from torch import Tensor
 
 BACKENDS = ("torch", "pytorch3d", "auto")
@@ -54,3 +55,17 @@ class Fragments(NamedTuple):
     def mask(self) -> Tensor:
         """(B, H, W) bool, True where a face covers the pixel."""
         return self.pix_to_face >= 0
+
+
+def covered_pixels(pix_to_face: Tensor) -> tuple[Tensor, Tensor]:
+    """Flat indices (N,) of the covered pixels of ``pix_to_face`` (B, H, W) and their packed faces (N,)."""
+    flat = pix_to_face.reshape(-1)
+    covered = torch.nonzero(flat >= 0).squeeze(1)
+    return covered, flat.index_select(0, covered)
+
+
+def packed_corners(packed: Tensor, faces: Tensor, num_vertices: int) -> tuple[Tensor, Tensor]:
+    """Corner indices (N, 3) into the packed vertices (``b * V + v``) of packed faces (N,), and their images (N,)."""
+    image = torch.div(packed, faces.shape[0], rounding_mode="floor")
+    corners = faces.index_select(0, packed - image * faces.shape[0]) + (image * num_vertices).unsqueeze(-1)
+    return corners, image

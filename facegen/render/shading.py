@@ -6,14 +6,7 @@ import torch
 from torch import Tensor
 
 from facegen.geometry.sh import sh_shading
-from facegen.render.settings import Fragments
-
-
-def _covered(fragments: Fragments) -> tuple[Tensor, Tensor]:
-    """Flat indices of covered pixels (N,) and their packed face indices (N,)."""
-    flat = fragments.pix_to_face.reshape(-1)
-    covered = torch.nonzero(flat >= 0).squeeze(1)
-    return covered, flat.index_select(0, covered)
+from facegen.render.settings import Fragments, covered_pixels, packed_corners
 
 
 def _scatter_pixels(fragments: Fragments, covered: Tensor, values: Tensor) -> Tensor:
@@ -24,11 +17,9 @@ def _scatter_pixels(fragments: Fragments, covered: Tensor, values: Tensor) -> Te
 
 def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
     """Barycentric interpolation of per-vertex ``attributes`` (B, V, C) -> (B, H, W, C), zero on background."""
-    batch, num_vertices, channels = attributes.shape
-    num_faces = faces.shape[0]
-    covered, packed = _covered(fragments)
-    image = torch.div(packed, num_faces, rounding_mode="floor")
-    corner_ids = faces.index_select(0, packed - image * num_faces) + (image * num_vertices).unsqueeze(-1)
+    _, num_vertices, channels = attributes.shape
+    covered, packed = covered_pixels(fragments.pix_to_face)
+    corner_ids, _ = packed_corners(packed, faces, num_vertices)
     corners = (
         attributes.reshape(-1, channels).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, channels)
     )
@@ -39,7 +30,7 @@ def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attribute
 def interpolate_face_corners(fragments: Fragments, corner_values: Tensor) -> Tensor:
     """Interpolation of per-corner values (F, 3, C) shared by the batch -> (B, H, W, C), zero on background."""
     num_faces, _, channels = corner_values.shape
-    covered, packed = _covered(fragments)
+    covered, packed = covered_pixels(fragments.pix_to_face)
     corners = (
         corner_values.reshape(num_faces, 3 * channels)
         .index_select(0, packed % num_faces)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from facegen.geometry.camera import project_points
-from facegen.render.settings import Fragments, RasterSettings
+from facegen.render.settings import Fragments, RasterSettings, covered_pixels, packed_corners
 
 _NO_HIT = torch.iinfo(torch.int64).max
 
@@ -126,12 +126,8 @@ def barycentrics_from_faces(
     perspective-correct, the screen-space interpolation of z otherwise.
     """
     batch, height, width = pix_to_face.shape
-    num_faces = faces.shape[0]
-    flat = pix_to_face.reshape(-1)
-    covered = torch.nonzero(flat >= 0).squeeze(1)
-    packed = flat.index_select(0, covered)
-    image = torch.div(packed, num_faces, rounding_mode="floor")
-    corner_ids = faces.index_select(0, packed - image * num_faces) + (image * depth.shape[1]).unsqueeze(-1)
+    covered, packed = covered_pixels(pix_to_face)
+    corner_ids, image = packed_corners(packed, faces, depth.shape[1])
     corner_ids = corner_ids.reshape(-1)
     corners = screen.reshape(-1, 2).index_select(0, corner_ids).reshape(-1, 3, 2)  # (N, 3, 2)
     corner_depth = depth.reshape(-1).index_select(0, corner_ids).reshape(-1, 3)  # (N, 3)
