@@ -7,11 +7,23 @@ from facegen.geometry.camera import (
     project_points,
     transform_points,
 )
+from facegen.geometry.framing import (
+    DEFAULT_FILL,
+    DEFAULT_FOV,
+    canonical_landmarks,
+    focal_from_fov,
+    frontal_translation,
+)
 from facegen.geometry.normals import face_normals, vertex_normals
 from facegen.geometry.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_euler
 from facegen.geometry.sh import SH_COEFFS, ambient_sh, sh_basis, sh_shading
 
 __all__ = [
+    "DEFAULT_FILL",
+    "DEFAULT_FOV",
+    "canonical_landmarks",
+    "focal_from_fov",
+    "frontal_translation",
     "MODEL_TO_OPENCV",
     "SH_COEFFS",
     "ambient_sh",

@@ -1,0 +1,63 @@
+"""``facegen prepare``: turn photos into aligned, landmarked face crops in WebDataset shards."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from jsonargparse import ArgumentParser
+
+from facegen.data.detectors import DETECTORS, DetectorUnavailable
+
+HELP = "detect, landmark, align and crop faces from photos into WebDataset shards"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="facegen prepare",
+        description=HELP
+        + ". Landmark files beside the photos (.pts, dlib XML) are used instead of detection. "
+        "Rerun with the same options to resume: finished shards are kept.",
+    )
+    parser.add_argument("--input", type=str, required=True, help="folder, glob pattern or .tar of photos")
+    parser.add_argument("--out", type=str, required=True, help="output folder for shards and manifest.json")
+    parser.add_argument("--detector", type=str, default="face-alignment", choices=list(DETECTORS))
+    parser.add_argument("--device", type=str, default="cpu", help="device of the detector network")
+    parser.add_argument("--size", type=int, default=224, help="crop size in pixels")
+    parser.add_argument("--fill", type=float, default=0.55, help="jaw width as a fraction of the crop width")
+    parser.add_argument("--mask", type=str, default="face", choices=["face", "skin", "none"])
+    parser.add_argument("--min-face-size", "--min_face_size", type=float, default=40.0, help="pixels")
+    parser.add_argument("--max-faces", "--max_faces", type=int, default=8, help="faces kept per photo")
+    parser.add_argument("--photos-per-shard", "--photos_per_shard", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=0, help="detector processes (0: in this process)")
+    parser.add_argument(
+        "--landmark-files", "--landmark_files", type=bool, default=True, help="use .pts / dlib XML side files"
+    )
+    parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    from facegen.data.prepare import CropOptions, PrepareJob
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.photos_per_shard < 1:
+        parser.error("--photos-per-shard must be at least 1")
+    try:
+        crop = CropOptions(args.size, args.fill, args.mask, args.min_face_size, args.max_faces)
+    except ValueError as error:
+        parser.error(str(error))
+    job = PrepareJob(
+        args.input, args.out, args.detector, args.device, crop, args.photos_per_shard, args.workers,
+        args.landmark_files, args.progress,
+    )  # fmt: skip
+    try:
+        manifest = job.run()
+    except (FileNotFoundError, FileExistsError, DetectorUnavailable) as error:
+        print(f"facegen prepare: error: {error}", file=sys.stderr)
+        return 2
+    summary = {k: manifest[k] for k in ("photos", "faces", "reject_counts")}
+    summary["shards"] = len(manifest["shards"])
+    print(json.dumps(summary))
+    return 0
