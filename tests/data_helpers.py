@@ -1,0 +1,54 @@
+"""Helpers for the data tests: tiny synthetic shards and photos with known landmarks."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from facegen.data.sample import encode_image, encode_sample
+from facegen.data.shards import ShardWriter
+
+
+def write_pts(path: Path, landmarks: np.ndarray) -> None:
+    """A 300-W .pts file (1-based pixels) for 0-based ``landmarks`` (68, 2)."""
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in landmarks)
+    path.write_text(f"version: 1\nn_points:  68\n{{\n{rows}\n}}\n")
+
+
+def face_photo(size: tuple[int, int], landmarks: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(H, W, 3) uint8 noise photo with a bright 3x3 dot at each landmark (to check where crops put them)."""
+    rng = np.random.default_rng(seed)
+    image = (rng.random((*size, 3)) * 60).astype(np.uint8)
+    for x, y in np.round(landmarks).astype(int):
+        image[max(y - 1, 0) : y + 2, max(x - 1, 0) : x + 2] = 255
+    return image
+
+
+def template_landmarks(scale: float, offset: tuple[float, float], angle: float = 0.0) -> np.ndarray:
+    """The crop template moved by a similarity (for photos whose landmarks are known)."""
+    from facegen.data.alignment import crop_template
+
+    template = crop_template(224, 0.55) - 111.5
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return template @ rotation.T * scale + np.asarray(offset)
+
+
+def write_shard(path: Path, samples: list[dict]) -> None:
+    with ShardWriter(path) as writer:
+        for sample in samples:
+            writer.write(sample)
+
+
+def good_sample(key: str, size: int = 32, value: int = 128) -> dict:
+    image = np.full((size, size, 3), value, np.uint8)
+    landmarks = np.random.default_rng(abs(hash(key)) % 2**32).random((68, 2)).astype(np.float32) * (size - 1)
+    return encode_sample(key, encode_image(image, "png"), landmarks, {"source": key}, image_format="png")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,212 @@
+"""`facegen prepare`: landmark files, detectors (face-alignment offline with random weights, MediaPipe when
+installed), rejects, manifest, resuming, workers, and the shared real photos."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facegen.cli import main
+from facegen.data import detectors
+from facegen.data.detectors import DetectorUnavailable, FaceAlignmentDetector
+from facegen.data.prepare import CropOptions, PrepareJob
+from facegen.data.streams import ShardStream, expand_shards
+from tests.data_helpers import face_photo, template_landmarks, write_pts
+
+
+@pytest.fixture
+def photo_folder(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
+    """5 noise photos with landmark dots and .pts files, one tiny face, one corrupt file, one without landmarks."""
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    truth = {}
+    from PIL import Image
+
+    for i in range(5):
+        landmarks = template_landmarks(0.8 + 0.2 * i, (200 + 10 * i, 180), angle=0.1 * i)
+        name = f"sub/face.{i}.jpg" if i == 4 else f"face{i}.png"
+        Image.fromarray(face_photo((400, 420), landmarks, seed=i)).save(folder / name)
+        write_pts((folder / name).with_suffix(".pts"), landmarks)
+        truth[name] = landmarks
+    tiny = template_landmarks(0.1, (50, 50))
+    Image.fromarray(face_photo((100, 100), tiny)).save(folder / "tiny.png")
+    write_pts(folder / "tiny.pts", tiny)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    Image.fromarray(np.zeros((50, 50, 3), np.uint8)).save(folder / "nolandmarks.png")
+    return folder, truth
+
+
+def read_shards(out: Path) -> dict[str, dict]:
+    stream = ShardStream(expand_shards(str(out)), batch_size=100)
+    samples = {}
+    for batch in stream:
+        for i, key in enumerate(batch["key"]):
+            samples[key] = {"image": batch["image"][i], "landmarks": batch["landmarks"][i], "meta": batch["meta"][i],
+                            "mask": batch["mask"][i]}  # fmt: skip
+    return samples
+
+
+def test_prepare_from_landmark_files_writes_crops_manifest_and_rejects(photo_folder, tmp_path, capsys):
+    folder, truth = photo_folder
+    out = tmp_path / "shards"
+    code = main(["prepare", "--input", str(folder), "--out", str(out), "--detector", "files",
+                 "--photos-per-shard", "3", "--progress", "false"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {"photos": 8, "faces": 5, "shards": 3,
+                       "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1}}  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    reasons = {r["source"]: r["reason"] for r in manifest["rejects"]}
+    assert reasons == {
+        "corrupt.jpg": "unreadable",
+        "nolandmarks.png": "no_face",
+        "tiny.png": "face_too_small",
+    }
+    assert {s["source"] for s in manifest["samples"]} == set(truth)
+    assert not list(out.glob(".*.part"))
+    samples = read_shards(out)
+    assert len(samples) == 5 and "sub_face_4_f0" in samples  # dots in names become underscores
+    for sample in samples.values():
+        meta = sample["meta"]
+        transform = np.asarray(meta["transform"])
+        expected = truth[meta["source"]] @ transform[:, :2].T + transform[:, 2]
+        assert np.allclose(sample["landmarks"].numpy(), expected, atol=1e-3)
+        assert meta["detector"] == "pts" and sample["image"].shape == (3, 224, 224)
+        # the bright landmark dots land on the crop's landmarks; the mask covers the nose
+        x, y = sample["landmarks"].round().long().T
+        assert sample["image"][:, y, x].float().mean() > 120
+        assert sample["mask"][0, y[30], x[30]] == 255
+
+
+def test_prepare_resumes_keeps_finished_shards_and_never_leaves_partial_ones(
+    photo_folder, tmp_path, monkeypatch
+):
+    folder, _ = photo_folder
+    out = tmp_path / "shards"
+    job = PrepareJob(str(folder), out, "files", photos_per_shard=3, progress=False)
+    import facegen.data.prepare as prepare
+
+    real, calls = prepare.process_photo, []
+
+    def crash_on_the_fifth(photo, detector, options):
+        calls.append(photo.name)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(photo, detector, options)
+
+    monkeypatch.setattr(prepare, "process_photo", crash_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        job.run()
+    assert sorted(p.name for p in out.iterdir()) == ["shard-000000.json", "shard-000000.tar"]
+    first = (out / "shard-000000.tar").stat().st_mtime_ns
+    monkeypatch.setattr(prepare, "process_photo", real)
+    manifest = PrepareJob(str(folder), out, "files", photos_per_shard=3, progress=False).run()
+    assert (out / "shard-000000.tar").stat().st_mtime_ns == first  # kept, not redone
+    assert manifest["faces"] == 5 and len(manifest["shards"]) == 3
+    with pytest.raises(FileExistsError, match="other options"):
+        PrepareJob(
+            str(folder), out, "files", crop=CropOptions(size=128), photos_per_shard=3, progress=False
+        ).run()
+
+
+def test_prepare_reads_a_tar_of_photos_with_worker_processes(photo_folder, tmp_path):
+    folder, truth = photo_folder
+    archive = tmp_path / "photos.tar"
+    with tarfile.open(archive, "w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(folder)))
+    out = tmp_path / "from_tar"
+    manifest = PrepareJob(str(archive), out, "files", crop=CropOptions(size=112, mask="skin"), workers=2,
+                          progress=False).run()  # fmt: skip
+    assert manifest["faces"] == 5 and manifest["reject_counts"]["unreadable"] == 1
+    assert next(iter(read_shards(out).values()))["image"].shape == (3, 112, 112)
+
+
+def test_prepare_input_that_matches_nothing_is_a_clear_error(tmp_path, capsys):
+    assert main(["prepare", "--input", str(tmp_path / "none*.jpg"), "--out", str(tmp_path / "o")]) == 2
+    assert "no photos found" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- face-alignment, offline
+@pytest.fixture(scope="session")
+def random_fan_home(tmp_path_factory) -> Path:
+    """A TORCH_HOME holding an all-zero S3FD (it finds no face: every score is 0.5) and a randomly initialised
+    2D-FAN-4 under face-alignment's file names."""
+    from face_alignment.detection.sfd.net_s3fd import s3fd
+    from face_alignment.models import FAN
+
+    home = tmp_path_factory.mktemp("torch_home")
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(
+        {k: torch.zeros_like(v) for k, v in s3fd().state_dict().items()}, folder / "s3fd-619a316812.pth"
+    )
+    torch.save(FAN(4).state_dict(), folder / "2DFAN4-11f355bf06.pth.tar")
+    return home
+
+
+def test_face_alignment_runs_its_real_code_path_offline(random_fan_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(random_fan_home))
+    detector = FaceAlignmentDetector()
+    image = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    assert detector.detect(image) == []  # the zero detector finds nothing
+    box = np.array([10.0, 12.0, 80.0, 85.0, 0.9])
+    monkeypatch.setattr(detector._model.face_detector, "detect_from_image", lambda image: [box])
+    (face,) = detector.detect(image)  # the random FAN still gives 68 landmarks for the box
+    assert face.landmarks.shape == (68, 2) and np.isfinite(face.landmarks).all()
+    assert face.bbox == (10.0, 12.0, 80.0, 85.0) and face.score == pytest.approx(0.9)
+
+
+def test_face_alignment_without_weights_says_which_file_to_place_where(tmp_path, monkeypatch):
+    import urllib.error
+
+    from face_alignment.detection.sfd import sfd_detector
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(sfd_detector, "load_state_dict_from_url", offline)
+    with pytest.raises(DetectorUnavailable) as raised:
+        FaceAlignmentDetector()
+    message = str(raised.value)
+    assert str(tmp_path / "hub" / "checkpoints") in message
+    assert (
+        "s3fd-619a316812.pth" in message and "2DFAN4-11f355bf06.pth.tar" in message and "mediapipe" in message
+    )
+
+
+def test_mediapipe_detector_finds_the_landmarks_of_an_annotated_photo(assets):
+    pytest.importorskip("mediapipe", reason="MediaPipe is optional: pip install 'facegen[mediapipe]'")
+    from facegen.data.landmarks import read_pts
+    from facegen.data.photos import decode_image
+
+    photo = assets / "photos" / "annotated" / "image_0010.png"
+    faces = detectors.MediaPipeDetector().detect(decode_image(photo.read_bytes(), photo.name))
+    truth = read_pts(photo.with_suffix(".pts"))
+    inter_ocular = np.linalg.norm(truth[36] - truth[45])
+    errors = [np.linalg.norm(f.landmarks - truth, axis=1).mean() / inter_ocular for f in faces]
+    assert faces and min(errors) < 0.1  # measured 0.047
+
+
+# ----------------------------------------------------------------------------- shared real photos
+def test_prepare_on_the_shared_photos_uses_pts_and_dlib_xml(assets, tmp_path):
+    out = tmp_path / "real"
+    manifest = PrepareJob(str(assets / "photos"), out, "files", photos_per_shard=8, progress=False).run()
+    detectors_used = {s["detector"] for s in manifest["samples"]}
+    assert "pts" in detectors_used and any(d.startswith("dlib-xml:") for d in detectors_used)
+    sources = {s["source"] for s in manifest["samples"]}
+    assert {"annotated/einstein.jpg", "annotated/takeo.ppm"} <= sources
+    assert any(s.startswith("pseudo/") for s in sources)
+    unlabeled = {r["source"] for r in manifest["rejects"] if r["reason"] == "no_face"}
+    assert unlabeled == {
+        f"unlabeled/{n}" for n in ("astronaut.png", "multi_face.jpg", "single_face.jpg", "t1.jpg")
+    }
+    assert manifest["faces"] == sum(s["samples"] for s in manifest["shards"]) > 10

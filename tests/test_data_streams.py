@@ -1,0 +1,158 @@
+"""Shard streams and FaceDataModule: synth round trip, DDP/worker splitting, bad samples, augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from facegen.cli import main
+from facegen.data import FaceAugmentation, FaceDataModule, SyntheticData, SynthOptions
+from facegen.data.sample import encode_array
+from facegen.data.streams import ShardStream, expand_shards
+from facegen.data.synth import SynthJob
+from facegen.decoder import CodeLayout, FaceDecoder
+from facegen.morphable.builtin import builtin_model
+from tests.data_helpers import good_sample, write_shard
+
+
+@pytest.fixture(scope="module")
+def synth_shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    options = SynthOptions(size=64)
+    SynthJob(
+        "builtin", out, n=24, samples_per_shard=10, seed=3, batch_size=8, options=options, progress=False
+    ).run()
+    return out
+
+
+def test_synth_round_trip_through_the_datamodule_reproduces_landmarks_and_pixels(synth_shards):
+    data = FaceDataModule(val=str(synth_shards), batch_size=8, num_workers=0, image_size=64)
+    data.setup("validate")
+    batches = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
+    assert [b["image"].shape[0] for b in batches] == [8, 8, 8]
+    batch = batches[0]
+    assert batch["image"].dtype == torch.float32 and 0 <= batch["image"].min() and batch["image"].max() <= 1
+    model = builtin_model()
+    decoder = FaceDecoder(model, (64, 64))
+    layout = decoder.layout()
+    code = layout.from_dict(batch["params"])
+    decoded = decoder(code)
+    # the stored landmarks are the projections of the stored code's landmarks
+    assert torch.allclose(decoded.landmarks, batch["landmarks"], atol=1e-3)
+    # and the stored image is the render of the code, up to JPEG error, inside the face mask
+    render = decoder.render(decoded, code.light, background=0.0)
+    inside = (batch["mask"] > 0.5) & (render.mask > 0.5)
+    error = (render.image.clamp(0, 1) - batch["image"]).abs().mean(1, keepdim=True)[inside]
+    assert inside.sum() > 1000 and error.mean() < 0.03
+    assert batch["meta"][0]["model"] == "facegen-builtin" and layout == CodeLayout(
+        shape=80, expression=16, albedo=80
+    )
+
+
+def test_synth_cli_is_deterministic_per_shard_and_resumes(tmp_path, capsys):
+    args = ["synth", "--n", "6", "--samples-per-shard", "3", "--batch-size", "2", "--options.size", "32",
+            "--progress", "false"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    (tmp_path / "a" / "shard-000001.json").unlink()  # as if interrupted after writing shard 1's tar
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    for name in ("shard-000000.tar", "shard-000001.tar"):
+        a = ShardStream([str(tmp_path / "a" / name)], 3)
+        b = ShardStream([str(tmp_path / "b" / name)], 3)
+        assert torch.equal(next(iter(a))["image"], next(iter(b))["image"])
+    with pytest.raises(SystemExit):
+        main(["synth", "--n", "0", "--out", str(tmp_path / "c")])
+    assert "--n must be at least 1" in capsys.readouterr().err
+
+
+def _keys_per_rank(stream_factory, world: int, workers: int, monkeypatch) -> list[list[str]]:
+    keys = []
+    for rank in range(world):
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        monkeypatch.setattr(torch.distributed, "get_world_size", lambda: world)
+        loader = torch.utils.data.DataLoader(stream_factory(), batch_size=None, num_workers=workers)
+        keys.append([k for batch in loader for k in batch["key"]])
+    monkeypatch.undo()
+    return keys
+
+
+@pytest.mark.parametrize("shards", [2, 7])  # fewer shards than readers (sample split) and more (shard split)
+def test_eval_split_over_two_ranks_is_disjoint_and_complete(tmp_path, monkeypatch, shards):
+    all_keys = []
+    for s in range(shards):
+        keys = [f"s{s}_{i}" for i in range(5)]
+        write_shard(tmp_path / f"shard-{s:06d}.tar", [good_sample(k, 16) for k in keys])
+        all_keys += keys
+    urls = expand_shards(str(tmp_path / f"shard-{{000000..{shards - 1:06d}}}.tar"))
+    per_rank = _keys_per_rank(lambda: ShardStream(urls, 4), world=2, workers=2, monkeypatch=monkeypatch)
+    assert set(per_rank[0]).isdisjoint(per_rank[1])
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(all_keys)
+
+
+def test_train_split_gives_every_rank_the_same_number_of_batches(tmp_path, monkeypatch):
+    for s in range(3):
+        write_shard(tmp_path / f"shard-{s:06d}.tar", [good_sample(f"s{s}_{i}", 16) for i in range(7)])
+    urls = expand_shards(str(tmp_path))
+    per_rank = _keys_per_rank(lambda: ShardStream(urls, 4, mode="train", batches_per_rank=2, shuffle_buffer=8),
+                              world=2, workers=2, monkeypatch=monkeypatch)  # fmt: skip
+    assert [len(keys) for keys in per_rank] == [8, 8]
+    assert set(per_rank[0]).isdisjoint(per_rank[1])  # one pass over 21 samples, 16 drawn
+
+
+def test_bad_samples_are_skipped_counted_and_never_crash(tmp_path, caplog):
+    corrupt = good_sample("corrupt")
+    corrupt["png"] = corrupt["png"][:40]
+    missing = good_sample("missing")
+    del missing["landmarks.npy"]
+    wrong = good_sample("wrong")
+    wrong["landmarks.npy"] = encode_array(np.zeros((5, 2), np.float32))
+    samples = [good_sample("a"), corrupt, good_sample("b"), missing, wrong, good_sample("c")]
+    write_shard(tmp_path / "shard-000000.tar", samples)
+    data = FaceDataModule(val=str(tmp_path / "shard-000000.tar"), batch_size=2, num_workers=0, image_size=32)
+    data.setup("validate")
+    batches = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
+    assert [k for b in batches for k in b["key"]] == ["a", "b", "c"]
+    assert data.skipped_samples == 3
+    assert "bad_image" in caplog.text and "missing_key" in caplog.text and "bad_landmarks" in caplog.text
+
+
+def test_a_pattern_that_matches_nothing_is_an_error_at_setup(tmp_path):
+    data = FaceDataModule(train=str(tmp_path / "shard-{000000..000003}.tar"), num_workers=0)
+    with pytest.raises(FileNotFoundError, match="data.train.*shard-000000.tar"):
+        data.setup("fit")
+    with pytest.raises(FileNotFoundError, match="matches no .tar"):
+        expand_shards(str(tmp_path / "*.tar"))
+
+
+def test_augmentation_moves_landmarks_with_the_pixels_and_mirrors_their_order():
+    size = 96
+    landmarks = torch.tensor(np.random.default_rng(0).uniform(30, 66, (1, 68, 2)), dtype=torch.float32)
+    landmarks[0, 36], landmarks[0, 45] = torch.tensor([35.0, 40.0]), torch.tensor([60.0, 40.0])
+    image = torch.zeros(1, 3, size, size)
+    x, y = landmarks[0].round().long().T
+    image[0, :, y, x] = 1.0
+    image = torch.nn.functional.max_pool2d(image, 3, 1, 1)  # 3x3 dots
+    batch = {"image": image, "landmarks": landmarks, "mask": torch.ones(1, 1, size, size), "params": {}}
+    augment = FaceAugmentation(flip=1.0, rotate=10, scale=0.1, translate=0.05, colour_probability=0.0)
+    out = augment(batch, torch.Generator().manual_seed(1))
+    assert "params" not in out
+    moved = out["landmarks"][0]
+    x, y = moved.round().long().T
+    assert out["image"][0, 0, y.clamp(0, size - 1), x.clamp(0, size - 1)].mean() > 0.5
+    # after the flip, landmark 36 (the subject's right eye corner) is again on the image's left
+    assert moved[36, 0] < moved[45, 0]
+
+
+def test_datamodule_renders_synthetic_data_on_first_use(tmp_path):
+    synthetic = SyntheticData(root=str(tmp_path / "synth"), train=12, val=4, samples_per_shard=6,
+                              options=SynthOptions(size=48))  # fmt: skip
+    data = FaceDataModule(synthetic=synthetic, batch_size=4, num_workers=0, image_size=48)
+    data.prepare_data()
+    assert (tmp_path / "synth" / "train" / "shard-000001.tar").is_file()
+    data.setup("fit")
+    assert len(data.train_dataloader()) == 3
+    assert [b["image"].shape[0] for b in data.train_dataloader()] == [4, 4, 4]
+    val_keys = [k for b in data.val_dataloader() for k in b["key"]]
+    assert len(val_keys) == 4
