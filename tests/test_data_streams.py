@@ -156,3 +156,15 @@ def test_datamodule_renders_synthetic_data_on_first_use(tmp_path):
     assert [b["image"].shape[0] for b in data.train_dataloader()] == [4, 4, 4]
     val_keys = [k for b in data.val_dataloader() for k in b["key"]]
     assert len(val_keys) == 4
+
+
+@pytest.mark.parametrize("preset", ["synthetic", "prepared"])
+def test_data_presets_parse_into_a_face_datamodule(preset, capsys):
+    from tests.conftest import ROOT
+
+    model = '--model={"class_path": "tests.toy.ToyRegression"}'
+    with pytest.raises(SystemExit) as raised:
+        main(["fit", model, "--config", str(ROOT / "configs" / "data" / f"{preset}.yaml"), "--print_config"])
+    assert raised.value.code == 0
+    printed = capsys.readouterr().out
+    assert "facegen.data.FaceDataModule" in printed and "flip: 0.5" in printed
