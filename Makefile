@@ -27,8 +27,7 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install
-	$(BIN)/facegen model info builtin
-	$(BIN)/facegen fit --help
+	$(BIN)/facegen fit --config configs/mofa.yaml
 
 bench: install
 	$(BIN)/python benchmarks/render.py

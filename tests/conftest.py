@@ -66,3 +66,13 @@ def tiny_tensors(tmp_path) -> Path:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def ict_facegen_npz(ict_npz, tmp_path_factory) -> Path:
+    """The shared ICT model converted to facegen's canonical .npz (face region, to stay small)."""
+    from facegen.morphable.registry import convert
+
+    path = tmp_path_factory.mktemp("ict") / "ict_face.npz"
+    convert("ict", ict_npz, region="face").save(path)
+    return path

@@ -1,0 +1,5 @@
+"""Lightning callbacks: reconstruction pictures and code histograms."""
+
+from facegen.callbacks.image_logger import FaceImageLogger
+
+__all__ = ["FaceImageLogger"]

@@ -1,0 +1,72 @@
+"""``FaceImageLogger``: reconstruction pictures every N training steps and code histograms after each
+validation, to W&B, TensorBoard, or PNG files beside other loggers' logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from PIL import Image
+
+from facegen.callbacks.visuals import reconstruction_panels
+from facegen.decoder.code import PARTS
+
+
+class FaceImageLogger(Callback):
+    """Logs input | render | overlay | landmarks | geometry for ``max_images`` faces every ``every_n_steps``
+    training steps (rank 0 only), and histograms of each code part over the last validation batch."""
+
+    def __init__(self, every_n_steps: int = 500, max_images: int = 4) -> None:
+        self.every_n_steps, self.max_images = every_n_steps, max_images
+        self._last_val_batch: dict | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if trainer.is_global_zero and self.every_n_steps > 0 and step % self.every_n_steps == 0:
+            was_training = pl_module.training
+            pl_module.eval()
+            panels = reconstruction_panels(pl_module, batch, self.max_images)
+            pl_module.train(was_training)
+            self.log_image(trainer, "reconstruction", panels, step)
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if batch_idx == 0:
+            self._last_val_batch = batch
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or self._last_val_batch is None or trainer.sanity_checking:
+            return
+        code = pl_module(self._last_val_batch["image"])
+        for logger in trainer.loggers:
+            for part in PARTS:
+                values = getattr(code, part).detach().float().cpu()
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_histogram(f"code/{part}", values, trainer.global_step)
+                elif isinstance(logger, WandbLogger):
+                    import wandb
+
+                    logger.experiment.log({f"code/{part}": wandb.Histogram(values.numpy()),
+                                           "trainer/global_step": trainer.global_step})  # fmt: skip
+        self._last_val_batch = None
+
+    @staticmethod
+    def log_image(trainer, key: str, image: np.ndarray, step: int) -> None:
+        """``image`` (H, W, 3) uint8 to every logger that takes images; PNG files otherwise."""
+        written = False
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key=key, images=[image], step=step)
+                written = True
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_image(key, image, step, dataformats="HWC")
+                written = True
+        if not written:
+            folder = Path(trainer.log_dir or trainer.default_root_dir) / "images"
+            folder.mkdir(parents=True, exist_ok=True)
+            temporary = folder / f".{key}-{step:07d}.png.part"
+            Image.fromarray(image).save(temporary, format="PNG")
+            temporary.replace(folder / f"{key}-{step:07d}.png")

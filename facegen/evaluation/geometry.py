@@ -1,0 +1,41 @@
+"""Geometry error of reconstructed faces against ground truth, after rigid (Kabsch) alignment."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def rigid_align(source: Tensor, target: Tensor, weights: Tensor | None = None, scale: bool = False) -> Tensor:
+    """``source`` (B, N, 3) rotated and translated (and uniformly scaled when ``scale``: a similarity, as in
+    the NoW benchmark) onto ``target`` (B, N, 3) in the least-squares sense, without reflection, weighted by
+    ``weights`` (N,) when given (Umeyama 1991)."""
+    w = (
+        torch.ones(source.shape[1], dtype=source.dtype, device=source.device)
+        if weights is None
+        else weights.to(source)
+    )
+    w = (w / w.sum()).reshape(1, -1, 1)
+    mean_s, mean_t = (source * w).sum(1, keepdim=True), (target * w).sum(1, keepdim=True)
+    covariance = ((target - mean_t) * w).transpose(1, 2) @ (source - mean_s)  # (B, 3, 3)
+    u, singular, vt = torch.linalg.svd(covariance)
+    sign = torch.sign(torch.linalg.det(u @ vt))
+    diagonal = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], -1)
+    rotation = u @ torch.diag_embed(diagonal) @ vt
+    factor = torch.ones_like(sign)
+    if scale:
+        variance = ((source - mean_s).pow(2).sum(-1, keepdim=True) * w).sum((1, 2))
+        factor = (singular * diagonal).sum(-1) / variance.clamp(min=1e-12)
+    return factor.reshape(-1, 1, 1) * (source - mean_s) @ rotation.transpose(1, 2) + mean_t
+
+
+def vertex_error(
+    prediction: Tensor, target: Tensor, region: Tensor | None = None, scale: bool = False
+) -> Tensor:
+    """(B,) mean per-vertex Euclidean distance after rigid (``scale``: similarity) alignment, over ``region``
+    (N,) bool if given."""
+    aligned = rigid_align(prediction, target, None if region is None else region.float(), scale)
+    distance = (aligned - target).norm(dim=-1)
+    if region is None:
+        return distance.mean(-1)
+    return distance[:, region].mean(-1)

@@ -1,0 +1,36 @@
+"""Sparse 68-landmark alignment loss with per-landmark weights."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from facegen.data.landmarks import JAW, NUM_LANDMARKS
+
+
+def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] | None = None) -> Tensor:
+    """(68,) weights: ``custom`` when given (68 values), else ``jaw`` for the contour (0-16), ``inner`` for the
+    rest. The jaw contour of a photo follows the silhouette, not fixed vertices, so it gets less trust."""
+    if custom is not None:
+        if len(custom) != NUM_LANDMARKS:
+            raise ValueError(f"landmark weights must have 68 values, got {len(custom)}")
+        return torch.tensor(custom, dtype=torch.float32)
+    weights = torch.full((NUM_LANDMARKS,), float(inner))
+    weights[torch.as_tensor(JAW)] = jaw
+    return weights
+
+
+def landmark_loss(prediction: Tensor, target: Tensor, weights: Tensor, image_size: int) -> Tensor:
+    """Weighted mean squared distance between landmarks (B, 68, 2) in pixels, in units of (image_size / 224)²
+    pixels, so a weight means the same at every resolution."""
+    scale = 224.0 / image_size
+    squared = ((prediction - target) * scale).pow(2).sum(-1)  # (B, 68)
+    weights = weights.to(squared)
+    return (squared * weights).sum(-1).mean() / weights.sum()
+
+
+def landmark_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean Euclidean error in pixels and NME (normalised by the outer-eye-corner distance), each (B,)."""
+    distance = (prediction - target).norm(dim=-1).mean(-1)
+    inter_ocular = (target[:, 36] - target[:, 45]).norm(dim=-1).clamp(min=1e-6)
+    return distance, distance / inter_ocular

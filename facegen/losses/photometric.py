@@ -1,0 +1,53 @@
+"""Dense photometric losses: a robust per-pixel (or per-point) colour distance, masked and averaged."""
+
+from __future__ import annotations
+
+import kornia
+import torch
+from torch import Tensor
+
+NORMS = ("l21", "l2", "l1", "charbonnier")
+
+
+def colour_distance(prediction: Tensor, target: Tensor, norm: str = "l21", eps: float = 1e-6) -> Tensor:
+    """Per-element distance over the channel axis.
+
+    Args:
+        prediction, target: (B, 3, H, W) images or (B, N, 3) colours (channel axis 1 or -1 respectively).
+        norm: ``l21`` (Euclidean norm of the RGB difference, MoFA/Deep3D's robust choice), ``l2`` (squared),
+            ``l1`` (sum of absolute differences) or ``charbonnier`` (Kornia's, per channel, summed).
+
+    Returns:
+        (B, H, W) or (B, N).
+    """
+    channel = 1 if prediction.dim() == 4 else -1
+    difference = prediction - target
+    if norm == "l21":
+        return torch.sqrt(difference.pow(2).sum(channel) + eps)
+    if norm == "l2":
+        return difference.pow(2).sum(channel)
+    if norm == "l1":
+        return difference.abs().sum(channel)
+    if norm == "charbonnier":
+        return kornia.losses.charbonnier_loss(prediction, target, reduction="none").sum(channel)
+    raise ValueError(f"photometric norm must be one of {NORMS}, got {norm!r}")
+
+
+def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
+    """Mean of ``values`` (B, ...) weighted by ``mask`` of the same shape (float or bool), over everything."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=eps)
+
+
+def photometric_loss(prediction: Tensor, target: Tensor, mask: Tensor, norm: str = "l21") -> Tensor:
+    """Masked mean colour distance. ``mask``: (B, 1, H, W) / (B, H, W) for images, (B, N) for points."""
+    distance = colour_distance(prediction, target, norm)
+    return masked_mean(distance, mask.reshape(distance.shape))
+
+
+def ssim_loss(prediction: Tensor, target: Tensor, mask: Tensor, window: int = 7) -> Tensor:
+    """Kornia's structural dissimilarity (1 - SSIM) / 2, averaged over ``mask`` (B, 1, H, W)."""
+    dissimilarity = kornia.losses.ssim_loss(prediction, target, window, reduction="none").mean(
+        1, keepdim=True
+    )
+    return masked_mean(dissimilarity, mask)

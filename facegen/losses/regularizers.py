@@ -1,0 +1,17 @@
+"""Statistical priors on the face code (coefficients are in standard deviations, so N(0, 1) is the prior)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+def coefficient_prior(coefficients: Tensor) -> Tensor:
+    """Mean over the batch of the squared norm of (B, k) coefficients: the negative log-likelihood of the
+    N(0, I) prior up to constants (MoFA's statistical regularizer); 0 when k = 0."""
+    return coefficients.pow(2).sum(-1).mean()
+
+
+def light_prior(light: Tensor) -> Tensor:
+    """Prefer white light: variance of the 9 SH coefficients across the RGB channels, (B, 27) -> scalar."""
+    per_channel = light.reshape(light.shape[0], 3, 9)
+    return per_channel.var(1, unbiased=False).sum(-1).mean()

@@ -1,0 +1,113 @@
+"""Image encoders: a ResNet-style CNN written here (no torchvision), or a timm backbone when timm is installed,
+followed by a linear head onto the face code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+#: Per-channel mean and std of natural images, used to normalise inputs in [0, 1].
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a projection shortcut when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        nn.init.zeros_(self.bn2.weight)  # each residual branch starts as the identity
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet-style feature extractor: (B, 3, H, W) in [0, 1] -> (B, ``features``).
+
+    Args:
+        depths: residual blocks per stage (ResNet-18: (2, 2, 2, 2), ResNet-34: (3, 4, 6, 3)).
+        width: channels of the first stage; each later stage doubles them.
+    """
+
+    def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64) -> None:
+        super().__init__()
+        if not depths or min(depths) < 1 or width < 1:
+            raise ValueError(f"encoder depths must be positive and width >= 1, got {depths}, {width}")
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
+        blocks, channels = [], width
+        for stage, depth in enumerate(depths):
+            out_channels = width * 2**stage
+            for index in range(depth):
+                blocks.append(BasicBlock(channels, out_channels, 2 if index == 0 and stage > 0 else 1))
+                channels = out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.features = channels
+        self.register_buffer("mean", torch.tensor(IMAGE_MEAN).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGE_STD).reshape(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = self.blocks(self.stem((image - self.mean) / self.std))
+        return x.mean((2, 3))
+
+
+class TimmEncoder(nn.Module):
+    """A timm model without its classifier (``pretrained`` weights come from timm's cache or hub)."""
+
+    def __init__(self, name: str, pretrained: bool = False) -> None:
+        super().__init__()
+        try:
+            import timm
+        except ImportError:
+            raise ImportError(f"encoder 'timm:{name}' needs timm: pip install 'facegen[timm]'") from None
+        self.model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        self.features = self.model.num_features
+        config = self.model.pretrained_cfg
+        self.register_buffer(
+            "mean", torch.tensor(config.get("mean", IMAGE_MEAN)).reshape(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(config.get("std", IMAGE_STD)).reshape(1, 3, 1, 1), persistent=False
+        )
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.model((image - self.mean) / self.std)
+
+
+def build_backbone(name: str = "resnet", depths: Sequence[int] = (2, 2, 2, 2), width: int = 64) -> nn.Module:
+    """``resnet`` (this module's ResNet with ``depths``/``width``) or ``timm:<model name>``."""
+    if name == "resnet":
+        return ResNetEncoder(depths, width)
+    if name.startswith("timm:"):
+        return TimmEncoder(name[len("timm:") :])
+    raise ValueError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")
+
+
+class CodeRegressor(nn.Module):
+    """Backbone + linear head whose weights start at zero and bias at ``initial`` (B-independent (total,)), so
+    the untrained network outputs the initial code (mean face, frontal pose, ambient light)."""
+
+    def __init__(self, backbone: nn.Module, initial: Tensor) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.features, initial.numel())
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(initial)
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.head(self.backbone(image))

@@ -1,0 +1,259 @@
+"""MoFA (Tewari et al., ICCV 2017) as a LightningModule: a CNN encoder regresses the semantic face code, the
+analytic decoder (morphable model + camera + SH shading + rendering) reconstructs the image, and photometric,
+landmark and statistical terms train the encoder without labels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+
+from facegen.decoder import FaceCode, FaceDecoder
+from facegen.decoder.albedo import LearnedAlbedo
+from facegen.evaluation.geometry import vertex_error
+from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
+from facegen.geometry.sh import ambient_sh
+from facegen.losses import (
+    coefficient_prior,
+    landmark_error,
+    landmark_loss,
+    light_prior,
+    masked_mean,
+    photometric_loss,
+    ssim_loss,
+)
+from facegen.losses import landmark_weights as make_landmark_weights
+from facegen.morphable.registry import load_face_model
+from facegen.nets.encoder import CodeRegressor, build_backbone
+from facegen.render.points import sample_image_at_points, visible_points
+from facegen.render.settings import RasterSettings
+
+
+@dataclass
+class LossWeights:
+    """Weights of MoFA's loss terms (each term is also logged unweighted as ``train/<name>``)."""
+
+    photometric: float = 1.0
+    landmark: float = 2e-3
+    shape: float = 1e-3
+    expression: float = 1e-3
+    albedo: float = 1e-3
+    light: float = 1e-2
+    albedo_smoothness: float = 1.0
+    ssim: float = 0.0
+
+
+class MoFA(LightningModule):
+    """The model-based face autoencoder.
+
+    Args:
+        face_model: ``builtin`` or a canonical face model ``.npz``.
+        image_size: side of the square input crops in pixels.
+        backbone, depths, width: the encoder (``resnet`` with blocks per stage and first-stage channels, or
+            ``timm:<name>``).
+        shape, expression, albedo: largest code sizes (MoFA: 80, 64, 80), capped by the face model.
+        reflectance: ``model`` (the face model's albedo basis), ``learned`` (a low-rank basis learned with the
+            encoder, for models without albedo such as ICT and FLAME) or ``auto`` (model when it has one).
+        albedo_rank: size of the learned albedo basis.
+        photometric: ``points`` (MoFA: the image sampled at the visible projected vertices) or ``raster``
+            (rendered image against the photo, per pixel).
+        norm: colour distance of the photometric term (``l21``, ``l2``, ``l1``, ``charbonnier``).
+        weights: loss weights; landmark_jaw / landmark_weights: per-landmark weights (68 values override).
+        lr, weight_decay: Adam(W) settings.
+        on_nonfinite: ``stop`` raises naming the step and loss term; ``skip`` skips the batch (single device).
+        fov, fill: the camera's field of view (degrees) and default framing, as in the data.
+        backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
+    """
+
+    def __init__(
+        self,
+        face_model: str = "builtin",
+        image_size: int = 224,
+        backbone: str = "resnet",
+        depths: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+        shape: int = 80,
+        expression: int = 64,
+        albedo: int = 80,
+        reflectance: str = "auto",
+        albedo_rank: int = 10,
+        photometric: str = "points",
+        norm: str = "l21",
+        weights: LossWeights | None = None,
+        landmark_jaw: float = 0.5,
+        landmark_weights: list[float] | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        on_nonfinite: str = "stop",
+        fov: float = DEFAULT_FOV,
+        fill: float = DEFAULT_FILL,
+        backend: str = "torch",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if photometric not in ("points", "raster"):
+            raise ValueError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
+        if on_nonfinite not in ("stop", "skip"):
+            raise ValueError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        self.weights = weights or LossWeights()
+        model = load_face_model(face_model)
+        learned = self._reflectance(model, reflectance)
+        albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
+        self.decoder = FaceDecoder(model, (image_size, image_size), fov, fill, albedo_module,
+                                   RasterSettings(backend=backend))  # fmt: skip
+        self.layout = self.decoder.layout(shape=shape, expression=expression, albedo=albedo)
+        initial = self.layout.zeros(1)._replace(light=ambient_sh(1)).flatten()[0]
+        self.encoder = CodeRegressor(build_backbone(backbone, depths, width), initial)
+        self.register_buffer(
+            "landmark_weights", make_landmark_weights(landmark_jaw, 1.0, landmark_weights), persistent=False
+        )
+        region = (
+            model.mask("face")
+            if "face" in model.mask_names
+            else torch.ones(model.num_vertices, dtype=torch.bool)
+        )
+        self.register_buffer("region", region, persistent=False)
+
+    @staticmethod
+    def _reflectance(model, reflectance: str) -> bool:
+        """True when the albedo is learned; rejects a config asking for a basis the model lacks."""
+        if reflectance not in ("auto", "model", "learned"):
+            raise ValueError(f"model.reflectance must be auto, model or learned, got {reflectance!r}")
+        if reflectance == "model" and not model.has_albedo:
+            raise ValueError(
+                f"model.reflectance is 'model' but face model {model.name!r} has no albedo basis: "
+                "use reflectance: learned (or auto)"
+            )
+        return reflectance == "learned" or (reflectance == "auto" and not model.has_albedo)
+
+    # ------------------------------------------------------------------------------------ forward
+    def forward(self, image: Tensor) -> FaceCode:
+        """(B, 3, S, S) in [0, 1] -> the face code."""
+        return self.layout.split(self.encoder(image))
+
+    def loss_terms(self, batch: dict, code: FaceCode) -> dict[str, Tensor]:
+        """Every unweighted loss term of MoFA for ``batch`` explained by ``code``."""
+        image, mask = batch["image"], batch["mask"]
+        decoded = self.decoder(code)
+        size = image.shape[-1]
+        terms: dict[str, Tensor] = {}
+        if self.hparams.photometric == "points":
+            visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
+            observed = sample_image_at_points(torch.cat([image, mask], 1), decoded.pixels)
+            valid = visible & self.region & (observed[..., 3] > 0.5)
+            colours = self.decoder.vertex_colours(decoded, code.light)
+            terms["photometric"] = photometric_loss(colours, observed[..., :3], valid, self.hparams.norm)
+        else:
+            rendered = self.decoder.render(decoded, code.light, background=image)
+            valid = rendered.mask * (mask > 0.5)
+            terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm)
+            if self.weights.ssim > 0:
+                terms["ssim"] = ssim_loss(rendered.image, image, valid)
+        terms["landmark"] = landmark_loss(decoded.landmarks, batch["landmarks"], self.landmark_weights, size)
+        terms["shape"] = coefficient_prior(code.shape)
+        terms["expression"] = coefficient_prior(code.expression)
+        terms["light"] = light_prior(code.light)
+        if isinstance(self.decoder.albedo, LearnedAlbedo):
+            terms["albedo"] = coefficient_prior(code.albedo)
+            terms["albedo_smoothness"] = self.decoder.albedo.smoothness()
+        else:
+            terms["albedo"] = coefficient_prior(code.albedo)
+        return terms
+
+    def _total(self, terms: dict[str, Tensor]) -> Tensor:
+        weights = asdict(self.weights)
+        return sum(weights[name] * value for name, value in terms.items())
+
+    def _check_finite(self, terms: dict[str, Tensor]) -> bool:
+        for name, value in terms.items():
+            if not torch.isfinite(value).all():
+                message = f"step {self.global_step}: loss term '{name}' is {value.item()}"
+                if self.hparams.on_nonfinite == "stop":
+                    raise FloatingPointError(message + " (set model.on_nonfinite: skip to skip such batches)")
+                rank_zero_warn(message + ": batch skipped")
+                return False
+        return True
+
+    # ------------------------------------------------------------------------------------ steps
+    def training_step(self, batch: dict, batch_index: int) -> Tensor | None:
+        code = self(batch["image"])
+        terms = self.loss_terms(batch, code)
+        if not self._check_finite(terms):
+            return None
+        loss = self._total(terms)
+        size = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=size)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
+        if "skipped" in batch:
+            self.log("data/skipped_samples", float(self.trainer.datamodule.skipped_samples)
+                     if self.trainer.datamodule is not None else 0.0, batch_size=size)  # fmt: skip
+        return loss
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        metrics = self.evaluate(batch)
+        self.log_dict(
+            {f"val/{k}": v for k, v in metrics.items()}, batch_size=batch["image"].shape[0], sync_dist=True
+        )
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        metrics = self.evaluate(batch)
+        self.log_dict(
+            {f"test/{k}": v for k, v in metrics.items()}, batch_size=batch["image"].shape[0], sync_dist=True
+        )
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict) -> dict[str, Tensor]:
+        """Validation metrics: loss, photometric error (mean |render - photo| over the face, in [0, 1] units),
+        landmark error (pixels, NME) and, with ground truth, vertex error in model units and mm, with the mean
+        face's error as the baseline and their ratio, after similarity alignment (``vertex_error*``: monocular
+        scale is ambiguous, as in the NoW benchmark) and after rigid alignment (``vertex_error_rigid*``), and
+        code errors."""
+        code = self(batch["image"])
+        terms = self.loss_terms(batch, code)
+        metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
+        decoded = self.decoder(code)
+        rendered = self.decoder.render(decoded, code.light, background=batch["image"])
+        valid = rendered.mask * (batch["mask"] > 0.5)
+        metrics["photometric_error"] = masked_mean(
+            (rendered.image - batch["image"]).abs().mean(1, keepdim=True), valid
+        )
+        pixels, nme = landmark_error(decoded.landmarks, batch["landmarks"])
+        metrics["landmark_error_px"], metrics["landmark_nme"] = pixels.mean(), nme.mean()
+        if "params" in batch:
+            metrics.update(self._ground_truth_metrics(code, batch["params"]))
+        return metrics
+
+    def _ground_truth_metrics(self, code: FaceCode, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        model = self.decoder.model
+        truth = model(shape=params["shape"], expression=params["expression"]).vertices
+        predicted = model(shape=code.shape, expression=code.expression).vertices
+        mean_face = model.mean.expand_as(truth)
+        metrics = {"rotation_error_deg": (code.rotation - params["rotation"]).abs().mean() * 180 / math.pi}
+        for suffix, scale in (("", True), ("_rigid", False)):
+            error = vertex_error(predicted, truth, self.region, scale).mean()
+            baseline = vertex_error(mean_face, truth, self.region, scale).mean()
+            metrics[f"vertex_error{suffix}"] = error
+            metrics[f"vertex_error{suffix}_mm"] = error * model.mm_per_unit
+            metrics[f"vertex_error{suffix}_mean_face"] = baseline
+            metrics[f"vertex_error{suffix}_ratio"] = error / baseline.clamp(min=1e-12)
+        for part in ("shape", "expression"):
+            k = min(getattr(code, part).shape[1], params[part].shape[1])
+            if k:
+                metrics[f"{part}_rmse"] = (
+                    (getattr(code, part)[:, :k] - params[part][:, :k]).pow(2).mean().sqrt()
+                )
+        return metrics
+
+    def predict_step(self, batch: dict, batch_index: int) -> dict:
+        """The code, the decoded geometry and the batch's crop metadata, for prediction writers."""
+        code = self(batch["image"])
+        return {"code": code, "decoded": self.decoder(code), "batch": batch}
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )

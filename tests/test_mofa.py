@@ -1,0 +1,161 @@
+"""MoFA: code layout from the face model, initial code, losses and gradients, bad input, metrics, and the
+`facegen fit` CLI (in-process, and exact resume from a mid-epoch checkpoint)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from facegen.cli import main
+from facegen.data import SynthOptions
+from facegen.data.synth import SynthJob
+from facegen.decoder import CodeLayout
+from facegen.evaluation import vertex_error
+from facegen.geometry import ambient_sh, euler_to_matrix
+from facegen.tasks import MoFA
+from tests.conftest import ROOT
+
+SIZE = 48
+
+
+def tiny_mofa(**kwargs) -> MoFA:
+    return MoFA(image_size=SIZE, depths=(1, 1), width=8, **kwargs)
+
+
+def random_batch(batch: int = 3) -> dict:
+    return {"image": torch.rand(batch, 3, SIZE, SIZE), "mask": torch.ones(batch, 1, SIZE, SIZE),
+            "landmarks": torch.rand(batch, 68, 2) * (SIZE - 1)}  # fmt: skip
+
+
+def test_code_layout_follows_the_face_model(ict_facegen_npz):
+    assert tiny_mofa().layout == CodeLayout(shape=80, expression=16, albedo=80)
+    ict = tiny_mofa(face_model=str(ict_facegen_npz), albedo_rank=6)
+    assert ict.layout == CodeLayout(shape=80, expression=53, albedo=6)  # no albedo basis: a learned one
+    with pytest.raises(ValueError, match="has no albedo basis.*reflectance: learned"):
+        tiny_mofa(face_model=str(ict_facegen_npz), reflectance="model")
+
+
+def test_untrained_encoder_outputs_the_mean_face_frontal_and_ambient_light():
+    model = tiny_mofa()
+    code = model(torch.rand(2, 3, SIZE, SIZE))
+    assert torch.equal(code.shape, torch.zeros_like(code.shape)) and torch.equal(
+        code.rotation, torch.zeros(2, 3)
+    )
+    assert torch.allclose(code.light, ambient_sh(2))
+    landmarks = model.decoder(code).landmarks
+    assert landmarks[..., 0].min() > 0.15 * SIZE and landmarks[..., 0].max() < 0.85 * SIZE  # face in frame
+
+
+@pytest.mark.parametrize("photometric", ["points", "raster"])
+def test_every_loss_term_is_finite_and_reaches_the_encoder(photometric):
+    model = tiny_mofa(photometric=photometric)
+    terms = model.loss_terms(random_batch(), model(random_batch()["image"]))
+    assert {"photometric", "landmark", "shape", "expression", "albedo", "light"} <= set(terms)
+    head = model.encoder.head
+    for name in ("photometric", "landmark"):
+        model.zero_grad()
+        (grad,) = torch.autograd.grad(terms[name], head.bias, retain_graph=True)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
+    model = tiny_mofa(face_model=str(ict_facegen_npz), albedo_rank=4)
+    terms = model.loss_terms(random_batch(2), model(random_batch(2)["image"]))
+    assert terms["albedo_smoothness"] > 0
+    grad = torch.autograd.grad(terms["albedo_smoothness"], model.decoder.albedo.basis)[0]
+    assert grad.abs().sum() > 0
+
+
+def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():
+    batch = random_batch()
+    batch["landmarks"][0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="step 0: loss term 'landmark' is nan"):
+        tiny_mofa().training_step(batch, 0)
+    assert tiny_mofa(on_nonfinite="skip").training_step(batch, 0) is None
+
+
+def test_vertex_error_ignores_rigid_motion():
+    vertices = torch.randn(2, 50, 3)
+    rotation = euler_to_matrix(torch.tensor([[0.3, -0.5, 0.2], [1.0, 0.1, -0.4]]))
+    moved = vertices @ rotation.transpose(1, 2) + torch.tensor([[1.0, 2.0, 3.0]]).unsqueeze(1)
+    assert vertex_error(moved, vertices).max() < 1e-5
+    assert vertex_error(moved * 1.1, vertices).min() > 0.01
+    assert vertex_error(moved * 1.1, vertices, scale=True).max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mofa_data")
+    options = SynthOptions(size=SIZE)
+    SynthJob(
+        "builtin", root / "train", 24, samples_per_shard=8, seed=0, options=options, progress=False
+    ).run()
+    SynthJob("builtin", root / "val", 8, samples_per_shard=8, seed=1, options=options, progress=False).run()
+    return root
+
+
+def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
+    config = yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text())
+    settings = dict(max_steps=4, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
+                    default_root_dir=str(folder), accelerator="cpu")  # fmt: skip
+    config["trainer"].update({**settings, **trainer})
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(folder / "runs")
+    config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
+    config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
+    data = config["data"]["init_args"]
+    data.update(train=str(shards / "train"), val=str(shards / "val"), synthetic=None, batch_size=4, num_workers=0,
+                image_size=SIZE)  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "mofa.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def metrics(folder: Path) -> list[dict]:
+    (path,) = folder.glob("runs/mofa/version_*/metrics.csv")
+    return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(path.open())]
+
+
+def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(tmp_path, tiny_shards):
+    main(["fit", "--config", str(tiny_config(tmp_path, tiny_shards))])
+    rows = metrics(tmp_path)
+    logged = set().union(*rows)
+    assert {"train/photometric", "train/landmark", "train/shape", "train/light", "val/vertex_error_mm",
+            "val/vertex_error_mean_face", "val/landmark_nme", "val/photometric_error"} <= logged  # fmt: skip
+    assert all(math.isfinite(v) for row in rows for v in row.values())
+    (images,) = tmp_path.glob("runs/mofa/version_*/images")
+    assert len(list(images.glob("reconstruction-*.png"))) == 2
+    assert list(tmp_path.rglob("last.ckpt"))
+
+
+def test_quickstart_config_parses_with_its_defaults(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["fit", "--config", str(ROOT / "configs" / "mofa.yaml"), "--print_config"])
+    assert raised.value.code == 0 and "facegen.tasks.MoFA" in capsys.readouterr().out
+
+
+def test_resumed_run_reproduces_the_uninterrupted_losses_exactly(tmp_path, tiny_shards):
+    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"every_n_train_steps": 3, "save_top_k": -1, "filename": "{step}"}}  # fmt: skip
+
+    def config(folder: Path) -> Path:
+        path = tiny_config(folder, tiny_shards, max_steps=6)
+        spec = yaml.safe_load(path.read_text())
+        spec["trainer"]["callbacks"] = [checkpoint]
+        path.write_text(yaml.safe_dump(spec))
+        return path
+
+    def losses(folder: Path) -> dict[int, float]:
+        return {int(r["step"]): r["train/loss"] for r in metrics(folder) if "train/loss" in r}
+
+    main(["fit", "--config", str(config(tmp_path / "full"))])
+    (middle,) = (tmp_path / "full").rglob("step=3.ckpt")
+    main(["fit", "--config", str(config(tmp_path / "resumed")), "--ckpt_path", str(middle)])
+    after = {step: loss for step, loss in losses(tmp_path / "full").items() if step >= 3}
+    assert len(after) == 3 and losses(tmp_path / "resumed") == after
