@@ -1,0 +1,208 @@
+"""``FaceDataModule``: train/val/test/predict batches from WebDataset shards (or, to predict, a photo folder),
+split over DDP ranks and workers, augmented on the device; synthetic shards generated on first use."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from facegen.data.augment import FaceAugmentation
+from facegen.data.prepare import CropOptions
+from facegen.data.streams import ShardStream, count_samples, expand_shards
+from facegen.data.synth import SynthOptions
+
+log = logging.getLogger("facegen.data")
+# ShardStream's length is exact per rank (every rank yields the same number of batches, dealt to its workers)
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+
+@dataclass
+class SyntheticData:
+    """Shards rendered with ``facegen synth`` into ``root/{train,val,test}`` when missing (on rank 0, in
+    ``prepare_data``); each split uses its own seed so no face repeats across splits."""
+
+    root: str = "data/synth/builtin"
+    model: str = "builtin"
+    train: int = 2000
+    val: int = 200
+    test: int = 0
+    samples_per_shard: int = 500
+    seed: int = 0
+    options: SynthOptions = field(default_factory=SynthOptions)
+
+    def split_dir(self, split: str) -> Path:
+        return Path(self.root) / split
+
+
+class _EpochLoader(DataLoader):
+    """A DataLoader that tells its stream which epoch (and, after a mid-epoch resume, how many of its batches
+    were consumed) before each pass, so shuffles are reproducible and resumable."""
+
+    def __init__(self, dataset, datamodule: FaceDataModule, **kwargs) -> None:
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self._datamodule = datamodule
+
+    def __iter__(self):
+        trainer = self._datamodule.trainer
+        if trainer is not None:
+            self.dataset.epoch = trainer.current_epoch
+            progress = trainer.fit_loop.epoch_loop.batch_progress.current
+            self.dataset.skip_batches = progress.ready if trainer.fit_loop.restarting else 0
+        else:
+            self.dataset.epoch += 1
+        return super().__iter__()
+
+
+class FaceDataModule(LightningDataModule):
+    """Face batches: ``image`` (B, 3, S, S) float in [0, 1], ``landmarks`` (B, 68, 2) pixels, ``mask`` (B, 1, S, S)
+    float, ``key``, ``meta``, ``params`` (synthetic shards), ``skipped`` (bad samples dropped since the last
+    batch).
+
+    Args:
+        train, val, test, predict: shard URL patterns (brace expansion, ``::`` lists, folders, globs, URLs).
+        predict_dir: a folder, glob or tar of photos to predict on; faces are cropped as ``facegen prepare``
+            does with ``predict_detector`` and ``crop``.
+        synthetic: render synthetic shards when missing and use them for splits not given above.
+        batch_size: per rank; ``eval_batch_size`` for val/test/predict (default: ``batch_size``).
+        num_workers: dataloader processes per rank.
+        image_size: crops are resized to this size when stored at another.
+        shuffle_buffer: samples held for shuffling the training stream.
+        samples_per_epoch: training samples per epoch over all ranks (default: counted from local shards).
+        augment: training augmentation on the device (None: off).
+        seed: base seed of shuffling and augmentation.
+    """
+
+    def __init__(
+        self,
+        train: str | list[str] | None = None,
+        val: str | list[str] | None = None,
+        test: str | list[str] | None = None,
+        predict: str | list[str] | None = None,
+        predict_dir: str | None = None,
+        synthetic: SyntheticData | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        image_size: int = 224,
+        shuffle_buffer: int = 1000,
+        samples_per_epoch: int | None = None,
+        augment: FaceAugmentation | None = None,
+        predict_detector: str = "face-alignment",
+        crop: CropOptions | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        self.sources = {"train": train, "val": val, "test": test, "predict": predict}
+        self.predict_dir, self.synthetic = predict_dir, synthetic
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.image_size = num_workers, image_size
+        self.shuffle_buffer, self.samples_per_epoch, self.seed = shuffle_buffer, samples_per_epoch, seed
+        self.augment = augment
+        self.predict_detector, self.crop = predict_detector, crop or CropOptions(size=image_size)
+        self.skipped_samples = 0
+        self.streams: dict[str, torch.utils.data.IterableDataset] = {}
+
+    # ------------------------------------------------------------------------------------ setup
+    def _source(self, split: str) -> str | list[str] | None:
+        given = self.sources[split]
+        if given is None and self.synthetic is not None and split in ("train", "val", "test"):
+            if getattr(self.synthetic, split) > 0:
+                return str(self.synthetic.split_dir(split))
+        return given
+
+    def prepare_data(self) -> None:
+        """Render the synthetic shards that are missing (rank 0 only; resumable)."""
+        if self.synthetic is None:
+            return
+        from facegen.data.synth import SynthJob
+
+        spec = self.synthetic
+        for offset, split in enumerate(("train", "val", "test")):
+            count = getattr(spec, split)
+            if count <= 0 or self.sources[split] is not None:
+                continue
+            out = spec.split_dir(split)
+            if (out / "manifest.json").is_file():
+                continue
+            log.info("rendering %d synthetic %s faces of %s into %s", count, split, spec.model, out)
+            SynthJob(spec.model, out, count, spec.samples_per_shard, spec.seed * 1000 + offset, options=spec.options).run()
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+        for split in splits.get(stage, ("train", "val", "test", "predict")):
+            if split in self.streams:
+                continue
+            if split == "predict" and self.predict_dir is not None:
+                from facegen.data.photo_stream import PhotoFolderStream
+
+                self.streams[split] = PhotoFolderStream(
+                    self.predict_dir, self.eval_batch_size, self.crop, self.predict_detector
+                )
+                continue
+            source = self._source(split)
+            if source is None:
+                if stage is not None and split in ("train", "predict", "test"):
+                    raise ValueError(f"data.{split} is not set: give a shard pattern (or data.synthetic)")
+                continue
+            urls = expand_shards(source, field=f"data.{split}")
+            if split == "train":
+                self.streams[split] = ShardStream(urls, self.batch_size, self.image_size, "train",
+                                                  self._batches_per_rank(urls), self.shuffle_buffer, self.seed)  # fmt: skip
+            else:
+                self.streams[split] = ShardStream(urls, self.eval_batch_size, self.image_size, "eval")
+
+    def _batches_per_rank(self, urls: list[str]) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        total = self.samples_per_epoch or count_samples(urls)
+        batches = total // (world * self.batch_size)
+        if batches < 1:
+            raise ValueError(
+                f"data.train has {total} samples, fewer than one batch of {self.batch_size} for each of {world} "
+                "rank(s): lower data.batch_size or add data"
+            )
+        return batches
+
+    # ------------------------------------------------------------------------------------ loaders
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.streams:
+            raise ValueError(f"data.{split} is not set")
+        accelerated = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+        return _EpochLoader(self.streams[split], self, num_workers=self.num_workers, pin_memory=accelerated,
+                            prefetch_factor=2 if self.num_workers > 0 else None)  # fmt: skip
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val") if "val" in self.streams else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    # ------------------------------------------------------------------------------------ on device
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """uint8 -> float in [0, 1], bad-sample bookkeeping, and training augmentation, on the device."""
+        batch = dict(batch)
+        batch["image"] = batch["image"].float() / 255
+        batch["mask"] = batch["mask"].float() / 255
+        skipped = int(batch.get("skipped", 0))
+        if skipped:
+            self.skipped_samples += skipped
+            log.warning("%d bad samples skipped so far", self.skipped_samples)
+        trainer = self.trainer
+        if self.augment is not None and trainer is not None and trainer.training and batch["image"].shape[0]:
+            generator = torch.Generator(device=batch["image"].device)
+            generator.manual_seed(self.seed * 1_000_003 + trainer.global_step)
+            batch = self.augment(batch, generator)
+        return batch

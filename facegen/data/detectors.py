@@ -1,0 +1,167 @@
+"""Face detection with 68 landmarks, behind one small interface.
+
+Backends:
+- ``face-alignment`` (default): S3FD detector + 2D-FAN-4 (Bulat & Tzimiropoulos). Weights are fetched into the
+  torch hub cache (``$TORCH_HOME/hub/checkpoints``) on first use; offline, a clear error says what to place where.
+- ``mediapipe``: MediaPipe 0.10.21's full-range face detector and 468-point face mesh, whose models ship inside
+  the wheel (no download at run time; ``pip install "facegen[mediapipe]"``). The mesh is reduced to the iBUG 68
+  scheme with :data:`MEDIAPIPE_TO_IBUG68`.
+- ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+DETECTORS = ("face-alignment", "mediapipe", "files")
+
+#: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
+MEDIAPIPE_TO_IBUG68 = np.array(
+    [127, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 356,
+     70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+     168, 197, 5, 4, 75, 97, 2, 326, 305,
+     33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
+     78, 82, 13, 312, 308, 317, 14, 87],
+)  # fmt: skip
+
+
+class DetectorUnavailable(RuntimeError):
+    """A landmark backend that cannot start (missing package or weights); the message says what to do."""
+
+
+@dataclass
+class DetectedFace:
+    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score."""
+
+    landmarks: np.ndarray
+    bbox: tuple[float, float, float, float]
+    score: float
+    detector: str
+
+
+class LandmarkDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        """Faces in ``image`` (H, W, 3) uint8 RGB."""
+
+
+def landmark_bbox(landmarks: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0 = landmarks.min(0)
+    x1, y1 = landmarks.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+class FaceAlignmentDetector:
+    """face-alignment's S3FD + 2D-FAN-4 on ``device`` (no ``torch.compile``: it costs minutes on a CPU)."""
+
+    name = "face-alignment"
+
+    def __init__(self, device: str = "cpu", face_detector: str = "sfd") -> None:
+        try:
+            import face_alignment
+        except ImportError as error:
+            raise DetectorUnavailable(f"face-alignment is not installed ({error}): pip install face-alignment")
+        from torch.hub import get_dir
+
+        try:
+            self._model = face_alignment.FaceAlignment(
+                face_alignment.LandmarksType.TWO_D,
+                device=device,
+                flip_input=False,
+                face_detector=face_detector,
+                compile=False,
+            )
+        except Exception as error:
+            if isinstance(error, (KeyboardInterrupt, MemoryError)):
+                raise
+            folder = os.path.join(get_dir(), "checkpoints")
+            raise DetectorUnavailable(
+                f"face-alignment could not load its weights ({type(error).__name__}: {error}).\n"
+                f"Place these files in {folder} (or set TORCH_HOME), then run again:\n"
+                "  s3fd-619a316812.pth      from https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth\n"
+                "  2DFAN4-11f355bf06.pth.tar from "
+                "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar\n"
+                "or use --detector mediapipe (no download) or landmark files beside the photos (--detector files)."
+            ) from None
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        with warnings.catch_warnings():  # "No faces were detected" is a normal outcome here
+            warnings.filterwarnings("ignore", message="No faces were detected")
+            landmarks, _, boxes = self._model.get_landmarks_from_image(
+                image, return_bboxes=True, return_landmark_score=True
+            )
+        if landmarks is None:
+            return []
+        faces = []
+        for points, box in zip(landmarks, boxes, strict=True):
+            points = np.asarray(points, np.float32)[:, :2]
+            score = float(box[4]) if len(box) > 4 else 1.0
+            faces.append(DetectedFace(points, tuple(float(v) for v in box[:4]), score, self.name))
+        return faces
+
+
+class MediaPipeDetector:
+    """MediaPipe's full-range face detector, then the face mesh on a square crop around each detection."""
+
+    name = "mediapipe"
+
+    def __init__(self, min_confidence: float = 0.5, max_faces: int = 8) -> None:
+        try:
+            from mediapipe.python.solutions import face_detection, face_mesh
+        except ImportError as error:
+            raise DetectorUnavailable(
+                f"MediaPipe's face solutions are not importable ({error}). "
+                'Install them with: pip install "facegen[mediapipe]" (mediapipe 0.10.21, which ships its models).'
+            ) from None
+        self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.3)
+        self.max_faces = max_faces
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        image = np.ascontiguousarray(image)
+        height, width = image.shape[:2]
+        found = self._detector.process(image).detections or []
+        faces = []
+        for detection in found[: self.max_faces]:
+            box = detection.location_data.relative_bounding_box
+            x0, y0 = box.xmin * width, box.ymin * height
+            x1, y1 = x0 + box.width * width, y0 + box.height * height
+            landmarks = self._mesh_landmarks(image, (x0, y0, x1, y1))
+            if landmarks is not None:
+                faces.append(DetectedFace(landmarks, (x0, y0, x1, y1), float(detection.score[0]), self.name))
+        return faces
+
+    def _mesh_landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+        """(68, 2) landmarks from the face mesh run on a square crop of twice the detection's size."""
+        height, width = image.shape[:2]
+        centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = max(box[2] - box[0], box[3] - box[1])
+        left, top = int(max(0, centre_x - half)), int(max(0, centre_y - half))
+        right, bottom = int(min(width, centre_x + half)), int(min(height, centre_y + half))
+        crop = np.ascontiguousarray(image[top:bottom, left:right])
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            return None
+        points = result.multi_face_landmarks[0].landmark
+        crop_h, crop_w = crop.shape[:2]
+        mesh = np.array([(p.x * crop_w, p.y * crop_h) for p in points], np.float32)
+        # MediaPipe's coordinates start at the image's edge; facegen's at the first pixel's centre
+        return mesh[MEDIAPIPE_TO_IBUG68] + np.array([left - 0.5, top - 0.5], np.float32)
+
+
+def build_detector(name: str, device: str = "cpu") -> LandmarkDetector | None:
+    """The named backend; ``files`` returns None (landmark files only)."""
+    if name == "face-alignment":
+        return FaceAlignmentDetector(device=device)
+    if name == "mediapipe":
+        return MediaPipeDetector()
+    if name == "files":
+        return None
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -1,0 +1,103 @@
+"""The iBUG 68-point landmark scheme: its mirror permutation and readers for the files that store it.
+
+Pixel convention everywhere in facegen: (x, y) with (0, 0) at the centre of the top-left pixel (OpenCV).
+300-W ``.pts`` files count from 1 (Matlab); they are shifted by -1 when read.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+NUM_LANDMARKS = 68
+
+
+def _mirror_permutation() -> np.ndarray:
+    pairs = [(i, 16 - i) for i in range(17)]  # jaw
+    pairs += [(17 + i, 26 - i) for i in range(5)]  # eyebrows
+    pairs += [(27 + i, 27 + i) for i in range(4)]  # nose bridge
+    pairs += [(31 + i, 35 - i) for i in range(5)]  # nostrils
+    pairs += list(zip([36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46], strict=True))  # eyes
+    pairs += [(48 + i, 54 - i) for i in range(7)] + [(55 + i, 59 - i) for i in range(5)]  # outer lips
+    pairs += [(60 + i, 64 - i) for i in range(5)] + [(65 + i, 67 - i) for i in range(3)]  # inner lips
+    permutation = np.empty(NUM_LANDMARKS, dtype=np.int64)
+    for a, b in pairs:
+        permutation[a], permutation[b] = b, a
+    return permutation
+
+
+#: (68,) index map of a horizontally mirrored face: landmark i of the flipped image is landmark
+#: ``MIRROR_PERMUTATION[i]`` of the original, x-mirrored.
+MIRROR_PERMUTATION = _mirror_permutation()
+
+#: Index groups, for per-landmark weights and drawing.
+JAW = np.arange(0, 17)
+INNER = np.arange(17, 68)
+EYES = np.arange(36, 48)
+MOUTH_INNER = np.arange(60, 68)
+
+
+class LandmarkFileError(ValueError):
+    """A landmark file that cannot be read; the message names the file and what is wrong."""
+
+
+def check_landmarks(landmarks: np.ndarray, source: str) -> np.ndarray:
+    """``landmarks`` as float32 (68, 2); raises :class:`LandmarkFileError` naming ``source`` otherwise."""
+    array = np.asarray(landmarks, dtype=np.float32)
+    if array.shape != (NUM_LANDMARKS, 2):
+        raise LandmarkFileError(f"{source}: expected 68 landmarks of shape (68, 2), got {array.shape}")
+    if not np.isfinite(array).all():
+        raise LandmarkFileError(f"{source}: landmarks contain NaN or inf")
+    return array
+
+
+def read_pts(path: str | Path, text: str | None = None) -> np.ndarray:
+    """Landmarks (68, 2) float32, 0-based pixels, from a 300-W ``.pts`` file (or its ``text``)."""
+    text = Path(path).read_text() if text is None else text
+    body = text.split("{", 1)[-1].split("}", 1)[0] if "{" in text else ""
+    try:
+        values = [float(v) for v in body.split()]
+    except ValueError as error:
+        raise LandmarkFileError(f"{path}: not a .pts landmark file ({error})") from None
+    if len(values) != 2 * NUM_LANDMARKS:
+        raise LandmarkFileError(f"{path}: expected 68 points between '{{' and '}}', found {len(values) / 2:g}")
+    return check_landmarks(np.asarray(values).reshape(NUM_LANDMARKS, 2) - 1.0, str(path))
+
+
+def read_dlib_xml(path: str | Path) -> dict[str, list[np.ndarray]]:
+    """dlib ``imglab`` XML -> {image file name as written: [(68, 2) landmarks per face box]}.
+
+    Boxes without 68 parts are left out (dlib files may mix face boxes without landmarks).
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as error:
+        raise LandmarkFileError(f"{path}: not a readable dlib XML file ({error})") from None
+    faces: dict[str, list[np.ndarray]] = {}
+    for image in root.iter("image"):
+        name = image.get("file")
+        for box in image.iter("box"):
+            parts = {int(p.get("name")): (float(p.get("x")), float(p.get("y"))) for p in box.iter("part")}
+            if sorted(parts) != list(range(NUM_LANDMARKS)):
+                continue
+            landmarks = np.asarray([parts[i] for i in range(NUM_LANDMARKS)], dtype=np.float32)
+            faces.setdefault(name, []).append(check_landmarks(landmarks, f"{path}: {name}"))
+    return faces
+
+
+def is_dlib_xml(path: Path) -> bool:
+    """True when ``path`` looks like a dlib imglab landmark file (checks the first few hundred bytes)."""
+    try:
+        head = path.read_bytes()[:512].decode("latin-1")
+    except OSError:
+        return False
+    return "<dataset>" in head
+
+
+def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
+    """Landmarks (..., 68, 2) of the horizontally flipped image of ``width`` pixels."""
+    flipped = landmarks[..., MIRROR_PERMUTATION, :].copy()
+    flipped[..., 0] = (width - 1) - flipped[..., 0]
+    return flipped

@@ -1,0 +1,78 @@
+"""Prediction straight from a folder of photos: faces are detected and cropped exactly as ``facegen prepare``
+does, in the dataloader workers, and batched with the crop transform needed to map results back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from facegen.data.detectors import build_detector
+from facegen.data.photos import PhotoInput
+from facegen.data.prepare import CropOptions, process_photo
+from facegen.data.sample import sample_key
+from facegen.data.streams import collate, reader_identity
+
+
+class PhotoFolderStream(IterableDataset):
+    """Batches of face crops from the photos of ``source`` (folder, glob or tar).
+
+    Each batch is like a shard batch (``image`` (B, 3, S, S) uint8, ``landmarks``, ``mask``, ``key``, ``meta``
+    with ``source``, ``photo_path``, ``transform``) plus ``rejects``: [(photo, reason, detail)] of the photos
+    read since the previous batch. A final batch may hold no face, only rejects (B = 0).
+    """
+
+    def __init__(
+        self,
+        source: str,
+        batch_size: int,
+        crop: CropOptions | None = None,
+        detector: str = "face-alignment",
+        device: str = "cpu",
+    ) -> None:
+        self.photos = PhotoInput(source)  # fails now, at setup, when nothing matches
+        self.batch_size, self.crop, self.detector, self.device = batch_size, crop or CropOptions(), detector, device
+
+    def _photo_path(self, name: str) -> str:
+        if self.photos.kind == "dir":
+            return str(Path(self.photos.spec, name).resolve())
+        return str(Path(name).resolve()) if self.photos.kind == "glob" else f"{self.photos.spec}::{name}"
+
+    def __iter__(self) -> Iterator[dict]:
+        reader, readers = reader_identity()
+        detector = build_detector(self.detector, self.device)
+        pending, rejects = [], []
+        for index, photo in enumerate(self.photos.iter_photos()):
+            if index % readers != reader:
+                continue
+            if isinstance(photo, tuple):
+                rejects.append((photo[0], "unreadable", photo[1]))
+                continue
+            result = process_photo(photo, detector, self.crop)
+            if result.reject:
+                rejects.append((result.name, result.reject, result.detail))
+            for face_index, face in enumerate(result.faces):
+                meta = face.meta(result.name, face_index)
+                meta["photo_path"] = self._photo_path(result.name)
+                mask = face.mask if face.mask is not None else np.full(face.crop.shape[:2], 255, np.uint8)
+                pending.append({"key": sample_key(result.name, face_index), "image": face.crop.transpose(2, 0, 1),
+                                "landmarks": face.landmarks, "mask": mask[None], "meta": meta})  # fmt: skip
+                if len(pending) == self.batch_size:
+                    yield self._batch(pending, rejects)
+                    pending, rejects = [], []
+        if pending or rejects:
+            yield self._batch(pending, rejects)
+
+    def _batch(self, faces: list[dict], rejects: list) -> dict:
+        if faces:
+            batch = collate(faces)
+        else:
+            size = self.crop.size
+            batch = {"image": torch.zeros(0, 3, size, size, dtype=torch.uint8), "landmarks": torch.zeros(0, 68, 2),
+                     "mask": torch.zeros(0, 1, size, size, dtype=torch.uint8), "key": [], "meta": []}  # fmt: skip
+        batch["rejects"] = list(rejects)
+        batch["skipped"] = torch.tensor(0)
+        return batch

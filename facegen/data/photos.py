@@ -1,0 +1,136 @@
+"""Input photos for ``facegen prepare`` and prediction: a folder, a glob pattern or a tar archive, each photo
+with the 68-point landmarks that may already sit beside it (300-W ``.pts``, dlib XML)."""
+
+from __future__ import annotations
+
+import glob
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facegen.data.landmarks import LandmarkFileError, is_dlib_xml, read_dlib_xml, read_pts
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class UnreadableImage(ValueError):
+    """A photo that cannot be decoded; the message names it."""
+
+
+@dataclass
+class Photo:
+    """One input photo: ``name`` (relative path, unique), its encoded bytes and any known landmarks."""
+
+    name: str
+    data: bytes
+    known_landmarks: list[np.ndarray] = field(default_factory=list)  # each (68, 2), original pixels
+    landmark_source: str | None = None
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of encoded image ``data``, EXIF orientation applied."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise UnreadableImage(f"{name}: cannot decode image ({error})") from None
+
+
+class PhotoInput:
+    """The photos of ``spec``: a folder (searched recursively), a glob pattern, or a ``.tar`` archive.
+
+    Photos are listed in sorted order, so chunking them into shards is the same on every run.
+    Landmark side files: ``<photo stem>.pts`` beside a photo, and dlib XML files in the folder or archive.
+    """
+
+    def __init__(self, spec: str | Path, use_landmark_files: bool = True) -> None:
+        self.spec = str(spec)
+        self.use_landmark_files = use_landmark_files
+        path = Path(self.spec)
+        if path.is_file() and tarfile.is_tarfile(path):
+            self.kind = "tar"
+            with tarfile.open(path) as archive:
+                self._members = sorted(m.name for m in archive.getmembers() if m.isfile())
+            files = self._members
+        else:
+            if path.is_dir():
+                self.kind, root = "dir", path
+                files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+            else:
+                self.kind, root = "glob", Path(".")
+                files = sorted(glob.glob(self.spec, recursive=True))
+            self._root = root
+        if self.kind != "glob" and not files:
+            raise FileNotFoundError(f"--input {self.spec}: no files found")
+        self.names = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
+        if not self.names:
+            raise FileNotFoundError(
+                f"--input {self.spec}: no photos found (looked for {', '.join(IMAGE_SUFFIXES)})"
+            )
+        self._available = set(files)
+        self._xml_landmarks: dict[str, list[np.ndarray]] = {}
+        self._xml_source: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _read(self, name: str, archive: tarfile.TarFile | None) -> bytes:
+        if archive is not None:
+            return archive.extractfile(name).read()
+        return Path(self._root, name).read_bytes() if self.kind == "dir" else Path(name).read_bytes()
+
+    def _load_xml_landmarks(self, archive: tarfile.TarFile | None) -> None:
+        for name in sorted(n for n in self._available if n.lower().endswith(".xml")):
+            if archive is not None:
+                import tempfile
+
+                with tempfile.NamedTemporaryFile(suffix=".xml") as handle:
+                    handle.write(self._read(name, archive))
+                    handle.flush()
+                    self._add_xml(name, Path(handle.name))
+            else:
+                self._add_xml(name, Path(self._root, name) if self.kind == "dir" else Path(name))
+
+    def _add_xml(self, name: str, path: Path) -> None:
+        if not is_dlib_xml(path):
+            return
+        folder = str(Path(name).parent)
+        for image, faces in read_dlib_xml(path).items():
+            key = str(Path(folder, image)) if folder != "." else image
+            self._xml_landmarks.setdefault(key, []).extend(faces)
+            self._xml_source[key] = f"dlib-xml:{Path(name).name}"
+
+    def _known_landmarks(self, name: str, archive) -> tuple[list[np.ndarray], str | None]:
+        pts = str(Path(name).with_suffix(".pts"))
+        if pts in self._available or (self.kind == "glob" and Path(pts).is_file()):
+            try:
+                return [read_pts(pts, self._read(pts, archive).decode("utf-8", "replace"))], "pts"
+            except LandmarkFileError:
+                return [], None  # a broken side file falls back to detection; prepare records it
+        if name in self._xml_landmarks:
+            return self._xml_landmarks[name], self._xml_source[name]
+        return [], None
+
+    def iter_photos(self, start: int = 0, stop: int | None = None) -> Iterator[Photo | tuple[str, str]]:
+        """Photos ``names[start:stop]`` in order; an unreadable file yields ``(name, reason)`` instead."""
+        archive = tarfile.open(self.spec) if self.kind == "tar" else None
+        try:
+            if self.use_landmark_files and not self._xml_landmarks:
+                self._load_xml_landmarks(archive)
+            for name in self.names[start:stop]:
+                try:
+                    data = self._read(name, archive)
+                except OSError as error:
+                    yield name, f"cannot read file ({error})"
+                    continue
+                known, source = self._known_landmarks(name, archive) if self.use_landmark_files else ([], None)
+                yield Photo(name, data, known, source)
+        finally:
+            if archive is not None:
+                archive.close()

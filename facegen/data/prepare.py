@@ -1,0 +1,255 @@
+"""``facegen prepare``: photos -> aligned, landmarked face crops in WebDataset shards with a JSON manifest.
+
+Photos are chunked in sorted order, ``photos_per_shard`` per shard, so a rerun maps the same photos to the
+same shard: finished shards (tar + record) are kept, the rest are redone. Each photo yields at most
+``max_faces`` samples, which bounds a shard's size. Detection runs in ``workers`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from facegen.data.alignment import apply_affine, crop_template, estimate_similarity, face_mask, warp_crop
+from facegen.data.detectors import DetectedFace, LandmarkDetector, build_detector, landmark_bbox
+from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
+from facegen.data.sample import encode_image, encode_sample, sample_key
+from facegen.data.shards import ShardWriter, finished_record, plan_shards, shard_path, write_json_atomic
+
+REJECT_REASONS = ("unreadable", "no_face", "face_too_small")
+_MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
+
+
+@dataclass(frozen=True)
+class CropOptions:
+    """How faces are cropped: ``size``² pixels, jaw width = ``fill`` of the crop, optional ``mask``."""
+
+    size: int = 224
+    fill: float = 0.55
+    mask: str = "face"  # face | skin | none
+    min_face_size: float = 40.0  # pixels in the photo: smaller faces are rejected
+    max_faces: int = 8  # per photo, largest first
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ValueError(f"--size must be at least 16 pixels, got {self.size}")
+        if not 0.1 <= self.fill <= 1.0:
+            raise ValueError(f"--fill must be in [0.1, 1], got {self.fill}")
+        if self.mask not in ("face", "skin", "none"):
+            raise ValueError(f"--mask must be face, skin or none, got {self.mask!r}")
+        if self.max_faces < 1:
+            raise ValueError(f"--max-faces must be at least 1, got {self.max_faces}")
+
+
+@dataclass
+class CroppedFace:
+    """A face ready for a shard or the encoder: ``crop`` (S, S, 3) uint8, ``landmarks`` (68, 2) crop pixels,
+    ``mask`` (S, S) uint8 or None, ``transform`` (2, 3) photo -> crop pixels, and where it came from."""
+
+    crop: np.ndarray
+    landmarks: np.ndarray
+    mask: np.ndarray | None
+    transform: np.ndarray
+    bbox: tuple[float, float, float, float]
+    score: float
+    detector: str
+    photo_size: tuple[int, int]  # (H, W)
+
+    def meta(self, source: str, index: int) -> dict:
+        return {
+            "source": source,
+            "face_index": index,
+            "bbox": [round(v, 2) for v in self.bbox],
+            "score": round(self.score, 4),
+            "detector": self.detector,
+            "transform": np.round(self.transform, 6).tolist(),
+            "photo_size": list(self.photo_size),
+        }
+
+
+@dataclass
+class PhotoResult:
+    """What one photo gave: its faces, or the reason it was rejected."""
+
+    name: str
+    faces: list[CroppedFace] = field(default_factory=list)
+    reject: str | None = None
+    detail: str = ""
+
+
+def crop_face(image: np.ndarray, face: DetectedFace, options: CropOptions) -> CroppedFace:
+    """Align ``face`` of ``image`` (H, W, 3) to the crop template and cut the crop (and mask)."""
+    transform = estimate_similarity(face.landmarks, crop_template(options.size, options.fill))
+    landmarks = apply_affine(transform, face.landmarks).astype(np.float32)
+    crop = warp_crop(image, transform, options.size)
+    mask = None if options.mask == "none" else face_mask(landmarks, options.size, options.mask)
+    return CroppedFace(
+        crop, landmarks, mask, transform, face.bbox, face.score, face.detector, tuple(image.shape[:2])
+    )
+
+
+def process_photo(photo: Photo, detector: LandmarkDetector | None, options: CropOptions) -> PhotoResult:
+    """Detect (or read) the faces of ``photo`` and crop them; never raises for a bad photo."""
+    try:
+        image = decode_image(photo.data, photo.name)
+    except UnreadableImage as error:
+        return PhotoResult(photo.name, reject="unreadable", detail=str(error))
+    if photo.known_landmarks:
+        faces = [
+            DetectedFace(lm, landmark_bbox(lm), 1.0, photo.landmark_source or "file") for lm in photo.known_landmarks
+        ]
+    elif detector is not None:
+        faces = detector.detect(image)
+    else:
+        return PhotoResult(photo.name, reject="no_face", detail="no landmark file beside the photo")
+    if not faces:
+        return PhotoResult(photo.name, reject="no_face", detail=f"{detector.name} found no face")
+
+    def size(face: DetectedFace) -> float:
+        x0, y0, x1, y1 = landmark_bbox(face.landmarks)
+        return max(x1 - x0, y1 - y0)
+
+    large = sorted((f for f in faces if size(f) >= options.min_face_size), key=size, reverse=True)
+    if not large:
+        largest = max(size(f) for f in faces)
+        return PhotoResult(
+            photo.name,
+            reject="face_too_small",
+            detail=f"largest face {largest:.0f} px < --min-face-size {options.min_face_size:g}",
+        )
+    return PhotoResult(photo.name, faces=[crop_face(image, f, options) for f in large[: options.max_faces]])
+
+
+# ------------------------------------------------------------------------------------------ workers
+_worker_state: dict = {}
+
+
+def _init_worker(detector: str, device: str, options: CropOptions) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _worker_state.update(detector=build_detector(detector, device), options=options)
+
+
+def _work(photo: Photo | tuple[str, str]) -> PhotoResult:
+    if isinstance(photo, tuple):
+        return PhotoResult(photo[0], reject="unreadable", detail=photo[1])
+    return process_photo(photo, _worker_state["detector"], _worker_state["options"])
+
+
+def _encode_result(result: PhotoResult) -> list[dict]:
+    samples = []
+    for index, face in enumerate(result.faces):
+        mask = None if face.mask is None else encode_image(face.mask, "png")
+        samples.append(
+            encode_sample(
+                sample_key(result.name, index),
+                encode_image(face.crop, "jpg"),
+                face.landmarks,
+                face.meta(result.name, index),
+                mask=mask,
+            )
+        )
+    return samples
+
+
+# ------------------------------------------------------------------------------------------ the job
+@dataclass
+class PrepareJob:
+    """One ``facegen prepare`` run (see the module docstring)."""
+
+    input: str
+    out: Path
+    detector: str = "face-alignment"
+    device: str = "cpu"
+    crop: CropOptions = field(default_factory=CropOptions)
+    photos_per_shard: int = 1000
+    workers: int = 0
+    use_landmark_files: bool = True
+    progress: bool = True
+
+    def signature(self) -> dict:
+        """Options that change shard contents; finished shards are kept only when these match."""
+        return {"input": str(self.input), "detector": self.detector, "crop": asdict(self.crop),
+                "photos_per_shard": self.photos_per_shard, "use_landmark_files": self.use_landmark_files}  # fmt: skip
+
+    def run(self) -> dict:
+        """Write the shards and ``manifest.json``; returns the manifest."""
+        started = time.perf_counter()
+        photos = PhotoInput(self.input, self.use_landmark_files)
+        self.out = Path(self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        records, todo = plan_shards(self.out, len(photos), self.photos_per_shard, self.signature())
+        bar = tqdm(total=len(photos), initial=sum(r["photos"] for r in records.values()),
+                   desc="prepare", unit="photo", disable=not self.progress)  # fmt: skip
+        with self._results() as results:
+            for index, start, stop in todo:
+                records[index] = self._write_shard(index, results(photos.iter_photos(start, stop)), bar)
+        bar.close()
+        manifest = self._manifest(records, len(photos), time.perf_counter() - started)
+        write_json_atomic(self.out / "manifest.json", manifest)
+        return manifest
+
+    def _write_shard(self, index: int, results: Iterable[PhotoResult], bar: tqdm) -> dict:
+        path = shard_path(self.out, index)
+        samples, rejects, photos = [], [], 0
+        with ShardWriter(path, {"signature": self.signature()}) as writer:
+            for result in results:
+                photos += 1
+                bar.update()
+                if result.reject:
+                    rejects.append({"source": result.name, "reason": result.reject, "detail": result.detail})
+                    continue
+                for sample in _encode_result(result):
+                    writer.write(sample)
+                    meta = json.loads(sample["json"])
+                    samples.append({"key": sample["__key__"], **{k: meta[k] for k in _MANIFEST_FIELDS}})
+            writer.extra.update(photos=photos, rejects=rejects, sample_list=samples)
+        return finished_record(path)
+
+    @contextmanager
+    def _results(self):
+        """Yields a function mapping photos to results, in order: in this process or in a worker pool."""
+        if self.workers <= 0:
+            _worker_state.update(detector=build_detector(self.detector, self.device), options=self.crop)
+            yield lambda items: map(_work, items)
+            return
+        context = multiprocessing.get_context("spawn")  # safe with torch and CUDA
+        pool = context.Pool(self.workers, _init_worker, (self.detector, self.device, self.crop))
+        try:
+            yield lambda items: pool.imap(_work, items, chunksize=2)
+        finally:
+            pool.terminate()
+            pool.join()
+
+    def _manifest(self, records: dict[int, dict], photo_count: int, seconds: float) -> dict:
+        ordered = [records[i] for i in sorted(records)]
+        rejects = [r for record in ordered for r in record["rejects"]]
+        counts = Counter(r["reason"] for r in rejects)
+        samples = []
+        for index in sorted(records):
+            name = shard_path(self.out, index).name
+            samples += [{**s, "shard": name} for s in records[index]["sample_list"]]
+        return {
+            "version": 1,
+            "kind": "prepare",
+            "input": str(self.input),
+            "options": self.signature(),
+            "photos": photo_count,
+            "faces": len(samples),
+            "shards": [{"file": shard_path(self.out, i).name, "samples": records[i]["samples"],
+                        "photos": records[i]["photos"]} for i in sorted(records)],  # fmt: skip
+            "reject_counts": {reason: counts.get(reason, 0) for reason in REJECT_REASONS},
+            "rejects": rejects,
+            "samples": samples,
+            "seconds_this_run": round(seconds, 2),
+        }

@@ -1,0 +1,165 @@
+"""The shard sample format shared by ``facegen prepare``, ``facegen synth`` and the data module.
+
+Keys of one sample (WebDataset convention, the part after the first dot is the extension):
+- ``__key__``: unique, no dots;
+- ``jpg`` (or ``png``): the aligned face crop, RGB;
+- ``landmarks.npy``: (68, 2) float32, crop pixels, OpenCV pixel centres;
+- ``mask.png`` (optional): 8-bit face/skin mask of the crop;
+- ``params.npz`` (synthetic data): the ground-truth code and camera;
+- ``json``: source file, bounding box, detector, score, crop transform (original -> crop, 2x3).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+from PIL import Image
+
+from facegen.data.landmarks import NUM_LANDMARKS
+
+IMAGE_KEYS = ("jpg", "jpeg", "png")
+
+
+class BadSample(ValueError):
+    """A shard sample that cannot be used; ``reason`` is a short tag for counting."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def sample_key(name: str, index: int | None = None) -> str:
+    """A WebDataset key from a source name (dots and separators become ``_``), plus a face index."""
+    stem = re.sub(r"[^0-9A-Za-z_-]+", "_", name.rsplit(".", 1)[0]).strip("_") or "sample"
+    return stem if index is None else f"{stem}_f{index}"
+
+
+def encode_image(image: np.ndarray, format: str = "jpg", quality: int = 95) -> bytes:
+    """Encoded (H, W, 3) or (H, W) uint8 image."""
+    buffer = io.BytesIO()
+    pil = Image.fromarray(image)
+    if format in ("jpg", "jpeg"):
+        pil.save(buffer, format="JPEG", quality=quality)
+    else:
+        pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def encode_array(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+#: The .npy header of a C-order (68, 2) float32 array, as :func:`encode_array` writes landmarks.
+_LANDMARK_HEADER = encode_array(np.zeros((NUM_LANDMARKS, 2), np.float32))[: -NUM_LANDMARKS * 2 * 4]
+
+
+def encode_sample(
+    key: str,
+    image: bytes,
+    landmarks: np.ndarray,
+    meta: dict,
+    mask: bytes | None = None,
+    params: dict[str, np.ndarray] | None = None,
+    image_format: str = "jpg",
+) -> dict[str, bytes | str]:
+    """A shard sample (see the module docstring) from already encoded image/mask bytes."""
+    sample: dict[str, bytes | str] = {
+        "__key__": key,
+        image_format: image,
+        "landmarks.npy": encode_array(np.asarray(landmarks, np.float32)),
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
+    if mask is not None:
+        sample["mask.png"] = mask
+    if params is not None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(value) for name, value in params.items()})
+        sample["params.npz"] = buffer.getvalue()
+    return sample
+
+
+def _load_landmarks(data: bytes) -> np.ndarray:
+    """(68, 2) float32 from ``.npy`` bytes; the exact layout facegen writes is read without parsing its header."""
+    if data.startswith(_LANDMARK_HEADER) and len(data) == len(_LANDMARK_HEADER) + NUM_LANDMARKS * 2 * 4:
+        return np.frombuffer(data, "<f4", offset=len(_LANDMARK_HEADER)).reshape(NUM_LANDMARKS, 2).copy()
+    return np.load(io.BytesIO(data), allow_pickle=False).astype(np.float32)
+
+
+def _open_image(data: bytes, mode: str) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as pil:
+        pil.load()
+        return pil if pil.mode == mode else pil.convert(mode)
+
+
+def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = True) -> dict:
+    """Decode and check one raw shard sample.
+
+    Returns:
+        dict with ``key``, ``image`` (3, S, S) uint8, ``landmarks`` (68, 2) float32 (scaled when the image was
+        resized to ``image_size``), ``mask`` (1, S, S) uint8 (255 everywhere when absent), ``meta`` and, when
+        present and ``with_params``, ``params`` {name: array}.
+
+    Raises:
+        BadSample: missing image or landmarks, undecodable image, malformed landmark array or params.
+    """
+    key = raw.get("__key__", "?")
+    image_key = next((k for k in IMAGE_KEYS if k in raw), None)
+    if image_key is None:
+        raise BadSample("missing_key", f"sample {key} has no jpg/png image")
+    if "landmarks.npy" not in raw:
+        raise BadSample("missing_key", f"sample {key} has no landmarks.npy")
+    try:
+        image = _open_image(raw[image_key], "RGB")
+    except Exception as error:  # PIL raises many types for corrupt data
+        raise BadSample("bad_image", f"sample {key}: cannot decode {image_key} ({error})") from None
+    try:
+        landmarks = _load_landmarks(raw["landmarks.npy"])
+    except Exception as error:
+        raise BadSample("bad_landmarks", f"sample {key}: unreadable landmarks.npy ({error})") from None
+    if landmarks.shape != (NUM_LANDMARKS, 2) or not np.isfinite(landmarks).all():
+        raise BadSample("bad_landmarks", f"sample {key}: landmarks must be finite (68, 2), got {landmarks.shape}")
+    width, height = image.size
+    mask = None
+    if "mask.png" in raw:
+        try:
+            mask = _open_image(raw["mask.png"], "L")
+        except Exception as error:
+            raise BadSample("bad_image", f"sample {key}: cannot decode mask.png ({error})") from None
+        if mask.size != image.size:
+            raise BadSample("bad_image", f"sample {key}: mask {mask.size} and image {image.size} differ")
+    if image_size is not None and (width, height) != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.BILINEAR)
+        mask = None if mask is None else mask.resize((image_size, image_size), Image.BILINEAR)
+        scale = np.array([image_size / width, image_size / height], np.float32)
+        landmarks = (landmarks + 0.5) * scale - 0.5
+    image_array = np.asarray(image).transpose(2, 0, 1)
+    size = image_array.shape[1:]
+    mask_array = np.full((1, *size), 255, np.uint8) if mask is None else np.asarray(mask)[None]
+    decoded = {
+        "key": key,
+        "image": image_array,
+        "landmarks": landmarks,
+        "mask": mask_array,
+        "meta": _decode_json(raw.get("json"), key),
+    }
+    if with_params and "params.npz" in raw:
+        try:
+            with np.load(io.BytesIO(raw["params.npz"]), allow_pickle=False) as params:
+                decoded["params"] = {name: params[name].astype(np.float32) for name in params.files}
+        except Exception as error:
+            raise BadSample("bad_params", f"sample {key}: unreadable params.npz ({error})") from None
+    return decoded
+
+
+def _decode_json(data: bytes | None, key: str) -> dict:
+    if data is None:
+        return {}
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadSample("bad_json", f"sample {key}: unreadable json ({error})") from None
