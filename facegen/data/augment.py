@@ -45,7 +45,9 @@ class FaceAugmentation(nn.Module):
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
         self.colour_probability = colour_probability
 
-    def matrices(self, batch: int, size: tuple[int, int], generator: torch.Generator, device) -> tuple[Tensor, Tensor]:
+    def matrices(
+        self, batch: int, size: tuple[int, int], generator: torch.Generator, device
+    ) -> tuple[Tensor, Tensor]:
         """(B, 3, 3) pixel-space transforms (flip, then similarity about the centre) and (B,) flip flags."""
 
         def uniform(limit: float) -> Tensor:
@@ -73,7 +75,9 @@ class FaceAugmentation(nn.Module):
         def factor(limit: float) -> Tensor:
             return 1 + (torch.rand(batch, generator=generator, device=image.device) * 2 - 1) * limit
 
-        apply = (torch.rand(batch, generator=generator, device=image.device) < self.colour_probability)[:, None, None, None]
+        apply = (torch.rand(batch, generator=generator, device=image.device) < self.colour_probability)[
+            :, None, None, None
+        ]
         jittered = kornia.enhance.adjust_brightness(image, factor(self.brightness) - 1)
         jittered = kornia.enhance.adjust_contrast(jittered, factor(self.contrast))
         jittered = kornia.enhance.adjust_saturation(jittered, factor(self.saturation))
@@ -91,7 +95,11 @@ class FaceAugmentation(nn.Module):
         permutation = torch.as_tensor(MIRROR_PERMUTATION, device=image.device)
         landmarks = torch.where(flipped[:, None, None], landmarks[:, permutation], landmarks)
         augmented = {k: v for k, v in batch.items() if k != "params"}
-        augmented["image"] = self.colour(kornia.geometry.transform.warp_affine(image, affine, **warp), generator)
-        augmented["mask"] = kornia.geometry.transform.warp_affine(batch["mask"], affine, dsize=size, align_corners=True)
+        augmented["image"] = self.colour(
+            kornia.geometry.transform.warp_affine(image, affine, **warp), generator
+        )
+        augmented["mask"] = kornia.geometry.transform.warp_affine(
+            batch["mask"], affine, dsize=size, align_corners=True
+        )
         augmented["landmarks"] = landmarks
         return augmented

@@ -133,7 +133,14 @@ class FaceDataModule(LightningDataModule):
             if (out / "manifest.json").is_file():
                 continue
             log.info("rendering %d synthetic %s faces of %s into %s", count, split, spec.model, out)
-            SynthJob(spec.model, out, count, spec.samples_per_shard, spec.seed * 1000 + offset, options=spec.options).run()
+            SynthJob(
+                spec.model,
+                out,
+                count,
+                spec.samples_per_shard,
+                spec.seed * 1000 + offset,
+                options=spec.options,
+            ).run()
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}

@@ -67,7 +67,9 @@ class FaceAlignmentDetector:
         try:
             import face_alignment
         except ImportError as error:
-            raise DetectorUnavailable(f"face-alignment is not installed ({error}): pip install face-alignment")
+            raise DetectorUnavailable(
+                f"face-alignment is not installed ({error}): pip install face-alignment"
+            ) from None
         from torch.hub import get_dir
 
         try:
@@ -120,7 +122,9 @@ class MediaPipeDetector:
                 f"MediaPipe's face solutions are not importable ({error}). "
                 'Install them with: pip install "facegen[mediapipe]" (mediapipe 0.10.21, which ships its models).'
             ) from None
-        self._detector = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_confidence)
+        self._detector = face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_confidence
+        )
         self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, min_detection_confidence=0.3)
         self.max_faces = max_faces
 

@@ -62,7 +62,9 @@ def read_pts(path: str | Path, text: str | None = None) -> np.ndarray:
     except ValueError as error:
         raise LandmarkFileError(f"{path}: not a .pts landmark file ({error})") from None
     if len(values) != 2 * NUM_LANDMARKS:
-        raise LandmarkFileError(f"{path}: expected 68 points between '{{' and '}}', found {len(values) / 2:g}")
+        raise LandmarkFileError(
+            f"{path}: expected 68 points between '{{' and '}}', found {len(values) / 2:g}"
+        )
     return check_landmarks(np.asarray(values).reshape(NUM_LANDMARKS, 2) - 1.0, str(path))
 
 

@@ -34,7 +34,12 @@ class PhotoFolderStream(IterableDataset):
         device: str = "cpu",
     ) -> None:
         self.photos = PhotoInput(source)  # fails now, at setup, when nothing matches
-        self.batch_size, self.crop, self.detector, self.device = batch_size, crop or CropOptions(), detector, device
+        self.batch_size, self.crop, self.detector, self.device = (
+            batch_size,
+            crop or CropOptions(),
+            detector,
+            device,
+        )
 
     def _photo_path(self, name: str) -> str:
         if self.photos.kind == "dir":

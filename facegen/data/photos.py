@@ -129,7 +129,9 @@ class PhotoInput:
                 except OSError as error:
                     yield name, f"cannot read file ({error})"
                     continue
-                known, source = self._known_landmarks(name, archive) if self.use_landmark_files else ([], None)
+                known, source = (
+                    self._known_landmarks(name, archive) if self.use_landmark_files else ([], None)
+                )
                 yield Photo(name, data, known, source)
         finally:
             if archive is not None:

@@ -105,7 +105,8 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
         return PhotoResult(photo.name, reject="unreadable", detail=str(error))
     if photo.known_landmarks:
         faces = [
-            DetectedFace(lm, landmark_bbox(lm), 1.0, photo.landmark_source or "file") for lm in photo.known_landmarks
+            DetectedFace(lm, landmark_bbox(lm), 1.0, photo.landmark_source or "file")
+            for lm in photo.known_landmarks
         ]
     elif detector is not None:
         faces = detector.detect(image)
@@ -246,8 +247,14 @@ class PrepareJob:
             "options": self.signature(),
             "photos": photo_count,
             "faces": len(samples),
-            "shards": [{"file": shard_path(self.out, i).name, "samples": records[i]["samples"],
-                        "photos": records[i]["photos"]} for i in sorted(records)],  # fmt: skip
+            "shards": [
+                {
+                    "file": shard_path(self.out, i).name,
+                    "samples": records[i]["samples"],
+                    "photos": records[i]["photos"],
+                }
+                for i in sorted(records)
+            ],  # fmt: skip
             "reject_counts": {reason: counts.get(reason, 0) for reason in REJECT_REASONS},
             "rejects": rejects,
             "samples": samples,

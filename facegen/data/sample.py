@@ -122,7 +122,9 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
     except Exception as error:
         raise BadSample("bad_landmarks", f"sample {key}: unreadable landmarks.npy ({error})") from None
     if landmarks.shape != (NUM_LANDMARKS, 2) or not np.isfinite(landmarks).all():
-        raise BadSample("bad_landmarks", f"sample {key}: landmarks must be finite (68, 2), got {landmarks.shape}")
+        raise BadSample(
+            "bad_landmarks", f"sample {key}: landmarks must be finite (68, 2), got {landmarks.shape}"
+        )
     width, height = image.size
     mask = None
     if "mask.png" in raw:

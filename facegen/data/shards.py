@@ -82,7 +82,6 @@ class ShardWriter:
         write_json_atomic(record_path(self.path), {**self.extra, "samples": self.count, "bytes": self.bytes})
 
 
-
 def plan_shards(
     out: Path, count: int, per_shard: int, signature: dict, prefix: str = "shard"
 ) -> tuple[dict[int, dict], list[tuple[int, int, int]]]:

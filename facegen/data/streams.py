@@ -76,7 +76,9 @@ def count_samples(urls: list[str]) -> int:
     total = 0
     for url in urls:
         if _is_remote(url):
-            raise ValueError(f"cannot count the samples of remote shard {url}: set samples_per_epoch in the config")
+            raise ValueError(
+                f"cannot count the samples of remote shard {url}: set samples_per_epoch in the config"
+            )
         record = Path(url).with_suffix(".json")
         if record.is_file():
             try:
@@ -112,7 +114,9 @@ def collate(samples: list[dict]) -> dict:
     if all("params" in s for s in samples):
         names = samples[0]["params"].keys()
         if all(s["params"].keys() == names for s in samples):
-            batch["params"] = {n: torch.from_numpy(np.stack([s["params"][n] for s in samples])) for n in names}
+            batch["params"] = {
+                n: torch.from_numpy(np.stack([s["params"][n] for s in samples])) for n in names
+            }
     return batch
 
 
@@ -170,7 +174,9 @@ class ShardStream(IterableDataset):
         state["skipped"] += 1
         state["warned"] += 1
         if state["warned"] <= MAX_WARNINGS:
-            suffix = " (further bad samples are counted, not printed)" if state["warned"] == MAX_WARNINGS else ""
+            suffix = (
+                " (further bad samples are counted, not printed)" if state["warned"] == MAX_WARNINGS else ""
+            )
             log.warning("skipping a bad sample (%s): %s%s", reason, detail, suffix)
 
     def _decoded(self, raw_samples: Iterator[dict], state: dict) -> Iterator[dict]:

@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from facegen.data.sample import encode_image, encode_sample
+from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 from facegen.decoder import CodeLayout, FaceCode, FaceDecoder
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.model import MorphableModel
 from facegen.morphable.registry import load_face_model
-from facegen.data.sample import encode_image, encode_sample
-from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class SynthOptions:
     background: str = "smooth"  # smooth | plain
 
 
-def sample_code(layout: CodeLayout, batch: int, options: SynthOptions, generator: torch.Generator) -> FaceCode:
+def sample_code(
+    layout: CodeLayout, batch: int, options: SynthOptions, generator: torch.Generator
+) -> FaceCode:
     """A random :class:`FaceCode` (B = ``batch``) drawn from ``options``."""
 
     def uniform(low, high, *size):
@@ -56,7 +58,9 @@ def sample_code(layout: CodeLayout, batch: int, options: SynthOptions, generator
     limits = torch.tensor([options.pitch, options.yaw, options.roll]).deg2rad()
     rotation = uniform(-1, 1, batch, 3) * limits
     translation = torch.cat([normal(options.translation_xy, 2), normal(options.translation_z, 1)], 1)
-    ambient = uniform(*options.ambient, batch, 1) * uniform(0.9, 1.1, batch, 3)  # intensity and tint per channel
+    ambient = uniform(*options.ambient, batch, 1) * uniform(
+        0.9, 1.1, batch, 3
+    )  # intensity and tint per channel
     direction = torch.nn.functional.normalize(torch.randn(batch, 3, generator=generator), dim=1)
     direction[:, 2] = -direction[:, 2].abs()  # light from the camera's side (normals facing it have z < 0)
     strength = uniform(0, options.directional, batch, 1)
@@ -131,7 +135,9 @@ class SynthJob:
         bar = tqdm(total=self.n, initial=sum(r["samples"] for r in records.values()), desc="synth",
                    unit="face", disable=not self.progress)  # fmt: skip
         for index, start, stop in todo:
-            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0]))
+            generator = torch.Generator().manual_seed(
+                int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+            )
             with ShardWriter(shard_path(self.out, index), {"signature": self.signature()}) as writer:
                 for first in range(start, stop, self.batch_size):
                     count = min(self.batch_size, stop - first)
@@ -147,7 +153,10 @@ class SynthJob:
             "model": face_model.name,
             "layout": layout.sizes(),
             "faces": self.n,
-            "shards": [{"file": shard_path(self.out, i).name, "samples": records[i]["samples"]} for i in sorted(records)],
+            "shards": [
+                {"file": shard_path(self.out, i).name, "samples": records[i]["samples"]}
+                for i in sorted(records)
+            ],
             "seconds_this_run": round(time.perf_counter() - started, 2),
         }
         write_json_atomic(self.out / "manifest.json", manifest)
@@ -180,8 +189,14 @@ class SynthJob:
                     "bbox": [round(float(v), 2) for v in (x0, y0, x1, y1)], "fov": decoder.fov,
                     "transform": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "photo_size": [options.size] * 2}  # fmt: skip
             samples.append(
-                encode_sample(f"synth_{first + i:08d}", encode_image(images[i], "jpg"), landmarks, meta,
-                              mask=encode_image(masks[i], "png"), params=params)  # fmt: skip
+                encode_sample(
+                    f"synth_{first + i:08d}",
+                    encode_image(images[i], "jpg"),
+                    landmarks,
+                    meta,
+                    mask=encode_image(masks[i], "png"),
+                    params=params,
+                )  # fmt: skip
             )
         return samples
 
@@ -191,4 +206,3 @@ def _face_region(model: MorphableModel) -> Tensor:
     if "face" not in model.mask_names:
         return torch.ones(model.num_faces, dtype=torch.bool)
     return model.mask("face")[model.faces].all(1)
-
