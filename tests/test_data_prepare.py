@@ -210,3 +210,11 @@ def test_prepare_on_the_shared_photos_uses_pts_and_dlib_xml(assets, tmp_path):
         f"unlabeled/{n}" for n in ("astronaut.png", "multi_face.jpg", "single_face.jpg", "t1.jpg")
     }
     assert manifest["faces"] == sum(s["samples"] for s in manifest["shards"]) > 10
+
+
+def test_prepare_rejects_bad_crop_options_with_the_flag_name(photo_folder, tmp_path, capsys):
+    folder, _ = photo_folder
+    with pytest.raises(SystemExit):
+        main(["prepare", "--input", str(folder), "--out", str(tmp_path / "o"), "--fill", "5"])
+    assert "--fill must be in [0.1, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -168,3 +168,24 @@ def test_data_presets_parse_into_a_face_datamodule(preset, capsys):
     assert raised.value.code == 0
     printed = capsys.readouterr().out
     assert "facegen.data.FaceDataModule" in printed and "flip: 0.5" in printed
+
+
+def test_synth_with_a_missing_face_model_names_the_file(tmp_path, capsys):
+    missing = tmp_path / "nope.npz"
+    assert (
+        main(
+            [
+                "synth",
+                "--model",
+                str(missing),
+                "--n",
+                "2",
+                "--out",
+                str(tmp_path / "o"),
+                "--progress",
+                "false",
+            ]
+        )
+        == 2
+    )
+    assert f"face model file {missing} does not exist" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Pixel convention everywhere in facegen: (x, y) with (0, 0) at the centre of the 
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -68,13 +69,11 @@ def read_pts(path: str | Path, text: str | None = None) -> np.ndarray:
     return check_landmarks(np.asarray(values).reshape(NUM_LANDMARKS, 2) - 1.0, str(path))
 
 
-def read_dlib_xml(path: str | Path) -> dict[str, list[np.ndarray]]:
-    """dlib ``imglab`` XML -> {image file name as written: [(68, 2) landmarks per face box]}.
-
-    Boxes without 68 parts are left out (dlib files may mix face boxes without landmarks).
-    """
+def read_dlib_xml(path: str | Path, data: bytes | None = None) -> dict[str, list[np.ndarray]]:
+    """dlib ``imglab`` XML (the file at ``path``, or its ``data``) -> {image file name as written: [(68, 2)
+    landmarks per face box]}. Boxes without 68 parts are left out (dlib files may mix in plain face boxes)."""
     try:
-        root = ET.parse(path).getroot()
+        root = ET.parse(path if data is None else io.BytesIO(data)).getroot()
     except (ET.ParseError, OSError) as error:
         raise LandmarkFileError(f"{path}: not a readable dlib XML file ({error})") from None
     faces: dict[str, list[np.ndarray]] = {}
@@ -89,13 +88,9 @@ def read_dlib_xml(path: str | Path) -> dict[str, list[np.ndarray]]:
     return faces
 
 
-def is_dlib_xml(path: Path) -> bool:
-    """True when ``path`` looks like a dlib imglab landmark file (checks the first few hundred bytes)."""
-    try:
-        head = path.read_bytes()[:512].decode("latin-1")
-    except OSError:
-        return False
-    return "<dataset>" in head
+def is_dlib_xml(head: bytes) -> bool:
+    """True when the first bytes of an XML file look like a dlib imglab landmark file."""
+    return b"<dataset>" in head[:512]
 
 
 def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:

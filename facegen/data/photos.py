@@ -76,6 +76,7 @@ class PhotoInput:
         self._available = set(files)
         self._xml_landmarks: dict[str, list[np.ndarray]] = {}
         self._xml_source: dict[str, str] = {}
+        self._xml_loaded = False
 
     def __len__(self) -> int:
         return len(self.names)
@@ -87,24 +88,14 @@ class PhotoInput:
 
     def _load_xml_landmarks(self, archive: tarfile.TarFile | None) -> None:
         for name in sorted(n for n in self._available if n.lower().endswith(".xml")):
-            if archive is not None:
-                import tempfile
-
-                with tempfile.NamedTemporaryFile(suffix=".xml") as handle:
-                    handle.write(self._read(name, archive))
-                    handle.flush()
-                    self._add_xml(name, Path(handle.name))
-            else:
-                self._add_xml(name, Path(self._root, name) if self.kind == "dir" else Path(name))
-
-    def _add_xml(self, name: str, path: Path) -> None:
-        if not is_dlib_xml(path):
-            return
-        folder = str(Path(name).parent)
-        for image, faces in read_dlib_xml(path).items():
-            key = str(Path(folder, image)) if folder != "." else image
-            self._xml_landmarks.setdefault(key, []).extend(faces)
-            self._xml_source[key] = f"dlib-xml:{Path(name).name}"
+            data = self._read(name, archive)
+            if not is_dlib_xml(data):
+                continue
+            folder = str(Path(name).parent)
+            for image, faces in read_dlib_xml(name, data).items():
+                key = str(Path(folder, image)) if folder != "." else image
+                self._xml_landmarks.setdefault(key, []).extend(faces)
+                self._xml_source[key] = f"dlib-xml:{Path(name).name}"
 
     def _known_landmarks(self, name: str, archive) -> tuple[list[np.ndarray], str | None]:
         pts = str(Path(name).with_suffix(".pts"))
@@ -121,8 +112,9 @@ class PhotoInput:
         """Photos ``names[start:stop]`` in order; an unreadable file yields ``(name, reason)`` instead."""
         archive = tarfile.open(self.spec) if self.kind == "tar" else None
         try:
-            if self.use_landmark_files and not self._xml_landmarks:
+            if self.use_landmark_files and not self._xml_loaded:
                 self._load_xml_landmarks(archive)
+                self._xml_loaded = True
             for name in self.names[start:stop]:
                 try:
                     data = self._read(name, archive)

@@ -7,7 +7,6 @@ same shard: finished shards (tar + record) are kept, the rest are redone. Each p
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from facegen.data.alignment import apply_affine, crop_template, estimate_similar
 from facegen.data.detectors import DetectedFace, LandmarkDetector, build_detector, landmark_bbox
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
 from facegen.data.sample import encode_image, encode_sample, sample_key
-from facegen.data.shards import ShardWriter, finished_record, plan_shards, shard_path, write_json_atomic
+from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 
 REJECT_REASONS = ("unreadable", "no_face", "face_too_small")
 _MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
@@ -141,26 +140,33 @@ def _init_worker(detector: str, device: str, options: CropOptions) -> None:
     _worker_state.update(detector=build_detector(detector, device), options=options)
 
 
-def _work(photo: Photo | tuple[str, str]) -> PhotoResult:
-    if isinstance(photo, tuple):
-        return PhotoResult(photo[0], reject="unreadable", detail=photo[1])
-    return process_photo(photo, _worker_state["detector"], _worker_state["options"])
+@dataclass
+class EncodedPhoto:
+    """A photo's result ready for a shard: (sample, meta) per face, or the reason it was rejected."""
+
+    name: str
+    samples: list[tuple[dict, dict]]
+    reject: str | None = None
+    detail: str = ""
 
 
-def _encode_result(result: PhotoResult) -> list[dict]:
+def _encode(result: PhotoResult) -> EncodedPhoto:
+    """Encode the crops and masks (in the worker, so the main process only writes the tar)."""
     samples = []
     for index, face in enumerate(result.faces):
+        meta = face.meta(result.name, index)
         mask = None if face.mask is None else encode_image(face.mask, "png")
+        image = encode_image(face.crop, "jpg")
         samples.append(
-            encode_sample(
-                sample_key(result.name, index),
-                encode_image(face.crop, "jpg"),
-                face.landmarks,
-                face.meta(result.name, index),
-                mask=mask,
-            )
+            (encode_sample(sample_key(result.name, index), image, face.landmarks, meta, mask), meta)
         )
-    return samples
+    return EncodedPhoto(result.name, samples, result.reject, result.detail)
+
+
+def _work(photo: Photo | tuple[str, str]) -> EncodedPhoto:
+    if isinstance(photo, tuple):
+        return EncodedPhoto(photo[0], [], reject="unreadable", detail=photo[1])
+    return _encode(process_photo(photo, _worker_state["detector"], _worker_state["options"]))
 
 
 # ------------------------------------------------------------------------------------------ the job
@@ -200,7 +206,7 @@ class PrepareJob:
         write_json_atomic(self.out / "manifest.json", manifest)
         return manifest
 
-    def _write_shard(self, index: int, results: Iterable[PhotoResult], bar: tqdm) -> dict:
+    def _write_shard(self, index: int, results: Iterable[EncodedPhoto], bar: tqdm) -> dict:
         path = shard_path(self.out, index)
         samples, rejects, photos = [], [], 0
         with ShardWriter(path, {"signature": self.signature()}) as writer:
@@ -210,12 +216,11 @@ class PrepareJob:
                 if result.reject:
                     rejects.append({"source": result.name, "reason": result.reject, "detail": result.detail})
                     continue
-                for sample in _encode_result(result):
+                for sample, meta in result.samples:
                     writer.write(sample)
-                    meta = json.loads(sample["json"])
                     samples.append({"key": sample["__key__"], **{k: meta[k] for k in _MANIFEST_FIELDS}})
             writer.extra.update(photos=photos, rejects=rejects, sample_list=samples)
-        return finished_record(path)
+        return writer.record
 
     @contextmanager
     def _results(self):

@@ -53,6 +53,7 @@ class ShardWriter:
         self.extra = dict(extra or {})
         self.count = 0
         self.bytes = 0
+        self.record: dict | None = None  # what was written beside the shard, once it is finished
 
     def __enter__(self) -> ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ class ShardWriter:
             self.temporary.unlink(missing_ok=True)
             return
         os.replace(self.temporary, self.path)
-        write_json_atomic(record_path(self.path), {**self.extra, "samples": self.count, "bytes": self.bytes})
+        self.record = {**self.extra, "samples": self.count, "bytes": self.bytes}
+        write_json_atomic(record_path(self.path), self.record)
 
 
 def plan_shards(

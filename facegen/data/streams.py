@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import random
 import tarfile
@@ -71,8 +72,6 @@ def expand_shards(spec: str | list[str], field: str = "shards") -> list[str]:
 def count_samples(urls: list[str]) -> int:
     """Samples in local shards: from the ``.json`` records that facegen writes beside them, else by reading
     the tar headers. Remote shards cannot be counted (give the count in the config)."""
-    import json
-
     total = 0
     for url in urls:
         if _is_remote(url):
@@ -91,13 +90,18 @@ def count_samples(urls: list[str]) -> int:
     return total
 
 
+def worker_identity() -> tuple[int, int]:
+    """(index, count) of this dataloader worker on its rank; (0, 1) in the main process."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
 def reader_identity() -> tuple[int, int]:
     """(index, count) of this reader among all DDP ranks x dataloader workers."""
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    info = get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    worker, workers = worker_identity()
     return rank * workers + worker, world * workers
 
 
@@ -162,7 +166,6 @@ class ShardStream(IterableDataset):
     # ----------------------------------------------------------------------------- reading
     def _raw_samples(self, urls: list[str], state: dict) -> Iterator[dict]:
         """Raw samples (dicts of bytes) of ``urls``; an unreadable shard is skipped and counted."""
-
         for url in urls:
             try:
                 with gopen(url) as stream:
@@ -210,10 +213,11 @@ class ShardStream(IterableDataset):
         return batch
 
     # ----------------------------------------------------------------------------- splitting
-    def _eval_samples(self, reader: int, readers: int, state: dict) -> Iterator[dict]:
-        if len(self.urls) >= readers:
-            return self._raw_samples(self.urls[reader::readers], state)
-        every = self._raw_samples(self.urls, state)
+    def _reader_samples(self, urls: list[str], reader: int, readers: int, state: dict) -> Iterator[dict]:
+        """This reader's raw samples of ``urls``: whole shards when there are enough, else every R-th sample."""
+        if len(urls) >= readers:
+            return self._raw_samples(urls[reader::readers], state)
+        every = self._raw_samples(urls, state)
         return (raw for i, raw in enumerate(every) if i % readers == reader)
 
     def _train_samples(self, reader: int, readers: int, state: dict) -> Iterator[dict]:
@@ -222,10 +226,7 @@ class ShardStream(IterableDataset):
         while True:
             order = list(self.urls)
             random.Random(f"{self.seed}-{self.epoch}-{cycle}").shuffle(order)
-            if len(order) >= readers:
-                raw = self._raw_samples(order[reader::readers], state)
-            else:
-                raw = (s for i, s in enumerate(self._raw_samples(order, state)) if i % readers == reader)
+            raw = self._reader_samples(order, reader, readers, state)
             yielded = False
             for sample in _shuffled(raw, self.shuffle_buffer, rng):
                 yielded = True
@@ -241,10 +242,10 @@ class ShardStream(IterableDataset):
         reader, readers = reader_identity()
         state = {"skipped": 0, "warned": 0}
         if self.mode == "eval":
-            yield from self._batches(self._decoded(self._eval_samples(reader, readers, state), state), state)
+            raw = self._reader_samples(self.urls, reader, readers, state)
+            yield from self._batches(self._decoded(raw, state), state)
             return
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker, workers = worker_identity()
         # this rank's batches, dealt to its workers round-robin (the DataLoader interleaves them the same way)
         quota = len(range(worker, self.batches_per_rank, workers))
         skip = len(range(worker, self.skip_batches, workers))

@@ -144,7 +144,7 @@ class SynthJob:
                     for sample in self._render_batch(decoder, layout, face_flags, first, count, generator):
                         writer.write(sample)
                     bar.update(count)
-            records[index] = {"samples": stop - start}
+            records[index] = writer.record
         bar.close()
         manifest = {
             "version": 1,

@@ -38,9 +38,6 @@ class FaceCode(NamedTuple):
     def to_dict(self) -> dict[str, Tensor]:
         return self._asdict()
 
-    def detach(self) -> FaceCode:
-        return FaceCode(*(part.detach() for part in self))
-
     def flatten(self) -> Tensor:
         """(B, total) the parts concatenated in :data:`PARTS` order."""
         return torch.cat(list(self), -1)

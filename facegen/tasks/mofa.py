@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from facegen.decoder import FaceCode, FaceDecoder
+from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.evaluation.geometry import vertex_error
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
@@ -135,10 +135,12 @@ class MoFA(LightningModule):
         """(B, 3, S, S) in [0, 1] -> the face code."""
         return self.layout.split(self.encoder(image))
 
-    def loss_terms(self, batch: dict, code: FaceCode) -> dict[str, Tensor]:
-        """Every unweighted loss term of MoFA for ``batch`` explained by ``code``."""
+    def loss_terms(
+        self, batch: dict, code: FaceCode, decoded: DecodedFace | None = None
+    ) -> dict[str, Tensor]:
+        """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given)."""
         image, mask = batch["image"], batch["mask"]
-        decoded = self.decoder(code)
+        decoded = self.decoder(code) if decoded is None else decoded
         size = image.shape[-1]
         terms: dict[str, Tensor] = {}
         if self.hparams.photometric == "points":
@@ -157,11 +159,9 @@ class MoFA(LightningModule):
         terms["shape"] = coefficient_prior(code.shape)
         terms["expression"] = coefficient_prior(code.expression)
         terms["light"] = light_prior(code.light)
+        terms["albedo"] = coefficient_prior(code.albedo)
         if isinstance(self.decoder.albedo, LearnedAlbedo):
-            terms["albedo"] = coefficient_prior(code.albedo)
             terms["albedo_smoothness"] = self.decoder.albedo.smoothness()
-        else:
-            terms["albedo"] = coefficient_prior(code.albedo)
         return terms
 
     def _total(self, terms: dict[str, Tensor]) -> Tensor:
@@ -188,9 +188,9 @@ class MoFA(LightningModule):
         size = batch["image"].shape[0]
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=size)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
-        if "skipped" in batch:
-            self.log("data/skipped_samples", float(self.trainer.datamodule.skipped_samples)
-                     if self.trainer.datamodule is not None else 0.0, batch_size=size)  # fmt: skip
+        skipped = getattr(self.trainer.datamodule, "skipped_samples", None)
+        if skipped is not None:
+            self.log("data/skipped_samples", float(skipped), batch_size=size)
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
@@ -213,9 +213,9 @@ class MoFA(LightningModule):
         scale is ambiguous, as in the NoW benchmark) and after rigid alignment (``vertex_error_rigid*``), and
         code errors."""
         code = self(batch["image"])
-        terms = self.loss_terms(batch, code)
-        metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
         decoded = self.decoder(code)
+        terms = self.loss_terms(batch, code, decoded)
+        metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
         rendered = self.decoder.render(decoded, code.light, background=batch["image"])
         valid = rendered.mask * (batch["mask"] > 0.5)
         metrics["photometric_error"] = masked_mean(
