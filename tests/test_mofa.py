@@ -1,10 +1,13 @@
 """MoFA: code layout from the face model, initial code, losses and gradients, bad input, metrics, and the
-`facegen fit` CLI (in-process, and exact resume from a mid-epoch checkpoint)."""
+`facegen fit` CLI (in-process, exact resume from a mid-epoch checkpoint, and DDP over two CPU processes)."""
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +162,20 @@ def test_resumed_run_reproduces_the_uninterrupted_losses_exactly(tmp_path, tiny_
     main(["fit", "--config", str(config(tmp_path / "resumed")), "--ckpt_path", str(middle)])
     after = {step: loss for step, loss in losses(tmp_path / "full").items() if step >= 3}
     assert len(after) == 3 and losses(tmp_path / "resumed") == after
+
+
+def test_same_config_trains_with_ddp_on_two_cpu_processes(tmp_path, tiny_shards):
+    """Both ranks step in lockstep (gloo): rank-0-only work such as image logging must not issue collectives."""
+    path = tiny_config(tmp_path, tiny_shards, strategy="ddp", devices=2)
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "facegen.cli", "fit", "--config", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = metrics(tmp_path)
+    steps = {int(r["step"]) for r in rows if "train/loss" in r}
+    assert steps == {0, 1, 2, 3}
+    assert all(math.isfinite(r["val/vertex_error"]) for r in rows if "val/vertex_error" in r)
+    (images,) = tmp_path.glob("runs/mofa/version_*/images")
+    assert len(list(images.glob("reconstruction-*.png"))) == 2
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 4

@@ -21,6 +21,11 @@ class FaceImageLogger(Callback):
     def __init__(self, every_n_steps: int = 500, max_images: int = 4) -> None:
         self.every_n_steps, self.max_images = every_n_steps, max_images
         self._last_val_batch: dict | None = None
+        self._folder: Path | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        # trainer.log_dir is a collective under DDP: resolve it here, on every rank, not in rank-0-only hooks.
+        self._folder = Path(trainer.log_dir or trainer.default_root_dir) / "images"
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -29,7 +34,7 @@ class FaceImageLogger(Callback):
             pl_module.eval()
             panels = reconstruction_panels(pl_module, batch, self.max_images)
             pl_module.train(was_training)
-            self.log_image(trainer, "reconstruction", panels, step)
+            self.log_image(trainer, "reconstruction", panels, step, self._folder)
 
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
@@ -54,8 +59,8 @@ class FaceImageLogger(Callback):
         self._last_val_batch = None
 
     @staticmethod
-    def log_image(trainer, key: str, image: np.ndarray, step: int) -> None:
-        """``image`` (H, W, 3) uint8 to every logger that takes images; PNG files otherwise."""
+    def log_image(trainer, key: str, image: np.ndarray, step: int, folder: Path) -> None:
+        """``image`` (H, W, 3) uint8 to every logger that takes images; PNG files in ``folder`` otherwise."""
         written = False
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -65,7 +70,6 @@ class FaceImageLogger(Callback):
                 logger.experiment.add_image(key, image, step, dataformats="HWC")
                 written = True
         if not written:
-            folder = Path(trainer.log_dir or trainer.default_root_dir) / "images"
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / f".{key}-{step:07d}.png.part"
             Image.fromarray(image).save(temporary, format="PNG")
