@@ -16,6 +16,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from facegen import __version__
+from facegen.callbacks.face_exporter import FaceExporter
 from facegen.commands import EXTRA_COMMANDS
 
 
@@ -49,6 +50,24 @@ class FacegenCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
+        """``predict`` also takes ``--out DIR`` (write every face with :class:`FaceExporter`), ``--overwrite``
+        and ``--texture_size``, and keeps no predictions in memory unless ``--return_predictions true``."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--out", type=str | None, default=None,
+                                help="write meshes, textures, coefficients and an overlay per face here")  # fmt: skip
+            parser.add_argument("--overwrite", type=bool, default=False,
+                                help="rewrite faces already complete in --out (default: skip them)")  # fmt: skip
+            parser.add_argument("--texture_size", type=int, default=512, help="UV texture side in texels")
+            parser.set_defaults(return_predictions=False)
+        return parser
+
+    def before_predict(self) -> None:
+        config = self.config["predict"]
+        if config.get("out"):
+            self.trainer.callbacks.append(FaceExporter(config.out, config.overwrite, config.texture_size))
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -137,10 +137,32 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(tmp_
     assert list(tmp_path.rglob("last.ckpt"))
 
 
-def test_quickstart_config_parses_with_its_defaults(capsys):
+@pytest.mark.parametrize("name", ["mofa.yaml", "mofa_ict.yaml", "mofa_bfm.yaml"])
+def test_mofa_configs_parse_with_their_defaults(capsys, name):
     with pytest.raises(SystemExit) as raised:
-        main(["fit", "--config", str(ROOT / "configs" / "mofa.yaml"), "--print_config"])
+        main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
     assert raised.value.code == 0 and "facegen.tasks.MoFA" in capsys.readouterr().out
+
+
+def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz):
+    """configs/mofa_ict.yaml with the shared ICT model: synthetic ICT shards are rendered, then it trains."""
+    config = yaml.safe_load((ROOT / "configs" / "mofa_ict.yaml").read_text())
+    config["trainer"].update(max_steps=2, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
+                             default_root_dir=str(tmp_path), accelerator="cpu")  # fmt: skip
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
+    config["model"]["init_args"].update(face_model=str(ict_facegen_npz), image_size=SIZE, depths=[1], width=8)
+    data = config["data"]["init_args"]
+    data["synthetic"].update(root=str(tmp_path / "synth"), model=str(ict_facegen_npz), train=8, val=4,
+                             options={"size": SIZE})  # fmt: skip
+    data.update(batch_size=4, num_workers=0, image_size=SIZE)
+    path = tmp_path / "ict.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path)])
+    (metrics_file,) = tmp_path.glob("runs/mofa_ict/version_*/metrics.csv")
+    rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(metrics_file.open())]
+    assert any("train/albedo_smoothness" in r for r in rows)
+    assert any(math.isfinite(r.get("val/vertex_error_mm", math.nan)) for r in rows)
 
 
 def test_resumed_run_reproduces_the_uninterrupted_losses_exactly(tmp_path, tiny_shards):

@@ -119,15 +119,19 @@ class FaceDataModule(LightningDataModule):
         return given
 
     def prepare_data(self) -> None:
-        """Render the synthetic shards that are missing (rank 0 only; resumable)."""
+        """Render the synthetic shards that are missing and that the trainer's current job reads (rank 0 only;
+        resumable): train and val to fit, val to validate, test to test, none to predict."""
         if self.synthetic is None:
             return
         from facegen.data.synth import SynthJob
 
         spec = self.synthetic
+        state = self.trainer.state if self.trainer is not None else None
+        job = state.fn.value if state is not None and state.fn is not None else None
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
         for offset, split in enumerate(("train", "val", "test")):
             count = getattr(spec, split)
-            if count <= 0 or self.sources[split] is not None:
+            if count <= 0 or self.sources[split] is not None or split not in needed.get(job, (split,)):
                 continue
             out = spec.split_dir(split)
             if (out / "manifest.json").is_file():

@@ -42,6 +42,17 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
         raise UnreadableImage(f"{name}: cannot decode image ({error})") from None
 
 
+def read_photo(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a photo path as recorded in prediction metadata: a file, or ``archive.tar::member``."""
+    archive, separator, member = str(path).partition("::")
+    if separator:
+        with tarfile.open(archive) as tar:
+            data = tar.extractfile(member).read()
+    else:
+        data = Path(path).read_bytes()
+    return decode_image(data, str(path))
+
+
 class PhotoInput:
     """The photos of ``spec``: a folder (searched recursively), a glob pattern, or a ``.tar`` archive.
 

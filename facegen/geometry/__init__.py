@@ -15,7 +15,12 @@ from facegen.geometry.framing import (
     frontal_translation,
 )
 from facegen.geometry.normals import face_normals, vertex_normals
-from facegen.geometry.rotations import axis_angle_to_matrix, euler_to_matrix, matrix_to_euler
+from facegen.geometry.rotations import (
+    axis_angle_to_matrix,
+    euler_to_matrix,
+    matrix_to_euler,
+    rotation_angle_between,
+)
 from facegen.geometry.sh import SH_COEFFS, ambient_sh, sh_basis, sh_shading
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "intrinsics_from_focal",
     "intrinsics_from_fov",
     "matrix_to_euler",
+    "rotation_angle_between",
     "project_points",
     "sh_basis",
     "sh_shading",

@@ -39,3 +39,10 @@ def matrix_to_euler(matrix: Tensor) -> Tensor:
     pitch = torch.atan2(matrix[..., 2, 1], matrix[..., 2, 2])
     roll = torch.atan2(matrix[..., 1, 0], matrix[..., 0, 0])
     return torch.stack([pitch, yaw, roll], -1)
+
+
+def rotation_angle_between(first: Tensor, second: Tensor) -> Tensor:
+    """Geodesic angle in radians between rotations (..., 3, 3): ``acos((trace(first^T second) - 1) / 2)``,
+    independent of how either was parametrised (Euler angles alias: (p, y, r) ~ (p + pi, pi - y, r + pi))."""
+    trace = (first.transpose(-1, -2) @ second).diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0))

@@ -40,12 +40,16 @@ class ResNetEncoder(nn.Module):
     Args:
         depths: residual blocks per stage (ResNet-18: (2, 2, 2, 2), ResNet-34: (3, 4, 6, 3)).
         width: channels of the first stage; each later stage doubles them.
+        grid: side of the final average pooling: 1 pools globally (ResNet); g > 1 pools to g x g cells and
+            flattens them, keeping where features are, which precise pose and landmarks need.
     """
 
-    def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64) -> None:
+    def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1) -> None:
         super().__init__()
-        if not depths or min(depths) < 1 or width < 1:
-            raise ValueError(f"encoder depths must be positive and width >= 1, got {depths}, {width}")
+        if not depths or min(depths) < 1 or width < 1 or grid < 1:
+            raise ValueError(
+                f"encoder depths must be positive, width and grid >= 1, got {depths}, {width}, {grid}"
+            )
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
         )
@@ -56,13 +60,14 @@ class ResNetEncoder(nn.Module):
                 blocks.append(BasicBlock(channels, out_channels, 2 if index == 0 and stage > 0 else 1))
                 channels = out_channels
         self.blocks = nn.Sequential(*blocks)
-        self.features = channels
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.features = channels * grid * grid
         self.register_buffer("mean", torch.tensor(IMAGE_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGE_STD).reshape(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: Tensor) -> Tensor:
         x = self.blocks(self.stem((image - self.mean) / self.std))
-        return x.mean((2, 3))
+        return self.pool(x).flatten(1)
 
 
 class TimmEncoder(nn.Module):
@@ -88,10 +93,12 @@ class TimmEncoder(nn.Module):
         return self.model((image - self.mean) / self.std)
 
 
-def build_backbone(name: str = "resnet", depths: Sequence[int] = (2, 2, 2, 2), width: int = 64) -> nn.Module:
-    """``resnet`` (this module's ResNet with ``depths``/``width``) or ``timm:<model name>``."""
+def build_backbone(
+    name: str = "resnet", depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1
+) -> nn.Module:
+    """``resnet`` (this module's ResNet with ``depths``/``width``/``grid``) or ``timm:<model name>``."""
     if name == "resnet":
-        return ResNetEncoder(depths, width)
+        return ResNetEncoder(depths, width, grid)
     if name.startswith("timm:"):
         return TimmEncoder(name[len("timm:") :])
     raise ValueError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")

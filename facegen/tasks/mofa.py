@@ -16,6 +16,7 @@ from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.evaluation.geometry import vertex_error
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
+from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
 from facegen.geometry.sh import ambient_sh
 from facegen.losses import (
     coefficient_prior,
@@ -31,6 +32,7 @@ from facegen.morphable.registry import load_face_model
 from facegen.nets.encoder import CodeRegressor, build_backbone
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import RasterSettings
+from facegen.tasks.refine import RefineOptions, refine_code
 
 
 @dataclass
@@ -53,8 +55,8 @@ class MoFA(LightningModule):
     Args:
         face_model: ``builtin`` or a canonical face model ``.npz``.
         image_size: side of the square input crops in pixels.
-        backbone, depths, width: the encoder (``resnet`` with blocks per stage and first-stage channels, or
-            ``timm:<name>``).
+        backbone, depths, width, grid: the encoder (``resnet`` with blocks per stage, first-stage channels and
+            the side of its final pooling grid, or ``timm:<name>``).
         shape, expression, albedo: largest code sizes (MoFA: 80, 64, 80), capped by the face model.
         reflectance: ``model`` (the face model's albedo basis), ``learned`` (a low-rank basis learned with the
             encoder, for models without albedo such as ICT and FLAME) or ``auto`` (model when it has one).
@@ -64,9 +66,13 @@ class MoFA(LightningModule):
         norm: colour distance of the photometric term (``l21``, ``l2``, ``l1``, ``charbonnier``).
         weights: loss weights; landmark_jaw / landmark_weights: per-landmark weights (68 values override).
         lr, weight_decay: Adam(W) settings.
+        lr_schedule: ``constant`` or ``cosine`` (decays to 0 over the run's optimizer steps), after a linear
+            warm-up of ``warmup_steps``.
         on_nonfinite: ``stop`` raises naming the step and loss term; ``skip`` skips the batch (single device).
         fov, fill: the camera's field of view (degrees) and default framing, as in the data.
         backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
+        refine: test-time refinement of each predicted code on the same losses (``predict``); with an untrained
+            encoder this is pure optimisation from the mean face.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class MoFA(LightningModule):
         backbone: str = "resnet",
         depths: tuple[int, ...] = (2, 2, 2, 2),
         width: int = 64,
+        grid: int = 1,
         shape: int = 80,
         expression: int = 64,
         albedo: int = 80,
@@ -88,10 +95,13 @@ class MoFA(LightningModule):
         landmark_weights: list[float] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
         on_nonfinite: str = "stop",
         fov: float = DEFAULT_FOV,
         fill: float = DEFAULT_FILL,
         backend: str = "torch",
+        refine: RefineOptions | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -99,7 +109,10 @@ class MoFA(LightningModule):
             raise ValueError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"model.lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.weights = weights or LossWeights()
+        self.refine = refine or RefineOptions()
         model = load_face_model(face_model)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
@@ -107,7 +120,7 @@ class MoFA(LightningModule):
                                    RasterSettings(backend=backend))  # fmt: skip
         self.layout = self.decoder.layout(shape=shape, expression=expression, albedo=albedo)
         initial = self.layout.zeros(1)._replace(light=ambient_sh(1)).flatten()[0]
-        self.encoder = CodeRegressor(build_backbone(backbone, depths, width), initial)
+        self.encoder = CodeRegressor(build_backbone(backbone, depths, width, grid), initial)
         self.register_buffer(
             "landmark_weights", make_landmark_weights(landmark_jaw, 1.0, landmark_weights), persistent=False
         )
@@ -232,7 +245,8 @@ class MoFA(LightningModule):
         truth = model(shape=params["shape"], expression=params["expression"]).vertices
         predicted = model(shape=code.shape, expression=code.expression).vertices
         mean_face = model.mean.expand_as(truth)
-        metrics = {"rotation_error_deg": (code.rotation - params["rotation"]).abs().mean() * 180 / math.pi}
+        angle = rotation_angle_between(euler_to_matrix(code.rotation), euler_to_matrix(params["rotation"]))
+        metrics = {"rotation_error_deg": angle.mean() * 180 / math.pi}
         for suffix, scale in (("", True), ("_rigid", False)):
             error = vertex_error(predicted, truth, self.region, scale).mean()
             baseline = vertex_error(mean_face, truth, self.region, scale).mean()
@@ -249,11 +263,34 @@ class MoFA(LightningModule):
         return metrics
 
     def predict_step(self, batch: dict, batch_index: int) -> dict:
-        """The code, the decoded geometry and the batch's crop metadata, for prediction writers."""
+        """The code (refined when ``refine.steps`` > 0), the decoded geometry and the batch with its crop
+        metadata, for prediction writers; ``refine_loss`` holds the loss before each refinement step."""
         code = self(batch["image"])
-        return {"code": code, "decoded": self.decoder(code), "batch": batch}
+        history: list[float] = []
+        if self.refine.steps and batch["image"].shape[0]:
+            code, history = refine_code(self.weighted_loss, batch, code, self.refine)
+        return {"code": code, "decoded": self.decoder(code), "batch": batch, "refine_loss": history}
+
+    def weighted_loss(self, batch: dict, code: FaceCode) -> Tensor:
+        """MoFA's training objective for ``batch`` explained by ``code`` (scalar)."""
+        return self._total(self.loss_terms(batch, code))
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(
+        optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
+        warmup, total = self.hparams.warmup_steps, self.trainer.estimated_stepping_batches
+        if self.hparams.lr_schedule == "cosine" and not math.isfinite(total):
+            raise ValueError(
+                "model.lr_schedule 'cosine' needs a finite run: set trainer.max_steps or max_epochs"
+            )
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            if self.hparams.lr_schedule == "constant":
+                return 1.0
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,123 @@
+"""``FaceExporter``: the prediction writer of ``facegen predict``. Writes one folder of meshes, textures,
+coefficients and an overlay per face (see :mod:`facegen.export.face_files`) and a ``summary.json`` of the run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from facegen.data.photos import UnreadableImage, read_photo
+from facegen.export.face_files import DONE_FILE, FaceResult, write_face
+from facegen.export.files import write_text_atomic
+from facegen.texture.uv import UVLayout
+
+
+class FaceExporter(BasePredictionWriter):
+    """Writes ``out/<face key>/`` for every predicted face.
+
+    Args:
+        out: output folder.
+        overwrite: rewrite faces whose folder is already complete; otherwise they are skipped and counted.
+        texture_size: side of the UV textures in texels.
+    """
+
+    def __init__(self, out: str, overwrite: bool = False, texture_size: int = 512) -> None:
+        super().__init__(write_interval="batch")
+        self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
+        self.layout: UVLayout | None = None
+        self.symmetric = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.written: list[str] = []
+        self.existing: list[str] = []
+        self.rejected: list[dict] = []
+        self.failed: list[dict] = []
+        self._started = time.perf_counter()
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self._reset()
+        self.out.mkdir(parents=True, exist_ok=True)
+        model = pl_module.decoder.model
+        if model.has_uv:
+            self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, self.texture_size)
+            self.layout.to(pl_module.device)
+            self.symmetric = self.layout.is_symmetric(model.mean.to(pl_module.device))
+        else:
+            rank_zero_warn(f"face model {model.name!r} has no UV layout: textured .obj files are not written")
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ):
+        self.rejected += [{"photo": p, "reason": r, "detail": d} for p, r, d in batch.get("rejects", [])]
+        decoder = pl_module.decoder
+        code, decoded = prediction["code"], prediction["decoded"]
+        if code.batch_size == 0:
+            return
+        geometry = decoder.model(shape=code.shape, expression=code.expression).vertices
+        rotation, translation = decoder.camera_pose(code)
+        shaded = decoder.vertex_colours(decoded, code.light)
+        render = decoder.render(decoded, code.light, background=0.0)
+        model = decoder.model
+        faces = model.faces.cpu().numpy()
+        uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy()) if model.has_uv else None
+        for i, key in enumerate(batch["key"]):
+            folder = self.out / key
+            if (folder / DONE_FILE).exists() and not self.overwrite:
+                self.existing.append(key)
+                continue
+            meta = batch["meta"][i] if "meta" in batch else {}
+            one = slice(i, i + 1)
+            try:
+                photo = read_photo(meta["photo_path"]) if meta.get("photo_path") else None
+            except (OSError, UnreadableImage) as error:  # the photo moved since it was cropped: use the crop
+                rank_zero_warn(f"{meta['photo_path']}: {error}; texture and overlay use the crop")
+                photo = None
+            face = FaceResult(
+                key=key, code={k: v[one] for k, v in code.to_dict().items()}, vertices_model=geometry[one],
+                camera_rotation=rotation[one], camera_translation=translation[one], vertices=decoded.vertices[one],
+                normals=decoded.normals[one], reflectance=decoded.albedo[one].clamp(0, 1),
+                shaded=shaded[one].clamp(0, 1), landmarks=decoded.landmarks[one], detected=batch["landmarks"][one],
+                K=decoded.K[one], crop=batch["image"][one], render=render.image[one], render_mask=render.mask[one],
+                meta=meta, photo=photo, refine_loss=prediction.get("refine_loss", []),
+            )  # fmt: skip
+            try:
+                write_face(folder, face, faces, self.layout, self.symmetric, uv, model.expression_names)
+            except OSError as error:
+                self.failed.append({"face": key, "error": str(error)})
+                rank_zero_warn(f"{folder}: could not write ({error}); continuing with the next face")
+                continue
+            self.written.append(key)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        seconds = time.perf_counter() - self._started
+        summary = {
+            "out": str(self.out),
+            "faces_written": len(self.written),
+            "faces_already_there": len(self.existing),
+            "photos_rejected": len(self.rejected),
+            "faces_failed": len(self.failed),
+            "seconds": round(seconds, 2),
+            "seconds_per_face": round(seconds / max(1, len(self.written)), 3),
+            "refinement_steps": pl_module.refine.steps,
+            "written": self.written,
+            "already_there": self.existing,
+            "rejected": self.rejected,
+            "failed": self.failed,
+        }
+        if trainer.world_size > 1:
+            summary["rank"] = trainer.global_rank
+        name = "summary.json" if trainer.world_size == 1 else f"summary-rank{trainer.global_rank}.json"
+        write_text_atomic(self.out / name, json.dumps(summary, indent=1))
+        reasons = ", ".join(f"{r['photo']} ({r['reason']})" for r in self.rejected[:10])
+        rank_zero_info(
+            f"facegen predict: {len(self.written)} faces written to {self.out} "
+            f"({summary['seconds_per_face']} s per face), {len(self.existing)} already there "
+            f"(--overwrite true to redo), {len(self.rejected)} photos skipped"
+            + (f": {reasons}" if reasons else "")
+            + (f", {len(self.failed)} failed to write" if self.failed else "")
+        )

@@ -1,0 +1,167 @@
+"""Everything written for one reconstructed face, in its own folder:
+
+- ``reflectance.obj`` / ``shaded.obj``: the mesh with per-vertex reflectance or shaded colours;
+- ``textured.obj`` + ``textured.mtl`` + ``texture.png``: the photo unwrapped into the model's UV layout (hidden
+  texels from the mirrored side when the layout is symmetric, else from the shaded model), and
+  ``visibility.png`` (how well each texel was seen);
+- ``albedo.obj`` + ``albedo.mtl`` + ``albedo.png``: the model's reflectance baked into the UV layout;
+- ``code.npz`` (every code part, intrinsics, landmarks) and ``code.json`` (readable: pose in degrees, translation,
+  SH light, shape/expression, 68 landmarks in original-photo pixels);
+- ``overlay.png``: the render and the landmarks (detected green, fitted red) on the original photo.
+
+Meshes are in model space (the face model's units and axes); ``code.json`` gives the pose that places them in
+the camera frame of the crop.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from facegen.callbacks.visuals import draw_landmarks, to_uint8
+from facegen.data.alignment import invert_affine
+from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
+from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
+from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
+from facegen.texture.uv import UVLayout
+
+#: Written last: a face folder with this file is complete (reruns skip it unless told to overwrite).
+DONE_FILE = "code.json"
+
+
+@dataclass
+class FaceResult:
+    """One reconstructed face, all tensors for B = 1 on one device.
+
+    code: {part: (1, k)}; vertices_model (1, V, 3) model space; vertices, normals (1, V, 3) camera frame;
+    camera_rotation (1, 3, 3) and camera_translation (1, 3): model space -> camera frame;
+    reflectance, shaded (1, V, 3) colours in [0, 1]; landmarks (1, 68, 2) fitted, crop pixels; K (1, 3, 3);
+    crop (1, 3, S, S) in [0, 1]; render (1, 3, S, S) and render_mask (1, 1, S, S); meta: the batch's sample
+    metadata (source, face_index, transform photo -> crop, photo_path when predicting from photos).
+    """
+
+    key: str
+    code: dict[str, Tensor]
+    vertices_model: Tensor
+    camera_rotation: Tensor
+    camera_translation: Tensor
+    vertices: Tensor
+    normals: Tensor
+    reflectance: Tensor
+    shaded: Tensor
+    landmarks: Tensor
+    detected: Tensor
+    K: Tensor
+    crop: Tensor
+    render: Tensor
+    render_mask: Tensor
+    meta: dict
+    photo: np.ndarray | None
+    refine_loss: list[float]
+
+
+def _to_photo(meta: dict) -> np.ndarray | None:
+    """(2, 3) crop pixels -> photo pixels, or None without a recorded transform."""
+    transform = meta.get("transform")
+    return None if transform is None else invert_affine(np.asarray(transform, dtype=np.float64))
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None,
+               symmetric: bool, uv: tuple[np.ndarray, np.ndarray] | None, expression_names: list[str] | None) -> None:  # fmt: skip
+    """Write every output of ``face`` into ``folder`` (created), ``code.json`` last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vertices = face.vertices_model[0].cpu().numpy()
+    write_vertex_colour_obj(folder / "reflectance.obj", vertices, faces, face.reflectance[0].cpu().numpy())
+    write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
+    to_photo = _to_photo(face.meta)
+    if layout is not None and uv is not None:
+        _write_textures(folder, face, layout, symmetric, to_photo)
+        write_textured_obj(folder / "textured.obj", vertices, faces, uv[0], uv[1], "texture.png")
+        write_textured_obj(folder / "albedo.obj", vertices, faces, uv[0], uv[1], "albedo.png")
+    write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
+    arrays = {f"code_{k}": v[0].cpu().numpy() for k, v in face.code.items()}
+    landmarks_crop = face.landmarks[0].cpu().numpy()
+    landmarks_photo = landmarks_crop if to_photo is None else _apply(to_photo, landmarks_crop)
+    arrays.update(K=face.K[0].cpu().numpy(), landmarks_crop=landmarks_crop, landmarks_photo=landmarks_photo)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(folder / "code.npz", buffer.getvalue())
+    write_text_atomic(
+        folder / DONE_FILE, json.dumps(_readable(face, landmarks_photo, expression_names), indent=1)
+    )
+
+
+def _write_textures(folder: Path, face: FaceResult, layout: UVLayout, symmetric: bool,
+                    to_photo: np.ndarray | None) -> None:  # fmt: skip
+    """texture.png from the original photo when available (full resolution), else from the crop."""
+    size = tuple(face.crop.shape[-2:])
+    if face.photo is not None and to_photo is not None:
+        photo = torch.as_tensor(np.array(face.photo)).to(face.crop).permute(2, 0, 1).unsqueeze(0) / 255
+        matrix = torch.from_numpy(to_photo).to(face.crop).unsqueeze(0)
+    else:
+        photo, matrix = face.crop, None
+    unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix)
+    fallback = layout.bake(face.shaded)
+    texture = dilate(fill_hidden(unwrapped, fallback, symmetric), layout.mask)
+    albedo = dilate(layout.bake(face.reflectance), layout.mask)
+    write_png_atomic(folder / "texture.png", to_uint8(texture[0]))
+    write_png_atomic(folder / "albedo.png", to_uint8(albedo[0]))
+    write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0].expand(3, -1, -1)))
+
+
+def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
+    """The render blended over the original photo (or the crop), with detected and fitted landmarks."""
+    render = to_uint8(face.render[0]).astype(np.float32)
+    mask = face.render_mask[0, 0].cpu().numpy().astype(np.float32)
+    landmarks, detected = face.landmarks[0].cpu().numpy(), face.detected[0].cpu().numpy()
+    if face.photo is not None and to_photo is not None:
+        base = face.photo.copy()
+        height, width = base.shape[:2]
+        render = cv2.warpAffine(render, to_photo, (width, height), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(mask, to_photo, (width, height), flags=cv2.INTER_LINEAR)
+        landmarks, detected = _apply(to_photo, landmarks), _apply(to_photo, detected)
+    else:
+        base = to_uint8(face.crop[0])
+    alpha = 0.6 * mask[..., None]
+    blended = (base * (1 - alpha) + render * alpha).round().astype(np.uint8)
+    blended = draw_landmarks(blended, detected, (0, 220, 0))
+    return draw_landmarks(blended, landmarks, (230, 0, 0))
+
+
+def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: list[str] | None) -> dict:
+    code = {k: v[0].cpu().double().numpy() for k, v in face.code.items()}
+    pitch, yaw, roll = (math.degrees(a) for a in code["rotation"])
+    expression = code["expression"].round(5).tolist()
+    record = {
+        "key": face.key,
+        "source": face.meta.get("source"),
+        "photo_path": face.meta.get("photo_path"),
+        "face_index": face.meta.get("face_index"),
+        "pose_degrees": {"pitch": pitch, "yaw": yaw, "roll": roll},
+        "translation_code": code["translation"].tolist(),
+        "camera_from_model": {"rotation": face.camera_rotation[0].cpu().numpy().round(6).tolist(),
+                              "translation": face.camera_translation[0].cpu().numpy().round(6).tolist(),
+                              "note": "x_camera = rotation @ x_model + translation (OpenCV axes, model units)"},
+        "sh_light_rgb_x9": code["light"].reshape(3, 9).round(5).tolist(),
+        "shape": code["shape"].round(5).tolist(),
+        "expression": dict(zip(expression_names, expression, strict=True)) if expression_names else expression,
+        "albedo": code["albedo"].round(5).tolist(),
+        "landmarks_photo_px": np.round(landmarks_photo, 2).tolist(),
+        "intrinsics_crop": face.K[0].cpu().numpy().round(4).tolist(),
+    }  # fmt: skip
+    if face.refine_loss:
+        record["refinement"] = {"steps": len(face.refine_loss), "loss_first": face.refine_loss[0],
+                                "loss_last": face.refine_loss[-1]}  # fmt: skip
+    return record

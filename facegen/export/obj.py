@@ -1,0 +1,110 @@
+"""Wavefront OBJ meshes that Blender and MeshLab open: vertex colours (``v x y z r g b``, the MeshLab extension
+Blender also reads) or UV-textured with a ``.mtl`` material pointing at a PNG. Indices are 1-based."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facegen.export.files import write_text_atomic
+
+
+def _rows(prefix: str, values: np.ndarray, fmt: str) -> list[str]:
+    return [prefix + " " + " ".join(fmt % x for x in row) for row in np.asarray(values, dtype=np.float64)]
+
+
+def obj_text(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colours: np.ndarray | None = None,
+    uv_coords: np.ndarray | None = None,
+    uv_faces: np.ndarray | None = None,
+    material: tuple[str, str] | None = None,
+) -> str:
+    """The OBJ text of a triangle mesh.
+
+    Args:
+        vertices: (V, 3) positions. faces: (F, 3) 0-based vertex indices, counter-clockwise from outside.
+        colours: (V, 3) in [0, 1], written after each position.
+        uv_coords: (T, 2) in [0, 1] (v up, as OBJ expects); uv_faces: (F, 3) 0-based indices into them.
+        material: (mtl file name, material name) to reference.
+    """
+    lines = ["# facegen reconstruction"]
+    if material is not None:
+        lines += [f"mtllib {material[0]}", f"usemtl {material[1]}"]
+    if colours is not None:
+        lines += _rows("v", np.concatenate([vertices, np.clip(colours, 0, 1)], 1), "%.6g")
+    else:
+        lines += _rows("v", vertices, "%.6g")
+    faces = np.asarray(faces, dtype=np.int64) + 1
+    if uv_coords is not None:
+        lines += _rows("vt", uv_coords, "%.6f")
+        uv_faces = np.asarray(uv_faces, dtype=np.int64) + 1
+        lines += [
+            f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(faces, uv_faces, strict=True)
+        ]
+    else:
+        lines += [f"f {a} {b} {c}" for a, b, c in faces]
+    return "\n".join(lines) + "\n"
+
+
+def write_vertex_colour_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray) -> Path:
+    """A mesh with per-vertex colours (V, 3) in [0, 1]."""
+    return write_text_atomic(Path(path), obj_text(vertices, faces, colours))
+
+
+def write_textured_obj(
+    path: Path,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    uv_coords: np.ndarray,
+    uv_faces: np.ndarray,
+    texture_name: str,
+) -> tuple[Path, Path]:
+    """``path`` (.obj) and its ``.mtl`` beside it, whose diffuse map is ``texture_name`` (a PNG in the same folder)."""
+    path = Path(path)
+    mtl = path.with_suffix(".mtl")
+    material = path.stem
+    write_text_atomic(
+        mtl,
+        f"newmtl {material}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n",
+    )
+    write_text_atomic(path, obj_text(vertices, faces, uv_coords=uv_coords, uv_faces=uv_faces,
+                                     material=(mtl.name, material)))  # fmt: skip
+    return path, mtl
+
+
+def read_obj(path: Path) -> dict[str, np.ndarray | list[str]]:
+    """Parse the subset of OBJ written here (and by most tools): ``v`` (with optional colours), ``vt``, triangular
+    ``f`` with optional ``/vt``, ``mtllib``. Returns vertices (V, 3), colours (V, 3) or empty, uv (T, 2), faces
+    (F, 3) and uv_faces (F, 3) 0-based, and mtllib names."""
+    vertices, colours, uv, faces, uv_faces, mtllib = [], [], [], [], [], []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] == "v":
+            values = [float(x) for x in parts[1:]]
+            vertices.append(values[:3])
+            if len(values) >= 6:
+                colours.append(values[3:6])
+        elif parts[0] == "vt":
+            uv.append([float(x) for x in parts[1:3]])
+        elif parts[0] == "f":
+            if len(parts) != 4:
+                raise ValueError(f"{path}:{number}: only triangles are supported, got {line!r}")
+            corners = [p.split("/") for p in parts[1:]]
+            faces.append([int(c[0]) - 1 for c in corners])
+            if all(len(c) > 1 and c[1] for c in corners):
+                uv_faces.append([int(c[1]) - 1 for c in corners])
+        elif parts[0] == "mtllib":
+            mtllib.append(parts[1])
+    return {
+        "vertices": np.array(vertices, dtype=np.float64).reshape(-1, 3),
+        "colours": np.array(colours, dtype=np.float64).reshape(-1, 3),
+        "uv": np.array(uv, dtype=np.float64).reshape(-1, 2),
+        "faces": np.array(faces, dtype=np.int64).reshape(-1, 3),
+        "uv_faces": np.array(uv_faces, dtype=np.int64).reshape(-1, 3),
+        "mtllib": mtllib,
+    }

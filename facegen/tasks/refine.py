@@ -1,0 +1,50 @@
+"""Test-time refinement: analysis-by-synthesis on MoFA's own losses, starting from a code (the encoder's, or the
+untrained encoder's mean face) and optimising chosen parts of it per face with Adam."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from facegen.decoder.code import PARTS, FaceCode
+
+
+@dataclass
+class RefineOptions:
+    """``steps`` of Adam at ``lr`` on the code ``parts`` (the others stay as predicted); 0 steps: no refinement.
+    Each step is one decode, render and loss evaluation of the whole batch."""
+
+    steps: int = 0
+    lr: float = 0.02
+    parts: tuple[str, ...] = PARTS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.parts) - set(PARTS)
+        if unknown or self.steps < 0 or self.lr <= 0:
+            raise ValueError(
+                f"refine: steps must be >= 0, lr > 0 and parts among {PARTS}; got steps={self.steps}, "
+                f"lr={self.lr}, unknown parts {sorted(unknown)}"
+            )
+
+
+def refine_code(loss_of, batch: dict, code: FaceCode, options: RefineOptions) -> tuple[FaceCode, list[float]]:
+    """Optimise ``code`` so that ``loss_of(batch, code)`` (a scalar, e.g. MoFA's weighted loss) falls.
+
+    Runs with gradients even inside ``torch.inference_mode`` (Lightning's predict loop): the batch's tensors
+    are cloned out of inference mode first. Returns the refined code (detached) and the loss before each step.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        batch = {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
+        values = {part: getattr(code, part).detach().clone() for part in PARTS}
+        free = [values[part].requires_grad_() for part in options.parts if values[part].numel()]
+        optimizer = torch.optim.Adam(free, lr=options.lr)
+        history = []
+        for _ in range(options.steps):
+            loss = loss_of(batch, FaceCode(**values))
+            history.append(loss.item())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return FaceCode(**{part: value.detach() for part, value in values.items()}), history

@@ -1,0 +1,98 @@
+"""Unwrapping a photo into a face model's UV layout through fitted geometry: each texel's surface point is
+projected into the photo, tested for visibility, and sampled; hidden texels are filled from the mirrored side
+when the layout is symmetric, else from a fallback texture."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facegen.geometry.camera import project_points
+from facegen.render.points import sample_image_at_points
+from facegen.render.rasterize import rasterize
+from facegen.render.settings import RasterSettings
+from facegen.texture.uv import UVLayout
+
+#: Texels seen at a grazing angle (cosine between normal and view ray below this) count as hidden.
+MIN_COSINE = 0.15
+#: Depth slack of the occlusion test, as a fraction of the mesh's size.
+DEPTH_TOLERANCE = 0.02
+
+
+class PhotoTexture(NamedTuple):
+    """texture (B, 3, S, S) photo colours (0 where unseen); visibility (B, 1, S, S) in [0, 1]: 0 hidden, rising
+    to 1 for texels seen head-on (the cosine between normal and view ray, rescaled above ``MIN_COSINE``)."""
+
+    texture: Tensor
+    visibility: Tensor
+
+
+def unwrap_photo(
+    layout: UVLayout,
+    photo: Tensor,
+    vertices: Tensor,
+    normals: Tensor,
+    K: Tensor,
+    image_size: tuple[int, int],
+    to_photo: Tensor | None = None,
+) -> PhotoTexture:
+    """Sample ``photo`` at the surface point of every texel.
+
+    Args:
+        layout: the model's UV layout at the texture size.
+        photo: (B, 3, H, W) the image to sample: the crop the geometry was fitted to, or the original photo.
+        vertices, normals: (B, V, 3) fitted mesh in the OpenCV camera frame of the crop.
+        K: (B, 3, 3) crop intrinsics; image_size: the crop's (H, W), where visibility is decided.
+        to_photo: (B, 2, 3) affine map from crop pixels to ``photo`` pixels (None: ``photo`` is the crop).
+    """
+    batch, size = vertices.shape[0], layout.size
+    points = layout.bake(vertices).flatten(2).transpose(1, 2)  # (B, S*S, 3)
+    texel_normals = F.normalize(layout.bake(normals).flatten(2).transpose(1, 2), dim=-1)
+    pixels, depth = project_points(points, K)
+    cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
+
+    fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
+    height, width = image_size
+    column = pixels[..., 0].round().long()
+    row = pixels[..., 1].round().long()
+    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
+    flat = (row.clamp(0, height - 1) * width + column.clamp(0, width - 1)).reshape(batch, -1)
+    zbuf = fragments.zbuf.reshape(batch, -1).gather(1, flat)
+    extent = (vertices.amax(1) - vertices.amin(1)).norm(dim=-1, keepdim=True)  # (B, 1)
+    unoccluded = (zbuf >= 0) & (depth <= zbuf + DEPTH_TOLERANCE * extent)
+    seen = inside & unoccluded & layout.mask.reshape(1, -1) & (cosine > MIN_COSINE)
+    visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp(0, 1), 0.0)
+
+    if to_photo is not None:
+        pixels = pixels @ to_photo[:, :, :2].transpose(1, 2) + to_photo[:, None, :, 2]
+    colours = sample_image_at_points(photo, pixels.to(photo.dtype)) * seen.unsqueeze(-1)
+    texture = colours.transpose(1, 2).reshape(batch, -1, size, size)
+    return PhotoTexture(texture, visibility.reshape(batch, 1, size, size))
+
+
+def fill_hidden(unwrapped: PhotoTexture, fallback: Tensor, symmetric: bool) -> Tensor:
+    """A complete texture (B, 3, S, S): the photo where seen, blended by visibility with its mirror image
+    (symmetric layouts) and then ``fallback`` (B, 3, S, S), e.g. the model's shaded albedo, where neither is."""
+    own, seen = unwrapped.texture, unwrapped.visibility
+    behind = fallback
+    if symmetric:
+        mirrored, mirrored_seen = own.flip(-1), seen.flip(-1)
+        behind = mirrored_seen * mirrored + (1 - mirrored_seen) * fallback
+    return seen * own + (1 - seen) * behind
+
+
+def dilate(texture: Tensor, mask: Tensor, steps: int = 4) -> Tensor:
+    """Grow ``texture`` (B, C, S, S) ``steps`` texels beyond ``mask`` (S, S) bool (the average of filled
+    neighbours), so bilinear lookups at UV seams do not blend in the empty background."""
+    filled = mask.to(texture.dtype).expand(texture.shape[0], 1, *mask.shape)
+    texture = texture * filled
+    for _ in range(steps):
+        total = F.avg_pool2d(texture, 3, 1, 1, count_include_pad=False)
+        weight = F.avg_pool2d(filled, 3, 1, 1, count_include_pad=False)
+        grown = (weight > 0) & (filled == 0)
+        texture = torch.where(grown, total / weight.clamp(min=1e-6), texture)
+        filled = torch.where(grown, torch.ones_like(filled), filled)
+    return texture

@@ -1,0 +1,206 @@
+"""`facegen predict`: refinement, UV unwrapping, the files written per face (reloaded and checked), bad input, and
+reruns; on synthetic photos with known landmarks and on the shared real photos."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from facegen.cli import main
+from facegen.data.synth import SynthOptions, sample_code
+from facegen.export import read_obj
+from facegen.losses import landmark_error
+from facegen.morphable.registry import load_face_model
+from facegen.tasks import MoFA, RefineOptions, refine_code
+from facegen.texture.unwrap import unwrap_photo
+from facegen.texture.uv import UVLayout
+from tests.data_helpers import write_pts
+
+SIZE = 64
+#: crop -> photo similarity of the synthetic photos: scale and offset in photo pixels.
+PHOTO_SCALE, PHOTO_OFFSET, PHOTO_SIZE = 2.5, (40.0, 30.0), (260, 240)  # (W, H)
+
+
+def synthetic_faces(model: MoFA, count: int, seed: int):
+    """Rendered faces with their true code, landmarks and mask, at the model's image size."""
+    true = sample_code(model.layout, count, SynthOptions(), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        decoded = model.decoder(true)
+        rendered = model.decoder.render(decoded, true.light, background=0.35)
+    return true, {"image": rendered.image, "mask": rendered.mask.float(), "landmarks": decoded.landmarks}
+
+
+def test_refinement_without_a_trained_encoder_fits_landmarks_within_2px_at_224():
+    torch.manual_seed(0)
+    model = MoFA(image_size=224, depths=(1,), width=8).eval()
+    _, batch = synthetic_faces(model, 2, seed=3)
+    start = model(batch["image"])
+    refined, history = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=200, lr=0.02))
+    before, _ = landmark_error(model.decoder(start).landmarks, batch["landmarks"])
+    after, _ = landmark_error(model.decoder(refined).landmarks, batch["landmarks"])
+    assert history[-1] < 0.1 * history[0]
+    assert before.min() > 5 and after.max() < 2.0, (before, after)
+
+
+def test_refinement_only_moves_the_free_parts():
+    model = MoFA(image_size=SIZE, depths=(1,), width=8).eval()
+    _, batch = synthetic_faces(model, 1, seed=1)
+    start = model(batch["image"])
+    refined, _ = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=3, parts=("rotation",)))
+    assert not torch.equal(refined.rotation, start.rotation)
+    assert torch.equal(refined.shape, start.shape) and torch.equal(refined.light, start.light)
+    with pytest.raises(ValueError, match="parts"):
+        RefineOptions(parts=("pose",))
+
+
+def test_unwrap_recovers_a_known_texture_on_visible_texels():
+    model = load_face_model("builtin")
+    layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, 64)
+    assert layout.is_symmetric(model.mean)
+    mofa = MoFA(image_size=192, depths=(1,), width=8)
+    code = mofa.layout.zeros(1)._replace(rotation=torch.tensor([[0.1, 0.3, 0.0]]))
+    decoded = mofa.decoder(code)
+    u, v = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="xy")
+    texture = torch.stack([u, v, 0.5 + 0.4 * torch.sin(6 * u)], 0).unsqueeze(0)  # smooth, known
+    image = mofa.decoder.renderer(decoded.vertices, model.faces, decoded.K, texture=texture,
+                                  uv_coords=model.uv_coords, uv_faces=model.uv_faces, background=0.0).image  # fmt: skip
+    unwrapped = unwrap_photo(layout, image, decoded.vertices, decoded.normals, decoded.K, (192, 192))
+    seen = unwrapped.visibility[0, 0] > 0.3
+    assert seen.float().mean() > 0.2
+    error = (unwrapped.texture[0] - texture[0]).abs().amax(0)[seen]
+    assert error.median() < 0.02 and error.quantile(0.95) < 0.1
+
+
+# ----------------------------------------------------------------------------- the CLI
+@pytest.fixture(scope="module")
+def synthetic_photos(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
+    """Two synthetic faces pasted into larger photos with .pts files, a photo without landmarks, a broken file."""
+    folder = tmp_path_factory.mktemp("photos")
+    model = MoFA(image_size=SIZE, depths=(1,), width=8)
+    _, batch = synthetic_faces(model, 2, seed=7)
+    matrix = np.array([[PHOTO_SCALE, 0, PHOTO_OFFSET[0]], [0, PHOTO_SCALE, PHOTO_OFFSET[1]]])
+    truth = {}
+    for i in range(2):
+        crop = (batch["image"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        photo = cv2.warpAffine(crop, matrix, PHOTO_SIZE, flags=cv2.INTER_CUBIC, borderValue=(90, 90, 90))
+        Image.fromarray(photo).save(folder / f"face{i}.png")
+        truth[f"face{i}"] = batch["landmarks"][i].numpy() * PHOTO_SCALE + np.asarray(PHOTO_OFFSET)
+        write_pts(folder / f"face{i}.pts", truth[f"face{i}"])
+    Image.fromarray(np.full((50, 60, 3), 128, np.uint8)).save(folder / "no_landmarks.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    return folder, truth
+
+
+def predict_config(folder: Path, photos: Path, refine_steps: int) -> Path:
+    config = {
+        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
+                    "default_root_dir": str(folder)},
+        "model": {"class_path": "facegen.tasks.MoFA",
+                  "init_args": {"image_size": SIZE, "depths": [1], "width": 8,
+                                "refine": {"steps": refine_steps, "lr": 0.03}}},
+        "data": {"class_path": "facegen.data.FaceDataModule",
+                 "init_args": {"predict_dir": str(photos), "predict_detector": "files", "batch_size": 4,
+                               "num_workers": 0, "image_size": SIZE}},
+    }  # fmt: skip
+    path = folder / "predict.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_path, synthetic_photos):
+    photos, truth = synthetic_photos
+    out = tmp_path / "out"
+    args = ["predict", "--config", str(predict_config(tmp_path, photos, 60)), "--out", str(out),
+            "--texture_size", "64"]  # fmt: skip
+    main(args)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faces_written"] == 2 and summary["photos_rejected"] == 2
+    assert {r["reason"] for r in summary["rejected"]} == {"unreadable", "no_face"}
+    model = load_face_model("builtin")
+    for key in ("face0_f0", "face1_f0"):
+        face = out / key
+        mesh = read_obj(face / "reflectance.obj")
+        assert mesh["vertices"].shape == (model.num_vertices, 3) and len(mesh["faces"]) == len(model.faces)
+        assert 0 <= mesh["colours"].min() and mesh["colours"].max() <= 1
+        assert read_obj(face / "shaded.obj")["colours"].shape == (model.num_vertices, 3)
+        for name, png in (("textured", "texture.png"), ("albedo", "albedo.png")):
+            textured = read_obj(face / f"{name}.obj")
+            assert textured["mtllib"] == [f"{name}.mtl"] and len(textured["uv_faces"]) == len(model.faces)
+            assert textured["uv"].min() >= 0 and textured["uv"].max() <= 1
+            assert f"map_Kd {png}" in (face / f"{name}.mtl").read_text()
+            assert Image.open(face / png).size == (64, 64)
+        code = json.loads((face / "code.json").read_text())
+        assert set(code["pose_degrees"]) == {"pitch", "yaw", "roll"} and len(code["shape"]) == 80
+        assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
+        fitted = np.array(code["landmarks_photo_px"])
+        error = np.linalg.norm(fitted - truth[key.split("_")[0]], axis=1).mean()
+        assert error < 3 * PHOTO_SCALE, error  # photo pixels: a few crop pixels after 60 refinement steps
+        arrays = np.load(face / "code.npz")
+        assert arrays["code_shape"].shape == (80,) and np.allclose(
+            arrays["landmarks_photo"], fitted, atol=0.01
+        )
+        overlay = np.asarray(Image.open(face / "overlay.png"))
+        photo = np.asarray(Image.open(photos / f"{key.split('_')[0]}.png"))
+        assert overlay.shape == photo.shape
+        assert np.array_equal(overlay[:8, :8], photo[:8, :8])  # far from the face: untouched photo
+        nose = np.round(truth[key.split("_")[0]][30]).astype(int)
+        assert np.abs(overlay[nose[1], nose[0]].astype(int) - photo[nose[1], nose[0]]).sum() > 0
+
+    before = (out / "face0_f0" / "code.json").stat().st_mtime_ns
+    main(args)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faces_written"] == 0 and summary["faces_already_there"] == 2
+    assert (out / "face0_f0" / "code.json").stat().st_mtime_ns == before
+    main([*args, "--overwrite", "true"])
+    assert json.loads((out / "summary.json").read_text())["faces_written"] == 2
+
+
+def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
+    from tests.test_mofa import tiny_config  # the tiny training setup of the MoFA tests
+
+    photos, _ = synthetic_photos
+    shards = tmp_path / "shards"
+    from facegen.data.synth import SynthJob
+
+    SynthJob(
+        "builtin", shards / "train", 8, samples_per_shard=8, options=SynthOptions(size=48), progress=False
+    ).run()
+    SynthJob("builtin", shards / "val", 4, samples_per_shard=4, seed=1, options=SynthOptions(size=48),
+             progress=False).run()  # fmt: skip
+    main(["fit", "--config", str(tiny_config(tmp_path / "fit", shards, max_steps=2))])
+    (checkpoint,) = (tmp_path / "fit").rglob("last.ckpt")
+    config = yaml.safe_load(predict_config(tmp_path, photos, 0).read_text())
+    config["model"]["init_args"].update(image_size=48, depths=[1, 1], width=8)
+    config["data"]["init_args"]["image_size"] = 48
+    (tmp_path / "predict.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    main(["predict", "--config", str(tmp_path / "predict.yaml"), "--ckpt_path", str(checkpoint), "--out", str(out),
+          "--texture_size", "32"])  # fmt: skip
+    code = json.loads((out / "face0_f0" / "code.json").read_text())
+    assert "refinement" not in code and all(math.isfinite(v) for v in code["pose_degrees"].values())
+
+
+def test_predict_on_the_shared_photos(tmp_path, assets):
+    photos = assets / "photos" / "annotated"
+    out = tmp_path / "out"
+    config = predict_config(tmp_path, photos, 20)
+    main(["predict", "--config", str(config), "--out", str(out), "--texture_size", "64"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faces_written"] == 4, summary
+    for face in (out / key for key in summary["written"]):
+        assert {"reflectance.obj", "textured.obj", "texture.png", "overlay.png", "code.npz"} <= {
+            p.name for p in face.iterdir()
+        }
+        code = json.loads((face / "code.json").read_text())
+        photo = Image.open(code["photo_path"])
+        assert Image.open(face / "overlay.png").size == photo.size
+        landmarks = np.array(code["landmarks_photo_px"])
+        assert (landmarks >= -50).all() and (landmarks[:, 0] <= photo.size[0] + 50).all()
