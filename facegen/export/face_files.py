@@ -136,8 +136,11 @@ def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
         base = to_uint8(face.crop[0])
     alpha = 0.6 * mask[..., None]
     blended = (base * (1 - alpha) + render * alpha).round().astype(np.uint8)
-    blended = draw_landmarks(blended, detected, (0, 220, 0))
-    return draw_landmarks(blended, landmarks, (230, 0, 0))
+    radius = max(
+        1, round(float(np.ptp(detected, axis=0).max()) / 100)
+    )  # dots scale with the face, not the photo
+    blended = draw_landmarks(blended, detected, (0, 220, 0), radius)
+    return draw_landmarks(blended, landmarks, (230, 0, 0), radius)
 
 
 def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: list[str] | None) -> dict:
