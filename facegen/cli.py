@@ -16,7 +16,6 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 
 from facegen import __version__
-from facegen.callbacks.face_exporter import FaceExporter
 from facegen.commands import EXTRA_COMMANDS
 
 
@@ -52,12 +51,13 @@ class FacegenCLI(LightningCLI):
         )
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
-        """``predict`` also takes ``--out DIR`` (write every face with :class:`FaceExporter`), ``--overwrite``
-        and ``--texture_size``, and keeps no predictions in memory unless ``--return_predictions true``."""
+        """``predict`` also takes ``--out DIR`` (the model's ``prediction_writer`` writes every prediction there),
+        ``--overwrite`` and ``--texture_size``, and keeps no predictions in memory unless asked
+        (``--return_predictions true``)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
             parser.add_argument("--out", type=str | None, default=None,
-                                help="write meshes, textures, coefficients and an overlay per face here")  # fmt: skip
+                                help="write meshes, textures, coefficients and pictures of every prediction here")  # fmt: skip
             parser.add_argument("--overwrite", type=bool, default=False,
                                 help="rewrite faces already complete in --out (default: skip them)")  # fmt: skip
             parser.add_argument("--texture_size", type=int, default=512, help="UV texture side in texels")
@@ -67,7 +67,10 @@ class FacegenCLI(LightningCLI):
     def before_predict(self) -> None:
         config = self.config["predict"]
         if config.get("out"):
-            self.trainer.callbacks.append(FaceExporter(config.out, config.overwrite, config.texture_size))
+            writer = getattr(self.model, "prediction_writer", None)
+            if writer is None:
+                raise ValueError(f"--out: {type(self.model).__name__} has no prediction writer")
+            self.trainer.callbacks.append(writer(config.out, config.overwrite, config.texture_size))
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -271,6 +271,12 @@ class MoFA(LightningModule):
             code, history = refine_code(self.weighted_loss, batch, code, self.refine)
         return {"code": code, "decoded": self.decoder(code), "batch": batch, "refine_loss": history}
 
+    def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
+        """The callback that writes this model's predictions (``facegen predict --out``)."""
+        from facegen.callbacks.face_exporter import FaceExporter
+
+        return FaceExporter(out, overwrite, texture_size)
+
     def weighted_loss(self, batch: dict, code: FaceCode) -> Tensor:
         """MoFA's training objective for ``batch`` explained by ``code`` (scalar)."""
         return self._total(self.loss_terms(batch, code))

@@ -1,0 +1,274 @@
+"""The adversarial texture model: StyleGAN2 blocks, losses and regularisers, augmentation, KID, the UV unwrap
+of synthetic faces, the TextureGAN training step, latent fitting, and the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
+from facegen.nets.ada import AdaptiveAugment
+from facegen.nets.stylegan import Discriminator, Generator, MappingNetwork, ModulatedConv2d
+
+SMALL = {"channel_base": 256, "channel_max": 32}
+
+
+def tiny_generator(resolution: int = 16) -> Generator:
+    return Generator(resolution, 3, z_dim=16, w_dim=16, mapping_layers=2, **SMALL)
+
+
+def test_generator_blocks_shapes_and_gradients():
+    generator = tiny_generator(32)
+    z = torch.randn(3, 16)
+    ws = generator.ws(z)
+    assert ws.shape == (3, generator.num_ws, 16)
+    image = generator.synthesis(ws.detach().requires_grad_())
+    assert image.shape == (3, 3, 32, 32) and image.isfinite().all()
+    image.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in generator.named_parameters()
+               if "mapping" not in n and "noise_strength" not in n)  # fmt: skip
+    same = generator.synthesis(ws, noise_mode="none")
+    assert torch.equal(same, generator.synthesis(ws, noise_mode="none"))
+
+
+def test_modulation_demodulates_to_unit_weight_norm_per_output():
+    layer = ModulatedConv2d(4, 5, 3, w_dim=6)
+    x = torch.randn(2, 4, 8, 8)
+    style_a, style_b = torch.randn(2, 6), torch.randn(2, 6)
+    assert not torch.allclose(layer(x, style_a), layer(x, style_b))
+    up = ModulatedConv2d(4, 5, 3, w_dim=6, up=True)
+    assert up(x, style_a).shape == (2, 5, 16, 16)
+
+
+def test_truncation_pulls_w_to_the_tracked_mean():
+    mapping = MappingNetwork(8, 8, 2)
+    for _ in range(50):
+        mapping(torch.randn(64, 8))
+    mapping.eval()
+    z = torch.randn(16, 8)
+    full, half = mapping(z), mapping(z, truncation=0.5)
+    assert torch.allclose(half, mapping.w_avg.lerp(full, 0.5), atol=1e-6)
+    assert (half - mapping.w_avg).norm(dim=1).mean() < (full - mapping.w_avg).norm(dim=1).mean()
+
+
+def test_discriminator_scores_and_regularisers():
+    discriminator = Discriminator(16, 4, **SMALL)
+    real = torch.randn(4, 4, 16, 16, requires_grad=True)
+    logits = discriminator(real)
+    assert logits.shape == (4,)
+    penalty = r1_penalty(logits, real)
+    assert penalty > 0
+    penalty.backward()
+    assert discriminator.from_rgb.weight.grad.abs().sum() > 0
+    fake = torch.randn(4)
+    assert discriminator_loss(logits.detach(), fake) > 0 and generator_loss(fake) > 0
+
+    generator = tiny_generator()
+    ws = generator.ws(torch.randn(4, 16)).detach().requires_grad_()
+    penalty, mean_length = path_length_penalty(generator.synthesis(ws), ws, torch.zeros(()))
+    assert penalty > 0 and mean_length > 0
+    penalty.backward()
+    assert generator.const.grad.abs().sum() > 0
+
+
+def test_adaptive_augmentation_probability_follows_overfitting():
+    augment = AdaptiveAugment(target=0.6, speed_images=64, interval=1)
+    images = torch.rand(8, 4, 16, 16)
+    assert torch.equal(augment(images), images)  # p = 0
+    augment.update(torch.ones(8))  # D is sure that every real is real: overfitting
+    assert augment.p > 0
+    moved = augment.p.clone()
+    augment.p.fill_(1.0)
+    out = augment(images.requires_grad_(), torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and not torch.allclose(out, images)
+    out.sum().backward()
+    assert images.grad.abs().sum() > 0
+    augment.p.copy_(moved)
+    augment.update(-torch.ones(8))
+    assert augment.p < moved
+
+
+def test_kid_is_zero_for_one_distribution_and_grows_with_a_shift():
+    from facegen.evaluation.distribution import kernel_inception_distance
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 16, generator=generator), torch.randn(400, 16, generator=generator)
+    same, _ = kernel_inception_distance(a, b, subsets=5, subset_size=200)
+    shifted, _ = kernel_inception_distance(a, b + 0.5, subsets=5, subset_size=200)
+    assert abs(same) < 0.02 and shifted > 10 * max(abs(same), 1e-3)
+
+
+# ----------------------------------------------------------------------------- the LightningModule and the CLI
+@pytest.fixture(scope="module")
+def mofa_setup(tmp_path_factory):
+    """A tiny MoFA config and synthetic shards (48 px); the texture model trains the MoFA from it when needed."""
+    from tests.test_mofa import tiny_config
+
+    root = tmp_path_factory.mktemp("texture")
+    from facegen.data import SynthOptions
+    from facegen.data.synth import SynthJob
+
+    options = SynthOptions(size=48)
+    SynthJob("builtin", root / "train", 16, samples_per_shard=8, options=options, progress=False).run()
+    SynthJob("builtin", root / "val", 8, samples_per_shard=8, seed=1, options=options, progress=False).run()
+    config = tiny_config(root / "mofa", root, max_steps=2)
+    return root, config
+
+
+def texture_model(checkpoint, config=None, **kwargs):
+    from facegen.tasks.texture_gan import MoFASource, TextureGAN
+
+    settings = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32,
+                    metric_samples=8)  # fmt: skip
+    return TextureGAN(mofa=MoFASource(str(checkpoint), config and str(config)), **{**settings, **kwargs})
+
+
+def shard_batch(root, size=48, count=4):
+    from facegen.data import FaceDataModule
+
+    module = FaceDataModule(val=str(root / "val"), batch_size=count, num_workers=0, image_size=size)
+    module.setup("validate")
+    return module.on_after_batch_transfer(next(iter(module.val_dataloader())), 0)
+
+
+@pytest.fixture(scope="module")
+def mofa_checkpoint(mofa_setup, tmp_path_factory):
+    """Produced by the texture model itself from the MoFA config (the 'trained first when missing' path)."""
+    root, config = mofa_setup
+    checkpoint = tmp_path_factory.mktemp("models") / "mofa.ckpt"
+    texture_model(checkpoint, config)
+    assert checkpoint.is_file()
+    return checkpoint
+
+
+@pytest.mark.parametrize("mode", ["uv", "image"])
+def test_one_training_iteration_updates_generator_discriminator_and_ema(mofa_setup, mofa_checkpoint, mode):
+    import lightning as L
+
+    from facegen.data import FaceDataModule
+
+    root, _ = mofa_setup
+    torch.manual_seed(0)
+    model = texture_model(mofa_checkpoint, mode=mode)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ema_before = [p.clone() for p in model.generator_ema.parameters()]
+    mofa_before = [p.clone() for p in model.mofa.parameters()]
+    data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(model, data)
+    changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {"generator", "discriminator"} <= changed and "mofa" not in changed
+    assert any(
+        not torch.equal(a, b) for a, b in zip(ema_before, model.generator_ema.parameters(), strict=True)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(mofa_before, model.mofa.parameters(), strict=True))
+    assert model.iteration == 1  # D step + R1 step + G step = the 3 optimizer steps
+    assert torch.isfinite(trainer.callback_metrics["train/d_loss"]) and "train/r1" in trainer.callback_metrics
+
+
+def test_real_uv_textures_are_delit_partial_and_masked(mofa_checkpoint, mofa_setup):
+    root, _ = mofa_setup
+    model = texture_model(mofa_checkpoint).eval()
+    condition = model.condition(shard_batch(root))
+    real, seen = model.real_textures(condition)
+    assert real.shape == (4, 3, 16, 16) and set(seen.unique().tolist()) <= {0.0, 1.0}
+    assert 0.05 < seen.mean() < 0.9  # partial: one side of the head at most
+    assert (real * (1 - seen)).abs().max() == 0 and real.max() <= 1
+
+
+def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_setup):
+    from facegen.tasks.texture_gan import LatentFit, fit_latent
+
+    root, _ = mofa_setup
+    torch.manual_seed(0)
+    model = texture_model(mofa_checkpoint).eval()
+    condition = model.condition(shard_batch(root, count=2))
+    texture, history, metrics = fit_latent(model, condition, LatentFit(w_steps=15, wplus_steps=15, lr=0.1))
+    assert texture.shape == (2, 3, 16, 16) and 0 <= texture.min() and texture.max() <= 1
+    assert history[-1] < 0.8 * history[0]
+    assert set(metrics) == {"psnr", "ssim", "l1"} and metrics["psnr"].shape == (2,)
+
+
+def test_a_checkpoint_of_another_face_model_is_rejected(mofa_checkpoint, ict_facegen_npz):
+    with pytest.raises(ValueError, match="does not match the face model"):
+        texture_model(mofa_checkpoint, face_model=str(ict_facegen_npz))
+    with pytest.raises(FileNotFoundError, match="train MoFA first"):
+        texture_model(mofa_checkpoint.parent / "missing.ckpt")
+
+
+def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setup, mofa_checkpoint):
+    import json
+
+    import yaml
+
+    from facegen.cli import main
+    from facegen.export import read_obj
+    from tests.conftest import ROOT
+
+    root, _ = mofa_setup
+    config = yaml.safe_load((ROOT / "configs" / "texture_gan.yaml").read_text())
+    config["trainer"].update(max_steps=6, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
+                             default_root_dir=str(tmp_path), accelerator="cpu")  # fmt: skip
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["model"]["init_args"].update(mofa={"checkpoint": str(mofa_checkpoint)}, resolution=16, z_dim=16, w_dim=16,
+                                        mapping_layers=2, channel_base=256, channel_max=32, metric_samples=8,
+                                        latent_fit={"w_steps": 3, "wplus_steps": 3})  # fmt: skip
+    config["data"]["init_args"].update(synthetic=None, train=str(root / "train"), val=str(root / "val"), batch_size=4,
+                                       num_workers=0, image_size=48)  # fmt: skip
+    path = tmp_path / "texture.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path)])
+    (metrics_file,) = tmp_path.glob("runs/texture_gan/version_*/metrics.csv")
+    assert "val/kid_uv" in metrics_file.read_text() and list(
+        tmp_path.glob("runs/texture_gan/version_*/images/*.png")
+    )
+    (checkpoint,) = tmp_path.rglob("last.ckpt")
+
+    generated = tmp_path / "generated"
+    main(["predict", "--config", str(path), "--config", str(ROOT / "configs" / "texture_generate.yaml"),
+          "--data.init_args.seeds", "0-2", "--ckpt_path", str(checkpoint), "--out", str(generated)])  # fmt: skip
+    folders = sorted(p for p in generated.iterdir() if p.is_dir())
+    assert [p.name for p in folders] == ["seed_000000", "seed_000001", "seed_000002"]
+    mesh = read_obj(folders[0] / "textured.obj")
+    assert mesh["uv"].shape[1] == 2 and (folders[0] / "views.png").is_file()
+
+    reconstructed = tmp_path / "reconstructed"
+    main(["predict", "--config", str(path), "--data.init_args.predict", str(root / "val"), "--ckpt_path",
+          str(checkpoint), "--out", str(reconstructed)])  # fmt: skip
+    summary = json.loads((reconstructed / "summary.json").read_text())
+    assert len(summary["written"]) == 8
+    fit = json.loads((reconstructed / summary["written"][0] / "fit.json").read_text())
+    assert fit["psnr"] > 0 and fit["loss_last"] <= fit["loss_first"]
+    assert (reconstructed / summary["written"][0] / "side_by_side.png").is_file()
+
+
+def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_checkpoint):
+    import json
+
+    import yaml
+    from PIL import Image
+
+    from facegen.cli import main
+
+    config = {
+        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
+        "model": {"class_path": "facegen.tasks.TextureGAN",
+                  "init_args": {"mofa": {"checkpoint": str(mofa_checkpoint)}, "resolution": 16, "z_dim": 16, "w_dim": 16,
+                                "mapping_layers": 2, "channel_base": 256, "channel_max": 32,
+                                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"steps": 3}}}},
+        "data": {"class_path": "facegen.data.FaceDataModule",
+                 "init_args": {"predict_dir": str(assets / "photos" / "annotated"), "predict_detector": "files",
+                               "batch_size": 2, "num_workers": 0, "image_size": 48}},
+    }  # fmt: skip
+    path = tmp_path / "fit.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["predict", "--config", str(path), "--out", str(tmp_path / "out"), "--texture_size", "32"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert len(summary["written"]) == 4
+    for name in summary["written"]:
+        folder = tmp_path / "out" / name
+        assert Image.open(folder / "texture.png").size == (32, 32)  # resampled to --texture_size
+        assert (folder / "textured.mtl").is_file() and json.loads((folder / "fit.json").read_text())[
+            "psnr"
+        ] > 0
