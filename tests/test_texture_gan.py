@@ -272,3 +272,13 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
         assert (folder / "textured.mtl").is_file() and json.loads((folder / "fit.json").read_text())[
             "psnr"
         ] > 0
+
+
+@pytest.mark.parametrize("name", ["texture_gan.yaml", "texture_gan_ffhq.yaml"])
+def test_texture_configs_parse(capsys, name):
+    from facegen.cli import main
+    from tests.conftest import ROOT
+
+    with pytest.raises(SystemExit) as raised:
+        main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
+    assert raised.value.code == 0 and "facegen.tasks.TextureGAN" in capsys.readouterr().out
