@@ -282,3 +282,36 @@ def test_texture_configs_parse(capsys, name):
     with pytest.raises(SystemExit) as raised:
         main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
     assert raised.value.code == 0 and "facegen.tasks.TextureGAN" in capsys.readouterr().out
+
+
+def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mofa_checkpoint):
+    import lightning as L
+
+    from facegen.data import FaceDataModule
+
+    root, _ = mofa_setup
+    model = texture_model(mofa_checkpoint)
+    with torch.no_grad():
+        model.discriminator.out.bias.fill_(float("nan"))
+    data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
+    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    with pytest.raises(FloatingPointError, match="step 0: d_loss is nan"):
+        trainer.fit(model, data)
+
+
+def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setup, mofa_checkpoint):
+    from facegen.tasks.texture_gan import LatentFit, fit_latent
+
+    network = torch.jit.script(
+        torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2), torch.nn.ReLU(), torch.nn.Flatten())
+    )
+    network.save(str(tmp_path / "features.pt"))
+    root, _ = mofa_setup
+    model = texture_model(mofa_checkpoint).eval()
+    condition = model.condition(shard_batch(root, count=1))
+    fit = LatentFit(
+        w_steps=4, wplus_steps=0, lr=0.1, perceptual=str(tmp_path / "features.pt"), perceptual_weight=1e-4
+    )
+    _, history, _ = fit_latent(model, condition, fit)
+    assert len(history) == 4 and history[-1] < history[0]

@@ -3,8 +3,8 @@
 - ``inception:PATH``: Inception-v3 with the FID weights at PATH (torch-fidelity's
   ``weights-inception-2015-12-05-6726825d.pth``), through torchmetrics; needs ``pip install torch-fidelity``.
 - ``inception``: the same, from torch-fidelity's cache (``$TORCH_HOME/hub/checkpoints``) when it is there.
-- ``torchscript:PATH``: any TorchScript network mapping uint8 images (B, 3, H, W) to features, e.g. NVIDIA's
-  ``inception-2015-12-05.pt``, called with ``return_features=True`` when it accepts it.
+- ``torchscript:PATH``: any TorchScript network mapping images (B, 3, H, W) with values in [0, 255] to features,
+  e.g. NVIDIA's ``inception-2015-12-05.pt``, called with ``return_features=True`` when it accepts it.
 - ``random`` / ``random:SEED``: a fixed, randomly initialised CNN (no download). Its KID is comparable only with
   itself (same seed), as a trend during training, never with published numbers.
 """
@@ -79,7 +79,7 @@ class InceptionFeatures(nn.Module):
 
 
 class TorchScriptFeatures(nn.Module):
-    """A TorchScript feature network taking uint8 images."""
+    """A TorchScript feature network taking images with values in [0, 255]."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -88,7 +88,9 @@ class TorchScriptFeatures(nn.Module):
         self.net = torch.jit.load(path, map_location="cpu").eval()
 
     def forward(self, images: Tensor) -> Tensor:
-        pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        """Images in [0, 1] -> features. The network gets images scaled to [0, 255] as float (so gradients reach
+        the images, for perceptual losses); networks written for uint8 input take these values too."""
+        pixels = images.clamp(0, 1) * 255
         try:
             features = self.net(pixels, return_features=True)
         except (RuntimeError, TypeError):

@@ -36,7 +36,7 @@ from facegen.callbacks.image_logger import FaceImageLogger
 from facegen.callbacks.visuals import to_uint8
 from facegen.decoder import DecodedFace, FaceCode
 from facegen.evaluation.distribution import frechet_distance, kernel_inception_distance
-from facegen.evaluation.features import build_feature_extractor
+from facegen.evaluation.features import TorchScriptFeatures, build_feature_extractor
 from facegen.geometry.sh import sh_shading
 from facegen.losses import ssim_loss
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
@@ -77,13 +77,18 @@ class Regularization:
 @dataclass
 class LatentFit:
     """Texture reconstruction from a photo: ``w_steps`` on one W, then ``wplus_steps`` on W+ (per layer), Adam at
-    ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim."""
+    ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
+    ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
+    provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA
+    refinement of the geometry first."""
 
     w_steps: int = 100
     wplus_steps: int = 100
     lr: float = 0.05
     ssim: float = 0.5
     prior: float = 1e-3
+    perceptual: str | None = None
+    perceptual_weight: float = 1.0
     refine: RefineOptions | None = None
 
 
@@ -447,6 +452,10 @@ def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[
         w_avg = generator.mapping.w_avg.detach().clone()
         w = w_avg.expand(batch, -1).clone().requires_grad_(True)
         visible = visible_face_pixels(task, condition)
+        perceptual = (
+            TorchScriptFeatures(fit.perceptual).to(condition.image.device) if fit.perceptual else None
+        )
+        target_features = perceptual(condition.image).detach() if perceptual is not None else None
         history: list[float] = []
 
         def loss_of(ws: Tensor) -> Tensor:
@@ -458,6 +467,8 @@ def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[
             loss = photometric + fit.prior * (ws - w_avg).pow(2).sum(-1).mean() / ws.shape[-1]
             if fit.ssim > 0:
                 loss = loss + fit.ssim * ssim_loss(rendered, condition.image, visible)
+            if perceptual is not None:
+                loss = loss + fit.perceptual_weight * (perceptual(rendered) - target_features).pow(2).mean()
             return loss
 
         def run(parameter: Tensor, expand, steps: int) -> None:
