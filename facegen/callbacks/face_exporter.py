@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
@@ -30,6 +31,8 @@ class FaceExporter(BasePredictionWriter):
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
         self.layout: UVLayout | None = None
         self.symmetric = False
+        self.faces: np.ndarray | None = None  # (F, 3) and the UV layout as numpy, set when prediction starts
+        self.uv: tuple[np.ndarray, np.ndarray] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -43,6 +46,8 @@ class FaceExporter(BasePredictionWriter):
         self._reset()
         self.out.mkdir(parents=True, exist_ok=True)
         model = pl_module.decoder.model
+        self.faces = model.faces.cpu().numpy()
+        self.uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy()) if model.has_uv else None
         if model.has_uv:
             self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, self.texture_size)
             self.layout.to(pl_module.device)
@@ -63,8 +68,6 @@ class FaceExporter(BasePredictionWriter):
         shaded = decoder.vertex_colours(decoded, code.light)
         render = decoder.render(decoded, code.light, background=0.0)
         model = decoder.model
-        faces = model.faces.cpu().numpy()
-        uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy()) if model.has_uv else None
         for i, key in enumerate(batch["key"]):
             folder = self.out / key
             if (folder / DONE_FILE).exists() and not self.overwrite:
@@ -86,7 +89,9 @@ class FaceExporter(BasePredictionWriter):
                 meta=meta, photo=photo, refine_loss=prediction.get("refine_loss", []),
             )  # fmt: skip
             try:
-                write_face(folder, face, faces, self.layout, self.symmetric, uv, model.expression_names)
+                write_face(
+                    folder, face, self.faces, self.layout, self.symmetric, self.uv, model.expression_names
+                )
             except OSError as error:
                 self.failed.append({"face": key, "error": str(error)})
                 rank_zero_warn(f"{folder}: could not write ({error}); continuing with the next face")

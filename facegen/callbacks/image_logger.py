@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from PIL import Image
 
 from facegen.callbacks.visuals import reconstruction_panels
 from facegen.decoder.code import PARTS
+from facegen.export.files import write_png_atomic
 
 
 class FaceImageLogger(Callback):
@@ -71,6 +71,4 @@ class FaceImageLogger(Callback):
                 written = True
         if not written:
             folder.mkdir(parents=True, exist_ok=True)
-            temporary = folder / f".{key}-{step:07d}.png.part"
-            Image.fromarray(image).save(temporary, format="PNG")
-            temporary.replace(folder / f"{key}-{step:07d}.png")
+            write_png_atomic(folder / f"{key}-{step:07d}.png", image)

@@ -20,6 +20,7 @@ from facegen.callbacks.visuals import to_uint8
 from facegen.decoder import FaceCode
 from facegen.export.files import write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_obj
+from facegen.geometry.camera import transform_points
 from facegen.geometry.sh import ambient_sh
 
 #: Yaw angles (radians) of the novel views.
@@ -41,13 +42,14 @@ class TextureExporter(BasePredictionWriter):
         self.out.mkdir(parents=True, exist_ok=True)
         self.written, self.existing, self.rejected = [], [], []
         self._started = time.perf_counter()
+        model = pl_module.mofa.decoder.model
+        self.faces = model.faces.cpu().numpy()
+        self.uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
     ):
         decoder, model = pl_module.mofa.decoder, pl_module.mofa.decoder.model
-        uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
-        faces = model.faces.cpu().numpy()
         if prediction["kind"] == "generated":
             texture = prediction["texture"]
             names = [f"seed_{seed:06d}" for seed in prediction["seed"]]
@@ -84,7 +86,9 @@ class TextureExporter(BasePredictionWriter):
                 continue
             folder.mkdir(parents=True, exist_ok=True)
             write_png_atomic(folder / "texture.png", to_uint8(self._resized(texture[i])))
-            write_textured_obj(folder / "textured.obj", vertices[i].cpu().numpy(), faces, *uv, "texture.png")
+            write_textured_obj(
+                folder / "textured.obj", vertices[i].cpu().numpy(), self.faces, *self.uv, "texture.png"
+            )
             write_png_atomic(folder / picture_name, to_uint8(pictures[i]))
             write_text_atomic(folder / record_name, json.dumps(records[i], indent=1))
             self.written.append(name)
@@ -112,7 +116,7 @@ def novel_views(decoder, vertices: Tensor, texture: Tensor, yaws: tuple[float, .
     count = len(yaws)
     code = decoder.layout().zeros(count)._replace(rotation=torch.tensor([[0.0, yaw, 0.0] for yaw in yaws]))
     rotation, translation = decoder.camera_pose(FaceCode(*(part.to(vertices.device) for part in code)))
-    camera = vertices.expand(count, -1, -1) @ rotation.transpose(1, 2) + translation.unsqueeze(1)
+    camera = transform_points(vertices.expand(count, -1, -1), rotation, translation)
     light = ambient_sh(count, 0.9, vertices.device)
     light.view(count, 3, 9)[:, :, 2] = -0.3  # from the camera's side
     model = decoder.model

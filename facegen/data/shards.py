@@ -11,14 +11,14 @@ import tarfile
 import time
 from pathlib import Path
 
+from facegen.export.files import write_text_atomic
+
 SHARD_PATTERN = "{prefix}-{index:06d}.tar"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def shard_path(out: Path, index: int, prefix: str = "shard") -> Path:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from facegen.callbacks.visuals import draw_landmarks, to_uint8
-from facegen.data.alignment import invert_affine
+from facegen.data.alignment import apply_affine, invert_affine
 from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
@@ -74,10 +74,6 @@ def _to_photo(meta: dict) -> np.ndarray | None:
     return None if transform is None else invert_affine(np.asarray(transform, dtype=np.float64))
 
 
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
 def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None,
                symmetric: bool, uv: tuple[np.ndarray, np.ndarray] | None, expression_names: list[str] | None) -> None:  # fmt: skip
     """Write every output of ``face`` into ``folder`` (created), ``code.json`` last."""
@@ -93,7 +89,7 @@ def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayo
     write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
     arrays = {f"code_{k}": v[0].cpu().numpy() for k, v in face.code.items()}
     landmarks_crop = face.landmarks[0].cpu().numpy()
-    landmarks_photo = landmarks_crop if to_photo is None else _apply(to_photo, landmarks_crop)
+    landmarks_photo = landmarks_crop if to_photo is None else apply_affine(to_photo, landmarks_crop)
     arrays.update(K=face.K[0].cpu().numpy(), landmarks_crop=landmarks_crop, landmarks_photo=landmarks_photo)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -131,7 +127,7 @@ def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
         height, width = base.shape[:2]
         render = cv2.warpAffine(render, to_photo, (width, height), flags=cv2.INTER_LINEAR)
         mask = cv2.warpAffine(mask, to_photo, (width, height), flags=cv2.INTER_LINEAR)
-        landmarks, detected = _apply(to_photo, landmarks), _apply(to_photo, detected)
+        landmarks, detected = apply_affine(to_photo, landmarks), apply_affine(to_photo, detected)
     else:
         base = to_uint8(face.crop[0])
     alpha = 0.6 * mask[..., None]

@@ -28,7 +28,7 @@ def visible_points(
     pixels: Tensor,
     image_size: tuple[int, int],
     fragments: Fragments | None = None,
-    depth_tolerance: float = 0.0,
+    depth_tolerance: float | Tensor = 0.0,
 ) -> Tensor:
     """(B, N) bool: the vertex faces the camera, projects inside the image and (with ``fragments``) is not hidden.
 
@@ -36,7 +36,7 @@ def visible_points(
         vertices: (B, N, 3) camera frame; normals: (B, N, 3) camera-frame vertex normals.
         pixels: (B, N, 2) projections; image_size: (H, W).
         fragments: rasterization of the same mesh; when given, a vertex deeper than the z-buffer at its nearest
-            pixel by more than ``depth_tolerance`` (model units) is occluded.
+            pixel by more than ``depth_tolerance`` (model units; a scalar or (B, 1) per mesh) is occluded.
     """
     height, width = image_size
     facing = (normals * vertices).sum(-1) < 0  # the normal points towards the camera centre

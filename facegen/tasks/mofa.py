@@ -12,6 +12,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from facegen.callbacks.face_exporter import FaceExporter
 from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.evaluation.geometry import vertex_error
@@ -273,8 +274,6 @@ class MoFA(LightningModule):
 
     def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
         """The callback that writes this model's predictions (``facegen predict --out``)."""
-        from facegen.callbacks.face_exporter import FaceExporter
-
         return FaceExporter(out, overwrite, texture_size)
 
     def weighted_loss(self, batch: dict, code: FaceCode) -> Tensor:

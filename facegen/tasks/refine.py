@@ -36,7 +36,7 @@ def refine_code(loss_of, batch: dict, code: FaceCode, options: RefineOptions) ->
     are cloned out of inference mode first. Returns the refined code (detached) and the loss before each step.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        batch = {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
+        batch = clone_out_of_inference(batch)
         values = {part: getattr(code, part).detach().clone() for part in PARTS}
         free = [values[part].requires_grad_() for part in options.parts if values[part].numel()]
         optimizer = torch.optim.Adam(free, lr=options.lr)
@@ -48,3 +48,15 @@ def refine_code(loss_of, batch: dict, code: FaceCode, options: RefineOptions) ->
             loss.backward()
             optimizer.step()
     return FaceCode(**{part: value.detach() for part, value in values.items()}), history
+
+
+def clone_out_of_inference(value):
+    """``value`` with every tensor (also inside dicts and NamedTuples) cloned; called outside inference mode, the
+    clones are ordinary tensors that autograd can use."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {key: clone_out_of_inference(item) for key, item in value.items()}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(clone_out_of_inference(item) for item in value))
+    return value

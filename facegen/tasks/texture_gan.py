@@ -33,18 +33,20 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from facegen.callbacks.image_logger import FaceImageLogger
+from facegen.callbacks.texture_exporter import TextureExporter
 from facegen.callbacks.visuals import to_uint8
 from facegen.decoder import DecodedFace, FaceCode
 from facegen.evaluation.distribution import frechet_distance, kernel_inception_distance
 from facegen.evaluation.features import TorchScriptFeatures, build_feature_extractor
+from facegen.export.files import write_bytes_atomic
 from facegen.geometry.sh import sh_shading
-from facegen.losses import ssim_loss
+from facegen.losses import photometric_loss, ssim_loss
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.morphable.registry import load_face_model
 from facegen.nets.ada import AdaptiveAugment
 from facegen.nets.stylegan import Discriminator, Generator
 from facegen.tasks.mofa import MoFA
-from facegen.tasks.refine import RefineOptions, refine_code
+from facegen.tasks.refine import RefineOptions, clone_out_of_inference, refine_code
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -199,18 +201,24 @@ class TextureGAN(LightningModule):
             uv_faces=model.uv_faces, sh_coeffs=condition.code.light, background=condition.image,
         ).image  # fmt: skip
 
-    def discriminator_inputs(self, condition: Condition, texture: Tensor | None) -> Tensor:
-        """What D sees, in [-1, 1]: a real sample when ``texture`` is None, else the generated ``texture``
-        (B, 3, R, R) in [0, 1] presented the same way."""
+    def real_inputs(self, condition: Condition) -> tuple[Tensor, Tensor | None]:
+        """What D sees of the photos, in [-1, 1], and (``uv`` mode) the visibility masks (B, 1, R, R) that
+        generated textures are shown under: those of other photos of the batch."""
         if self.hparams.mode == "uv":
             real, seen = self.real_textures(condition)
-            seen = seen if texture is None else seen.roll(1, 0)  # masks of other photos for the fakes
-            colour = real if texture is None else texture * seen
-            return torch.cat([colour * 2 - 1, seen * 2 - 1], 1)
-        image = condition.image if texture is None else self.render(texture, condition)
-        if image.shape[-1] != self.d_resolution:
-            image = F.interpolate(image, size=(self.d_resolution,) * 2, mode="bilinear", antialias=True)
-        return image * 2 - 1
+            return torch.cat([real * 2 - 1, seen * 2 - 1], 1), seen.roll(1, 0)
+        return self._at_d_resolution(condition.image) * 2 - 1, None
+
+    def fake_inputs(self, texture: Tensor, condition: Condition, masks: Tensor | None) -> Tensor:
+        """Generated ``texture`` (B, 3, R, R) in [0, 1] presented to D like the real inputs."""
+        if self.hparams.mode == "uv":
+            return torch.cat([texture * masks * 2 - 1, masks * 2 - 1], 1)
+        return self._at_d_resolution(self.render(texture, condition)) * 2 - 1
+
+    def _at_d_resolution(self, image: Tensor) -> Tensor:
+        if image.shape[-1] == self.d_resolution:
+            return image
+        return F.interpolate(image, size=(self.d_resolution,) * 2, mode="bilinear", antialias=True)
 
     def generate(self, z: Tensor, ema: bool = False, truncation: float = 1.0) -> Tensor:
         """z (B, z_dim) -> UV textures (B, 3, R, R) in [0, 1]."""
@@ -224,9 +232,9 @@ class TextureGAN(LightningModule):
         condition = self.condition(batch)
         batch_size = condition.image.shape[0]
 
-        real = self.discriminator_inputs(condition, None)
+        real, masks = self.real_inputs(condition)  # the photos are unwrapped once per iteration
         with torch.no_grad():
-            fake = self.discriminator_inputs(condition, self.generate(self.latents(batch_size)))
+            fake = self.fake_inputs(self.generate(self.latents(batch_size)), condition, masks)
         real_logits = self.discriminator(self.augment(real))
         fake_logits = self.discriminator(self.augment(fake))
         d_loss = discriminator_loss(real_logits, fake_logits)
@@ -247,9 +255,7 @@ class TextureGAN(LightningModule):
             logs["r1"] = penalty.detach()
 
         texture = self.generate(self.latents(batch_size))
-        g_loss = generator_loss(
-            self.discriminator(self.augment(self.discriminator_inputs(condition, texture)))
-        )
+        g_loss = generator_loss(self.discriminator(self.augment(self.fake_inputs(texture, condition, masks))))
         self._check_finite(step, g_loss=g_loss)
         g_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
@@ -374,8 +380,6 @@ class TextureGAN(LightningModule):
 
     def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
         """The callback that writes this model's predictions (``facegen predict --out``)."""
-        from facegen.callbacks.texture_exporter import TextureExporter
-
         return TextureExporter(out, overwrite, texture_size)
 
 
@@ -437,9 +441,7 @@ def train_mofa(config: str, checkpoint: Path) -> None:
           "--trainer.logger.init_args.save_dir", str(root)])  # fmt: skip
     last = max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    temporary = checkpoint.with_name(f".{checkpoint.name}.part")
-    temporary.write_bytes(last.read_bytes())
-    temporary.replace(checkpoint)
+    write_bytes_atomic(checkpoint, last.read_bytes())
 
 
 def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[Tensor, list[float], dict]:
@@ -447,7 +449,7 @@ def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[
     face pixels. Returns textures (B, 3, R, R) in [0, 1], the loss per step, and PSNR/SSIM/L1 on visible pixels."""
     generator = task.generator_ema
     with torch.inference_mode(False), torch.enable_grad():
-        condition = Condition(*(clone_tree(x) for x in condition))
+        condition = clone_out_of_inference(condition)
         batch = condition.image.shape[0]
         w_avg = generator.mapping.w_avg.detach().clone()
         w = w_avg.expand(batch, -1).clone().requires_grad_(True)
@@ -461,9 +463,7 @@ def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[
         def loss_of(ws: Tensor) -> Tensor:
             texture = to_unit(generator.synthesis(ws, noise_mode="none"))
             rendered = task.render(texture, condition)
-            photometric = (
-                (rendered - condition.image).abs().mean(1, keepdim=True) * visible
-            ).sum() / visible.sum().clamp(min=1)
+            photometric = photometric_loss(rendered, condition.image, visible, "l1") / 3  # per colour value
             loss = photometric + fit.prior * (ws - w_avg).pow(2).sum(-1).mean() / ws.shape[-1]
             if fit.ssim > 0:
                 loss = loss + fit.ssim * ssim_loss(rendered, condition.image, visible)
@@ -486,17 +486,8 @@ def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[
         run(wplus, lambda p: p, fit.wplus_steps)
         with torch.no_grad():
             texture = to_unit(generator.synthesis(wplus, noise_mode="none"))
-            metrics = reconstruction_metrics(task.render(texture, condition), condition, task)
+            metrics = reconstruction_metrics(task.render(texture, condition), condition.image, visible)
     return texture.detach(), history, metrics
-
-
-def clone_tree(value):
-    """Clone tensors (also inside NamedTuples) out of inference mode."""
-    if isinstance(value, Tensor):
-        return value.clone()
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(clone_tree(v) for v in value))
-    return value
 
 
 def visible_face_pixels(task: TextureGAN, condition: Condition) -> Tensor:
@@ -508,13 +499,12 @@ def visible_face_pixels(task: TextureGAN, condition: Condition) -> Tensor:
     return covered.unsqueeze(1).to(condition.image.dtype) * (condition.mask > 0.5)
 
 
-def reconstruction_metrics(rendered: Tensor, condition: Condition, task: TextureGAN) -> dict[str, Tensor]:
-    """PSNR (dB), SSIM and L1 per photo (B,) over visible face pixels."""
-    visible = visible_face_pixels(task, condition)
+def reconstruction_metrics(rendered: Tensor, photo: Tensor, visible: Tensor) -> dict[str, Tensor]:
+    """PSNR (dB), SSIM and L1 per photo (B,) of ``rendered`` against ``photo`` over ``visible`` (B, 1, S, S)."""
     count = visible.sum((1, 2, 3)).clamp(min=1) * 3
-    error = rendered - condition.image
+    error = rendered - photo
     mse = (error.pow(2) * visible).sum((1, 2, 3)) / count
     l1 = (error.abs() * visible).sum((1, 2, 3)) / count
-    ssim_map = kornia.metrics.ssim(rendered, condition.image, 7).mean(1, keepdim=True)
+    ssim_map = kornia.metrics.ssim(rendered, photo, 7).mean(1, keepdim=True)
     ssim = (ssim_map * visible).sum((1, 2, 3)) / visible.sum((1, 2, 3)).clamp(min=1)
     return {"psnr": 10 * torch.log10(1 / mse.clamp(min=1e-10)), "ssim": ssim, "l1": l1}

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facegen.geometry.camera import project_points
-from facegen.render.points import sample_image_at_points
+from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.rasterize import rasterize
 from facegen.render.settings import RasterSettings
 from facegen.texture.uv import UVLayout
@@ -51,19 +51,13 @@ def unwrap_photo(
     batch, size = vertices.shape[0], layout.size
     points = layout.bake(vertices).flatten(2).transpose(1, 2)  # (B, S*S, 3)
     texel_normals = F.normalize(layout.bake(normals).flatten(2).transpose(1, 2), dim=-1)
-    pixels, depth = project_points(points, K)
+    pixels, _ = project_points(points, K)
     cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
 
     fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
-    height, width = image_size
-    column = pixels[..., 0].round().long()
-    row = pixels[..., 1].round().long()
-    inside = (column >= 0) & (column < width) & (row >= 0) & (row < height)
-    flat = (row.clamp(0, height - 1) * width + column.clamp(0, width - 1)).reshape(batch, -1)
-    zbuf = fragments.zbuf.reshape(batch, -1).gather(1, flat)
     extent = (vertices.amax(1) - vertices.amin(1)).norm(dim=-1, keepdim=True)  # (B, 1)
-    unoccluded = (zbuf >= 0) & (depth <= zbuf + DEPTH_TOLERANCE * extent)
-    seen = inside & unoccluded & layout.mask.reshape(1, -1) & (cosine > MIN_COSINE)
+    seen = visible_points(points, texel_normals, pixels, image_size, fragments, DEPTH_TOLERANCE * extent)
+    seen &= layout.mask.reshape(1, -1) & (cosine > MIN_COSINE)
     visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp(0, 1), 0.0)
 
     if to_photo is not None:
