@@ -315,3 +315,20 @@ def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setu
     )
     _, history, _ = fit_latent(model, condition, fit)
     assert len(history) == 4 and history[-1] < history[0]
+
+
+def test_bad_settings_get_clear_errors(tmp_path, mofa_checkpoint):
+    from facegen.data.seeds import parse_seeds
+    from facegen.evaluation.features import build_feature_extractor
+
+    assert parse_seeds("0-2,7") == [0, 1, 2, 7]
+    with pytest.raises(ValueError, match="data.seeds"):
+        parse_seeds("a-b")
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        build_feature_extractor("vgg")
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        build_feature_extractor(f"inception:{tmp_path / 'missing.pth'}")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_feature_extractor(f"torchscript:{tmp_path / 'missing.pt'}")
+    with pytest.raises(ValueError, match="model.mode"):
+        texture_model(mofa_checkpoint, mode="pixels")
