@@ -2,13 +2,15 @@
 alignment relative to the mean face's (``vertex_error_ratio``, the quantity of issue 6's target):
 
 - oracles: the ratio when shape (or expression) is exactly right and the rest is the mean;
-- test-time refinement from the mean face (no trained encoder) for each number of steps and prior weight;
+- test-time refinement for each number of steps and prior weight, from the mean face (no trained encoder) and
+  from the truth (where the loss's optimum lies: priors that are too strong pull the truth away);
 - optionally a trained checkpoint's encoder, alone and refined.
 
 Prints one JSON object per measurement. Example (the quickstart's validation shards, rendered when missing):
 
     python benchmarks/geometry.py --shards data/synth/builtin-128/val --faces 32 --steps 200 300 --priors 1e-3 1e-4
     python benchmarks/geometry.py --checkpoint runs/mofa/version_0/checkpoints/last.ckpt
+    python benchmarks/geometry.py --landmark 2e-2 --albedo 1e-4 --priors 1e-4 --steps 300  # mofa.yaml's refine
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--priors", type=float, nargs="+", default=[1e-3, 1e-4], help="shape/expression weights"
     )
+    parser.add_argument("--landmark", type=float, default=2e-3, help="landmark weight")
+    parser.add_argument("--albedo", type=float, default=1e-3, help="albedo prior weight")
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--checkpoint", help="also measure this MoFA checkpoint's encoder, alone and refined")
     args = parser.parse_args(argv)
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({"measure": f"oracle: exact {part}, the rest mean", **ratios(model, oracle, params)})
         )
 
-    starts = [("mean face", mean)]
+    starts = [("mean face", mean), ("truth", model.layout.from_dict(
+        {part: params[part][:, :size] for part, size in model.layout.sizes().items()}))]  # fmt: skip
     if args.checkpoint:
         trained = MoFA.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
         with torch.no_grad():
@@ -86,16 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         starts.append(("encoder", encoded))
     for prior in args.priors:
         torch.manual_seed(0)
-        refiner = MoFA(
-            image_size=args.size, depths=(1,), width=8, weights=LossWeights(shape=prior, expression=prior)
-        )
+        weights = LossWeights(landmark=args.landmark, shape=prior, expression=prior, albedo=args.albedo)
+        refiner = MoFA(image_size=args.size, depths=(1,), width=8, weights=weights)
         refiner.eval()
         for name, start in starts:
             for steps in args.steps:
                 refined, history = refine_code(
                     refiner.weighted_loss, batch, start, RefineOptions(steps, args.lr)
                 )
-                row = {"measure": f"refined from the {name}", "steps": steps, "prior": prior,
+                row = {"measure": f"refined from the {name}", "steps": steps, "prior": prior, "landmark": args.landmark,
                        "loss_first": round(history[0], 4), "loss_last": round(history[-1], 4)}  # fmt: skip
                 print(json.dumps({**row, **ratios(refiner, refined, params)}), flush=True)
     return 0

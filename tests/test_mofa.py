@@ -20,7 +20,7 @@ from facegen.data.synth import SynthJob
 from facegen.decoder import CodeLayout
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
-from facegen.tasks import MoFA
+from facegen.tasks import LossWeights, MoFA, RefineOptions
 from tests.conftest import ROOT
 
 SIZE = 48
@@ -74,6 +74,18 @@ def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
     assert grad.abs().sum() > 0
 
 
+def test_refinement_uses_its_own_loss_weights_when_given():
+    model, batch = tiny_mofa(), random_batch()
+    code = model(batch["image"])
+    weights = LossWeights(landmark=2e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
+    _, history = model.refined(batch, code, RefineOptions(steps=1, weights=weights))
+    _, default = model.refined(batch, code, RefineOptions(steps=1))
+    assert history[0] == pytest.approx(model.weighted_loss(batch, code, weights).item())
+    assert default[0] == pytest.approx(model.weighted_loss(batch, code).item()) != history[0]
+    with pytest.raises(ValueError, match="validate_refined needs model.refine.steps"):
+        tiny_mofa(validate_refined=True)
+
+
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():
     batch = random_batch()
     batch["landmarks"][0, 0, 0] = float("nan")
@@ -111,6 +123,7 @@ def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(folder / "runs")
     config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
     config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
+    config["model"]["init_args"]["refine"]["steps"] = 40
     data = config["data"]["init_args"]
     data.update(train=str(shards / "train"), val=str(shards / "val"), synthetic=None, batch_size=4, num_workers=0,
                 image_size=SIZE)  # fmt: skip
@@ -132,6 +145,9 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(tmp_
     assert {"train/photometric", "train/landmark", "train/shape", "train/light", "val/vertex_error_mm",
             "val/vertex_error_mean_face", "val/landmark_nme", "val/photometric_error"} <= logged  # fmt: skip
     assert all(math.isfinite(v) for row in rows for v in row.values())
+    validations = [r for r in rows if "val/refined_landmark_error_px" in r]
+    assert len(validations) == 2  # encoder + refinement on the first validation batch, beside the encoder
+    assert all(r["val/refined_landmark_error_px"] < r["val/landmark_error_px"] for r in validations)
     (images,) = tmp_path.glob("runs/mofa/version_*/images")
     assert len(list(images.glob("reconstruction-*.png"))) == 2
     assert list(tmp_path.rglob("last.ckpt"))

@@ -3,8 +3,10 @@
 from facegen.losses.landmark import landmark_error, landmark_loss, landmark_weights
 from facegen.losses.photometric import colour_distance, masked_mean, photometric_loss, ssim_loss
 from facegen.losses.regularizers import coefficient_prior, light_prior
+from facegen.losses.weights import LossWeights
 
 __all__ = [
+    "LossWeights",
     "coefficient_prior",
     "colour_distance",
     "landmark_error",

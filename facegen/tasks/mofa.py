@@ -5,7 +5,7 @@ landmark and statistical terms train the encoder without labels."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import torch
 from lightning.pytorch import LightningModule
@@ -20,6 +20,7 @@ from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
 from facegen.geometry.sh import ambient_sh
 from facegen.losses import (
+    LossWeights,
     coefficient_prior,
     landmark_error,
     landmark_loss,
@@ -34,20 +35,6 @@ from facegen.nets.encoder import CodeRegressor, build_backbone
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import RasterSettings
 from facegen.tasks.refine import RefineOptions, refine_code
-
-
-@dataclass
-class LossWeights:
-    """Weights of MoFA's loss terms (each term is also logged unweighted as ``train/<name>``)."""
-
-    photometric: float = 1.0
-    landmark: float = 2e-3
-    shape: float = 1e-3
-    expression: float = 1e-3
-    albedo: float = 1e-3
-    light: float = 1e-2
-    albedo_smoothness: float = 1.0
-    ssim: float = 0.0
 
 
 class MoFA(LightningModule):
@@ -72,8 +59,11 @@ class MoFA(LightningModule):
         on_nonfinite: ``stop`` raises naming the step and loss term; ``skip`` skips the batch (single device).
         fov, fill: the camera's field of view (degrees) and default framing, as in the data.
         backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
-        refine: test-time refinement of each predicted code on the same losses (``predict``); with an untrained
-            encoder this is pure optimisation from the mean face.
+        refine: test-time refinement of each predicted code on MoFA's losses (``predict``), with its own loss
+            weights when ``refine.weights`` is set; with an untrained encoder this is pure optimisation from
+            the mean face.
+        validate_refined: also refine the first validation batch with ``refine`` and log its metrics as
+            ``val/refined_<metric>``: the accuracy of encoder + refinement, beside the encoder's own.
     """
 
     def __init__(
@@ -103,11 +93,14 @@ class MoFA(LightningModule):
         fill: float = DEFAULT_FILL,
         backend: str = "torch",
         refine: RefineOptions | None = None,
+        validate_refined: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         if photometric not in ("points", "raster"):
             raise ValueError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
+        if validate_refined and not (refine and refine.steps):
+            raise ValueError("model.validate_refined needs model.refine.steps > 0")
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         if lr_schedule not in ("constant", "cosine"):
@@ -167,7 +160,7 @@ class MoFA(LightningModule):
             rendered = self.decoder.render(decoded, code.light, background=image)
             valid = rendered.mask * (mask > 0.5)
             terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm)
-            if self.weights.ssim > 0:
+            if max(self.weights.ssim, (self.refine.weights or self.weights).ssim) > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
         terms["landmark"] = landmark_loss(decoded.landmarks, batch["landmarks"], self.landmark_weights, size)
         terms["shape"] = coefficient_prior(code.shape)
@@ -178,8 +171,8 @@ class MoFA(LightningModule):
             terms["albedo_smoothness"] = self.decoder.albedo.smoothness()
         return terms
 
-    def _total(self, terms: dict[str, Tensor]) -> Tensor:
-        weights = asdict(self.weights)
+    def _total(self, terms: dict[str, Tensor], weights: LossWeights | None = None) -> Tensor:
+        weights = asdict(weights or self.weights)
         return sum(weights[name] * value for name, value in terms.items())
 
     def _check_finite(self, terms: dict[str, Tensor]) -> bool:
@@ -208,7 +201,11 @@ class MoFA(LightningModule):
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        metrics = self.evaluate(batch)
+        code = self(batch["image"])
+        metrics = self.evaluate(batch, code)
+        if self.hparams.validate_refined and batch_index == 0:
+            refined, _ = self.refined(batch, code)
+            metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
         self.log_dict(
             {f"val/{k}": v for k, v in metrics.items()}, batch_size=batch["image"].shape[0], sync_dist=True
         )
@@ -220,13 +217,13 @@ class MoFA(LightningModule):
         )
 
     @torch.no_grad()
-    def evaluate(self, batch: dict) -> dict[str, Tensor]:
-        """Validation metrics: loss, photometric error (mean |render - photo| over the face, in [0, 1] units),
+    def evaluate(self, batch: dict, code: FaceCode | None = None) -> dict[str, Tensor]:
+        """Validation metrics of ``code`` (default: the encoder's) for ``batch``: loss, photometric error (mean |render - photo| over the face, in [0, 1] units),
         landmark error (pixels, NME) and, with ground truth, vertex error in model units and mm, with the mean
         face's error as the baseline and their ratio, after similarity alignment (``vertex_error*``: monocular
         scale is ambiguous, as in the NoW benchmark) and after rigid alignment (``vertex_error_rigid*``), and
         code errors."""
-        code = self(batch["image"])
+        code = self(batch["image"]) if code is None else code
         decoded = self.decoder(code)
         terms = self.loss_terms(batch, code, decoded)
         metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
@@ -269,16 +266,26 @@ class MoFA(LightningModule):
         code = self(batch["image"])
         history: list[float] = []
         if self.refine.steps and batch["image"].shape[0]:
-            code, history = refine_code(self.weighted_loss, batch, code, self.refine)
+            code, history = self.refined(batch, code)
         return {"code": code, "decoded": self.decoder(code), "batch": batch, "refine_loss": history}
 
     def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
         """The callback that writes this model's predictions (``facegen predict --out``)."""
         return FaceExporter(out, overwrite, texture_size)
 
-    def weighted_loss(self, batch: dict, code: FaceCode) -> Tensor:
-        """MoFA's training objective for ``batch`` explained by ``code`` (scalar)."""
-        return self._total(self.loss_terms(batch, code))
+    def weighted_loss(self, batch: dict, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
+        """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
+        others are given."""
+        return self._total(self.loss_terms(batch, code), weights)
+
+    def refined(
+        self, batch: dict, code: FaceCode, options: RefineOptions | None = None
+    ) -> tuple[FaceCode, list[float]]:
+        """``code`` refined on ``batch`` with ``options`` (default: ``refine``), its weights or the training
+        ones; and the loss before each step."""
+        options = options or self.refine
+        weights = options.weights or self.weights
+        return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code, options)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -9,16 +9,21 @@ import torch
 from torch import Tensor
 
 from facegen.decoder.code import PARTS, FaceCode
+from facegen.losses.weights import LossWeights
 
 
 @dataclass
 class RefineOptions:
     """``steps`` of Adam at ``lr`` on the code ``parts`` (the others stay as predicted); 0 steps: no refinement.
-    Each step is one decode, render and loss evaluation of the whole batch."""
+    Each step is one decode, render and loss evaluation of the whole batch. ``weights``: the loss weights of
+    the refinement objective (default: the model's training weights). Weaker priors and a stronger landmark
+    term than in training suit refinement: started from the encoder's estimate, it can afford to let the data
+    decide the fine shape, where the encoder, still pixels off, needs strong priors."""
 
     steps: int = 0
     lr: float = 0.02
     parts: tuple[str, ...] = PARTS
+    weights: LossWeights | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.parts) - set(PARTS)

@@ -46,7 +46,7 @@ from facegen.morphable.registry import load_face_model
 from facegen.nets.ada import AdaptiveAugment
 from facegen.nets.stylegan import Discriminator, Generator
 from facegen.tasks.mofa import MoFA
-from facegen.tasks.refine import RefineOptions, clone_out_of_inference, refine_code
+from facegen.tasks.refine import RefineOptions, clone_out_of_inference
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -372,7 +372,7 @@ class TextureGAN(LightningModule):
         condition = self.condition(batch)
         fit = self.latent_fit
         if fit.refine is not None and fit.refine.steps:
-            code, _ = refine_code(self.mofa.weighted_loss, batch, condition.code, fit.refine)
+            code, _ = self.mofa.refined(batch, condition.code, fit.refine)
             condition = condition._replace(code=code, decoded=self.mofa.decoder(code))
         texture, history, metrics = fit_latent(self, condition, fit)
         return {"kind": "reconstructed", "texture": texture, "condition": condition, "batch": batch,
