@@ -82,6 +82,9 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     _, default = model.refined(batch, code, RefineOptions(steps=1))
     assert history[0] == pytest.approx(model.weighted_loss(batch, code, weights).item())
     assert default[0] == pytest.approx(model.weighted_loss(batch, code).item()) != history[0]
+    model.refine = RefineOptions(steps=1, weights=weights)  # the model's refinement weights are the fallback
+    _, fallback = model.refined(batch, code, RefineOptions(steps=1))
+    assert fallback[0] == pytest.approx(history[0])
     with pytest.raises(ValueError, match="validate_refined needs model.refine.steps"):
         tiny_mofa(validate_refined=True)
 

@@ -281,10 +281,10 @@ class MoFA(LightningModule):
     def refined(
         self, batch: dict, code: FaceCode, options: RefineOptions | None = None
     ) -> tuple[FaceCode, list[float]]:
-        """``code`` refined on ``batch`` with ``options`` (default: ``refine``), its weights or the training
-        ones; and the loss before each step."""
+        """``code`` refined on ``batch`` with ``options`` (default: ``refine``) and the loss before each step.
+        Loss weights: those of ``options``, else those of ``refine``, else the training ones."""
         options = options or self.refine
-        weights = options.weights or self.weights
+        weights = options.weights or self.refine.weights or self.weights
         return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code, options)
 
     def configure_optimizers(self):

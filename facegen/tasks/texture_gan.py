@@ -82,7 +82,8 @@ class LatentFit:
     ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
     ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
     provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA
-    refinement of the geometry first."""
+    refinement of the geometry first (with the MoFA's own refinement loss weights unless ``refine.weights`` is
+    set)."""
 
     w_steps: int = 100
     wplus_steps: int = 100
