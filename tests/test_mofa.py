@@ -85,8 +85,8 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     model.refine = RefineOptions(steps=1, weights=weights)  # the model's refinement weights are the fallback
     _, fallback = model.refined(batch, code, RefineOptions(steps=1))
     assert fallback[0] == pytest.approx(history[0])
-    with pytest.raises(ValueError, match="validate_refined needs model.refine.steps"):
-        tiny_mofa(validate_refined=True)
+    with pytest.raises(ValueError, match="validate_refined is a number of validation batches"):
+        tiny_mofa(validate_refined=1)
 
 
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():

@@ -232,6 +232,8 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     assert [p.name for p in folders] == ["seed_000000", "seed_000001", "seed_000002"]
     mesh = read_obj(folders[0] / "textured.obj")
     assert mesh["uv"].shape[1] == 2 and (folders[0] / "views.png").is_file()
+    # the generation config's truncation applies, not the training run's (run-time settings stay out of checkpoints)
+    assert json.loads((folders[0] / "generated.json").read_text())["truncation"] == 0.7
 
     reconstructed = tmp_path / "reconstructed"
     main(["predict", "--config", str(path), "--data.init_args.predict", str(root / "val"), "--ckpt_path",

@@ -54,9 +54,7 @@ class TextureExporter(BasePredictionWriter):
             texture = prediction["texture"]
             names = [f"seed_{seed:06d}" for seed in prediction["seed"]]
             vertices = model.mean.expand(texture.shape[0], -1, -1)
-            records = [
-                {"seed": seed, "truncation": pl_module.hparams.truncation} for seed in prediction["seed"]
-            ]
+            records = [{"seed": seed, "truncation": pl_module.truncation} for seed in prediction["seed"]]
             pictures = [
                 novel_views(decoder, vertices[i : i + 1], texture[i : i + 1]) for i in range(len(names))
             ]

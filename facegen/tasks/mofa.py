@@ -62,8 +62,9 @@ class MoFA(LightningModule):
         refine: test-time refinement of each predicted code on MoFA's losses (``predict``), with its own loss
             weights when ``refine.weights`` is set; with an untrained encoder this is pure optimisation from
             the mean face.
-        validate_refined: also refine the first validation batch with ``refine`` and log its metrics as
-            ``val/refined_<metric>``: the accuracy of encoder + refinement, beside the encoder's own.
+        validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
+            and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
+            the encoder's own over the whole validation set; 0 turns it off.
     """
 
     def __init__(
@@ -93,20 +94,26 @@ class MoFA(LightningModule):
         fill: float = DEFAULT_FILL,
         backend: str = "torch",
         refine: RefineOptions | None = None,
-        validate_refined: bool = False,
+        validate_refined: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # refinement settings are run-time choices, not part of the trained model: kept out of checkpoints so
+        # that the config of `facegen predict/validate --ckpt_path` decides them
+        self.save_hyperparameters(ignore=["refine", "validate_refined"])
         if photometric not in ("points", "raster"):
             raise ValueError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
-        if validate_refined and not (refine and refine.steps):
-            raise ValueError("model.validate_refined needs model.refine.steps > 0")
+        if validate_refined < 0 or (validate_refined and not (refine and refine.steps)):
+            raise ValueError(
+                f"model.validate_refined is a number of validation batches (>= 0) and needs model.refine.steps"
+                f" > 0; got {validate_refined} with refine {refine}"
+            )
         if on_nonfinite not in ("stop", "skip"):
             raise ValueError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         if lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"model.lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.weights = weights or LossWeights()
         self.refine = refine or RefineOptions()
+        self.validate_refined = validate_refined
         model = load_face_model(face_model)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
@@ -203,7 +210,7 @@ class MoFA(LightningModule):
     def validation_step(self, batch: dict, batch_index: int) -> None:
         code = self(batch["image"])
         metrics = self.evaluate(batch, code)
-        if self.hparams.validate_refined and batch_index == 0:
+        if batch_index < self.validate_refined:
             refined, _ = self.refined(batch, code)
             metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
         self.log_dict(

@@ -82,8 +82,7 @@ class LatentFit:
     ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
     ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
     provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA
-    refinement of the geometry first (with the MoFA's own refinement loss weights unless ``refine.weights`` is
-    set)."""
+    refinement of the geometry first (loss weights: ``refine.weights``, else the MoFA's training weights)."""
 
     w_steps: int = 100
     wplus_steps: int = 100
@@ -144,7 +143,10 @@ class TextureGAN(LightningModule):
         latent_fit: LatentFit | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # generation and reconstruction settings are run-time choices: kept out of checkpoints so that the
+        # config of `facegen predict --ckpt_path` decides them
+        self.save_hyperparameters(ignore=["truncation", "latent_fit"])
+        self.truncation = truncation
         self.automatic_optimization = False
         if mode not in ("uv", "image"):
             raise ValueError(f"model.mode must be 'uv' or 'image', got {mode!r}")
@@ -324,7 +326,7 @@ class TextureGAN(LightningModule):
             return
         condition = self.condition(batch)
         real, seen = self.real_textures(condition)
-        texture = self.generate(self.latents(real.shape[0]), ema=True, truncation=self.hparams.truncation)
+        texture = self.generate(self.latents(real.shape[0]), ema=True, truncation=self.truncation)
         grey = 0.5 * (1 - seen)
         rendered = self.render(texture, condition)
         self._metric_batches["uv_real"].append(self.features(real * seen + grey))
@@ -367,7 +369,7 @@ class TextureGAN(LightningModule):
                 torch.randn(self.hparams.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in batch["seed"]
             ]).to(self.device)  # fmt: skip
             return {"kind": "generated", "seed": batch["seed"].tolist(),
-                    "texture": self.generate(z, ema=True, truncation=self.hparams.truncation)}  # fmt: skip
+                    "texture": self.generate(z, ema=True, truncation=self.truncation)}  # fmt: skip
         if batch["image"].shape[0] == 0:
             return {"kind": "reconstructed", "texture": None, "batch": batch}
         condition = self.condition(batch)
