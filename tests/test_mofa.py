@@ -85,6 +85,11 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     model.refine = RefineOptions(steps=1, weights=weights)  # the model's refinement weights are the fallback
     _, fallback = model.refined(batch, code, RefineOptions(steps=1))
     assert fallback[0] == pytest.approx(history[0])
+    raster = tiny_mofa(
+        photometric="raster"
+    )  # optional terms follow the weights in use, not the training ones
+    assert "ssim" in raster.loss_terms(batch, code, weights=LossWeights(ssim=0.5))
+    assert "ssim" not in raster.loss_terms(batch, code)
     with pytest.raises(ValueError, match="validate_refined is a number of validation batches"):
         tiny_mofa(validate_refined=1)
 

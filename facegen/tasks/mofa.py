@@ -150,9 +150,14 @@ class MoFA(LightningModule):
         return self.layout.split(self.encoder(image))
 
     def loss_terms(
-        self, batch: dict, code: FaceCode, decoded: DecodedFace | None = None
+        self,
+        batch: dict,
+        code: FaceCode,
+        decoded: DecodedFace | None = None,
+        weights: LossWeights | None = None,
     ) -> dict[str, Tensor]:
-        """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given)."""
+        """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given);
+        optional terms (SSIM) only when ``weights`` (default: the training ones) give them a weight."""
         image, mask = batch["image"], batch["mask"]
         decoded = self.decoder(code) if decoded is None else decoded
         size = image.shape[-1]
@@ -167,7 +172,7 @@ class MoFA(LightningModule):
             rendered = self.decoder.render(decoded, code.light, background=image)
             valid = rendered.mask * (mask > 0.5)
             terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm)
-            if max(self.weights.ssim, (self.refine.weights or self.weights).ssim) > 0:
+            if (weights or self.weights).ssim > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
         terms["landmark"] = landmark_loss(decoded.landmarks, batch["landmarks"], self.landmark_weights, size)
         terms["shape"] = coefficient_prior(code.shape)
@@ -225,11 +230,11 @@ class MoFA(LightningModule):
 
     @torch.no_grad()
     def evaluate(self, batch: dict, code: FaceCode | None = None) -> dict[str, Tensor]:
-        """Validation metrics of ``code`` (default: the encoder's) for ``batch``: loss, photometric error (mean |render - photo| over the face, in [0, 1] units),
-        landmark error (pixels, NME) and, with ground truth, vertex error in model units and mm, with the mean
-        face's error as the baseline and their ratio, after similarity alignment (``vertex_error*``: monocular
-        scale is ambiguous, as in the NoW benchmark) and after rigid alignment (``vertex_error_rigid*``), and
-        code errors."""
+        """Validation metrics of ``code`` (default: the encoder's) for ``batch``: loss, photometric error (mean
+        |render - photo| over the face, in [0, 1] units), landmark error (pixels, NME) and, with ground truth,
+        vertex error in model units and mm, with the mean face's error as the baseline and their ratio, after
+        similarity alignment (``vertex_error*``: monocular scale is ambiguous, as in the NoW benchmark) and
+        after rigid alignment (``vertex_error_rigid*``), and code errors."""
         code = self(batch["image"]) if code is None else code
         decoded = self.decoder(code)
         terms = self.loss_terms(batch, code, decoded)
@@ -283,7 +288,7 @@ class MoFA(LightningModule):
     def weighted_loss(self, batch: dict, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
         """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
         others are given."""
-        return self._total(self.loss_terms(batch, code), weights)
+        return self._total(self.loss_terms(batch, code, weights=weights), weights)
 
     def refined(
         self, batch: dict, code: FaceCode, options: RefineOptions | None = None
