@@ -1,27 +1,47 @@
 """The ``facegen`` command.
 
 ``fit``, ``validate``, ``test`` and ``predict`` are LightningCLI subcommands in subclass mode: the model and
-datamodule are chosen in YAML by ``class_path``/``init_args``. facegen's own tools (``model``, and later
-``prepare`` and ``synth``) are plain jsonargparse commands registered in :mod:`facegen.commands`.
+datamodule are chosen in YAML by ``class_path``/``init_args``. facegen's own tools (``model``, ``prepare``,
+``synth``) are plain jsonargparse commands registered in :mod:`facegen.commands`.
+
+User errors (:mod:`facegen.errors`, missing or unwritable files, Lightning configuration errors) are printed as
+one line, ``facegen: error: ...``, with exit code 2; ``--debug`` (anywhere on the command line) or
+``FACEGEN_DEBUG=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import pickle
 import sys
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from jsonargparse import DefaultHelpFormatter
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
 from facegen import __version__
 from facegen.commands import EXTRA_COMMANDS
+from facegen.errors import BadFileError, ConfigError, FacegenError
+
+#: Set to 1 to see tracebacks of user errors (as ``--debug`` does).
+DEBUG_ENV = "FACEGEN_DEBUG"
+#: Errors that mean the user gave something wrong: printed as one line unless debugging.
+USER_ERRORS = (FacegenError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+               IsADirectoryError, MisconfigurationException)  # fmt: skip
+#: ``ckpt_path`` values that Lightning resolves itself.
+_SPECIAL_CHECKPOINTS = ("best", "hpc", "registry")
 
 
 def _extra_commands_epilog() -> str:
     lines = ["facegen tools (each has --help):"]
     lines += [f"  facegen {name:<10} {command.help}" for name, command in EXTRA_COMMANDS.items()]
+    lines += ["", f"Errors are one line; --debug (or {DEBUG_ENV}=1) shows their traceback."]
     return "\n".join(lines)
 
 
@@ -64,22 +84,152 @@ class FacegenCLI(LightningCLI):
             parser.set_defaults(return_predictions=False)
         return parser
 
+    def instantiate_trainer(self, **kwargs):
+        """The Trainer; Lightning reports bad trainer settings (e.g. ``devices: -3``) as TypeError/ValueError."""
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"trainer: {error}") from error
+
+    def _parse_ckpt_path(self) -> None:
+        """Check ``ckpt_path`` before anything is built: ``last`` becomes the newest ``last.ckpt`` of this run's
+        folders (Lightning would look only in the new logger version and train from step 0); a missing,
+        truncated or unsafe checkpoint is a one-line error."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or path in _SPECIAL_CHECKPOINTS or "://" in str(path):
+            return super()._parse_ckpt_path()
+        if path == "last":
+            path = find_last_checkpoint(self.config[subcommand].trainer)
+            self.config[f"{subcommand}.ckpt_path"] = str(path)
+            rank_zero_info(f"facegen: --ckpt_path last: resuming from {path}")
+        check_checkpoint(Path(path))
+        try:
+            super()._parse_ckpt_path()
+        except pickle.UnpicklingError as error:
+            first = str(error).strip().splitlines()[0]
+            raise BadFileError(
+                f"--ckpt_path {path}: refusing to load it: it holds objects other than tensors and plain data "
+                f"({first})"
+            ) from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+            raise BadFileError(f"--ckpt_path {path}: not a readable checkpoint ({error})") from None
+
+    def before_instantiate_classes(self) -> None:
+        """``predict --out``: checked (a folder that can be written) before any model is built."""
+        if self.config.get("subcommand") != "predict":
+            return
+        config = self.config["predict"]
+        if config.texture_size < 1:
+            raise ConfigError(f"--texture_size must be at least 1 texel, got {config.texture_size}")
+        if config.get("out"):
+            check_output_folder(Path(config.out))
+
     def before_predict(self) -> None:
         config = self.config["predict"]
         if config.get("out"):
             writer = getattr(self.model, "prediction_writer", None)
             if writer is None:
-                raise ValueError(f"--out: {type(self.model).__name__} has no prediction writer")
+                raise ConfigError(f"--out: {type(self.model).__name__} has no prediction writer")
             self.trainer.callbacks.append(writer(config.out, config.overwrite, config.texture_size))
+
+
+def check_output_folder(out: Path) -> None:
+    """Create ``out`` if needed; raise :class:`ConfigError` when it is a file or cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder: give a folder to write into")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: the folder is not writable; give another --out")
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise a one-line error when ``path`` is not a file or not a complete checkpoint archive."""
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist; give a checkpoint file (or 'last' to resume)")
+    if not zipfile.is_zipfile(path):
+        raise BadFileError(
+            f"--ckpt_path {path}: truncated or not a PyTorch checkpoint (no complete zip archive)"
+        )
+
+
+def _checkpoint_roots(trainer) -> list[Path]:
+    """Folders that hold this run's checkpoints, most specific first: ModelCheckpoint ``dirpath``s, then each
+    logger's ``save_dir/name`` (``save_dir/project`` for W&B), else ``default_root_dir``."""
+    roots = []
+    for callback in trainer.get("callbacks") or []:
+        dirpath = (callback.get("init_args") or {}).get("dirpath") if hasattr(callback, "get") else None
+        if dirpath:
+            roots.append(Path(dirpath))
+    loggers = trainer.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    for logger in loggers:
+        arguments = (logger.get("init_args") or {}) if hasattr(logger, "get") else {}
+        if arguments.get("save_dir"):
+            name = arguments.get("name") or arguments.get("project") or ""
+            roots.append(Path(arguments["save_dir"], name))
+    default = Path(trainer.get("default_root_dir") or ".")
+    return roots or [default / "lightning_logs", default]
+
+
+def find_last_checkpoint(trainer) -> Path:
+    """The newest ``last.ckpt`` (or ``last-v<N>.ckpt``) under this run's checkpoint folders (see
+    :func:`_checkpoint_roots`), searching all logger versions."""
+    roots = _checkpoint_roots(trainer)
+    for root in roots:
+        found = [
+            p for pattern in ("last.ckpt", "last-v*.ckpt") for p in root.glob(f"**/{pattern}") if p.is_file()
+        ]
+        if found:
+            return max(found, key=lambda p: (p.stat().st_mtime, str(p)))
+    searched = ", ".join(str(r) for r in roots)
+    raise ConfigError(
+        f"--ckpt_path last: no last.ckpt under {searched}; train first (ModelCheckpoint with save_last: true) or "
+        "give a checkpoint file"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line; for an error re-raised from a DataLoader worker, the worker's own."""
+    text = str(error).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return " ".join(text.split()) or type(error).__name__
 
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``facegen`` console script; ``args`` excludes the program name."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv and argv[0] in EXTRA_COMMANDS:
-        return EXTRA_COMMANDS[argv[0]].run(argv[1:])
-    FacegenCLI(args=None if args is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    if args is None:
+        sys.argv[1:] = argv  # LightningCLI reads sys.argv itself
+    try:
+        if argv and argv[0] in EXTRA_COMMANDS:
+            return EXTRA_COMMANDS[argv[0]].run(argv[1:])
+        FacegenCLI(args=None if args is None else argv)
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None or debug:
+            raise
+        print(f"facegen: error: {_one_line(cause)}", file=sys.stderr)
+        return 2
     return 0
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """``error`` or the first exception it was raised from (jsonargparse wraps errors raised while it builds the
+    model and data) that is a user error, else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, USER_ERRORS):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

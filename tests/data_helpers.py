@@ -52,3 +52,21 @@ def png_bytes(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def write_raw_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A tar file with members named exactly as given (``ShardWriter`` refuses unsafe keys; hostile shards don't)."""
+    import tarfile
+
+    with tarfile.open(path, "w", format=tarfile.GNU_FORMAT) as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def sample_members(key: str, sample: dict) -> list[tuple[str, bytes]]:
+    """Tar members of an encoded ``sample`` under the (possibly hostile) ``key``."""
+    return [(f"{key}.{name}", value.encode() if isinstance(value, str) else value)
+            for name, value in sample.items() if name != "__key__"]  # fmt: skip

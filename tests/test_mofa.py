@@ -91,7 +91,7 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     assert "ssim" in raster.loss_terms(batch, code, weights=LossWeights(ssim=0.5))
     assert "ssim" not in raster.loss_terms(batch, code)
     with pytest.raises(ValueError, match="validate_refined is a number of validation batches"):
-        tiny_mofa(validate_refined=1)
+        tiny_mofa(validate_refined=-1)
 
 
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():

@@ -139,7 +139,7 @@ def test_missing_and_foreign_files_name_the_problem(tmp_path):
     with pytest.raises(ModelFileError, match="schema_version"):
         MorphableModel.load(tmp_path / "foreign.npz")
     (tmp_path / "garbage.npz").write_bytes(b"not a zip")
-    with pytest.raises(ModelFileError, match="not a readable"):
+    with pytest.raises(ModelFileError, match="not a .npz archive"):
         MorphableModel.load(tmp_path / "garbage.npz")
     with pytest.raises(ValueError, match="convert other formats first"):
         load_face_model(tmp_path / "model.mat")

@@ -11,14 +11,17 @@ import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.export.face_files import DONE_FILE, FaceResult, write_face
-from facegen.export.files import write_text_atomic
+from facegen.export.files import child_folder, write_text_atomic
 from facegen.texture.uv import UVLayout
 
 
 class FaceExporter(BasePredictionWriter):
-    """Writes ``out/<face key>/`` for every predicted face.
+    """Writes ``out/<face name>/`` for every predicted face: the name is the face's key when that is a safe file
+    name, else its readable part plus a hash of the key (:class:`facegen.data.keys.OutputNames`), so nothing is
+    written outside ``out``; a key seen twice in one run is reported in ``failed``, never written over the first.
 
     Args:
         out: output folder.
@@ -40,6 +43,7 @@ class FaceExporter(BasePredictionWriter):
         self.existing: list[str] = []
         self.rejected: list[dict] = []
         self.failed: list[dict] = []
+        self.names = OutputNames()
         self._started = time.perf_counter()
 
     def on_predict_start(self, trainer, pl_module) -> None:
@@ -68,17 +72,25 @@ class FaceExporter(BasePredictionWriter):
         shaded = decoder.vertex_colours(decoded, code.light)
         render = decoder.render(decoded, code.light, background=0.0)
         model = decoder.model
+        photo_paths = batch.get("photo_path") or [None] * len(batch["key"])
         for i, key in enumerate(batch["key"]):
-            folder = self.out / key
-            if (folder / DONE_FILE).exists() and not self.overwrite:
-                self.existing.append(key)
+            name = self.names.name(key)
+            if name is None:
+                self.failed.append(
+                    {"face": key, "error": "duplicate key: an earlier face of this run has it"}
+                )
+                rank_zero_warn(f"face key {key!r} appears twice in the input; only the first is written")
                 continue
-            meta = batch["meta"][i] if "meta" in batch else {}
+            folder = child_folder(self.out, name)
+            if (folder / DONE_FILE).exists() and not self.overwrite:
+                self.existing.append(name)
+                continue
+            meta = {**(batch["meta"][i] if "meta" in batch else {}), "photo_path": photo_paths[i]}
             one = slice(i, i + 1)
             try:
-                photo = read_photo(meta["photo_path"]) if meta.get("photo_path") else None
+                photo = read_photo(photo_paths[i]) if photo_paths[i] else None
             except (OSError, UnreadableImage) as error:  # the photo moved since it was cropped: use the crop
-                rank_zero_warn(f"{meta['photo_path']}: {error}; texture and overlay use the crop")
+                rank_zero_warn(f"{photo_paths[i]}: {error}; texture and overlay use the crop")
                 photo = None
             face = FaceResult(
                 key=key, code={k: v[one] for k, v in code.to_dict().items()}, vertices_model=geometry[one],
@@ -96,7 +108,7 @@ class FaceExporter(BasePredictionWriter):
                 self.failed.append({"face": key, "error": str(error)})
                 rank_zero_warn(f"{folder}: could not write ({error}); continuing with the next face")
                 continue
-            self.written.append(key)
+            self.written.append(name)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self._started

@@ -17,8 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from facegen.callbacks.visuals import to_uint8
+from facegen.data.keys import OutputNames
 from facegen.decoder import FaceCode
-from facegen.export.files import write_png_atomic, write_text_atomic
+from facegen.export.files import child_folder, write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_obj
 from facegen.geometry.camera import transform_points
 from facegen.geometry.sh import ambient_sh
@@ -37,10 +38,13 @@ class TextureExporter(BasePredictionWriter):
         self.written: list[str] = []
         self.existing: list[str] = []
         self.rejected: list[dict] = []
+        self.failed: list[dict] = []
+        self.names = OutputNames()
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
-        self.written, self.existing, self.rejected = [], [], []
+        self.written, self.existing, self.rejected, self.failed = [], [], [], []
+        self.names = OutputNames()
         self._started = time.perf_counter()
         model = pl_module.mofa.decoder.model
         self.faces = model.faces.cpu().numpy()
@@ -77,8 +81,14 @@ class TextureExporter(BasePredictionWriter):
                 for i in range(len(names))
             ]  # fmt: skip
             picture_name, record_name = "side_by_side.png", "fit.json"
-        for i, name in enumerate(names):
-            folder = self.out / name
+        for i, key in enumerate(names):
+            name = self.names.name(key)
+            if name is None:
+                self.failed.append(
+                    {"item": key, "error": "duplicate key: an earlier item of this run has it"}
+                )
+                continue
+            folder = child_folder(self.out, name)
             if (folder / record_name).exists() and not self.overwrite:
                 self.existing.append(name)
                 continue
@@ -100,11 +110,12 @@ class TextureExporter(BasePredictionWriter):
     def on_predict_end(self, trainer, pl_module) -> None:
         seconds = time.perf_counter() - self._started
         summary = {"out": str(self.out), "written": self.written, "already_there": self.existing,
-                   "rejected": self.rejected, "seconds": round(seconds, 2),
+                   "rejected": self.rejected, "failed": self.failed, "seconds": round(seconds, 2),
                    "seconds_per_item": round(seconds / max(1, len(self.written)), 3)}  # fmt: skip
         write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=1))
         rank_zero_info(f"facegen predict: {len(self.written)} textures written to {self.out}, "
-                       f"{len(self.existing)} already there, {len(self.rejected)} photos skipped")  # fmt: skip
+                       f"{len(self.existing)} already there, {len(self.rejected)} photos skipped"
+                       + (f", {len(self.failed)} duplicate keys not written" if self.failed else ""))  # fmt: skip
 
 
 @torch.no_grad()

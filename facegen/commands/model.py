@@ -1,4 +1,5 @@
-"""``facegen model``: convert face models to facegen's canonical .npz, describe them, download ICT-FaceKit."""
+"""``facegen model``: convert face models to facegen's canonical .npz, describe them, download ICT-FaceKit.
+Bad files and settings raise facegen's user errors, which ``facegen`` prints as one line."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
-from facegen.morphable.model import ModelFileError, MorphableModel
+from facegen.morphable.model import MorphableModel
 
 HELP = "convert, inspect and download face models"
 FORMAT_CHOICES = ["bfm2009", "bfm-front", "bfm2017", "flame", "ict", "npz", "builtin"]
@@ -89,31 +90,26 @@ def run(argv: list[str]) -> int:
     config = parser.parse_args(argv)
     command = config.command
     options = config[command]
-    try:
-        if command == "convert":
-            model = convert(
-                options.format, options.source, landmarks=options.landmarks, region=options.region
-            )
-            model = model.truncate(options.n_shape, options.n_expression, options.n_albedo)
-            out = model.save(options.out)
-            print(f"wrote {out} ({model})")
-        elif command == "info":
-            model = load_face_model(options.model)
-            path = None if options.model == "builtin" else Path(options.model)
-            info = describe(model, path)
-            print(json.dumps(info, indent=2)) if options.json else _print_info(info)
-        else:
-            cache = Path(options.cache or os.environ.get("FACEGEN_CACHE", Path.home() / ".cache" / "facegen"))
-            try:
-                folder = download_ict(cache)
-            except DownloadError as error:
-                parser.error(
-                    f"{error}\nThe ICT-FaceKit archive is {ICT_URL}. Offline: download it elsewhere, unpack it "
-                    f"and run `facegen model convert ict --source ICT-FaceKit-*/FaceXModel --out {options.out}`."
-                )
-            model = convert("ict", folder, region=options.region)
-            out = model.save(options.out)
-            print(f"wrote {out} ({model})")
-    except (FileNotFoundError, ModelFileError, ValueError) as error:
-        parser.error(str(error))
+    if command == "convert":
+        model = convert(options.format, options.source, landmarks=options.landmarks, region=options.region)
+        model = model.truncate(options.n_shape, options.n_expression, options.n_albedo)
+        out = model.save(options.out)
+        print(f"wrote {out} ({model})")
+    elif command == "info":
+        model = load_face_model(options.model)
+        path = None if options.model == "builtin" else Path(options.model)
+        info = describe(model, path)
+        print(json.dumps(info, indent=2)) if options.json else _print_info(info)
+    else:
+        cache = Path(options.cache or os.environ.get("FACEGEN_CACHE", Path.home() / ".cache" / "facegen"))
+        try:
+            folder = download_ict(cache)
+        except DownloadError as error:
+            raise DownloadError(
+                f"{error}. The ICT-FaceKit archive is {ICT_URL}. Offline: download it elsewhere, unpack it and run "
+                f"`facegen model convert ict --source ICT-FaceKit-*/FaceXModel --out {options.out}`."
+            ) from None
+        model = convert("ict", folder, region=options.region)
+        out = model.save(options.out)
+        print(f"wrote {out} ({model})")
     return 0

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from facegen.data.landmarks import MIRROR_PERMUTATION
+from facegen.errors import ConfigError
 
 
 class FaceAugmentation(nn.Module):
@@ -40,7 +41,7 @@ class FaceAugmentation(nn.Module):
         super().__init__()
         for name, value in dict(flip=flip, colour_probability=colour_probability).items():
             if not 0 <= value <= 1:
-                raise ValueError(f"augmentation {name} must be a probability in [0, 1], got {value}")
+                raise ConfigError(f"augmentation {name} must be a probability in [0, 1], got {value}")
         self.flip, self.rotate, self.scale, self.translate = flip, rotate, scale, translate
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
         self.colour_probability = colour_probability

@@ -16,6 +16,7 @@ from facegen.data.augment import FaceAugmentation
 from facegen.data.prepare import CropOptions
 from facegen.data.streams import ShardStream, count_samples, expand_shards
 from facegen.data.synth import SynthOptions
+from facegen.errors import ConfigError
 
 log = logging.getLogger("facegen.data")
 # ShardStream's length is exact per rank (every rank yields the same number of batches, dealt to its workers)
@@ -99,7 +100,7 @@ class FaceDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         self.predict_dir, self.synthetic = predict_dir, synthetic
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
@@ -161,7 +162,7 @@ class FaceDataModule(LightningDataModule):
             source = self._source(split)
             if source is None:
                 if stage is not None and split in ("train", "predict", "test"):
-                    raise ValueError(f"data.{split} is not set: give a shard pattern (or data.synthetic)")
+                    raise ConfigError(f"data.{split} is not set: give a shard pattern (or data.synthetic)")
                 continue
             urls = expand_shards(source, field=f"data.{split}")
             if split == "train":
@@ -175,7 +176,7 @@ class FaceDataModule(LightningDataModule):
         total = self.samples_per_epoch or count_samples(urls)
         batches = total // (world * self.batch_size)
         if batches < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"data.train has {total} samples, fewer than one batch of {self.batch_size} for each of {world} "
                 "rank(s): lower data.batch_size or add data"
             )
@@ -184,7 +185,7 @@ class FaceDataModule(LightningDataModule):
     # ------------------------------------------------------------------------------------ loaders
     def _loader(self, split: str) -> DataLoader:
         if split not in self.streams:
-            raise ValueError(f"data.{split} is not set")
+            raise ConfigError(f"data.{split} is not set")
         accelerated = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
         return _EpochLoader(self.streams[split], self, num_workers=self.num_workers, pin_memory=accelerated,
                             prefetch_factor=2 if self.num_workers > 0 else None)  # fmt: skip

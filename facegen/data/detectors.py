@@ -18,6 +18,8 @@ from typing import Protocol
 
 import numpy as np
 
+from facegen.errors import ConfigError, FacegenError
+
 DETECTORS = ("face-alignment", "mediapipe", "files")
 
 #: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
@@ -31,7 +33,7 @@ MEDIAPIPE_TO_IBUG68 = np.array(
 )  # fmt: skip
 
 
-class DetectorUnavailable(RuntimeError):
+class DetectorUnavailable(FacegenError, RuntimeError):
     """A landmark backend that cannot start (missing package or weights); the message says what to do."""
 
 
@@ -168,4 +170,4 @@ def build_detector(name: str, device: str = "cpu") -> LandmarkDetector | None:
         return MediaPipeDetector()
     if name == "files":
         return None
-    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import IterableDataset
 
 from facegen.data.detectors import build_detector
+from facegen.data.keys import face_key
 from facegen.data.photos import PhotoInput
 from facegen.data.prepare import CropOptions, process_photo
-from facegen.data.sample import sample_key
 from facegen.data.streams import collate, reader_identity
 
 
@@ -21,8 +21,10 @@ class PhotoFolderStream(IterableDataset):
     """Batches of face crops from the photos of ``source`` (folder, glob or tar).
 
     Each batch is like a shard batch (``image`` (B, 3, S, S) uint8, ``landmarks``, ``mask``, ``key``, ``meta``
-    with ``source``, ``photo_path``, ``transform``) plus ``rejects``: [(photo, reason, detail)] of the photos
-    read since the previous batch. A final batch may hold no face, only rejects (B = 0).
+    with ``source`` and ``transform``) plus ``photo_path``: [B] the photo each face was cropped from (only this
+    stream sets it: a shard's metadata never decides which file predict reads), and ``rejects``:
+    [(photo, reason, detail)] of the photos read since the previous batch. A final batch may hold no face, only
+    rejects (B = 0).
     """
 
     def __init__(
@@ -33,7 +35,9 @@ class PhotoFolderStream(IterableDataset):
         detector: str = "face-alignment",
         device: str = "cpu",
     ) -> None:
-        self.photos = PhotoInput(source)  # fails now, at setup, when nothing matches
+        self.photos = PhotoInput(
+            source, setting="data.predict_dir"
+        )  # fails now, at setup, when nothing matches
         self.batch_size, self.crop, self.detector, self.device = (
             batch_size,
             crop or CropOptions(),
@@ -61,10 +65,10 @@ class PhotoFolderStream(IterableDataset):
                 rejects.append((result.name, result.reject, result.detail))
             for face_index, face in enumerate(result.faces):
                 meta = face.meta(result.name, face_index)
-                meta["photo_path"] = self._photo_path(result.name)
                 mask = face.mask if face.mask is not None else np.full(face.crop.shape[:2], 255, np.uint8)
-                pending.append({"key": sample_key(result.name, face_index), "image": face.crop.transpose(2, 0, 1),
-                                "landmarks": face.landmarks, "mask": mask[None], "meta": meta})  # fmt: skip
+                pending.append({"key": face_key(result.key, face_index), "image": face.crop.transpose(2, 0, 1),
+                                "landmarks": face.landmarks, "mask": mask[None], "meta": meta,
+                                "photo_path": self._photo_path(result.name)})  # fmt: skip
                 if len(pending) == self.batch_size:
                     yield self._batch(pending, rejects)
                     pending, rejects = [], []
@@ -78,6 +82,7 @@ class PhotoFolderStream(IterableDataset):
             size = self.crop.size
             batch = {"image": torch.zeros(0, 3, size, size, dtype=torch.uint8), "landmarks": torch.zeros(0, 68, 2),
                      "mask": torch.zeros(0, 1, size, size, dtype=torch.uint8), "key": [], "meta": []}  # fmt: skip
+        batch["photo_path"] = [face["photo_path"] for face in faces]
         batch["rejects"] = list(rejects)
         batch["skipped"] = torch.tensor(0)
         return batch

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facegen.data.keys import unique_stems
 from facegen.data.landmarks import LandmarkFileError, is_dlib_xml, read_dlib_xml, read_pts
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -24,26 +25,48 @@ class UnreadableImage(ValueError):
 
 @dataclass
 class Photo:
-    """One input photo: ``name`` (relative path, unique), its encoded bytes and any known landmarks."""
+    """One input photo: ``name`` (relative path, unique), ``key`` (the unique key stem of its faces), its encoded
+    bytes and any known landmarks."""
 
     name: str
+    key: str
     data: bytes
     known_landmarks: list[np.ndarray] = field(default_factory=list)  # each (68, 2), original pixels
     landmark_source: str | None = None
 
 
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 16-bit, 32-bit integer or float grey levels scaled to 8 bits ("L"); other modes as they are.
+
+    PIL's ``convert`` clips such levels instead of scaling them (a 16-bit PNG becomes white). 16-bit data (levels
+    above 255) are scaled from [0, 65535], larger integers from [0, max]; floats from [0, 1] when they fit there,
+    else as integers.
+    """
+    if not (image.mode.startswith("I") or image.mode == "F"):
+        return image
+    levels = np.asarray(image, dtype=np.float64)
+    peak = float(levels.max(initial=0.0))
+    if image.mode == "F" and peak <= 1.0:
+        full = 1.0
+    elif image.mode.startswith("I;16") or 255 < peak <= 65535:
+        full = 65535.0
+    else:
+        full = max(peak, 255.0)
+    return Image.fromarray(np.clip(levels * (255.0 / full), 0, 255).round().astype(np.uint8), "L")
+
+
 def decode_image(data: bytes, name: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of encoded image ``data``, EXIF orientation applied."""
+    """(H, W, 3) uint8 RGB of encoded image ``data``, EXIF orientation applied, high bit depths scaled."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            image = ImageOps.exif_transpose(image)
+            image = eight_bit(ImageOps.exif_transpose(image))
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise UnreadableImage(f"{name}: cannot decode image ({error})") from None
 
 
 def read_photo(path: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a photo path as recorded in prediction metadata: a file, or ``archive.tar::member``."""
+    """(H, W, 3) uint8 RGB of a photo path as the photo stream gives it: a file, or ``archive.tar::member``."""
     archive, separator, member = str(path).partition("::")
     if separator:
         with tarfile.open(archive) as tar:
@@ -58,9 +81,11 @@ class PhotoInput:
 
     Photos are listed in sorted order, so chunking them into shards is the same on every run.
     Landmark side files: ``<photo stem>.pts`` beside a photo, and dlib XML files in the folder or archive.
+    ``keys``: the unique key stem of each photo's faces (:func:`facegen.data.keys.unique_stems`); ``setting``:
+    the option named in errors (``--input`` for prepare, ``data.predict_dir`` for predict).
     """
 
-    def __init__(self, spec: str | Path, use_landmark_files: bool = True) -> None:
+    def __init__(self, spec: str | Path, use_landmark_files: bool = True, setting: str = "--input") -> None:
         self.spec = str(spec)
         self.use_landmark_files = use_landmark_files
         path = Path(self.spec)
@@ -78,12 +103,13 @@ class PhotoInput:
                 files = sorted(glob.glob(self.spec, recursive=True))
             self._root = root
         if self.kind != "glob" and not files:
-            raise FileNotFoundError(f"--input {self.spec}: no files found")
+            raise FileNotFoundError(f"{setting} {self.spec}: no files found")
         self.names = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
         if not self.names:
             raise FileNotFoundError(
-                f"--input {self.spec}: no photos found (looked for {', '.join(IMAGE_SUFFIXES)})"
+                f"{setting} {self.spec}: no photos found (looked for {', '.join(IMAGE_SUFFIXES)})"
             )
+        self.keys = unique_stems(self.names)
         self._available = set(files)
         self._xml_landmarks: dict[str, list[np.ndarray]] = {}
         self._xml_source: dict[str, str] = {}
@@ -135,7 +161,7 @@ class PhotoInput:
                 known, source = (
                     self._known_landmarks(name, archive) if self.use_landmark_files else ([], None)
                 )
-                yield Photo(name, data, known, source)
+                yield Photo(name, self.keys[name], data, known, source)
         finally:
             if archive is not None:
                 archive.close()

@@ -20,9 +20,11 @@ from tqdm import tqdm
 
 from facegen.data.alignment import apply_affine, crop_template, estimate_similarity, face_mask, warp_crop
 from facegen.data.detectors import DetectedFace, LandmarkDetector, build_detector, landmark_bbox
+from facegen.data.keys import face_key
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
-from facegen.data.sample import encode_image, encode_sample, sample_key
+from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
+from facegen.errors import ConfigError
 
 REJECT_REASONS = ("unreadable", "no_face", "face_too_small")
 _MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
@@ -40,13 +42,13 @@ class CropOptions:
 
     def __post_init__(self) -> None:
         if self.size < 16:
-            raise ValueError(f"--size must be at least 16 pixels, got {self.size}")
+            raise ConfigError(f"--size must be at least 16 pixels, got {self.size}")
         if not 0.1 <= self.fill <= 1.0:
-            raise ValueError(f"--fill must be in [0.1, 1], got {self.fill}")
+            raise ConfigError(f"--fill must be in [0.1, 1], got {self.fill}")
         if self.mask not in ("face", "skin", "none"):
-            raise ValueError(f"--mask must be face, skin or none, got {self.mask!r}")
+            raise ConfigError(f"--mask must be face, skin or none, got {self.mask!r}")
         if self.max_faces < 1:
-            raise ValueError(f"--max-faces must be at least 1, got {self.max_faces}")
+            raise ConfigError(f"--max-faces must be at least 1, got {self.max_faces}")
 
 
 @dataclass
@@ -77,9 +79,10 @@ class CroppedFace:
 
 @dataclass
 class PhotoResult:
-    """What one photo gave: its faces, or the reason it was rejected."""
+    """What one photo gave: its faces, or the reason it was rejected; ``key``: the key stem of its faces."""
 
     name: str
+    key: str
     faces: list[CroppedFace] = field(default_factory=list)
     reject: str | None = None
     detail: str = ""
@@ -101,7 +104,7 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
     try:
         image = decode_image(photo.data, photo.name)
     except UnreadableImage as error:
-        return PhotoResult(photo.name, reject="unreadable", detail=str(error))
+        return PhotoResult(photo.name, photo.key, reject="unreadable", detail=str(error))
     if photo.known_landmarks:
         faces = [
             DetectedFace(lm, landmark_bbox(lm), 1.0, photo.landmark_source or "file")
@@ -110,9 +113,11 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
     elif detector is not None:
         faces = detector.detect(image)
     else:
-        return PhotoResult(photo.name, reject="no_face", detail="no landmark file beside the photo")
+        return PhotoResult(
+            photo.name, photo.key, reject="no_face", detail="no landmark file beside the photo"
+        )
     if not faces:
-        return PhotoResult(photo.name, reject="no_face", detail=f"{detector.name} found no face")
+        return PhotoResult(photo.name, photo.key, reject="no_face", detail=f"{detector.name} found no face")
 
     def size(face: DetectedFace) -> float:
         x0, y0, x1, y1 = landmark_bbox(face.landmarks)
@@ -123,10 +128,13 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
         largest = max(size(f) for f in faces)
         return PhotoResult(
             photo.name,
+            photo.key,
             reject="face_too_small",
             detail=f"largest face {largest:.0f} px < --min-face-size {options.min_face_size:g}",
         )
-    return PhotoResult(photo.name, faces=[crop_face(image, f, options) for f in large[: options.max_faces]])
+    return PhotoResult(
+        photo.name, photo.key, faces=[crop_face(image, f, options) for f in large[: options.max_faces]]
+    )
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -157,9 +165,7 @@ def _encode(result: PhotoResult) -> EncodedPhoto:
         meta = face.meta(result.name, index)
         mask = None if face.mask is None else encode_image(face.mask, "png")
         image = encode_image(face.crop, "jpg")
-        samples.append(
-            (encode_sample(sample_key(result.name, index), image, face.landmarks, meta, mask), meta)
-        )
+        samples.append((encode_sample(face_key(result.key, index), image, face.landmarks, meta, mask), meta))
     return EncodedPhoto(result.name, samples, result.reject, result.detail)
 
 

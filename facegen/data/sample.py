@@ -1,7 +1,7 @@
 """The shard sample format shared by ``facegen prepare``, ``facegen synth`` and the data module.
 
 Keys of one sample (WebDataset convention, the part after the first dot is the extension):
-- ``__key__``: unique, no dots;
+- ``__key__``: unique, no dots (:mod:`facegen.data.keys` makes them from photo paths);
 - ``jpg`` (or ``png``): the aligned face crop, RGB;
 - ``landmarks.npy``: (68, 2) float32, crop pixels, OpenCV pixel centres;
 - ``mask.png`` (optional): 8-bit face/skin mask of the crop;
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import io
 import json
-import re
 
 import numpy as np
 from PIL import Image
 
 from facegen.data.landmarks import NUM_LANDMARKS
+from facegen.data.photos import eight_bit
 
 IMAGE_KEYS = ("jpg", "jpeg", "png")
 
@@ -29,12 +29,6 @@ class BadSample(ValueError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
-
-
-def sample_key(name: str, index: int | None = None) -> str:
-    """A WebDataset key from a source name (dots and separators become ``_``), plus a face index."""
-    stem = re.sub(r"[^0-9A-Za-z_-]+", "_", name.rsplit(".", 1)[0]).strip("_") or "sample"
-    return stem if index is None else f"{stem}_f{index}"
 
 
 def encode_image(image: np.ndarray, format: str = "jpg", quality: int = 95) -> bytes:
@@ -93,6 +87,7 @@ def _load_landmarks(data: bytes) -> np.ndarray:
 def _open_image(data: bytes, mode: str) -> Image.Image:
     with Image.open(io.BytesIO(data)) as pil:
         pil.load()
+        pil = eight_bit(pil)
         return pil if pil.mode == mode else pil.convert(mode)
 
 

@@ -6,6 +6,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from facegen.errors import ConfigError
+
 
 def parse_seeds(spec: str | list[int]) -> list[int]:
     """``"0-7"``, ``"1,5,9"``, ``"0-3,10"`` or a list -> the seeds in order."""
@@ -17,7 +19,7 @@ def parse_seeds(spec: str | list[int]) -> list[int]:
         try:
             seeds += list(range(int(first), int(last) + 1)) if dash else [int(first)]
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"data.seeds: cannot read {part!r} of {spec!r} (use e.g. 0-7 or 1,5,9)"
             ) from None
     return seeds

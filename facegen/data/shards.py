@@ -53,6 +53,7 @@ class ShardWriter:
         self.extra = dict(extra or {})
         self.count = 0
         self.bytes = 0
+        self._keys: set[str] = set()
         self.record: dict | None = None  # what was written beside the shard, once it is finished
 
     def __enter__(self) -> ShardWriter:
@@ -64,6 +65,9 @@ class ShardWriter:
         key = sample["__key__"]
         if "." in key or "/" in key:
             raise ValueError(f"sample key {key!r} must not contain '.' or '/'")
+        if key in self._keys:
+            raise ValueError(f"sample key {key!r} is written twice to {self.path}: keys must be unique")
+        self._keys.add(key)
         for name, value in sample.items():
             if name == "__key__":
                 continue

@@ -3,7 +3,9 @@
 - :func:`expand_shards`: brace patterns, ``::``-joined lists, folders and globs -> a list of shard URLs.
 - :class:`ShardStream` (IterableDataset): reads tar shards (opened with WebDataset's ``gopen``), decodes and checks
   each sample (:func:`facegen.data.sample.decode_sample`), skips bad ones (counted, warned), and yields whole
-  batches decoded in the worker.
+  batches decoded in the worker. A bad FILE raises naming it (:class:`~facegen.errors.BadFileError`): a shard
+  that is empty, not a tar archive or truncated, and a training stream whose shards give no decodable sample in
+  a whole pass (instead of re-reading them forever).
 
   ``mode="train"``: shards are reshuffled every epoch (seeded by ``seed`` and the epoch), spread over all
   readers (ranks x workers), looped over, shuffled through a buffer, and every rank yields exactly
@@ -31,6 +33,7 @@ from webdataset.gopen import gopen
 
 from facegen.data.sample import BadSample, decode_sample
 from facegen.data.tar_reader import TarFormatError, group_samples, iter_tar_files
+from facegen.errors import BadFileError
 
 log = logging.getLogger("facegen.data")
 
@@ -85,8 +88,11 @@ def count_samples(urls: list[str]) -> int:
                 continue
             except (ValueError, KeyError):
                 pass
-        with tarfile.open(url) as archive:
-            total += len({m.name.split(".", 1)[0] for m in archive.getmembers() if m.isfile()})
+        try:
+            with tarfile.open(url) as archive:
+                total += len({m.name.split(".", 1)[0] for m in archive.getmembers() if m.isfile()})
+        except (tarfile.TarError, OSError) as error:
+            raise BadFileError(f"shard {url}: not a readable tar archive ({error})") from None
     return total
 
 
@@ -165,17 +171,31 @@ class ShardStream(IterableDataset):
 
     # ----------------------------------------------------------------------------- reading
     def _raw_samples(self, urls: list[str], state: dict) -> Iterator[dict]:
-        """Raw samples (dicts of bytes) of ``urls``; an unreadable shard is skipped and counted."""
+        """Raw samples (dicts of bytes) of ``urls``.
+
+        Raises:
+            BadFileError: naming the shard, when it cannot be opened, is not a tar archive, is truncated or
+                holds no sample (a bad file is never skipped silently: its samples would be lost uncounted).
+        """
         for url in urls:
+            count = 0
             try:
                 with gopen(url) as stream:
-                    yield from group_samples(iter_tar_files(stream))
+                    for raw in group_samples(iter_tar_files(stream)):
+                        count += 1
+                        yield raw
             except (OSError, TarFormatError) as error:
-                self._bad(state, "bad_shard", f"{url}: {error}")
+                raise BadFileError(f"shard {url}: {error}") from None
+            if count == 0:
+                raise BadFileError(
+                    f"shard {url} holds no sample: remove it from the shard list or rewrite it"
+                )
 
     def _bad(self, state: dict, reason: str, detail: str) -> None:
         state["skipped"] += 1
         state["warned"] += 1
+        if len(state["reasons"]) < 3:
+            state["reasons"].append(f"{reason}: {detail}")
         if state["warned"] <= MAX_WARNINGS:
             suffix = (
                 " (further bad samples are counted, not printed)" if state["warned"] == MAX_WARNINGS else ""
@@ -193,6 +213,7 @@ class ShardStream(IterableDataset):
                 self._bad(state, "bad_image", f"sample {sample['key']}: size {sample['image'].shape[1:]} differs "
                           f"from the first sample's {state['size'][1:]}; set image_size to resize")  # fmt: skip
                 continue
+            state["decoded"] += 1
             yield sample
 
     def _batches(self, samples: Iterator[dict], state: dict) -> Iterator[dict]:
@@ -221,26 +242,27 @@ class ShardStream(IterableDataset):
         return (raw for i, raw in enumerate(every) if i % readers == reader)
 
     def _train_samples(self, reader: int, readers: int, state: dict) -> Iterator[dict]:
+        """Raw samples, looping over the shards; raises after a whole pass in which no sample decoded (the
+        consumer, :meth:`_decoded`, counts them in ``state`` before asking for the next raw sample)."""
         rng = random.Random(f"{self.seed}-{self.epoch}-{reader}")
         cycle = 0
         while True:
             order = list(self.urls)
             random.Random(f"{self.seed}-{self.epoch}-{cycle}").shuffle(order)
             raw = self._reader_samples(order, reader, readers, state)
-            yielded = False
-            for sample in _shuffled(raw, self.shuffle_buffer, rng):
-                yielded = True
-                yield sample
-            if not yielded:
-                raise RuntimeError(
-                    f"training reader {reader} of {readers} got no usable sample from {len(self.urls)} shard(s) "
-                    f"({self.urls[0]}, ...): too few good samples for this many ranks x workers"
+            decoded = state["decoded"]
+            yield from _shuffled(raw, self.shuffle_buffer, rng)
+            if state["decoded"] == decoded:
+                reasons = "; ".join(state["reasons"]) or "no sample reached this reader"
+                raise BadFileError(
+                    f"training reader {reader} of {readers} got no usable sample in a whole pass over "
+                    f"{len(self.urls)} shard(s) ({self.urls[0]}, ...): first reasons: {reasons}"
                 )
             cycle += 1
 
     def __iter__(self) -> Iterator[dict]:
         reader, readers = reader_identity()
-        state = {"skipped": 0, "warned": 0}
+        state = {"skipped": 0, "warned": 0, "decoded": 0, "reasons": []}
         if self.mode == "eval":
             raw = self._reader_samples(self.urls, reader, readers, state)
             yield from self._batches(self._decoded(raw, state), state)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 from facegen.decoder import CodeLayout, FaceCode, FaceDecoder
+from facegen.errors import ConfigError
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.model import MorphableModel
 from facegen.morphable.registry import load_face_model
@@ -42,6 +43,12 @@ class SynthOptions:
     ambient: tuple[float, float] = (0.6, 1.1)
     directional: float = 0.6  # largest first-band strength relative to the ambient term
     background: str = "smooth"  # smooth | plain
+
+    def __post_init__(self) -> None:
+        if self.size < 16:
+            raise ConfigError(f"synth options.size must be at least 16 pixels, got {self.size}")
+        if self.background not in ("smooth", "plain"):
+            raise ConfigError(f"synth options.background must be smooth or plain, got {self.background!r}")
 
 
 def sample_code(

@@ -10,42 +10,85 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from facegen.errors import BadFileError
+
 BLOCK = 512
+CHUNK = 1 << 24  # bytes read at once
 
 
-class TarFormatError(ValueError):
-    """A truncated or malformed tar stream."""
+class TarFormatError(BadFileError):
+    """A truncated, empty or malformed tar stream, or a file that is not a tar archive."""
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
-    data = stream.read(size)
-    while len(data) < size:
-        more = stream.read(size - len(data))
-        if not more:
-            raise TarFormatError(f"tar stream ends {size - len(data)} bytes early")
-        data += more
+def _read_upto(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes: fewer only at the end of the stream (pipes may return short reads). Read in chunks,
+    so a header that claims a huge size costs only what the stream really holds."""
+    chunks, remaining = [], size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_exact(stream: BinaryIO, size: int, what: str) -> bytes:
+    data = _read_upto(stream, size)
+    if len(data) < size:
+        raise TarFormatError(f"truncated: the tar stream ends {size - len(data)} bytes early, inside {what}")
     return data
 
 
 def _octal(field: bytes) -> int:
+    if field[:1] == b"\x80":  # GNU base-256 encoding of large numbers
+        return int.from_bytes(field[1:], "big")
     text = field.rstrip(b"\0 ").strip()
     try:
         return int(text or b"0", 8)
     except ValueError:
-        raise TarFormatError(f"bad number field {field!r} in a tar header") from None
+        raise TarFormatError(f"not a tar archive (bad number field {field[:12]!r} in a header)") from None
+
+
+def _check_header(header: bytes, offset: int) -> None:
+    """The header checksum (the unsigned byte sum with the checksum field read as spaces) must match."""
+    stored = header[148:156].rstrip(b"\0 ").strip()
+    computed = sum(header) - sum(header[148:156]) + 8 * 32
+    try:
+        valid = int(stored, 8) == computed
+    except ValueError:
+        valid = False
+    if not valid:
+        raise TarFormatError(f"not a tar archive, or corrupt: bad header checksum at byte {offset}")
 
 
 def iter_tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
-    """(name, data) of each regular file in the tar ``stream``, in order."""
+    """(name, data) of each regular file in the tar ``stream``, in order.
+
+    Raises:
+        TarFormatError: the stream is empty, is not a tar archive, has a corrupt header, or ends before the
+            end-of-archive marker (a zero block), i.e. it was cut.
+    """
     long_name: str | None = None
+    offset = members = 0
     while True:
-        header = stream.read(BLOCK)
-        if len(header) < BLOCK or header == bytes(BLOCK):
-            return  # end of archive (two zero blocks) or end of stream
+        header = _read_upto(stream, BLOCK)
+        if not header:
+            if offset == 0:
+                raise TarFormatError("empty file: not a tar archive")
+            raise TarFormatError(
+                f"truncated: the tar stream ends after {members} files without its end-of-archive marker"
+            )
+        if len(header) < BLOCK:
+            raise TarFormatError(f"truncated: the tar stream ends inside a header at byte {offset}")
+        if header == bytes(BLOCK):
+            return  # end-of-archive marker
+        _check_header(header, offset)
         size = _octal(header[124:136])
         kind = header[156:157]
-        data = _read_exact(stream, size)
-        _read_exact(stream, -size % BLOCK)
+        data = _read_exact(stream, size, f"the data of file {members + 1}")
+        _read_exact(stream, -size % BLOCK, f"the padding of file {members + 1}")
+        offset += BLOCK + size + (-size % BLOCK)
         if kind in (b"L", b"x"):  # GNU long name / pax extended header for the next member
             long_name = _long_name(kind, data) or long_name
             continue
@@ -59,6 +102,7 @@ def iter_tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
             if header[257:262] == b"ustar" and prefix:
                 name = f"{prefix}/{name}"
         long_name = None
+        members += 1
         yield name, data
 
 
@@ -74,7 +118,8 @@ def _long_name(kind: bytes, data: bytes) -> str | None:
 
 def group_samples(files: Iterator[tuple[str, bytes]]) -> Iterator[dict]:
     """WebDataset samples: consecutive files sharing a key (path up to the first dot of the base name),
-    as {"__key__": key, extension: bytes, ...}."""
+    as {"__key__": key, extension: bytes, ...}. A file whose extension the current sample already has starts a
+    new sample with the same key (a duplicate key is passed on, never merged over the first sample)."""
     current: dict | None = None
     for name, data in files:
         folder, _, base = name.rpartition("/")
@@ -82,7 +127,7 @@ def group_samples(files: Iterator[tuple[str, bytes]]) -> Iterator[dict]:
         if not dot:
             continue
         key = f"{folder}/{stem}" if folder else stem
-        if current is None or current["__key__"] != key:
+        if current is None or current["__key__"] != key or extension in current:
             if current is not None:
                 yield current
             current = {"__key__": key}

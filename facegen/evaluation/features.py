@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facegen.errors import ConfigError
+
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 
 
@@ -108,7 +110,7 @@ def build_feature_extractor(spec: str = "random") -> nn.Module:
     elif kind == "torchscript":
         net = TorchScriptFeatures(argument)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"unknown feature extractor {spec!r}: use random[:SEED], inception[:PATH] or torchscript:PATH"
         )
     return net.eval().requires_grad_(False)

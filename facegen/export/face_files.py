@@ -69,9 +69,17 @@ class FaceResult:
 
 
 def _to_photo(meta: dict) -> np.ndarray | None:
-    """(2, 3) crop pixels -> photo pixels, or None without a recorded transform."""
-    transform = meta.get("transform")
-    return None if transform is None else invert_affine(np.asarray(transform, dtype=np.float64))
+    """(2, 3) crop pixels -> photo pixels, or None without a usable recorded transform (absent, or not a finite,
+    invertible 2x3 matrix: metadata from a shard is untrusted)."""
+    try:
+        transform = np.asarray(meta.get("transform"), dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if transform.shape != (2, 3) or not np.isfinite(transform).all():
+        return None
+    if abs(np.linalg.det(transform[:, :2])) < 1e-9:
+        return None
+    return invert_affine(transform)
 
 
 def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None,

@@ -1,5 +1,6 @@
 """Atomic file writes: the content goes to a hidden ``.<name>.part`` beside the target and is renamed over it,
-so an interrupted job never leaves a half-written file under the final name."""
+so an interrupted job never leaves a half-written file under the final name. :func:`child_folder` keeps every
+output folder inside its output root."""
 
 from __future__ import annotations
 
@@ -28,3 +29,22 @@ def write_png_atomic(path: Path, image: np.ndarray) -> Path:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
     return write_bytes_atomic(path, buffer.getvalue())
+
+
+def child_folder(root: Path, name: str) -> Path:
+    """``root / name`` for a single safe path component ``name`` (see :class:`facegen.data.keys.OutputNames`),
+    checked to resolve inside ``root`` (an existing symbolic link that leads elsewhere is refused).
+
+    Raises:
+        PermissionError: naming the path, when it would leave ``root``.
+    """
+    root = Path(root)
+    path = root / name
+    if (
+        name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or not path.resolve().is_relative_to(root.resolve())
+    ):
+        raise PermissionError(f"{path}: refusing to write outside the output folder {root}")
+    return path

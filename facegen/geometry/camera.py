@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor
 
+from facegen.errors import ConfigError
+
 #: (3, 3) rotation by 180 degrees about X: model frame (Y up, face towards +Z) -> OpenCV camera frame,
 #: so an unrotated face, translated along +z, looks straight into the camera.
 MODEL_TO_OPENCV = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
@@ -33,7 +35,7 @@ def intrinsics_from_focal(focal: Tensor | float, image_size: tuple[int, int]) ->
 def intrinsics_from_fov(fov_degrees: float, image_size: tuple[int, int]) -> Tensor:
     """K (1, 3, 3) for a horizontal field of view in degrees and ``image_size`` (H, W)."""
     if not 0 < fov_degrees < 180:
-        raise ValueError(f"field of view must be in (0, 180) degrees, got {fov_degrees}")
+        raise ConfigError(f"field of view must be in (0, 180) degrees, got {fov_degrees}")
     focal = (image_size[1] / 2) / math.tan(math.radians(fov_degrees) / 2)
     return intrinsics_from_focal(focal, image_size)
 

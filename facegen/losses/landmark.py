@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from facegen.data.landmarks import JAW, NUM_LANDMARKS
+from facegen.errors import ConfigError
 
 
 def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] | None = None) -> Tensor:
@@ -13,7 +14,7 @@ def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] |
     rest. The jaw contour of a photo follows the silhouette, not fixed vertices, so it gets less trust."""
     if custom is not None:
         if len(custom) != NUM_LANDMARKS:
-            raise ValueError(f"landmark weights must have 68 values, got {len(custom)}")
+            raise ConfigError(f"landmark weights must have 68 values, got {len(custom)}")
         return torch.tensor(custom, dtype=torch.float32)
     weights = torch.full((NUM_LANDMARKS,), float(inner))
     weights[torch.as_tensor(JAW)] = jaw

@@ -6,6 +6,8 @@ import kornia
 import torch
 from torch import Tensor
 
+from facegen.errors import ConfigError
+
 NORMS = ("l21", "l2", "l1", "charbonnier")
 
 
@@ -30,7 +32,7 @@ def colour_distance(prediction: Tensor, target: Tensor, norm: str = "l21", eps: 
         return difference.abs().sum(channel)
     if norm == "charbonnier":
         return kornia.losses.charbonnier_loss(prediction, target, reduction="none").sum(channel)
-    raise ValueError(f"photometric norm must be one of {NORMS}, got {norm!r}")
+    raise ConfigError(f"photometric norm must be one of {NORMS}, got {norm!r}")
 
 
 def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facegen.errors import FacegenError
+
 ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
 ICT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_COMMIT}.zip"
 #: SHA-256 of files inside the pinned archive's FaceXModel folder (GitHub's zip itself is not byte-stable).
@@ -21,7 +23,7 @@ ICT_CHECKSUMS = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FacegenError, RuntimeError):
     """The download could not be made or did not check out."""
 
 

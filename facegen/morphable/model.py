@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,12 +22,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facegen.errors import BadFileError
+
 SCHEMA_VERSION = 1
 UNIT_TO_MM = {"um": 1e-3, "mm": 1.0, "cm": 10.0, "dm": 100.0, "m": 1000.0}
 NUM_LANDMARKS = 68
 
 
-class ModelFileError(ValueError):
+class ModelFileError(BadFileError):
     """A face-model file is missing a field, or a field has the wrong shape, type or values."""
 
 
@@ -272,6 +275,7 @@ class MorphableModel(nn.Module):
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez(handle, **self.to_arrays())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a model file is as readable as any other
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -287,11 +291,25 @@ class MorphableModel(nn.Module):
                 f"face model file {path} does not exist; create it with `facegen model convert FORMAT "
                 f"--source ... --out {path}` or use `builtin`"
             )
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(
+                f"{path}: not a .npz archive (truncated or corrupt); convert or download the face model again"
+            )
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except (ValueError, OSError) as error:
-            raise ModelFileError(f"{path}: not a readable .npz face model ({error})") from error
+        except ValueError as error:
+            problem = (
+                "it holds Python objects, which facegen never loads"
+                if "allow_pickle" in str(error)
+                else error
+            )
+            raise ModelFileError(f"{path}: not a readable .npz face model ({problem})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as error:
+            raise ModelFileError(
+                f"{path}: not a readable .npz face model (truncated or corrupt: {error}); convert or download it "
+                "again"
+            ) from None
         if "schema_version" not in arrays:
             raise ModelFileError(
                 f"{path}: no 'schema_version' field, so it is not a facegen face model; convert it first with "
@@ -305,6 +323,12 @@ class MorphableModel(nn.Module):
             f"expression={self.n_expression}, albedo={self.n_albedo if self.has_albedo else None}, "
             f"uv={self.has_uv}, units={self.units!r}"
         )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 _REQUIRED_FIELDS = (

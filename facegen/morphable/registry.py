@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from facegen.errors import ConfigError
 from facegen.morphable.model import MorphableModel
 
 
@@ -38,9 +39,9 @@ FORMATS: dict[str, Callable[..., MorphableModel]] = {
 def convert(format: str, source: str | Path | None, **options) -> MorphableModel:
     """Read ``source`` in ``format`` (one of :data:`FORMATS`) into a :class:`MorphableModel`."""
     if format not in FORMATS:
-        raise ValueError(f"unknown face-model format {format!r}; choose one of {sorted(FORMATS)}")
+        raise ConfigError(f"unknown face-model format {format!r}; choose one of {sorted(FORMATS)}")
     if source is None and format != "builtin":
-        raise ValueError(f"format {format!r} needs a source file or folder")
+        raise ConfigError(f"format {format!r} needs a source file or folder")
     options = {k: v for k, v in options.items() if v is not None}
     return FORMATS[format](source, **options)
 
@@ -51,7 +52,7 @@ def load_face_model(spec: str | Path) -> MorphableModel:
         return _builtin()
     path = Path(spec).expanduser()
     if path.suffix != ".npz":
-        raise ValueError(
+        raise ConfigError(
             f"face model {spec!r}: give 'builtin' or a canonical .npz; convert other formats first with "
             f"`facegen model convert FORMAT --source {spec} --out model.npz`"
         )

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from facegen.errors import ConfigError
+
 #: Per-channel mean and std of natural images, used to normalise inputs in [0, 1].
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
@@ -47,7 +49,7 @@ class ResNetEncoder(nn.Module):
     def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1) -> None:
         super().__init__()
         if not depths or min(depths) < 1 or width < 1 or grid < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"encoder depths must be positive, width and grid >= 1, got {depths}, {width}, {grid}"
             )
         self.stem = nn.Sequential(
@@ -101,7 +103,7 @@ def build_backbone(
         return ResNetEncoder(depths, width, grid)
     if name.startswith("timm:"):
         return TimmEncoder(name[len("timm:") :])
-    raise ValueError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")
+    raise ConfigError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")
 
 
 class CodeRegressor(nn.Module):

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facegen.errors import ConfigError
+
 #: Leaky-ReLU slope and the gain that keeps activations at unit variance after it.
 SLOPE, GAIN = 0.2, math.sqrt(2.0)
 
@@ -159,7 +161,7 @@ class Generator(nn.Module):
                  mapping_layers: int = 8, channel_base: int = 16384, channel_max: int = 512) -> None:  # fmt: skip
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"generator resolution must be a power of two >= 8, got {resolution}")
+            raise ConfigError(f"generator resolution must be a power of two >= 8, got {resolution}")
         self.resolution, self.z_dim, self.w_dim = resolution, z_dim, w_dim
         self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
         width = channels_at(4, channel_base, channel_max)
@@ -207,7 +209,7 @@ class Discriminator(nn.Module):
                  mbstd_group: int = 4) -> None:  # fmt: skip
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
-            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {resolution}")
+            raise ConfigError(f"discriminator resolution must be a power of two >= 8, got {resolution}")
         self.from_rgb = EqualConv2d(channels, channels_at(resolution, channel_base, channel_max), 1)
         self.blocks, self.skips = nn.ModuleList(), nn.ModuleList()
         size = resolution

@@ -8,6 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from facegen.errors import ConfigError
+
 BACKENDS = ("torch", "pytorch3d", "auto")
 
 
@@ -32,9 +34,9 @@ class RasterSettings:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(f"renderer backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise ConfigError(f"renderer backend must be one of {BACKENDS}, got {self.backend!r}")
         if len(self.image_size) != 2 or min(self.image_size) <= 0:
-            raise ValueError(f"image_size must be (H, W) with positive sizes, got {self.image_size}")
+            raise ConfigError(f"image_size must be (H, W) with positive sizes, got {self.image_size}")
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
 
 

@@ -15,6 +15,7 @@ from torch import Tensor
 from facegen.callbacks.face_exporter import FaceExporter
 from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
+from facegen.errors import ConfigError
 from facegen.evaluation.geometry import vertex_error
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -64,7 +65,7 @@ class MoFA(LightningModule):
             the mean face.
         validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
             and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
-            the encoder's own over the whole validation set; 0 turns it off.
+            the encoder's own over the whole validation set; 0 (or ``refine.steps: 0``) turns it off.
     """
 
     def __init__(
@@ -100,17 +101,18 @@ class MoFA(LightningModule):
         # refinement settings are run-time choices, not part of the trained model: kept out of checkpoints so
         # that the config of `facegen predict/validate --ckpt_path` decides them
         self.save_hyperparameters(ignore=["refine", "validate_refined"])
+        if image_size < 16:
+            raise ConfigError(f"model.image_size must be at least 16 pixels, got {image_size}")
         if photometric not in ("points", "raster"):
-            raise ValueError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
-        if validate_refined < 0 or (validate_refined and not (refine and refine.steps)):
-            raise ValueError(
-                f"model.validate_refined is a number of validation batches (>= 0) and needs model.refine.steps"
-                f" > 0; got {validate_refined} with refine {refine}"
+            raise ConfigError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
+        if validate_refined < 0:
+            raise ConfigError(
+                f"model.validate_refined is a number of validation batches (>= 0), got {validate_refined}"
             )
         if on_nonfinite not in ("stop", "skip"):
-            raise ValueError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
+            raise ConfigError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
         if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"model.lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
+            raise ConfigError(f"model.lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.weights = weights or LossWeights()
         self.refine = refine or RefineOptions()
         self.validate_refined = validate_refined
@@ -136,9 +138,9 @@ class MoFA(LightningModule):
     def _reflectance(model, reflectance: str) -> bool:
         """True when the albedo is learned; rejects a config asking for a basis the model lacks."""
         if reflectance not in ("auto", "model", "learned"):
-            raise ValueError(f"model.reflectance must be auto, model or learned, got {reflectance!r}")
+            raise ConfigError(f"model.reflectance must be auto, model or learned, got {reflectance!r}")
         if reflectance == "model" and not model.has_albedo:
-            raise ValueError(
+            raise ConfigError(
                 f"model.reflectance is 'model' but face model {model.name!r} has no albedo basis: "
                 "use reflectance: learned (or auto)"
             )
@@ -215,7 +217,7 @@ class MoFA(LightningModule):
     def validation_step(self, batch: dict, batch_index: int) -> None:
         code = self(batch["image"])
         metrics = self.evaluate(batch, code)
-        if batch_index < self.validate_refined:
+        if batch_index < self.validate_refined and self.refine.steps > 0:
             refined, _ = self.refined(batch, code)
             metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
         self.log_dict(
@@ -305,7 +307,7 @@ class MoFA(LightningModule):
         )
         warmup, total = self.hparams.warmup_steps, self.trainer.estimated_stepping_batches
         if self.hparams.lr_schedule == "cosine" and not math.isfinite(total):
-            raise ValueError(
+            raise ConfigError(
                 "model.lr_schedule 'cosine' needs a finite run: set trainer.max_steps or max_epochs"
             )
 

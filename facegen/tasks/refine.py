@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from facegen.decoder.code import PARTS, FaceCode
+from facegen.errors import ConfigError
 from facegen.losses.weights import LossWeights
 
 
@@ -28,7 +29,7 @@ class RefineOptions:
     def __post_init__(self) -> None:
         unknown = set(self.parts) - set(PARTS)
         if unknown or self.steps < 0 or self.lr <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"refine: steps must be >= 0, lr > 0 and parts among {PARTS}; got steps={self.steps}, "
                 f"lr={self.lr}, unknown parts {sorted(unknown)}"
             )

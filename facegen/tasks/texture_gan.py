@@ -36,6 +36,7 @@ from facegen.callbacks.image_logger import FaceImageLogger
 from facegen.callbacks.texture_exporter import TextureExporter
 from facegen.callbacks.visuals import to_uint8
 from facegen.decoder import DecodedFace, FaceCode
+from facegen.errors import ConfigError
 from facegen.evaluation.distribution import frechet_distance, kernel_inception_distance
 from facegen.evaluation.features import TorchScriptFeatures, build_feature_extractor
 from facegen.export.files import write_bytes_atomic
@@ -149,7 +150,7 @@ class TextureGAN(LightningModule):
         self.truncation = truncation
         self.automatic_optimization = False
         if mode not in ("uv", "image"):
-            raise ValueError(f"model.mode must be 'uv' or 'image', got {mode!r}")
+            raise ConfigError(f"model.mode must be 'uv' or 'image', got {mode!r}")
         self.regularization = regularization or Regularization()
         self.latent_fit = latent_fit or LatentFit()
         self.mofa = load_mofa(mofa or MoFASource(), face_model)
@@ -421,13 +422,15 @@ def load_mofa(source: MoFASource, face_model: str | None) -> MoFA:
     mofa = contextvars.Context().run(MoFA.load_from_checkpoint, str(path), map_location="cpu")
     model = mofa.decoder.model
     if not model.has_uv:
-        raise ValueError(f"{path}: face model {model.name!r} has no UV layout, which the texture model needs")
+        raise ConfigError(
+            f"{path}: face model {model.name!r} has no UV layout, which the texture model needs"
+        )
     if face_model is not None:
         expected = load_face_model(face_model)
         same = (expected.num_vertices == model.num_vertices and torch.equal(expected.faces, model.faces)
                 and expected.has_uv and torch.equal(expected.uv_faces, model.uv_faces))  # fmt: skip
         if not same:
-            raise ValueError(
+            raise ConfigError(
                 f"model.face_model {face_model!r} ({expected.num_vertices} vertices) does not match the face model "
                 f"of MoFA checkpoint {path} ({model.name!r}, {model.num_vertices} vertices) or its UV layout"
             )

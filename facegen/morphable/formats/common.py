@@ -51,7 +51,10 @@ def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 def read_landmark_indices(path: Path, num_vertices: int) -> np.ndarray:
     """68 0-based vertex indices from a ``.npy`` or whitespace-separated text file."""
     require_file(path, "68-landmark index file", "Give a .npy or .txt file with 68 0-based vertex indices.")
-    values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
+    try:
+        values = np.load(path, allow_pickle=False) if path.suffix == ".npy" else np.loadtxt(path)
+    except ValueError as error:
+        raise ModelFileError(f"{path}: not a readable landmark index file ({error})") from None
     values = np.asarray(values).reshape(-1)
     if values.shape != (68,) or not np.allclose(values, np.round(values)):
         raise ModelFileError(f"{path}: expected 68 integer vertex indices, got {values.shape} values")

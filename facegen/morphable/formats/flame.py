@@ -1,8 +1,9 @@
 """FLAME reader (``generic_model.pkl`` / ``FLAME2020``), without chumpy.
 
-The pickle refers to chumpy classes; an unpickler maps them to a stand-in that keeps the pickled state, and
-each such array is read from its ``x`` field. Only the LINEAR part is converted: template, shape and expression
-blendshapes and triangles. FLAME's jaw/neck/eye articulation (linear blend skinning) is not converted.
+Both files are pickles, read as data only (:mod:`facegen.safe_pickle`): numpy arrays and plain containers are
+rebuilt, chumpy and scipy.sparse objects become records of their pickled state (each chumpy array is read from
+its ``x`` field), and any other global is refused before anything runs.
+Only the LINEAR part is converted: template, shape and expression blendshapes and triangles. FLAME's jaw/neck/eye articulation (linear blend skinning) is not converted.
 Landmarks come from DECA's ``landmark_embedding.npy`` (``full_lmk_faces_idx``, ``full_lmk_bary_coords``): each of
 the 68 barycentric points becomes the vertex of its triangle with the largest weight.
 Units: metres become millimetres. FLAME's shape space has 300 components and the expression space 100.
@@ -10,13 +11,13 @@ Units: metres become millimetres. FLAME's shape space has 300 components and the
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from facegen.morphable.formats.common import build_model, require_file
 from facegen.morphable.model import ModelFileError, MorphableModel
+from facegen.safe_pickle import PickledObject, load_npy, load_pickle
 
 FLAME_WHERE = (
     "FLAME needs a free registration at https://flame.is.tue.mpg.de/ (download 'FLAME 2020', file "
@@ -25,25 +26,12 @@ FLAME_WHERE = (
 N_SHAPE_DIRS = 300
 
 
-class _PickledObject:
-    """Stand-in for chumpy (and any other missing) classes: keeps the state the pickle sets."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.args = args
-
-    def __setstate__(self, state) -> None:
-        self.state = state
-
-
-class _ChumpyFreeUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module.startswith("chumpy"):
-            return _PickledObject
-        return super().find_class(module, name)
+#: Module prefixes whose pickled objects are kept as data records (FLAME's ``Ch`` arrays, its sparse regressor).
+STAND_INS = ("chumpy", "scipy.sparse")
 
 
 def _array(value, field: str, source: Path) -> np.ndarray:
-    if isinstance(value, _PickledObject):
+    if isinstance(value, PickledObject):
         state = getattr(value, "state", None)
         if not isinstance(state, dict) or "x" not in state:
             raise ModelFileError(f"{source}: field '{field}' is a chumpy object without its array ('x')")
@@ -53,11 +41,8 @@ def _array(value, field: str, source: Path) -> np.ndarray:
 
 def read_flame_pickle(path: Path) -> dict:
     """The FLAME pickle as a dict of plain numpy arrays (chumpy objects unwrapped)."""
-    try:
-        with path.open("rb") as handle:
-            data = _ChumpyFreeUnpickler(handle, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
-        raise ModelFileError(f"{path}: not a readable FLAME pickle ({error})") from error
+    with path.open("rb") as handle:
+        data = load_pickle(handle, path, STAND_INS, encoding="latin1")
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a dict of arrays, got {type(data).__name__}")
     return data
@@ -101,11 +86,7 @@ def load_flame(source: str | Path, landmarks: str | Path | None = None) -> Morph
 def read_landmark_embedding(path: Path, faces: np.ndarray) -> np.ndarray:
     """68 vertex indices from DECA's ``landmark_embedding.npy`` (a pickled dict inside a 0-d array)."""
     require_file(path, "FLAME 68-landmark embedding", FLAME_WHERE)
-    try:
-        embedding = np.load(path, allow_pickle=True, encoding="latin1")
-        embedding = embedding.item() if embedding.dtype == object else embedding
-    except (ValueError, OSError, pickle.UnpicklingError) as error:
-        raise ModelFileError(f"{path}: not a readable landmark embedding ({error})") from error
+    embedding = load_npy(path)
     if not isinstance(embedding, dict):
         raise ModelFileError(f"{path}: expected a dict with 'full_lmk_faces_idx' and 'full_lmk_bary_coords'")
     for field in ("full_lmk_faces_idx", "full_lmk_bary_coords"):
