@@ -12,6 +12,7 @@ one line, ``facegen: error: ...``, with exit code 2; ``--debug`` (anywhere on th
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import pickle
 import sys
@@ -28,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from facegen import __version__
 from facegen.commands import EXTRA_COMMANDS
 from facegen.errors import BadFileError, ConfigError, FacegenError
+from facegen.export.outputs import OUTPUTS, Output
 
 #: Set to 1 to see tracebacks of user errors (as ``--debug`` does).
 DEBUG_ENV = "FACEGEN_DEBUG"
@@ -72,7 +74,7 @@ class FacegenCLI(LightningCLI):
 
     def _prepare_subcommand_parser(self, klass, subcommand: str, **kwargs):
         """``predict`` also takes ``--out DIR`` (the model's ``prediction_writer`` writes every prediction there),
-        ``--overwrite`` and ``--texture_size``, and keeps no predictions in memory unless asked
+        ``--overwrite``, ``--texture_size`` and ``--outputs``, and keeps no predictions in memory unless asked
         (``--return_predictions true``)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
@@ -81,6 +83,8 @@ class FacegenCLI(LightningCLI):
             parser.add_argument("--overwrite", type=bool, default=False,
                                 help="rewrite faces already complete in --out (default: skip them)")  # fmt: skip
             parser.add_argument("--texture_size", type=int, default=512, help="UV texture side in texels")
+            parser.add_argument("--outputs", type=list[Output] | None, default=None,
+                                help=f"what to write per face (default: all of {', '.join(OUTPUTS)})")  # fmt: skip
             parser.set_defaults(return_predictions=False)
         return parser
 
@@ -131,7 +135,16 @@ class FacegenCLI(LightningCLI):
             writer = getattr(self.model, "prediction_writer", None)
             if writer is None:
                 raise ConfigError(f"--out: {type(self.model).__name__} has no prediction writer")
-            self.trainer.callbacks.append(writer(config.out, config.overwrite, config.texture_size))
+            options = {}
+            if config.outputs is not None:
+                if "outputs" not in inspect.signature(writer).parameters:
+                    raise ConfigError(
+                        f"--outputs: {type(self.model).__name__} has no choice of outputs; drop it"
+                    )
+                options["outputs"] = config.outputs
+            self.trainer.callbacks.append(
+                writer(config.out, config.overwrite, config.texture_size, **options)
+            )
 
 
 def check_output_folder(out: Path) -> None:

@@ -218,3 +218,22 @@ def test_prepare_rejects_bad_crop_options_with_the_flag_name(photo_folder, tmp_p
         main(["prepare", "--input", str(folder), "--out", str(tmp_path / "o"), "--fill", "5"])
     assert "--fill must be in [0.1, 1]" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_parts_of_a_slurm_array_write_disjoint_shards_and_a_final_run_writes_the_manifest(photo_folder, tmp_path,
+                                                                                         capsys):  # fmt: skip
+    folder, _ = photo_folder
+    common = ["prepare", "--input", str(folder), "--detector", "files", "--photos-per-shard", "2", "--size", "32",
+              "--progress", "false"]  # fmt: skip
+    out = tmp_path / "parts"
+    for part in ("0/2", "1/2"):
+        assert main([*common, "--out", str(out), "--part", part]) == 0
+        assert not (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.glob("*.tar")) == [f"shard-{i:06d}.tar" for i in range(4)]
+    capsys.readouterr()
+    assert main([*common, "--out", str(out)]) == 0  # nothing left to prepare: only the manifest is written
+    assert main([*common, "--out", str(tmp_path / "whole")]) == 0
+    parts, whole = (json.loads((o / "manifest.json").read_text()) for o in (out, tmp_path / "whole"))
+    assert parts["samples"] == whole["samples"] and parts["faces"] == 5
+    assert main([*common, "--out", str(out), "--part", "2/2"]) == 2
+    assert "--part must be I/N" in capsys.readouterr().err

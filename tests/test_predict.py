@@ -207,3 +207,30 @@ def test_predict_on_the_shared_photos(tmp_path, assets):
         assert Image.open(face / "overlay.png").size == photo.size
         landmarks = np.array(code["landmarks_photo_px"])
         assert (landmarks >= -50).all() and (landmarks[:, 0] <= photo.size[0] + 50).all()
+
+
+def test_outputs_choose_the_files_and_done_faces_are_skipped_before_any_computation(tmp_path, synthetic_photos,
+                                                                                   monkeypatch):  # fmt: skip
+    photos, _ = synthetic_photos
+    out = tmp_path / "out"
+    args = ["predict", "--config", str(predict_config(tmp_path, photos, 0)), "--out", str(out), "--texture_size",
+            "32", "--outputs", "[mesh, code]"]  # fmt: skip
+    assert main(args) == 0
+    files = {p.name for p in (out / "face0_f0").iterdir()}
+    assert files == {"reflectance.obj", "shaded.obj", "code.npz", "code.json"}
+    assert json.loads((out / "summary.json").read_text())["outputs"] == ["code", "mesh"]
+    (out / "face1_f0" / "code.json").unlink()  # as if that face had been interrupted
+
+    encoded = []
+    original = MoFA.forward
+    monkeypatch.setattr(
+        MoFA, "forward", lambda self, image: encoded.append(image.shape[0]) or original(self, image)
+    )
+    assert main([*args[:-2], "--outputs", "[texture, overlay]"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["already_there"] == ["face0_f0"] and summary["written"] == ["face1_f0"]
+    assert sum(encoded) == 1  # only the unfinished face reached the encoder
+    assert {"texture.png", "visibility.png", "textured.obj", "overlay.png"} <= {
+        p.name for p in (out / "face1_f0").iterdir()
+    }
+    assert not (out / "face1_f0" / "albedo.png").exists()

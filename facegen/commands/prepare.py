@@ -8,6 +8,7 @@ import sys
 from jsonargparse import ArgumentParser
 
 from facegen.data.detectors import DETECTORS, DetectorUnavailable
+from facegen.errors import ConfigError
 
 HELP = "detect, landmark, align and crop faces from photos into WebDataset shards"
 
@@ -34,7 +35,26 @@ def build_parser() -> ArgumentParser:
         "--landmark-files", "--landmark_files", type=bool, default=True, help="use .pts / dlib XML side files"
     )
     parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
+    parser.add_argument(
+        "--part", type=str, default=None,
+        help="I/N: prepare only part I (0-based) of N into the same --out, e.g. one SLURM array task each "
+        "(--part $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); then run once without --part to write the manifest",
+    )  # fmt: skip
     return parser
+
+
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> (I, N) with 0 <= I < N, or None."""
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    try:
+        part = int(index), int(count)
+    except ValueError:
+        part = (-1, 0)
+    if not 0 <= part[0] < part[1]:
+        raise ConfigError(f"--part must be I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return part
 
 
 def run(argv: list[str]) -> int:
@@ -50,7 +70,7 @@ def run(argv: list[str]) -> int:
         parser.error(str(error))
     job = PrepareJob(
         args.input, args.out, args.detector, args.device, crop, args.photos_per_shard, args.workers,
-        args.landmark_files, args.progress,
+        args.landmark_files, args.progress, parse_part(args.part),
     )  # fmt: skip
     try:
         manifest = job.run()
@@ -59,5 +79,7 @@ def run(argv: list[str]) -> int:
         return 2
     summary = {k: manifest[k] for k in ("photos", "faces", "reject_counts")}
     summary["shards"] = len(manifest["shards"])
+    if job.part is not None:
+        summary["part"] = args.part
     print(json.dumps(summary))
     return 0

@@ -189,6 +189,7 @@ class PrepareJob:
     workers: int = 0
     use_landmark_files: bool = True
     progress: bool = True
+    part: tuple[int, int] | None = None  # (I, N): write only shards i with i % N == I, and no manifest
 
     def signature(self) -> dict:
         """Options that change shard contents; finished shards are kept only when these match."""
@@ -196,20 +197,31 @@ class PrepareJob:
                 "photos_per_shard": self.photos_per_shard, "use_landmark_files": self.use_landmark_files}  # fmt: skip
 
     def run(self) -> dict:
-        """Write the shards and ``manifest.json``; returns the manifest."""
+        """Write the shards and ``manifest.json``; returns the manifest.
+
+        With ``part`` (I, N), only the shards of that part are written (shard i belongs to part i % N, so parts
+        run as a SLURM array never write the same file) and no manifest; a final run without ``part`` finds
+        every finished shard, prepares any that are missing, and writes the one manifest.
+        """
         started = time.perf_counter()
         photos = PhotoInput(self.input, self.use_landmark_files)
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         records, todo = plan_shards(self.out, len(photos), self.photos_per_shard, self.signature())
-        bar = tqdm(total=len(photos), initial=sum(r["photos"] for r in records.values()),
-                   desc="prepare", unit="photo", disable=not self.progress)  # fmt: skip
-        with self._results() as results:
-            for index, start, stop in todo:
-                records[index] = self._write_shard(index, results(photos.iter_photos(start, stop)), bar)
+        if self.part is not None:
+            todo = [shard for shard in todo if shard[0] % self.part[1] == self.part[0]]
+            records = {i: r for i, r in records.items() if i % self.part[1] == self.part[0]}
+        bar = tqdm(total=sum(stop - start for _, start, stop in todo), desc="prepare", unit="photo",
+                   disable=not self.progress)  # fmt: skip
+        if todo:
+            with self._results() as results:
+                for index, start, stop in todo:
+                    records[index] = self._write_shard(index, results(photos.iter_photos(start, stop)), bar)
         bar.close()
-        manifest = self._manifest(records, len(photos), time.perf_counter() - started)
-        write_json_atomic(self.out / "manifest.json", manifest)
+        count = len(photos) if self.part is None else sum(r["photos"] for r in records.values())
+        manifest = self._manifest(records, count, time.perf_counter() - started)
+        if self.part is None:
+            write_json_atomic(self.out / "manifest.json", manifest)
         return manifest
 
     def _write_shard(self, index: int, results: Iterable[EncodedPhoto], bar: tqdm) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +31,12 @@ from facegen.callbacks.visuals import draw_landmarks, to_uint8
 from facegen.data.alignment import apply_affine, invert_affine
 from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
+from facegen.export.outputs import OUTPUTS, Output
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
 from facegen.texture.uv import UVLayout
 
-#: Written last: a face folder with this file is complete (reruns skip it unless told to overwrite).
+#: Written last, whatever the outputs: a face folder with this file is complete (reruns skip it unless told to
+#: overwrite). It holds the readable code, pose and landmarks.
 DONE_FILE = "code.json"
 
 
@@ -82,34 +85,51 @@ def _to_photo(meta: dict) -> np.ndarray | None:
     return invert_affine(transform)
 
 
-def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None,
-               symmetric: bool, uv: tuple[np.ndarray, np.ndarray] | None, expression_names: list[str] | None) -> None:  # fmt: skip
-    """Write every output of ``face`` into ``folder`` (created), ``code.json`` last."""
+def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None, symmetric: bool,
+               uv: tuple[np.ndarray, np.ndarray] | None, expression_names: list[str] | None,
+               outputs: Collection[Output] = OUTPUTS) -> None:  # fmt: skip
+    """Write the chosen ``outputs`` of ``face`` into ``folder`` (created), then ``code.json`` (always, last).
+    Textured meshes need a UV ``layout``."""
     folder.mkdir(parents=True, exist_ok=True)
     vertices = face.vertices_model[0].cpu().numpy()
-    write_vertex_colour_obj(folder / "reflectance.obj", vertices, faces, face.reflectance[0].cpu().numpy())
-    write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
+    if "mesh" in outputs:
+        write_vertex_colour_obj(
+            folder / "reflectance.obj", vertices, faces, face.reflectance[0].cpu().numpy()
+        )
+        write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
     to_photo = _to_photo(face.meta)
-    if layout is not None and uv is not None:
-        _write_textures(folder, face, layout, symmetric, to_photo)
-        write_textured_obj(folder / "textured.obj", vertices, faces, uv[0], uv[1], "texture.png")
-        write_textured_obj(folder / "albedo.obj", vertices, faces, uv[0], uv[1], "albedo.png")
-    write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
-    arrays = {f"code_{k}": v[0].cpu().numpy() for k, v in face.code.items()}
+    if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
+        _write_textures(folder, face, layout, symmetric, to_photo, outputs)
+        for name in ("texture", "albedo"):
+            if name in outputs:
+                textured = "textured" if name == "texture" else "albedo"
+                write_textured_obj(folder / f"{textured}.obj", vertices, faces, uv[0], uv[1], f"{name}.png")
+    if "overlay" in outputs:
+        write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
     landmarks_crop = face.landmarks[0].cpu().numpy()
     landmarks_photo = landmarks_crop if to_photo is None else apply_affine(to_photo, landmarks_crop)
-    arrays.update(K=face.K[0].cpu().numpy(), landmarks_crop=landmarks_crop, landmarks_photo=landmarks_photo)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_bytes_atomic(folder / "code.npz", buffer.getvalue())
+    if "code" in outputs:
+        arrays = {f"code_{k}": v[0].cpu().numpy() for k, v in face.code.items()}
+        arrays.update(
+            K=face.K[0].cpu().numpy(), landmarks_crop=landmarks_crop, landmarks_photo=landmarks_photo
+        )
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_bytes_atomic(folder / "code.npz", buffer.getvalue())
     write_text_atomic(
         folder / DONE_FILE, json.dumps(_readable(face, landmarks_photo, expression_names), indent=1)
     )
 
 
 def _write_textures(folder: Path, face: FaceResult, layout: UVLayout, symmetric: bool,
-                    to_photo: np.ndarray | None) -> None:  # fmt: skip
-    """texture.png from the original photo when available (full resolution), else from the crop."""
+                    to_photo: np.ndarray | None, outputs: Collection[Output]) -> None:  # fmt: skip
+    """texture.png (+ visibility.png) from the original photo when available (full resolution), else from the
+    crop; albedo.png from the reflectance; each when chosen in ``outputs``."""
+    fallback, albedo = layout.bake(torch.cat([face.shaded, face.reflectance], -1)).split(3, 1)
+    if "albedo" in outputs:
+        write_png_atomic(folder / "albedo.png", to_uint8(dilate(albedo, layout)[0]))
+    if "texture" not in outputs:
+        return
     size = tuple(face.crop.shape[-2:])
     if face.photo is not None and to_photo is not None:
         photo = torch.as_tensor(np.array(face.photo)).to(face.crop).permute(2, 0, 1).unsqueeze(0) / 255
@@ -117,12 +137,9 @@ def _write_textures(folder: Path, face: FaceResult, layout: UVLayout, symmetric:
     else:
         photo, matrix = face.crop, None
     unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix)
-    fallback = layout.bake(face.shaded)
-    texture = dilate(fill_hidden(unwrapped, fallback, symmetric), layout.mask)
-    albedo = dilate(layout.bake(face.reflectance), layout.mask)
+    texture = dilate(fill_hidden(unwrapped, fallback, symmetric), layout)
     write_png_atomic(folder / "texture.png", to_uint8(texture[0]))
-    write_png_atomic(folder / "albedo.png", to_uint8(albedo[0]))
-    write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0].expand(3, -1, -1)))
+    write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0])[..., 0])  # grey levels
 
 
 def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:

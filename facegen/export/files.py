@@ -4,12 +4,11 @@ output folder inside its output root."""
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
@@ -25,10 +24,13 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 def write_png_atomic(path: Path, image: np.ndarray) -> Path:
-    """``image`` (H, W, 3) or (H, W) uint8 as a PNG."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
-    return write_bytes_atomic(path, buffer.getvalue())
+    """``image`` (H, W, 3) RGB or (H, W) uint8 as a PNG, with fast compression (zlib level 1: about half the
+    time of the default level for a few percent more bytes)."""
+    pixels = image[..., ::-1] if image.ndim == 3 and image.shape[-1] == 3 else image  # OpenCV writes BGR
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed for an image of shape {image.shape}")
+    return write_bytes_atomic(path, encoded.tobytes())
 
 
 def child_folder(root: Path, name: str) -> Path:

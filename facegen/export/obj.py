@@ -10,8 +10,11 @@ import numpy as np
 from facegen.export.files import write_text_atomic
 
 
-def _rows(prefix: str, values: np.ndarray, fmt: str) -> list[str]:
-    return [prefix + " " + " ".join(fmt % x for x in row) for row in np.asarray(values, dtype=np.float64)]
+def _lines(line: str, values: np.ndarray) -> str:
+    """``values`` (N, K) as N lines of ``line`` (a %-format with K fields and a newline), formatted in one
+    %-operation over all values (several times faster than formatting line by line)."""
+    values = np.asarray(values)
+    return (line * values.shape[0]) % tuple(values.ravel().tolist()) if values.size else ""
 
 
 def obj_text(
@@ -30,23 +33,21 @@ def obj_text(
         uv_coords: (T, 2) in [0, 1] (v up, as OBJ expects); uv_faces: (F, 3) 0-based indices into them.
         material: (mtl file name, material name) to reference.
     """
-    lines = ["# facegen reconstruction"]
+    parts = ["# facegen reconstruction\n"]
     if material is not None:
-        lines += [f"mtllib {material[0]}", f"usemtl {material[1]}"]
+        parts.append(f"mtllib {material[0]}\nusemtl {material[1]}\n")
+    vertices = np.asarray(vertices, dtype=np.float64)
     if colours is not None:
-        lines += _rows("v", np.concatenate([vertices, np.clip(colours, 0, 1)], 1), "%.6g")
-    else:
-        lines += _rows("v", vertices, "%.6g")
+        vertices = np.concatenate([vertices, np.clip(np.asarray(colours, dtype=np.float64), 0, 1)], 1)
+    parts.append(_lines("v" + " %.6g" * vertices.shape[1] + "\n", vertices))
     faces = np.asarray(faces, dtype=np.int64) + 1
     if uv_coords is not None:
-        lines += _rows("vt", uv_coords, "%.6f")
-        uv_faces = np.asarray(uv_faces, dtype=np.int64) + 1
-        lines += [
-            f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(faces, uv_faces, strict=True)
-        ]
+        parts.append(_lines("vt %.6f %.6f\n", np.asarray(uv_coords, dtype=np.float64)))
+        corners = np.stack([faces, np.asarray(uv_faces, dtype=np.int64) + 1], -1).reshape(len(faces), 6)
+        parts.append(_lines("f %d/%d %d/%d %d/%d\n", corners))
     else:
-        lines += [f"f {a} {b} {c}" for a, b, c in faces]
-    return "\n".join(lines) + "\n"
+        parts.append(_lines("f %d %d %d\n", faces))
+    return "".join(parts)
 
 
 def write_vertex_colour_obj(path: Path, vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray) -> Path:

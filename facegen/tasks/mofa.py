@@ -5,6 +5,7 @@ landmark and statistical terms train the encoder without labels."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
@@ -17,6 +18,7 @@ from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError
 from facegen.evaluation.geometry import vertex_error
+from facegen.export.outputs import OUTPUTS, Output
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
 from facegen.geometry.sh import ambient_sh
@@ -283,9 +285,11 @@ class MoFA(LightningModule):
             code, history = self.refined(batch, code)
         return {"code": code, "decoded": self.decoder(code), "batch": batch, "refine_loss": history}
 
-    def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
-        """The callback that writes this model's predictions (``facegen predict --out``)."""
-        return FaceExporter(out, overwrite, texture_size)
+    def prediction_writer(
+        self, out: str, overwrite: bool, texture_size: int, outputs: Sequence[Output] = OUTPUTS
+    ):
+        """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``)."""
+        return FaceExporter(out, overwrite, texture_size, outputs)
 
     def weighted_loss(self, batch: dict, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
         """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless

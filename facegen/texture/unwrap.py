@@ -49,8 +49,8 @@ def unwrap_photo(
         to_photo: (B, 2, 3) affine map from crop pixels to ``photo`` pixels (None: ``photo`` is the crop).
     """
     batch, size = vertices.shape[0], layout.size
-    points = layout.bake(vertices).flatten(2).transpose(1, 2)  # (B, S*S, 3)
-    texel_normals = F.normalize(layout.bake(normals).flatten(2).transpose(1, 2), dim=-1)
+    baked = layout.bake(torch.cat([vertices, normals], -1)).flatten(2).transpose(1, 2)  # (B, S*S, 6)
+    points, texel_normals = baked[..., :3], F.normalize(baked[..., 3:], dim=-1)
     pixels, _ = project_points(points, K)
     cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
 
@@ -78,15 +78,12 @@ def fill_hidden(unwrapped: PhotoTexture, fallback: Tensor, symmetric: bool) -> T
     return seen * own + (1 - seen) * behind
 
 
-def dilate(texture: Tensor, mask: Tensor, steps: int = 4) -> Tensor:
-    """Grow ``texture`` (B, C, S, S) ``steps`` texels beyond ``mask`` (S, S) bool (the average of filled
-    neighbours), so bilinear lookups at UV seams do not blend in the empty background."""
-    filled = mask.to(texture.dtype).expand(texture.shape[0], 1, *mask.shape)
-    texture = texture * filled
-    for _ in range(steps):
-        total = F.avg_pool2d(texture, 3, 1, 1, count_include_pad=False)
-        weight = F.avg_pool2d(filled, 3, 1, 1, count_include_pad=False)
-        grown = (weight > 0) & (filled == 0)
-        texture = torch.where(grown, total / weight.clamp(min=1e-6), texture)
-        filled = torch.where(grown, torch.ones_like(filled), filled)
-    return texture
+def dilate(texture: Tensor, layout: UVLayout, steps: int = 4) -> Tensor:
+    """Grow ``texture`` (B, C, S, S) ``steps`` texels beyond ``layout``'s mask, each new texel the average of its
+    filled 3x3 neighbours (zero beyond), so bilinear lookups at UV seams do not blend in the empty background.
+    Only the ring texels are computed (:meth:`UVLayout.dilation_plan`)."""
+    batch, channels = texture.shape[:2]
+    flat = (texture * layout.mask.to(texture.dtype)).reshape(batch, channels, -1)
+    for ring, neighbours, weights in layout.dilation_plan(steps):
+        flat = flat.index_copy(2, ring, (flat[:, :, neighbours] * weights.to(flat.dtype)).sum(-1))
+    return flat.reshape(texture.shape)

@@ -7,8 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from facegen.render.rasterize import rasterize
-from facegen.render.settings import Fragments, RasterSettings
-from facegen.render.shading import interpolate_vertex_attributes
+from facegen.render.settings import RasterSettings
 
 #: Mean mirror distance (fraction of the mesh's size) below which a UV layout counts as left-right symmetric.
 SYMMETRY_TOLERANCE = 0.02
@@ -32,26 +31,59 @@ class UVLayout(nn.Module):
         K = torch.diag(torch.tensor([size - 1.0, size - 1.0, 1.0], dtype=points.dtype))
         settings = RasterSettings(image_size=(size, size), perspective_correct=False)
         fragments = rasterize(points.unsqueeze(0).float(), uv_faces.long(), K.float(), settings)
+        pix_to_face, bary = fragments.pix_to_face[0], fragments.bary[0].detach()
+        texels = (pix_to_face >= 0).flatten().nonzero()[:, 0]
         self.register_buffer("faces", faces.long(), persistent=False)
-        self.register_buffer("pix_to_face", fragments.pix_to_face[0], persistent=False)  # (S, S) mesh face
-        self.register_buffer("bary", fragments.bary[0].detach(), persistent=False)  # (S, S, 3)
+        self.register_buffer("pix_to_face", pix_to_face, persistent=False)  # (S, S) mesh face, -1 outside
+        self.register_buffer("bary", bary, persistent=False)  # (S, S, 3)
+        # the covered texels (N,) in row-major order, their triangle's vertices (N, 3) and barycentrics (N, 3)
+        self.register_buffer("texels", texels, persistent=False)
+        self.register_buffer("texel_vertices", faces.long()[pix_to_face.flatten()[texels]], persistent=False)
+        self.register_buffer("texel_bary", bary.reshape(-1, 3)[texels], persistent=False)
+        self._dilation: dict[tuple[int, torch.device], list[tuple[Tensor, Tensor, Tensor]]] = {}
 
     @property
     def mask(self) -> Tensor:
         """(S, S) bool: texels inside the layout."""
         return self.pix_to_face >= 0
 
-    def _fragments(self, batch: int) -> Fragments:
-        """The layout's fragments repeated for ``batch`` meshes (packed face indices b * F + f)."""
-        offsets = torch.arange(batch, device=self.pix_to_face.device).view(-1, 1, 1) * self.faces.shape[0]
-        pix_to_face = torch.where(self.mask, self.pix_to_face + offsets, -1)
-        bary = self.bary.expand(batch, *self.bary.shape)
-        return Fragments(pix_to_face, bary, torch.zeros_like(pix_to_face, dtype=bary.dtype))
-
     def bake(self, attributes: Tensor) -> Tensor:
-        """Per-vertex ``attributes`` (B, V, C) -> (B, C, S, S) texture (zero outside the layout)."""
-        texels = interpolate_vertex_attributes(self._fragments(attributes.shape[0]), self.faces, attributes)
-        return texels.permute(0, 3, 1, 2)
+        """Per-vertex ``attributes`` (B, V, C) -> (B, C, S, S) texture (zero outside the layout), interpolated
+        with each texel's barycentrics; bake several attributes at once by concatenating their channels."""
+        batch, _, channels = attributes.shape
+        corners = attributes[:, self.texel_vertices]  # (B, N, 3, C)
+        values = (corners * self.texel_bary[None, :, :, None].to(attributes.dtype)).sum(2)  # (B, N, C)
+        texture = attributes.new_zeros(batch, self.size * self.size, channels)
+        texture = texture.index_copy(1, self.texels, values)
+        return texture.transpose(1, 2).reshape(batch, channels, self.size, self.size)
+
+    def dilation_plan(self, steps: int) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """For each of ``steps`` one-texel growth rings around the layout: the ring's texels (N,) (flat indices),
+        their 3x3 neighbours (N, 9) and the weights (N, 9) averaging the neighbours filled before that ring.
+        Depends only on the layout, so it is computed once per ``steps`` and device."""
+        key = (steps, self.pix_to_face.device)
+        if key not in self._dilation:
+            size, filled = self.size, self.mask.clone()
+            offsets = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+            plan = []
+            for _ in range(steps):
+                near = torch.nn.functional.max_pool2d(filled[None, None].float(), 3, 1, 1)[0, 0] > 0
+                ring = (near & ~filled).flatten().nonzero()[:, 0]
+                rows, cols = ring // size, ring % size
+                neighbour_rows = torch.stack([rows + dy for dy, _ in offsets], 1)
+                neighbour_cols = torch.stack([cols + dx for _, dx in offsets], 1)
+                inside = (
+                    (neighbour_rows >= 0)
+                    & (neighbour_rows < size)
+                    & (neighbour_cols >= 0)
+                    & (neighbour_cols < size)
+                )
+                neighbours = neighbour_rows.clamp(0, size - 1) * size + neighbour_cols.clamp(0, size - 1)
+                weights = (inside & filled.flatten()[neighbours]).float()
+                plan.append((ring, neighbours, weights / weights.sum(1, keepdim=True)))
+                filled.view(-1)[ring] = True
+            self._dilation[key] = plan
+        return self._dilation[key]
 
     def is_symmetric(self, mean_vertices: Tensor) -> bool:
         """Whether the texel at (1 - u, v) holds the left-right mirror (x -> -x) of the surface point at (u, v),
