@@ -76,3 +76,18 @@ def ict_facegen_npz(ict_npz, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ict") / "ict_face.npz"
     convert("ict", ict_npz, region="face").save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """Synthetic shards of the built-in model at 48 px: 24 training faces (3 shards) and 8 validation faces."""
+    from facegen.data import SynthOptions
+    from facegen.data.synth import SynthJob
+
+    root = tmp_path_factory.mktemp("mofa_data")
+    options = SynthOptions(size=48)
+    SynthJob(
+        "builtin", root / "train", 24, samples_per_shard=8, seed=0, options=options, progress=False
+    ).run()
+    SynthJob("builtin", root / "val", 8, samples_per_shard=8, seed=1, options=options, progress=False).run()
+    return root

@@ -15,8 +15,6 @@ import torch
 import yaml
 
 from facegen.cli import main
-from facegen.data import SynthOptions
-from facegen.data.synth import SynthJob
 from facegen.decoder import CodeLayout
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
@@ -112,17 +110,6 @@ def test_vertex_error_ignores_rigid_motion():
 
 
 # ----------------------------------------------------------------------------- the CLI
-@pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("mofa_data")
-    options = SynthOptions(size=SIZE)
-    SynthJob(
-        "builtin", root / "train", 24, samples_per_shard=8, seed=0, options=options, progress=False
-    ).run()
-    SynthJob("builtin", root / "val", 8, samples_per_shard=8, seed=1, options=options, progress=False).run()
-    return root
-
-
 def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     config = yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text())
     settings = dict(max_steps=4, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,

@@ -10,8 +10,6 @@ import yaml
 from lightning.pytorch import Callback
 
 from facegen.cli import main
-from facegen.data import SynthOptions
-from facegen.data.synth import SynthJob
 from tests.test_mofa import tiny_config
 
 CHECKPOINT = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
@@ -31,24 +29,15 @@ class KillAtStep(Callback):
             raise Killed(f"killed at step {self.step}")
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume_shards")
-    options = SynthOptions(size=48)
-    SynthJob("builtin", root / "train", 24, samples_per_shard=8, options=options, progress=False).run()
-    SynthJob("builtin", root / "val", 8, samples_per_shard=8, seed=1, options=options, progress=False).run()
-    return root
-
-
 def losses(folder, version: int) -> dict[int, float]:
     path = folder / "runs" / "mofa" / f"version_{version}" / "metrics.csv"
     rows = list(csv.DictReader(path.open()))
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
 
-def test_killed_run_resumes_with_last_in_the_same_folder_exactly(tmp_path, shards):
+def test_killed_run_resumes_with_last_in_the_same_folder_exactly(tmp_path, tiny_shards):
     def config(folder, kill_at: int | None = None):
-        path = tiny_config(folder, shards, max_steps=6)
+        path = tiny_config(folder, tiny_shards, max_steps=6)
         spec = yaml.safe_load(path.read_text())
         spec["trainer"]["callbacks"] = [CHECKPOINT]
         if kill_at is not None:
@@ -67,8 +56,8 @@ def test_killed_run_resumes_with_last_in_the_same_folder_exactly(tmp_path, shard
     assert sorted(resumed) == [3, 4, 5] and resumed == {step: full[step] for step in (3, 4, 5)}
 
 
-def test_last_without_any_checkpoint_is_a_one_line_error(tmp_path, shards, capsys):
-    path = tiny_config(tmp_path, shards, max_steps=2)
+def test_last_without_any_checkpoint_is_a_one_line_error(tmp_path, tiny_shards, capsys):
+    path = tiny_config(tmp_path, tiny_shards, max_steps=2)
     assert main(["fit", "--config", str(path), "--ckpt_path", "last"]) == 2
     (err,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert err.startswith("facegen: error: --ckpt_path last: no last.ckpt under") and str(tmp_path) in err
