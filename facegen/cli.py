@@ -234,14 +234,15 @@ def main(args: Sequence[str] | None = None) -> int:
 
 
 def user_error(error: BaseException) -> BaseException | None:
-    """``error`` or the first exception it was raised from (jsonargparse wraps errors raised while it builds the
-    model and data) that is a user error, else None."""
+    """``error`` or the first exception it was explicitly raised from (``raise ... from``: jsonargparse wraps
+    errors raised while it builds the model and data) that is a user error, else None. An error merely raised
+    while handling a user error is a bug and keeps its traceback."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, USER_ERRORS):
             return error
         seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        error = error.__cause__
     return None
 
 

@@ -111,7 +111,7 @@ class FaceExporter(BasePredictionWriter):
         rotation, translation = decoder.camera_pose(code)
         shaded = decoder.vertex_colours(decoded, code.light)
         render = decoder.render(decoded, code.light, background=0.0)
-        names = decoder.model.expression_names
+        expression_names = decoder.model.expression_names
         photo_paths = batch.get("photo_path") or [None] * len(batch["key"])
         for i, (key, name) in enumerate(zip(batch["key"], self._batch_names, strict=True)):
             meta = {**(batch["meta"][i] if "meta" in batch else {}), "photo_path": photo_paths[i]}
@@ -124,7 +124,7 @@ class FaceExporter(BasePredictionWriter):
                 K=decoded.K[one], crop=batch["image"][one], render=render.image[one], render_mask=render.mask[one],
                 meta=meta, photo=None, refine_loss=prediction.get("refine_loss", []),
             )  # fmt: skip
-            future = self._pool.submit(self._write, child_folder(self.out, name), face, names)
+            future = self._pool.submit(self._write, child_folder(self.out, name), face, expression_names)
             self._pending.append((key, name, future))
         while len(self._pending) > self.queue:
             self._collect()

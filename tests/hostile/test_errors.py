@@ -102,3 +102,26 @@ def test_converted_models_are_readable_by_others(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_only_errors_raised_from_a_user_error_are_shortened():
+    def raised(function):
+        try:
+            function()
+        except Exception as error:
+            return error
+
+    def wrapped():
+        try:
+            raise FileNotFoundError("settings.yaml")
+        except FileNotFoundError as error:
+            raise ValueError("jsonargparse's wrapper") from error
+
+    def bug_while_handling():
+        try:
+            raise FileNotFoundError("settings.yaml")
+        except FileNotFoundError:
+            raise KeyError("a bug")  # noqa: B904 - only the implicit context links it to the user error
+
+    assert isinstance(user_error(raised(wrapped)), FileNotFoundError)
+    assert user_error(raised(bug_while_handling)) is None
