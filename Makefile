@@ -11,8 +11,9 @@ BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.facegen-installed
 CONSTRAINTS := $(VENV)/constraints.txt
 INDEX_ARGS  := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
+MOFA_CKPT   := runs/mofa/checkpoints/last.ckpt
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo texture-demo bench lint clean
 
 install: $(STAMP)
 
@@ -28,6 +29,11 @@ test: install
 
 demo: install
 	$(BIN)/facegen fit --config configs/mofa.yaml
+
+# the texture quickstart reads the MoFA of `make demo`: trained first when its checkpoint is missing
+texture-demo: install
+	test -f $(MOFA_CKPT) || $(MAKE) demo
+	$(BIN)/facegen fit --config configs/texture_gan.yaml
 
 bench: install
 	$(BIN)/python benchmarks/render.py

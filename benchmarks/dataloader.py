@@ -65,11 +65,24 @@ def prepare_rates(folder: Path, work: Path, backends: list[str]) -> None:
         out = work / f"prepare-{backend}"
         try:
             started = time.perf_counter()
-            manifest = PrepareJob(str(folder), out, backend, photos_per_shard=1000, progress=False,
-                                  use_landmark_files=backend == "files").run()  # fmt: skip
+            manifest = PrepareJob(
+                str(folder),
+                out,
+                backend,
+                photos_per_shard=1000,
+                progress=False,
+                use_landmark_files=backend == "files",
+            ).run()
             seconds = time.perf_counter() - started
-            emit({"measure": "prepare", "backend": backend, "photos": manifest["photos"],
-                  "faces": manifest["faces"], "images_per_s": round(manifest["photos"] / seconds, 2)})  # fmt: skip
+            emit(
+                {
+                    "measure": "prepare",
+                    "backend": backend,
+                    "photos": manifest["photos"],
+                    "faces": manifest["faces"],
+                    "images_per_s": round(manifest["photos"] / seconds, 2),
+                }
+            )
         except DetectorUnavailable as error:
             emit({"measure": "prepare", "backend": backend, "skipped": str(error).splitlines()[0]})
 
@@ -99,8 +112,14 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        SynthJob("builtin", work / "synth", args.samples, samples_per_shard=128, options=SynthOptions(size=224),
-                 progress=False).run()  # fmt: skip
+        SynthJob(
+            "builtin",
+            work / "synth",
+            args.samples,
+            samples_per_shard=128,
+            options=SynthOptions(size=224),
+            progress=False,
+        ).run()
         shards = expand_shards(str(work / "synth"))
         decode = emit(
             {"measure": "raw_jpeg_decode", "samples_per_s": round(raw_decode_rate(shards, args.repeats), 1)}
@@ -110,8 +129,15 @@ def main() -> None:
             rate = loader_rate(shards, workers, args.batch_size, args.samples, args.repeats)
             per_worker = rate / workers
             ratios[workers] = round(per_worker / decode["samples_per_s"], 3)
-            emit({"measure": "train_loader", "workers": workers, "samples_per_s": round(rate, 1),
-                  "samples_per_s_per_worker": round(per_worker, 1), "ratio_to_raw_decode": ratios[workers]})  # fmt: skip
+            emit(
+                {
+                    "measure": "train_loader",
+                    "workers": workers,
+                    "samples_per_s": round(rate, 1),
+                    "samples_per_s_per_worker": round(per_worker, 1),
+                    "ratio_to_raw_decode": ratios[workers],
+                }
+            )
         photo_folder(work / "photos", shards, args.photos)
         prepare_rates(work / "photos", work, args.backends)
         emit({"summary": "train loader per worker / raw JPEG decode", "ratios": ratios, "target": 0.85})

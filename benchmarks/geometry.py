@@ -65,28 +65,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="also measure this MoFA checkpoint's encoder, alone and refined")
     args = parser.parse_args(argv)
     batch = held_out_batch(args.shards, args.faces, args.size)
-    params = batch["params"]
+    params = batch.params
 
     model = MoFA(image_size=args.size, depths=(1,), width=8).eval()  # untrained: predicts the mean face
     with torch.no_grad():
-        mean = model(batch["image"])
+        mean = model(batch.image)
     model_3dmm = model.decoder.model
     truth = model_3dmm(shape=params["shape"], expression=params["expression"]).vertices
     baseline = model._ground_truth_metrics(mean, params)["vertex_error_mean_face"]
-    print(json.dumps({"measure": "mean face", "vertex_error_mm": round(float(baseline * model_3dmm.mm_per_unit), 4),
-                      "faces": int(truth.shape[0])}), flush=True)  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "measure": "mean face",
+                "vertex_error_mm": round(float(baseline * model_3dmm.mm_per_unit), 4),
+                "faces": int(truth.shape[0]),
+            }
+        ),
+        flush=True,
+    )
     for part in ("shape", "expression"):
         oracle = mean._replace(**{part: params[part][:, : getattr(mean, part).shape[1]]})
         print(
             json.dumps({"measure": f"oracle: exact {part}, the rest mean", **ratios(model, oracle, params)})
         )
 
-    starts = [("mean face", mean), ("truth", model.layout.from_dict(
-        {part: params[part][:, :size] for part, size in model.layout.sizes().items()}))]  # fmt: skip
+    starts = [
+        ("mean face", mean),
+        (
+            "truth",
+            model.layout.from_dict(
+                {part: params[part][:, :size] for part, size in model.layout.sizes().items()}
+            ),
+        ),
+    ]
     if args.checkpoint:
         trained = MoFA.load_from_checkpoint(args.checkpoint, map_location="cpu").eval()
         with torch.no_grad():
-            encoded = trained(batch["image"])
+            encoded = trained(batch.image)
         print(json.dumps({"measure": "encoder", **ratios(trained, encoded, params)}), flush=True)
         starts.append(("encoder", encoded))
     for prior in args.priors:
@@ -99,8 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                 refined, history = refine_code(
                     refiner.weighted_loss, batch, start, RefineOptions(steps, args.lr)
                 )
-                row = {"measure": f"refined from the {name}", "steps": steps, "prior": prior, "landmark": args.landmark,
-                       "loss_first": round(history[0], 4), "loss_last": round(history[-1], 4)}  # fmt: skip
+                row = {
+                    "measure": f"refined from the {name}",
+                    "steps": steps,
+                    "prior": prior,
+                    "landmark": args.landmark,
+                    "loss_first": round(history[0], 4),
+                    "loss_last": round(history[-1], 4),
+                }
                 print(json.dumps({**row, **ratios(refiner, refined, params)}), flush=True)
     return 0
 

@@ -54,8 +54,17 @@ def main() -> None:
             )  # the right face
             nme = distance / np.linalg.norm(truth[36] - truth[45])
             errors.append(nme)
-            print(json.dumps({"backend": backend, "photo": photo.name, "found": len(faces),
-                              "error_px": round(float(distance), 2), "nme": round(float(nme), 4)}))  # fmt: skip
+            print(
+                json.dumps(
+                    {
+                        "backend": backend,
+                        "photo": photo.name,
+                        "found": len(faces),
+                        "error_px": round(float(distance), 2),
+                        "nme": round(float(nme), 4),
+                    }
+                )
+            )
         if errors:
             print(
                 json.dumps(

@@ -30,8 +30,13 @@ from facegen.tasks import MoFA, RefineOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Writer stages: functions of facegen.export.face_files timed where write_face calls them.
-WRITERS = {"mesh_colours": "write_vertex_colour_obj", "textures": "_write_textures",
-           "mesh_textured": "write_textured_obj", "overlay": "_overlay", "code": "_readable"}  # fmt: skip
+WRITERS = {
+    "mesh_colours": "write_vertex_colour_obj",
+    "textures": "_write_textures",
+    "mesh_textured": "write_textured_obj",
+    "overlay": "_overlay",
+    "code": "_readable",
+}
 
 
 class Timings:
@@ -62,19 +67,29 @@ class Timings:
 
 def run(args, refine_steps: int) -> dict:
     model = MoFA(face_model=args.model, image_size=args.size, refine=RefineOptions(steps=refine_steps))
-    data = FaceDataModule(predict_dir=args.photos, predict_detector="files", batch_size=args.batch,
-                          num_workers=0, image_size=args.size)  # fmt: skip
+    data = FaceDataModule(
+        predict_dir=args.photos,
+        predict_detector="files",
+        batch_size=args.batch,
+        num_workers=0,
+        image_size=args.size,
+    )
     timings = Timings()
     timings.wrap(photo_stream_module, "process_photo", "crop")
     timings.wrap(MoFA, "forward", "encode")
     timings.wrap(MoFA, "refined", "fit")
-    timings.wrap(FaceExporter, "write_on_batch_end", "write_total")
+    timings.wrap(MoFA, "reconstruct", "reconstruct")
     for stage, name in WRITERS.items():
         timings.wrap(face_files, name, stage)
     with tempfile.TemporaryDirectory() as out:
-        exporter = FaceExporter(out, overwrite=True, texture_size=args.texture_size)
-        trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                          callbacks=[exporter])  # fmt: skip
+        exporter = FaceExporter(out, model.decoder.model, overwrite=True, texture_size=args.texture_size)
+        trainer = Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[exporter],
+        )
         started = time.perf_counter()
         try:
             trainer.predict(model, data, return_predictions=False)
@@ -83,20 +98,31 @@ def run(args, refine_steps: int) -> dict:
         total = time.perf_counter() - started
         faces = len(exporter.written)
     stages = dict(timings.seconds)
-    stages["geometry"] = stages.pop(
-        "write_total"
-    )  # decoding and rendering for the writers, in the main thread
+    # decoding and rendering for the writers, in MoFA.reconstruct (main thread) around the encoder and the fit
+    stages["geometry"] = stages.pop("reconstruct") - stages.get("encode", 0.0) - stages.get("fit", 0.0)
     per_face = {k: round(v / max(faces, 1), 4) for k, v in sorted(stages.items())}
-    return {"benchmark": "predict", "refine_steps": refine_steps, "faces": faces, "seconds": round(total, 2),
-            "faces_per_second": round(faces / total, 3), "seconds_per_face": per_face,
-            "texture_size": args.texture_size, "image_size": args.size, "model": args.model, "batch": args.batch,
-            "threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        "benchmark": "predict",
+        "refine_steps": refine_steps,
+        "faces": faces,
+        "seconds": round(total, 2),
+        "faces_per_second": round(faces / total, 3),
+        "seconds_per_face": per_face,
+        "texture_size": args.texture_size,
+        "image_size": args.size,
+        "model": args.model,
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--photos", default=str(ROOT.parent / "shared" / "assets" / "photos" / "pseudo"),
-                        help="folder of photos with landmark files (.pts or dlib XML)")  # fmt: skip
+    parser.add_argument(
+        "--photos",
+        default=str(ROOT.parent / "shared" / "assets" / "photos" / "pseudo"),
+        help="folder of photos with landmark files (.pts or dlib XML)",
+    )
     parser.add_argument("--model", default="builtin", help="face model: builtin or a canonical .npz")
     parser.add_argument("--size", type=int, default=224, help="crop size")
     parser.add_argument("--texture-size", type=int, default=512)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from facegen.data import FaceDataModule, SynthOptions
+from facegen.data.batch import FaceBatch
 from facegen.data.synth import SynthJob
 from facegen.tasks import MoFA
 
@@ -47,8 +48,13 @@ def data_module(folder: Path, batch: int, size: int) -> FaceDataModule:
     SynthJob(
         "builtin", folder, batch, samples_per_shard=batch, options=SynthOptions(size=size), progress=False
     ).run()
-    module = FaceDataModule(train=str(folder), batch_size=batch, num_workers=0, image_size=size,
-                            augment={"flip": 0.5, "rotate": 5.0})  # fmt: skip
+    module = FaceDataModule(
+        train=str(folder),
+        batch_size=batch,
+        num_workers=0,
+        image_size=size,
+        augment={"flip": 0.5, "rotate": 5.0},
+    )
     module.setup("fit")
     return module
 
@@ -59,7 +65,7 @@ def measure(args, photometric: str, module: FaceDataModule) -> dict:
     model.to(device).train()
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.bf16)
 
-    def next_batch() -> dict:
+    def next_batch() -> FaceBatch:
         batch = next(iter(module.train_dataloader()))
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         return module.on_after_batch_transfer(batch, 0)
@@ -69,10 +75,10 @@ def measure(args, photometric: str, module: FaceDataModule) -> dict:
     def encoder_step() -> None:
         model.zero_grad(set_to_none=True)
         with autocast:
-            output = model.encoder(batch["image"])
+            output = model.encoder(batch.image)
         output.float().sum().backward()
 
-    code_values = model.encoder(batch["image"]).detach()
+    code_values = model.encoder(batch.image).detach()
 
     def decoder_step() -> None:
         code = model.layout.split(code_values.clone().requires_grad_(True))
@@ -83,18 +89,21 @@ def measure(args, photometric: str, module: FaceDataModule) -> dict:
     def whole_step() -> None:
         model.zero_grad(set_to_none=True)
         with autocast:
-            terms = model.loss_terms(batch, model(batch["image"]))
+            terms = model.loss_terms(batch, model(batch.image))
         model._total(terms).backward()
 
     row = {
         "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{torch.get_num_threads()}",
-        "photometric": photometric, "batch": args.batch, "size": args.size, "bf16": args.bf16,
+        "photometric": photometric,
+        "batch": args.batch,
+        "size": args.size,
+        "bf16": args.bf16,
         "encoder": f"resnet depths {args.depths} width {args.width}",
         "data_s": timed(next_batch, device, args.repeats),
         "encoder_forward_backward_s": timed(encoder_step, device, args.repeats),
         "decoder_render_losses_s": timed(decoder_step, device, args.repeats),
         "whole_step_s": timed(whole_step, device, args.repeats),
-    }  # fmt: skip
+    }
     row["decoder_over_encoder"] = row["decoder_render_losses_s"] / row["encoder_forward_backward_s"]
     row["images_per_s"] = args.batch / row["whole_step_s"]
     return row

@@ -15,12 +15,13 @@ import argparse
 import inspect
 import os
 import pickle
+import re
 import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from jsonargparse import DefaultHelpFormatter
+from jsonargparse import ArgumentError, DefaultHelpFormatter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
@@ -34,8 +35,16 @@ from facegen.export.outputs import OUTPUTS, Output
 #: Set to 1 to see tracebacks of user errors (as ``--debug`` does).
 DEBUG_ENV = "FACEGEN_DEBUG"
 #: Errors that mean the user gave something wrong: printed as one line unless debugging.
-USER_ERRORS = (FacegenError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
-               IsADirectoryError, MisconfigurationException)  # fmt: skip
+USER_ERRORS = (
+    FacegenError,
+    ArgumentError,
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+    MisconfigurationException,
+)
 #: ``ckpt_path`` values that Lightning resolves itself.
 _SPECIAL_CHECKPOINTS = ("best", "hpc", "registry")
 
@@ -67,6 +76,7 @@ class FacegenCLI(LightningCLI):
                 "epilog": _extra_commands_epilog(),
                 "version": __version__,
                 "formatter_class": _HelpFormatter,
+                "exit_on_error": False,
             },
             args=list(args) if args is not None else None,
             run=run,
@@ -78,13 +88,25 @@ class FacegenCLI(LightningCLI):
         (``--return_predictions true``)."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
-            parser.add_argument("--out", type=str | None, default=None,
-                                help="write meshes, textures, coefficients and pictures of every prediction here")  # fmt: skip
-            parser.add_argument("--overwrite", type=bool, default=False,
-                                help="rewrite faces already complete in --out (default: skip them)")  # fmt: skip
+            parser.add_argument(
+                "--out",
+                type=str | None,
+                default=None,
+                help="write meshes, textures, coefficients and pictures of every prediction here",
+            )
+            parser.add_argument(
+                "--overwrite",
+                type=bool,
+                default=False,
+                help="rewrite faces already complete in --out (default: skip them)",
+            )
             parser.add_argument("--texture_size", type=int, default=512, help="UV texture side in texels")
-            parser.add_argument("--outputs", type=list[Output] | None, default=None,
-                                help=f"what to write per face (default: all of {', '.join(OUTPUTS)})")  # fmt: skip
+            parser.add_argument(
+                "--outputs",
+                type=list[Output] | None,
+                default=None,
+                help=f"what to write per face (default: all of {', '.join(OUTPUTS)})",
+            )
             parser.set_defaults(return_predictions=False)
         return parser
 
@@ -205,8 +227,26 @@ def find_last_checkpoint(trainer) -> Path:
     )
 
 
+#: The lines of a jsonargparse report that say what is wrong (the rest lists the union types it tried).
+_PARSE_DETAIL = re.compile(r"Expected a|is not accepted|not a valid|unrecognized|does not exist|required")
+
+
+def _parse_error(message: str) -> str:
+    """jsonargparse's report of a bad setting as one line: the setting's dotted key, then what is wrong."""
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    details = [
+        line.strip(" -")
+        for line in message.splitlines()
+        if _PARSE_DETAIL.search(line) and "NoneType" not in line
+    ]
+    detail = details[0] if details else message.strip().splitlines()[0]
+    return f"{'.'.join(keys)}: {detail}" if keys else detail
+
+
 def _one_line(error: BaseException) -> str:
     """The error's message on one line; for an error re-raised from a DataLoader worker, the worker's own."""
+    if isinstance(error, ArgumentError):
+        return _parse_error(str(error)) + " (--help lists the settings and their types)"
     text = str(error).strip()
     if "Original Traceback" in text:
         text = text.splitlines()[-1].split(": ", 1)[-1]

@@ -8,6 +8,8 @@ code written against those keeps working.
 
 from __future__ import annotations
 
+from typing import get_args
+
 
 class FacegenError(Exception):
     """Base of facegen's user-facing errors; the message names the setting or file and the fix."""
@@ -24,3 +26,11 @@ class BadFileError(FacegenError, ValueError):
 class UnsafeFileError(BadFileError):
     """A file asks to run code or to build objects facegen never builds from data (e.g. a pickle of a
     non-allow-listed class)."""
+
+
+def check_choice(setting: str, value: object, choices: object) -> None:
+    """Raise :class:`ConfigError` naming ``setting`` unless ``value`` is one of the ``Literal`` type ``choices``
+    (the one list of allowed values, which ``--help`` also shows)."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ConfigError(f"{setting} must be one of {', '.join(map(str, allowed))}; got {value!r}")

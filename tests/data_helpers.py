@@ -68,5 +68,21 @@ def write_raw_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
 
 def sample_members(key: str, sample: dict) -> list[tuple[str, bytes]]:
     """Tar members of an encoded ``sample`` under the (possibly hostile) ``key``."""
-    return [(f"{key}.{name}", value.encode() if isinstance(value, str) else value)
-            for name, value in sample.items() if name != "__key__"]  # fmt: skip
+    return [
+        (f"{key}.{name}", value.encode() if isinstance(value, str) else value)
+        for name, value in sample.items()
+        if name != "__key__"
+    ]
+
+
+def face_batch(image, landmarks, mask=None, params=None):
+    """A :class:`FaceBatch` of hand-made tensors: keys ``face0``, ``face1``, ...; a full mask unless given."""
+    import torch
+
+    from facegen.data.batch import FaceBatch
+
+    count = image.shape[0]
+    mask = torch.ones(count, 1, *image.shape[-2:]) if mask is None else mask
+    return FaceBatch(
+        image, landmarks, mask, [f"face{i}" for i in range(count)], [{} for _ in range(count)], params
+    )

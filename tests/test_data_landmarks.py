@@ -5,21 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegen.data.alignment import (
-    apply_affine,
-    crop_template,
-    estimate_similarity,
-    face_mask,
-    invert_affine,
-    warp_crop,
-)
-from facegen.data.landmarks import (
-    MIRROR_PERMUTATION,
-    LandmarkFileError,
-    mirror_landmarks,
-    read_dlib_xml,
-    read_pts,
-)
+from facegen.data.alignment import crop_template, face_mask, warp_crop
+from facegen.data.landmarks import LandmarkFileError, read_dlib_xml, read_pts
+from facegen.geometry.affine import apply_affine, estimate_similarity, invert_affine
+from facegen.geometry.landmarks import MIRROR_PERMUTATION, mirror_landmarks
 from tests.data_helpers import face_photo, template_landmarks, write_pts
 
 

@@ -46,20 +46,41 @@ def read_shards(out: Path) -> dict[str, dict]:
     samples = {}
     for batch in stream:
         for i, key in enumerate(batch["key"]):
-            samples[key] = {"image": batch["image"][i], "landmarks": batch["landmarks"][i], "meta": batch["meta"][i],
-                            "mask": batch["mask"][i]}  # fmt: skip
+            samples[key] = {
+                "image": batch["image"][i],
+                "landmarks": batch["landmarks"][i],
+                "meta": batch["meta"][i],
+                "mask": batch["mask"][i],
+            }
     return samples
 
 
 def test_prepare_from_landmark_files_writes_crops_manifest_and_rejects(photo_folder, tmp_path, capsys):
     folder, truth = photo_folder
     out = tmp_path / "shards"
-    code = main(["prepare", "--input", str(folder), "--out", str(out), "--detector", "files",
-                 "--photos-per-shard", "3", "--progress", "false"])  # fmt: skip
+    code = main(
+        [
+            "prepare",
+            "--input",
+            str(folder),
+            "--out",
+            str(out),
+            "--detector",
+            "files",
+            "--photos-per-shard",
+            "3",
+            "--progress",
+            "false",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary == {"photos": 8, "faces": 5, "shards": 3,
-                       "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1}}  # fmt: skip
+    assert summary == {
+        "photos": 8,
+        "faces": 5,
+        "shards": 3,
+        "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1},
+    }
     manifest = json.loads((out / "manifest.json").read_text())
     reasons = {r["source"]: r["reason"] for r in manifest["rejects"]}
     assert reasons == {
@@ -122,8 +143,9 @@ def test_prepare_reads_a_tar_of_photos_with_worker_processes(photo_folder, tmp_p
             if path.is_file():
                 tar.add(path, arcname=str(path.relative_to(folder)))
     out = tmp_path / "from_tar"
-    manifest = PrepareJob(str(archive), out, "files", crop=CropOptions(size=112, mask="skin"), workers=2,
-                          progress=False).run()  # fmt: skip
+    manifest = PrepareJob(
+        str(archive), out, "files", crop=CropOptions(size=112, mask="skin"), workers=2, progress=False
+    ).run()
     assert manifest["faces"] == 5 and manifest["reject_counts"]["unreadable"] == 1
     assert next(iter(read_shards(out).values()))["image"].shape == (3, 112, 112)
 
@@ -220,11 +242,23 @@ def test_prepare_rejects_bad_crop_options_with_the_flag_name(photo_folder, tmp_p
     assert not (tmp_path / "o").exists()
 
 
-def test_parts_of_a_slurm_array_write_disjoint_shards_and_a_final_run_writes_the_manifest(photo_folder, tmp_path,
-                                                                                         capsys):  # fmt: skip
+def test_parts_of_a_slurm_array_write_disjoint_shards_and_a_final_run_writes_the_manifest(
+    photo_folder, tmp_path, capsys
+):
     folder, _ = photo_folder
-    common = ["prepare", "--input", str(folder), "--detector", "files", "--photos-per-shard", "2", "--size", "32",
-              "--progress", "false"]  # fmt: skip
+    common = [
+        "prepare",
+        "--input",
+        str(folder),
+        "--detector",
+        "files",
+        "--photos-per-shard",
+        "2",
+        "--size",
+        "32",
+        "--progress",
+        "false",
+    ]
     out = tmp_path / "parts"
     for part in ("0/2", "1/2"):
         assert main([*common, "--out", str(out), "--part", part]) == 0

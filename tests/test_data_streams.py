@@ -13,7 +13,7 @@ from facegen.data.streams import ShardStream, expand_shards
 from facegen.data.synth import SynthJob
 from facegen.decoder import CodeLayout, FaceDecoder
 from facegen.morphable.builtin import builtin_model
-from tests.data_helpers import good_sample, write_shard
+from tests.data_helpers import face_batch, good_sample, write_shard
 
 
 @pytest.fixture(scope="module")
@@ -30,29 +30,40 @@ def test_synth_round_trip_through_the_datamodule_reproduces_landmarks_and_pixels
     data = FaceDataModule(val=str(synth_shards), batch_size=8, num_workers=0, image_size=64)
     data.setup("validate")
     batches = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
-    assert [b["image"].shape[0] for b in batches] == [8, 8, 8]
+    assert [len(b) for b in batches] == [8, 8, 8]
     batch = batches[0]
-    assert batch["image"].dtype == torch.float32 and 0 <= batch["image"].min() and batch["image"].max() <= 1
+    assert batch.image.dtype == torch.float32 and 0 <= batch.image.min() and batch.image.max() <= 1
     model = builtin_model()
     decoder = FaceDecoder(model, (64, 64))
     layout = decoder.layout()
-    code = layout.from_dict(batch["params"])
+    code = layout.from_dict(batch.params)
     decoded = decoder(code)
     # the stored landmarks are the projections of the stored code's landmarks
-    assert torch.allclose(decoded.landmarks, batch["landmarks"], atol=1e-3)
+    assert torch.allclose(decoded.landmarks, batch.landmarks, atol=1e-3)
     # and the stored image is the render of the code, up to JPEG error, inside the face mask
     render = decoder.render(decoded, code.light, background=0.0)
-    inside = (batch["mask"] > 0.5) & (render.mask > 0.5)
-    error = (render.image.clamp(0, 1) - batch["image"]).abs().mean(1, keepdim=True)[inside]
+    inside = (batch.mask > 0.5) & (render.mask > 0.5)
+    error = (render.image.clamp(0, 1) - batch.image).abs().mean(1, keepdim=True)[inside]
     assert inside.sum() > 1000 and error.mean() < 0.03
-    assert batch["meta"][0]["model"] == "facegen-builtin" and layout == CodeLayout(
+    assert batch.meta[0]["model"] == "facegen-builtin" and layout == CodeLayout(
         shape=80, expression=16, albedo=80
     )
 
 
 def test_synth_cli_is_deterministic_per_shard_and_resumes(tmp_path, capsys):
-    args = ["synth", "--n", "6", "--samples-per-shard", "3", "--batch-size", "2", "--options.size", "32",
-            "--progress", "false"]  # fmt: skip
+    args = [
+        "synth",
+        "--n",
+        "6",
+        "--samples-per-shard",
+        "3",
+        "--batch-size",
+        "2",
+        "--options.size",
+        "32",
+        "--progress",
+        "false",
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     (tmp_path / "a" / "shard-000001.json").unlink()  # as if interrupted after writing shard 1's tar
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
@@ -95,8 +106,12 @@ def test_train_split_gives_every_rank_the_same_number_of_batches(tmp_path, monke
     for s in range(3):
         write_shard(tmp_path / f"shard-{s:06d}.tar", [good_sample(f"s{s}_{i}", 16) for i in range(7)])
     urls = expand_shards(str(tmp_path))
-    per_rank = _keys_per_rank(lambda: ShardStream(urls, 4, mode="train", batches_per_rank=2, shuffle_buffer=8),
-                              world=2, workers=2, monkeypatch=monkeypatch)  # fmt: skip
+    per_rank = _keys_per_rank(
+        lambda: ShardStream(urls, 4, mode="train", batches_per_rank=2, shuffle_buffer=8),
+        world=2,
+        workers=2,
+        monkeypatch=monkeypatch,
+    )
     assert [len(keys) for keys in per_rank] == [8, 8]
     assert set(per_rank[0]).isdisjoint(per_rank[1])  # one pass over 21 samples, 16 drawn
 
@@ -113,7 +128,7 @@ def test_bad_samples_are_skipped_counted_and_never_crash(tmp_path, caplog):
     data = FaceDataModule(val=str(tmp_path / "shard-000000.tar"), batch_size=2, num_workers=0, image_size=32)
     data.setup("validate")
     batches = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
-    assert [k for b in batches for k in b["key"]] == ["a", "b", "c"]
+    assert [k for b in batches for k in b.key] == ["a", "b", "c"]
     assert data.skipped_samples == 3
     assert "bad_image" in caplog.text and "missing_key" in caplog.text and "bad_landmarks" in caplog.text
 
@@ -134,20 +149,21 @@ def test_augmentation_moves_landmarks_with_the_pixels_and_mirrors_their_order():
     x, y = landmarks[0].round().long().T
     image[0, :, y, x] = 1.0
     image = torch.nn.functional.max_pool2d(image, 3, 1, 1)  # 3x3 dots
-    batch = {"image": image, "landmarks": landmarks, "mask": torch.ones(1, 1, size, size), "params": {}}
+    batch = face_batch(image, landmarks, params={"shape": torch.zeros(1, 3)})
     augment = FaceAugmentation(flip=1.0, rotate=10, scale=0.1, translate=0.05, colour_probability=0.0)
     out = augment(batch, torch.Generator().manual_seed(1))
-    assert "params" not in out
-    moved = out["landmarks"][0]
+    assert out.params is None and batch.params is not None  # ground truth no longer holds; the input is kept
+    moved = out.landmarks[0]
     x, y = moved.round().long().T
-    assert out["image"][0, 0, y.clamp(0, size - 1), x.clamp(0, size - 1)].mean() > 0.5
+    assert out.image[0, 0, y.clamp(0, size - 1), x.clamp(0, size - 1)].mean() > 0.5
     # after the flip, landmark 36 (the subject's right eye corner) is again on the image's left
     assert moved[36, 0] < moved[45, 0]
 
 
 def test_datamodule_renders_synthetic_data_on_first_use(tmp_path):
-    synthetic = SyntheticData(root=str(tmp_path / "synth"), train=12, val=4, samples_per_shard=6,
-                              options=SynthOptions(size=48))  # fmt: skip
+    synthetic = SyntheticData(
+        root=str(tmp_path / "synth"), train=12, val=4, samples_per_shard=6, options=SynthOptions(size=48)
+    )
     data = FaceDataModule(synthetic=synthetic, batch_size=4, num_workers=0, image_size=48)
     data.prepare_data()
     assert (tmp_path / "synth" / "train" / "shard-000001.tar").is_file()
@@ -189,3 +205,34 @@ def test_synth_with_a_missing_face_model_names_the_file(tmp_path, capsys):
         == 2
     )
     assert f"face model file {missing} does not exist" in capsys.readouterr().err
+
+
+def test_the_data_follow_the_task_and_refuse_settings_that_contradict_it(tmp_path):
+    from facegen.data import CropOptions
+    from facegen.data.batch import InputSpec
+
+    spec = InputSpec(image_size=48, face_model="builtin", fov=20.0, fill=0.5)
+    data = FaceDataModule(synthetic=SyntheticData(root=str(tmp_path), train=4, val=0), num_workers=0)
+    data.follow_task(spec)
+    assert data.image_size == 48 and (data.crop.size, data.crop.fill) == (48, 0.5)
+    job = data._synth_job("train", 4, 0)
+    assert (job.model, job.options.size, job.fov, job.fill) == ("builtin", 48, 20.0, 0.5)
+    assert job.signature()["framing"] == {
+        "fov": 20.0,
+        "fill": 0.5,
+    }  # shards of another framing are not reused
+
+    contradictions = {
+        "data.image_size 64 differs from the model's image size 48": dict(image_size=64),
+        "data.crop size 224 and fill 0.55 differ from the model's 48 and 0.5": dict(
+            crop=CropOptions(mask="skin")
+        ),
+        "data.synthetic.model 'other.npz' differs": dict(synthetic=SyntheticData(model="other.npz")),
+        "data.synthetic.options.size 96 differs": dict(
+            synthetic=SyntheticData(options=SynthOptions(size=96))
+        ),
+    }
+    for message, settings in contradictions.items():
+        with pytest.raises(ValueError, match=message):
+            FaceDataModule(**settings).follow_task(spec)
+    FaceDataModule(image_size=48, crop=CropOptions(size=48, fill=0.5)).follow_task(spec)  # agreeing is fine

@@ -15,11 +15,13 @@ import torch
 import yaml
 
 from facegen.cli import main
+from facegen.data.batch import FaceBatch
 from facegen.decoder import CodeLayout
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
 from facegen.tasks import LossWeights, MoFA, RefineOptions
 from tests.conftest import ROOT
+from tests.data_helpers import face_batch
 
 SIZE = 48
 
@@ -28,9 +30,8 @@ def tiny_mofa(**kwargs) -> MoFA:
     return MoFA(image_size=SIZE, depths=(1, 1), width=8, **kwargs)
 
 
-def random_batch(batch: int = 3) -> dict:
-    return {"image": torch.rand(batch, 3, SIZE, SIZE), "mask": torch.ones(batch, 1, SIZE, SIZE),
-            "landmarks": torch.rand(batch, 68, 2) * (SIZE - 1)}  # fmt: skip
+def random_batch(batch: int = 3) -> FaceBatch:
+    return face_batch(torch.rand(batch, 3, SIZE, SIZE), torch.rand(batch, 68, 2) * (SIZE - 1))
 
 
 def test_code_layout_follows_the_face_model(ict_facegen_npz):
@@ -55,7 +56,7 @@ def test_untrained_encoder_outputs_the_mean_face_frontal_and_ambient_light():
 @pytest.mark.parametrize("photometric", ["points", "raster"])
 def test_every_loss_term_is_finite_and_reaches_the_encoder(photometric):
     model = tiny_mofa(photometric=photometric)
-    terms = model.loss_terms(random_batch(), model(random_batch()["image"]))
+    terms = model.loss_terms(random_batch(), model(random_batch().image))
     assert {"photometric", "landmark", "shape", "expression", "albedo", "light"} <= set(terms)
     head = model.encoder.head
     for name in ("photometric", "landmark"):
@@ -66,7 +67,7 @@ def test_every_loss_term_is_finite_and_reaches_the_encoder(photometric):
 
 def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
     model = tiny_mofa(face_model=str(ict_facegen_npz), albedo_rank=4)
-    terms = model.loss_terms(random_batch(2), model(random_batch(2)["image"]))
+    terms = model.loss_terms(random_batch(2), model(random_batch(2).image))
     assert terms["albedo_smoothness"] > 0
     grad = torch.autograd.grad(terms["albedo_smoothness"], model.decoder.albedo.basis)[0]
     assert grad.abs().sum() > 0
@@ -74,7 +75,7 @@ def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
 
 def test_refinement_uses_its_own_loss_weights_when_given():
     model, batch = tiny_mofa(), random_batch()
-    code = model(batch["image"])
+    code = model(batch.image)
     weights = LossWeights(landmark=2e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
     _, history = model.refined(batch, code, RefineOptions(steps=1, weights=weights))
     _, default = model.refined(batch, code, RefineOptions(steps=1))
@@ -94,7 +95,7 @@ def test_refinement_uses_its_own_loss_weights_when_given():
 
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():
     batch = random_batch()
-    batch["landmarks"][0, 0, 0] = float("nan")
+    batch.landmarks[0, 0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match="step 0: loss term 'landmark' is nan"):
         tiny_mofa().training_step(batch, 0)
     assert tiny_mofa(on_nonfinite="skip").training_step(batch, 0) is None
@@ -112,16 +113,29 @@ def test_vertex_error_ignores_rigid_motion():
 # ----------------------------------------------------------------------------- the CLI
 def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     config = yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text())
-    settings = dict(max_steps=4, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
-                    default_root_dir=str(folder), accelerator="cpu")  # fmt: skip
+    settings = dict(
+        max_steps=4,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(folder),
+        accelerator="cpu",
+    )
     config["trainer"].update({**settings, **trainer})
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(folder / "runs")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(folder / "checkpoints")
     config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
     config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
     config["model"]["init_args"]["refine"]["steps"] = 40
     data = config["data"]["init_args"]
-    data.update(train=str(shards / "train"), val=str(shards / "val"), synthetic=None, batch_size=4, num_workers=0,
-                image_size=SIZE)  # fmt: skip
+    data.update(
+        train=str(shards / "train"),
+        val=str(shards / "val"),
+        synthetic=None,
+        batch_size=4,
+        num_workers=0,
+        image_size=SIZE,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "mofa.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -137,8 +151,16 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(tmp_
     main(["fit", "--config", str(tiny_config(tmp_path, tiny_shards))])
     rows = metrics(tmp_path)
     logged = set().union(*rows)
-    assert {"train/photometric", "train/landmark", "train/shape", "train/light", "val/vertex_error_mm",
-            "val/vertex_error_mean_face", "val/landmark_nme", "val/photometric_error"} <= logged  # fmt: skip
+    assert {
+        "train/photometric",
+        "train/landmark",
+        "train/shape",
+        "train/light",
+        "val/vertex_error_mm",
+        "val/vertex_error_mean_face",
+        "val/landmark_nme",
+        "val/photometric_error",
+    } <= logged
     assert all(math.isfinite(v) for row in rows for v in row.values())
     validations = [r for r in rows if "val/refined_landmark_error_px" in r]
     assert len(validations) == 2  # encoder + refinement on the first validation batch, beside the encoder
@@ -158,15 +180,20 @@ def test_mofa_configs_parse_with_their_defaults(capsys, name):
 def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz):
     """configs/mofa_ict.yaml with the shared ICT model: synthetic ICT shards are rendered, then it trains."""
     config = yaml.safe_load((ROOT / "configs" / "mofa_ict.yaml").read_text())
-    config["trainer"].update(max_steps=2, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
-                             default_root_dir=str(tmp_path), accelerator="cpu")  # fmt: skip
+    config["trainer"].update(
+        max_steps=2,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
     config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
     config["model"]["init_args"].update(face_model=str(ict_facegen_npz), image_size=SIZE, depths=[1], width=8)
     data = config["data"]["init_args"]
-    data["synthetic"].update(root=str(tmp_path / "synth"), model=str(ict_facegen_npz), train=8, val=4,
-                             options={"size": SIZE})  # fmt: skip
-    data.update(batch_size=4, num_workers=0, image_size=SIZE)
+    data["synthetic"].update(root=str(tmp_path / "synth"), train=8, val=4)  # model and size follow the model
+    data.update(batch_size=4, num_workers=0)
     path = tmp_path / "ict.yaml"
     path.write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(path)])
@@ -177,8 +204,10 @@ def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz)
 
 
 def test_resumed_run_reproduces_the_uninterrupted_losses_exactly(tmp_path, tiny_shards):
-    checkpoint = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                  "init_args": {"every_n_train_steps": 3, "save_top_k": -1, "filename": "{step}"}}  # fmt: skip
+    checkpoint = {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"every_n_train_steps": 3, "save_top_k": -1, "filename": "{step}"},
+    }
 
     def config(folder: Path) -> Path:
         path = tiny_config(folder, tiny_shards, max_steps=6)

@@ -22,7 +22,7 @@ from facegen.morphable.registry import load_face_model
 from facegen.tasks import MoFA, RefineOptions, refine_code
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
-from tests.data_helpers import write_pts
+from tests.data_helpers import face_batch, write_pts
 
 SIZE = 64
 #: crop -> photo similarity of the synthetic photos: scale and offset in photo pixels.
@@ -35,17 +35,17 @@ def synthetic_faces(model: MoFA, count: int, seed: int):
     with torch.no_grad():
         decoded = model.decoder(true)
         rendered = model.decoder.render(decoded, true.light, background=0.35)
-    return true, {"image": rendered.image, "mask": rendered.mask.float(), "landmarks": decoded.landmarks}
+    return true, face_batch(rendered.image, decoded.landmarks, rendered.mask.float())
 
 
 def test_refinement_without_a_trained_encoder_fits_landmarks_within_2px_at_224():
     torch.manual_seed(0)
     model = MoFA(image_size=224, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 2, seed=3)
-    start = model(batch["image"])
+    start = model(batch.image)
     refined, history = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=200, lr=0.02))
-    before, _ = landmark_error(model.decoder(start).landmarks, batch["landmarks"])
-    after, _ = landmark_error(model.decoder(refined).landmarks, batch["landmarks"])
+    before, _ = landmark_error(model.decoder(start).landmarks, batch.landmarks)
+    after, _ = landmark_error(model.decoder(refined).landmarks, batch.landmarks)
     assert history[-1] < 0.1 * history[0]
     assert before.min() > 5 and after.max() < 2.0, (before, after)
 
@@ -53,7 +53,7 @@ def test_refinement_without_a_trained_encoder_fits_landmarks_within_2px_at_224()
 def test_refinement_only_moves_the_free_parts():
     model = MoFA(image_size=SIZE, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 1, seed=1)
-    start = model(batch["image"])
+    start = model(batch.image)
     refined, _ = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=3, parts=("rotation",)))
     assert not torch.equal(refined.rotation, start.rotation)
     assert torch.equal(refined.shape, start.shape) and torch.equal(refined.light, start.light)
@@ -70,8 +70,15 @@ def test_unwrap_recovers_a_known_texture_on_visible_texels():
     decoded = mofa.decoder(code)
     u, v = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="xy")
     texture = torch.stack([u, v, 0.5 + 0.4 * torch.sin(6 * u)], 0).unsqueeze(0)  # smooth, known
-    image = mofa.decoder.renderer(decoded.vertices, model.faces, decoded.K, texture=texture,
-                                  uv_coords=model.uv_coords, uv_faces=model.uv_faces, background=0.0).image  # fmt: skip
+    image = mofa.decoder.renderer(
+        decoded.vertices,
+        model.faces,
+        decoded.K,
+        texture=texture,
+        uv_coords=model.uv_coords,
+        uv_faces=model.uv_faces,
+        background=0.0,
+    ).image
     unwrapped = unwrap_photo(layout, image, decoded.vertices, decoded.normals, decoded.K, (192, 192))
     seen = unwrapped.visibility[0, 0] > 0.3
     assert seen.float().mean() > 0.2
@@ -89,10 +96,10 @@ def synthetic_photos(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     matrix = np.array([[PHOTO_SCALE, 0, PHOTO_OFFSET[0]], [0, PHOTO_SCALE, PHOTO_OFFSET[1]]])
     truth = {}
     for i in range(2):
-        crop = (batch["image"][i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        crop = (batch.image[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         photo = cv2.warpAffine(crop, matrix, PHOTO_SIZE, flags=cv2.INTER_CUBIC, borderValue=(90, 90, 90))
         Image.fromarray(photo).save(folder / f"face{i}.png")
-        truth[f"face{i}"] = batch["landmarks"][i].numpy() * PHOTO_SCALE + np.asarray(PHOTO_OFFSET)
+        truth[f"face{i}"] = batch.landmarks[i].numpy() * PHOTO_SCALE + np.asarray(PHOTO_OFFSET)
         write_pts(folder / f"face{i}.pts", truth[f"face{i}"])
     Image.fromarray(np.full((50, 60, 3), 128, np.uint8)).save(folder / "no_landmarks.png")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
@@ -101,15 +108,32 @@ def synthetic_photos(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
 
 def predict_config(folder: Path, photos: Path, refine_steps: int) -> Path:
     config = {
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                    "default_root_dir": str(folder)},
-        "model": {"class_path": "facegen.tasks.MoFA",
-                  "init_args": {"image_size": SIZE, "depths": [1], "width": 8,
-                                "refine": {"steps": refine_steps, "lr": 0.03}}},
-        "data": {"class_path": "facegen.data.FaceDataModule",
-                 "init_args": {"predict_dir": str(photos), "predict_detector": "files", "batch_size": 4,
-                               "num_workers": 0, "image_size": SIZE}},
-    }  # fmt: skip
+        "trainer": {
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(folder),
+        },
+        "model": {
+            "class_path": "facegen.tasks.MoFA",
+            "init_args": {
+                "image_size": SIZE,
+                "depths": [1],
+                "width": 8,
+                "refine": {"steps": refine_steps, "lr": 0.03},
+            },
+        },
+        "data": {
+            "class_path": "facegen.data.FaceDataModule",
+            "init_args": {
+                "predict_dir": str(photos),
+                "predict_detector": "files",
+                "batch_size": 4,
+                "num_workers": 0,
+                "image_size": SIZE,
+            },
+        },
+    }
     path = folder / "predict.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -118,8 +142,15 @@ def predict_config(folder: Path, photos: Path, refine_steps: int) -> Path:
 def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_path, synthetic_photos):
     photos, truth = synthetic_photos
     out = tmp_path / "out"
-    args = ["predict", "--config", str(predict_config(tmp_path, photos, 60)), "--out", str(out),
-            "--texture_size", "64"]  # fmt: skip
+    args = [
+        "predict",
+        "--config",
+        str(predict_config(tmp_path, photos, 60)),
+        "--out",
+        str(out),
+        "--texture_size",
+        "64",
+    ]
     main(args)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["faces_written"] == 2 and summary["photos_rejected"] == 2
@@ -173,8 +204,15 @@ def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
     SynthJob(
         "builtin", shards / "train", 8, samples_per_shard=8, options=SynthOptions(size=48), progress=False
     ).run()
-    SynthJob("builtin", shards / "val", 4, samples_per_shard=4, seed=1, options=SynthOptions(size=48),
-             progress=False).run()  # fmt: skip
+    SynthJob(
+        "builtin",
+        shards / "val",
+        4,
+        samples_per_shard=4,
+        seed=1,
+        options=SynthOptions(size=48),
+        progress=False,
+    ).run()
     main(["fit", "--config", str(tiny_config(tmp_path / "fit", shards, max_steps=2))])
     (checkpoint,) = (tmp_path / "fit").rglob("last.ckpt")
     config = yaml.safe_load(predict_config(tmp_path, photos, 0).read_text())
@@ -182,8 +220,19 @@ def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
     config["data"]["init_args"]["image_size"] = 48
     (tmp_path / "predict.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
-    main(["predict", "--config", str(tmp_path / "predict.yaml"), "--ckpt_path", str(checkpoint), "--out", str(out),
-          "--texture_size", "32"])  # fmt: skip
+    main(
+        [
+            "predict",
+            "--config",
+            str(tmp_path / "predict.yaml"),
+            "--ckpt_path",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--texture_size",
+            "32",
+        ]
+    )
     code = json.loads((out / "face0_f0" / "code.json").read_text())
     # the predict config's refine.steps 0 applies, not the training config's (refine stays out of checkpoints)
     assert "refinement" not in code and all(math.isfinite(v) for v in code["pose_degrees"].values())
@@ -209,12 +258,22 @@ def test_predict_on_the_shared_photos(tmp_path, assets):
         assert (landmarks >= -50).all() and (landmarks[:, 0] <= photo.size[0] + 50).all()
 
 
-def test_outputs_choose_the_files_and_done_faces_are_skipped_before_any_computation(tmp_path, synthetic_photos,
-                                                                                   monkeypatch):  # fmt: skip
+def test_outputs_choose_the_files_and_done_faces_are_skipped_before_any_computation(
+    tmp_path, synthetic_photos, monkeypatch
+):
     photos, _ = synthetic_photos
     out = tmp_path / "out"
-    args = ["predict", "--config", str(predict_config(tmp_path, photos, 0)), "--out", str(out), "--texture_size",
-            "32", "--outputs", "[mesh, code]"]  # fmt: skip
+    args = [
+        "predict",
+        "--config",
+        str(predict_config(tmp_path, photos, 0)),
+        "--out",
+        str(out),
+        "--texture_size",
+        "32",
+        "--outputs",
+        "[mesh, code]",
+    ]
     assert main(args) == 0
     files = {p.name for p in (out / "face0_f0").iterdir()}
     assert files == {"reflectance.obj", "shaded.obj", "code.npz", "code.json"}

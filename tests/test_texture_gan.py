@@ -3,6 +3,8 @@ of synthetic faces, the TextureGAN training step, latent fitting, and the CLI.""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -25,8 +27,11 @@ def test_generator_blocks_shapes_and_gradients():
     image = generator.synthesis(ws.detach().requires_grad_())
     assert image.shape == (3, 3, 32, 32) and image.isfinite().all()
     image.square().mean().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in generator.named_parameters()
-               if "mapping" not in n and "noise_strength" not in n)  # fmt: skip
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0
+        for n, p in generator.named_parameters()
+        if "mapping" not in n and "noise_strength" not in n
+    )
     same = generator.synthesis(ws, noise_mode="none")
     assert torch.equal(same, generator.synthesis(ws, noise_mode="none"))
 
@@ -51,23 +56,48 @@ def test_truncation_pulls_w_to_the_tracked_mean():
     assert (half - mapping.w_avg).norm(dim=1).mean() < (full - mapping.w_avg).norm(dim=1).mean()
 
 
-def test_discriminator_scores_and_regularisers():
+def test_discriminator_scores_and_its_gradients_flow():
     discriminator = Discriminator(16, 4, **SMALL)
     real = torch.randn(4, 4, 16, 16, requires_grad=True)
     logits = discriminator(real)
     assert logits.shape == (4,)
-    penalty = r1_penalty(logits, real)
-    assert penalty > 0
-    penalty.backward()
-    assert discriminator.from_rgb.weight.grad.abs().sum() > 0
-    fake = torch.randn(4)
-    assert discriminator_loss(logits.detach(), fake) > 0 and generator_loss(fake) > 0
+    r1_penalty(logits, real).backward()
+    assert discriminator.from_rgb.weight.grad.abs().sum() > 0  # R1 trains D (create_graph)
 
+
+def test_r1_is_the_squared_gradient_norm_at_the_real_inputs():
+    weight = torch.randn(3, 5, 5, requires_grad=True)
+    real = torch.randn(4, 3, 5, 5, requires_grad=True)
+    logits = (
+        (real * weight).flatten(1).sum(1)
+    )  # a linear D: its input gradient is the weight for every sample
+    penalty = r1_penalty(logits, real)
+    assert torch.allclose(penalty, weight.pow(2).sum())
+    penalty.backward()
+    assert torch.allclose(weight.grad, 2 * weight)
+
+
+def test_logistic_losses_match_their_values_and_push_the_right_way():
+    zero = torch.zeros(4)
+    assert torch.allclose(discriminator_loss(zero, zero), torch.tensor(2 * math.log(2)))
+    assert torch.allclose(generator_loss(zero), torch.tensor(math.log(2)))
+    confident = discriminator_loss(torch.full((4,), 10.0), torch.full((4,), -10.0))
+    assert confident < 1e-3 and generator_loss(torch.full((4,), -10.0)) > 9.9
+    fake = torch.zeros(4, requires_grad=True)
+    generator_loss(fake).backward()
+    assert (fake.grad < 0).all()  # the generator raises D's scores of its samples
+
+
+def test_path_length_penalty_measures_the_spread_around_the_running_mean():
     generator = tiny_generator()
     ws = generator.ws(torch.randn(4, 16)).detach().requires_grad_()
-    penalty, mean_length = path_length_penalty(generator.synthesis(ws), ws, torch.zeros(()))
-    assert penalty > 0 and mean_length > 0
-    penalty.backward()
+    images = generator.synthesis(ws)
+    torch.manual_seed(1)
+    from_zero, mean_length = path_length_penalty(images, ws, torch.zeros(()))
+    torch.manual_seed(1)
+    from_mean, _ = path_length_penalty(images, ws, mean_length)
+    assert torch.allclose(from_zero, from_mean + mean_length**2, rtol=1e-4)  # E[l^2] = Var[l] + E[l]^2
+    from_mean.backward()
     assert generator.const.grad.abs().sum() > 0
 
 
@@ -101,7 +131,7 @@ def test_kid_is_zero_for_one_distribution_and_grows_with_a_shift():
 # ----------------------------------------------------------------------------- the LightningModule and the CLI
 @pytest.fixture(scope="module")
 def mofa_setup(tmp_path_factory):
-    """A tiny MoFA config and synthetic shards (48 px); the texture model trains the MoFA from it when needed."""
+    """A tiny MoFA config and synthetic shards (48 px)."""
     from tests.test_mofa import tiny_config
 
     root = tmp_path_factory.mktemp("texture")
@@ -115,12 +145,19 @@ def mofa_setup(tmp_path_factory):
     return root, config
 
 
-def texture_model(checkpoint, config=None, **kwargs):
-    from facegen.tasks.texture_gan import MoFASource, TextureGAN
+def texture_model(checkpoint, **kwargs):
+    from facegen.tasks import MoFASource, TextureGAN
 
-    settings = dict(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32,
-                    metric_samples=8)  # fmt: skip
-    return TextureGAN(mofa=MoFASource(str(checkpoint), config and str(config)), **{**settings, **kwargs})
+    settings = dict(
+        resolution=16,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        channel_base=256,
+        channel_max=32,
+        metric_samples=8,
+    )
+    return TextureGAN(mofa=MoFASource(str(checkpoint)), **{**settings, **kwargs})
 
 
 def shard_batch(root, size=48, count=4):
@@ -132,12 +169,13 @@ def shard_batch(root, size=48, count=4):
 
 
 @pytest.fixture(scope="module")
-def mofa_checkpoint(mofa_setup, tmp_path_factory):
-    """Produced by the texture model itself from the MoFA config (the 'trained first when missing' path)."""
+def mofa_checkpoint(mofa_setup):
+    """The last checkpoint of a tiny ``facegen fit`` of the MoFA config."""
+    from facegen.cli import main
+
     root, config = mofa_setup
-    checkpoint = tmp_path_factory.mktemp("models") / "mofa.ckpt"
-    texture_model(checkpoint, config)
-    assert checkpoint.is_file()
+    main(["fit", "--config", str(config)])
+    (checkpoint,) = (root / "mofa" / "checkpoints").glob("last.ckpt")
     return checkpoint
 
 
@@ -154,8 +192,14 @@ def test_one_training_iteration_updates_generator_discriminator_and_ema(mofa_set
     ema_before = [p.clone() for p in model.generator_ema.parameters()]
     mofa_before = [p.clone() for p in model.mofa.parameters()]
     data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
-    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
     trainer.fit(model, data)
     changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"generator", "discriminator"} <= changed and "mofa" not in changed
@@ -178,13 +222,14 @@ def test_real_uv_textures_are_delit_partial_and_masked(mofa_checkpoint, mofa_set
 
 
 def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_setup):
-    from facegen.tasks.texture_gan import LatentFit, fit_latent
+    from facegen.tasks.latent_fit import LatentFit, fit_latent
 
     root, _ = mofa_setup
     torch.manual_seed(0)
     model = texture_model(mofa_checkpoint).eval()
     condition = model.condition(shard_batch(root, count=2))
-    texture, history, metrics = fit_latent(model, condition, LatentFit(w_steps=15, wplus_steps=15, lr=0.1))
+    fit = LatentFit(w_steps=15, wplus_steps=15, lr=0.1)
+    texture, history, metrics = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
     assert texture.shape == (2, 3, 16, 16) and 0 <= texture.min() and texture.max() <= 1
     assert history[-1] < 0.8 * history[0]
     assert set(metrics) == {"psnr", "ssim", "l1"} and metrics["psnr"].shape == (2,)
@@ -193,7 +238,7 @@ def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_se
 def test_a_checkpoint_of_another_face_model_is_rejected(mofa_checkpoint, ict_facegen_npz):
     with pytest.raises(ValueError, match="does not match the face model"):
         texture_model(mofa_checkpoint, face_model=str(ict_facegen_npz))
-    with pytest.raises(FileNotFoundError, match="train MoFA first"):
+    with pytest.raises(ValueError, match="train MoFA first.*make demo"):
         texture_model(mofa_checkpoint.parent / "missing.ckpt")
 
 
@@ -208,14 +253,34 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
 
     root, _ = mofa_setup
     config = yaml.safe_load((ROOT / "configs" / "texture_gan.yaml").read_text())
-    config["trainer"].update(max_steps=6, val_check_interval=2, log_every_n_steps=1, enable_progress_bar=False,
-                             default_root_dir=str(tmp_path), accelerator="cpu")  # fmt: skip
+    config["trainer"].update(
+        max_steps=6,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path),
+        accelerator="cpu",
+    )
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
-    config["model"]["init_args"].update(mofa={"checkpoint": str(mofa_checkpoint)}, resolution=16, z_dim=16, w_dim=16,
-                                        mapping_layers=2, channel_base=256, channel_max=32, metric_samples=8,
-                                        latent_fit={"w_steps": 3, "wplus_steps": 3})  # fmt: skip
-    config["data"]["init_args"].update(synthetic=None, train=str(root / "train"), val=str(root / "val"), batch_size=4,
-                                       num_workers=0, image_size=48)  # fmt: skip
+    config["model"]["init_args"].update(
+        mofa={"checkpoint": str(mofa_checkpoint)},
+        resolution=16,
+        z_dim=16,
+        w_dim=16,
+        mapping_layers=2,
+        channel_base=256,
+        channel_max=32,
+        metric_samples=8,
+        latent_fit={"w_steps": 3, "wplus_steps": 3},
+    )
+    config["data"]["init_args"].update(
+        synthetic=None,
+        train=str(root / "train"),
+        val=str(root / "val"),
+        batch_size=4,
+        num_workers=0,
+        image_size=48,
+    )
     path = tmp_path / "texture.yaml"
     path.write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(path)])
@@ -226,8 +291,21 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     (checkpoint,) = tmp_path.rglob("last.ckpt")
 
     generated = tmp_path / "generated"
-    main(["predict", "--config", str(path), "--config", str(ROOT / "configs" / "texture_generate.yaml"),
-          "--data.init_args.seeds", "0-2", "--ckpt_path", str(checkpoint), "--out", str(generated)])  # fmt: skip
+    main(
+        [
+            "predict",
+            "--config",
+            str(path),
+            "--config",
+            str(ROOT / "configs" / "texture_generate.yaml"),
+            "--data.init_args.seeds",
+            "0-2",
+            "--ckpt_path",
+            str(checkpoint),
+            "--out",
+            str(generated),
+        ]
+    )
     folders = sorted(p for p in generated.iterdir() if p.is_dir())
     assert [p.name for p in folders] == ["seed_000000", "seed_000001", "seed_000002"]
     mesh = read_obj(folders[0] / "textured.obj")
@@ -236,8 +314,19 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     assert json.loads((folders[0] / "generated.json").read_text())["truncation"] == 0.7
 
     reconstructed = tmp_path / "reconstructed"
-    main(["predict", "--config", str(path), "--data.init_args.predict", str(root / "val"), "--ckpt_path",
-          str(checkpoint), "--out", str(reconstructed)])  # fmt: skip
+    main(
+        [
+            "predict",
+            "--config",
+            str(path),
+            "--data.init_args.predict",
+            str(root / "val"),
+            "--ckpt_path",
+            str(checkpoint),
+            "--out",
+            str(reconstructed),
+        ]
+    )
     summary = json.loads((reconstructed / "summary.json").read_text())
     assert len(summary["written"]) == 8
     fit = json.loads((reconstructed / summary["written"][0] / "fit.json").read_text())
@@ -254,15 +343,36 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
     from facegen.cli import main
 
     config = {
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "default_root_dir": str(tmp_path)},
-        "model": {"class_path": "facegen.tasks.TextureGAN",
-                  "init_args": {"mofa": {"checkpoint": str(mofa_checkpoint)}, "resolution": 16, "z_dim": 16, "w_dim": 16,
-                                "mapping_layers": 2, "channel_base": 256, "channel_max": 32,
-                                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"steps": 3}}}},
-        "data": {"class_path": "facegen.data.FaceDataModule",
-                 "init_args": {"predict_dir": str(assets / "photos" / "annotated"), "predict_detector": "files",
-                               "batch_size": 2, "num_workers": 0, "image_size": 48}},
-    }  # fmt: skip
+        "trainer": {
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(tmp_path),
+        },
+        "model": {
+            "class_path": "facegen.tasks.TextureGAN",
+            "init_args": {
+                "mofa": {"checkpoint": str(mofa_checkpoint)},
+                "resolution": 16,
+                "z_dim": 16,
+                "w_dim": 16,
+                "mapping_layers": 2,
+                "channel_base": 256,
+                "channel_max": 32,
+                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"steps": 3}},
+            },
+        },
+        "data": {
+            "class_path": "facegen.data.FaceDataModule",
+            "init_args": {
+                "predict_dir": str(assets / "photos" / "annotated"),
+                "predict_detector": "files",
+                "batch_size": 2,
+                "num_workers": 0,
+                "image_size": 48,
+            },
+        },
+    }
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     main(["predict", "--config", str(path), "--out", str(tmp_path / "out"), "--texture_size", "32"])
@@ -296,14 +406,20 @@ def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mof
     with torch.no_grad():
         model.discriminator.out.bias.fill_(float("nan"))
     data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
-    trainer = L.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, limit_val_batches=0)  # fmt: skip
-    with pytest.raises(FloatingPointError, match="step 0: d_loss is nan"):
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+    )
+    with pytest.raises(FloatingPointError, match="step 0: loss term 'd_loss' is nan"):
         trainer.fit(model, data)
 
 
 def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setup, mofa_checkpoint):
-    from facegen.tasks.texture_gan import LatentFit, fit_latent
+    from facegen.tasks.latent_fit import LatentFit, fit_latent
 
     network = torch.jit.script(
         torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2), torch.nn.ReLU(), torch.nn.Flatten())
@@ -315,7 +431,7 @@ def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setu
     fit = LatentFit(
         w_steps=4, wplus_steps=0, lr=0.1, perceptual=str(tmp_path / "features.pt"), perceptual_weight=1e-4
     )
-    _, history, _ = fit_latent(model, condition, fit)
+    _, history, _ = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
     assert len(history) == 4 and history[-1] < history[0]
 
 

@@ -1,6 +1,8 @@
-"""Lightning callbacks: reconstruction pictures and code histograms, and the prediction writer."""
+"""Lightning callbacks: reconstruction pictures and code histograms, and the prediction writers (which read only the
+typed predictions of :mod:`facegen.predictions`)."""
 
 from facegen.callbacks.face_exporter import FaceExporter
 from facegen.callbacks.image_logger import FaceImageLogger
+from facegen.callbacks.texture_exporter import TextureExporter
 
-__all__ = ["FaceExporter", "FaceImageLogger"]
+__all__ = ["FaceExporter", "FaceImageLogger", "TextureExporter"]

@@ -16,12 +16,15 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
 from facegen.export.face_files import DONE_FILE, FaceResult, write_face
 from facegen.export.files import child_folder, write_text_atomic
 from facegen.export.outputs import OUTPUTS, Output
+from facegen.morphable.model import MorphableModel
+from facegen.predictions import Reconstruction
 from facegen.texture.uv import UVLayout
 
 
@@ -34,26 +37,44 @@ class FaceExporter(BasePredictionWriter):
     ``overwrite``) and repeated keys are dropped from the batch then, so they are not encoded, fitted or written
     again. Files are written by a background thread while the next batch computes (at most ``queue`` faces wait).
 
+    It reads only :class:`~facegen.predictions.Reconstruction` predictions and the face model it is given.
+
     Args:
         out: output folder.
+        face_model: the face model of the predictions (triangles, UV layout, expression names).
         overwrite: rewrite faces whose folder is already complete; otherwise they are skipped and counted.
         texture_size: side of the UV textures in texels.
         outputs: what to write per face (:data:`facegen.export.outputs.OUTPUTS`); ``code.json`` always.
         queue: faces computed ahead of the writer thread (bounds memory).
     """
 
-    def __init__(self, out: str, overwrite: bool = False, texture_size: int = 512,
-                 outputs: Sequence[Output] = OUTPUTS, queue: int = 16) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: str,
+        face_model: MorphableModel,
+        overwrite: bool = False,
+        texture_size: int = 512,
+        outputs: Sequence[Output] = OUTPUTS,
+        queue: int = 16,
+    ) -> None:
         super().__init__(write_interval="batch")
         unknown = sorted(set(outputs) - set(OUTPUTS))
         if unknown:
             raise ConfigError(f"--outputs: unknown {unknown}; choose from {', '.join(OUTPUTS)}")
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
         self.outputs, self.queue = frozenset(outputs), queue
+        model = face_model
+        self.faces = model.faces.cpu().numpy()
+        self.expression_names = model.expression_names
         self.layout: UVLayout | None = None
         self.symmetric = False
-        self.faces: np.ndarray | None = None  # (F, 3) and the UV layout as numpy, set when prediction starts
         self.uv: tuple[np.ndarray, np.ndarray] | None = None
+        if model.has_uv:
+            self.uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
+            self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, texture_size)
+            self.symmetric = self.layout.is_symmetric(model.mean)
+        elif {"texture", "albedo"} & self.outputs:
+            rank_zero_warn(f"face model {model.name!r} has no UV layout: textured .obj files are not written")
         self._reset()
 
     def _reset(self) -> None:
@@ -64,27 +85,21 @@ class FaceExporter(BasePredictionWriter):
         self.names = OutputNames()
         self._batch_names: list[str] = []
         self._pending: deque[tuple[str, str, Future]] = deque()
+        self._refinement_steps = 0
         self._started = time.perf_counter()
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._reset()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="facegen-writer")
         self.out.mkdir(parents=True, exist_ok=True)
-        model = pl_module.decoder.model
-        self.faces = model.faces.cpu().numpy()
-        self.uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy()) if model.has_uv else None
-        if model.has_uv:
-            self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, self.texture_size)
-            self.layout.to(pl_module.device)
-            self.symmetric = self.layout.is_symmetric(model.mean.to(pl_module.device))
-        elif {"texture", "albedo"} & self.outputs:
-            rank_zero_warn(f"face model {model.name!r} has no UV layout: textured .obj files are not written")
 
-    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_predict_batch_start(
+        self, trainer, pl_module, batch: FaceBatch, batch_idx, dataloader_idx=0
+    ) -> None:
         """Name each face's folder; drop faces already complete (unless overwriting) and repeated keys from
         ``batch`` (in place), before anything is computed for them."""
         keep, self._batch_names = [], []
-        for i, key in enumerate(batch["key"]):
+        for i, key in enumerate(batch.key):
             name = self.names.name(key)
             if name is None:
                 self.failed.append(
@@ -96,40 +111,59 @@ class FaceExporter(BasePredictionWriter):
             else:
                 keep.append(i)
                 self._batch_names.append(name)
-        if len(keep) < len(batch["key"]):
-            _select_faces(batch, keep)
+        batch.keep_only(keep)
 
     def write_on_batch_end(
-        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+        self,
+        trainer,
+        pl_module,
+        prediction: Reconstruction,
+        batch_indices,
+        batch,
+        batch_idx,
+        dataloader_idx=0,
     ):
-        self.rejected += [{"photo": p, "reason": r, "detail": d} for p, r, d in batch.get("rejects", [])]
-        decoder = pl_module.decoder
-        code, decoded = prediction["code"], prediction["decoded"]
-        if code.batch_size == 0:
+        self.write(prediction)
+
+    def write(self, prediction: Reconstruction) -> None:
+        """Queue every face of ``prediction`` for writing (its folder named by :meth:`on_predict_batch_start`)."""
+        batch = prediction.batch
+        self.rejected += [reject._asdict() for reject in batch.rejects]
+        self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
+        if len(batch) == 0:
             return
-        geometry = decoder.model(shape=code.shape, expression=code.expression).vertices
-        rotation, translation = decoder.camera_pose(code)
-        shaded = decoder.vertex_colours(decoded, code.light)
-        render = decoder.render(decoded, code.light, background=0.0)
-        expression_names = decoder.model.expression_names
-        photo_paths = batch.get("photo_path") or [None] * len(batch["key"])
-        for i, (key, name) in enumerate(zip(batch["key"], self._batch_names, strict=True)):
-            meta = {**(batch["meta"][i] if "meta" in batch else {}), "photo_path": photo_paths[i]}
+        if self.layout is not None:
+            self.layout.to(batch.image.device)
+        code, decoded, render = prediction.code, prediction.decoded, prediction.render
+        photo_paths = batch.photo_path or [None] * len(batch)
+        for i, (key, name) in enumerate(zip(batch.key, self._batch_names, strict=True)):
             one = slice(i, i + 1)
             face = FaceResult(
-                key=key, code={k: v[one] for k, v in code.to_dict().items()}, vertices_model=geometry[one],
-                camera_rotation=rotation[one], camera_translation=translation[one], vertices=decoded.vertices[one],
-                normals=decoded.normals[one], reflectance=decoded.albedo[one].clamp(0, 1),
-                shaded=shaded[one].clamp(0, 1), landmarks=decoded.landmarks[one], detected=batch["landmarks"][one],
-                K=decoded.K[one], crop=batch["image"][one], render=render.image[one], render_mask=render.mask[one],
-                meta=meta, photo=None, refine_loss=prediction.get("refine_loss", []),
-            )  # fmt: skip
-            future = self._pool.submit(self._write, child_folder(self.out, name), face, expression_names)
+                key=key,
+                code={k: v[one] for k, v in code.to_dict().items()},
+                vertices_model=prediction.vertices_model[one],
+                camera_rotation=prediction.camera_rotation[one],
+                camera_translation=prediction.camera_translation[one],
+                vertices=decoded.vertices[one],
+                normals=decoded.normals[one],
+                reflectance=decoded.albedo[one].clamp(0, 1),
+                shaded=prediction.shaded[one].clamp(0, 1),
+                landmarks=decoded.landmarks[one],
+                detected=batch.landmarks[one],
+                K=decoded.K[one],
+                crop=batch.image[one],
+                render=render.image[one],
+                render_mask=render.mask[one],
+                meta={**batch.meta[i], "photo_path": photo_paths[i]},
+                photo=None,
+                refine_loss=prediction.fit_loss,
+            )
+            future = self._pool.submit(self._write, child_folder(self.out, name), face)
             self._pending.append((key, name, future))
         while len(self._pending) > self.queue:
             self._collect()
 
-    def _write(self, folder: Path, face: FaceResult, expression_names: list[str] | None) -> None:
+    def _write(self, folder: Path, face: FaceResult) -> None:
         """Runs in the writer thread: read the original photo, then write every chosen file of ``face``."""
         path = face.meta.get("photo_path")
         try:
@@ -140,7 +174,14 @@ class FaceExporter(BasePredictionWriter):
         face = dataclasses.replace(face, photo=photo)
         with torch.inference_mode():
             write_face(
-                folder, face, self.faces, self.layout, self.symmetric, self.uv, expression_names, self.outputs
+                folder,
+                face,
+                self.faces,
+                self.layout,
+                self.symmetric,
+                self.uv,
+                self.expression_names,
+                self.outputs,
             )
 
     def _collect(self) -> None:
@@ -168,7 +209,7 @@ class FaceExporter(BasePredictionWriter):
             "faces_failed": len(self.failed),
             "seconds": round(seconds, 2),
             "seconds_per_face": round(seconds / max(1, len(self.written)), 3),
-            "refinement_steps": pl_module.refine.steps,
+            "refinement_steps": self._refinement_steps,
             "outputs": sorted(self.outputs),
             "written": self.written,
             "already_there": self.existing,
@@ -187,16 +228,3 @@ class FaceExporter(BasePredictionWriter):
             + (f": {reasons}" if reasons else "")
             + (f", {len(self.failed)} failed to write" if self.failed else "")
         )
-
-
-def _select_faces(batch: dict, keep: list[int]) -> None:
-    """Keep only faces ``keep`` of ``batch`` (in place): every tensor and list with one entry per face."""
-    count = len(batch["key"])
-    index = torch.tensor(keep, dtype=torch.long)
-    for name, value in list(batch.items()):
-        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == count:
-            batch[name] = value.index_select(0, index.to(value.device))
-        elif isinstance(value, list) and len(value) == count and name != "rejects":
-            batch[name] = [value[i] for i in keep]
-        elif isinstance(value, dict) and name == "params":
-            batch[name] = {k: v.index_select(0, index.to(v.device)) for k, v in value.items()}

@@ -9,18 +9,23 @@ import numpy as np
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-from facegen.callbacks.visuals import reconstruction_panels
+from facegen.data.batch import FaceBatch
 from facegen.decoder.code import PARTS
 from facegen.export.files import write_png_atomic
+from facegen.export.pictures import draw_landmarks, to_uint8
+from facegen.predictions import Reconstruction
 
 
 class FaceImageLogger(Callback):
     """Logs input | render | overlay | landmarks | geometry for ``max_images`` faces every ``every_n_steps``
-    training steps (rank 0 only), and histograms of each code part over the last validation batch."""
+    training steps (rank 0 only), and histograms of each code part over the last validation batch.
+
+    For tasks that reconstruct faces: ``reconstruct(batch, geometry=True)`` giving a
+    :class:`~facegen.predictions.Reconstruction`, and ``forward(image)`` giving the code."""
 
     def __init__(self, every_n_steps: int = 500, max_images: int = 4) -> None:
         self.every_n_steps, self.max_images = every_n_steps, max_images
-        self._last_val_batch: dict | None = None
+        self._last_val_batch: FaceBatch | None = None
         self._folder: Path | None = None
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -32,7 +37,8 @@ class FaceImageLogger(Callback):
         if trainer.is_global_zero and self.every_n_steps > 0 and step % self.every_n_steps == 0:
             was_training = pl_module.training
             pl_module.eval()
-            panels = reconstruction_panels(pl_module, batch, self.max_images)
+            first = batch.take(range(min(self.max_images, len(batch))))
+            panels = reconstruction_panels(pl_module.reconstruct(first, geometry=True), self.max_images)
             pl_module.train(was_training)
             self.log_image(trainer, "reconstruction", panels, step, self._folder)
 
@@ -45,7 +51,7 @@ class FaceImageLogger(Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or self._last_val_batch is None or trainer.sanity_checking:
             return
-        code = pl_module(self._last_val_batch["image"])
+        code = pl_module(self._last_val_batch.image)
         for logger in trainer.loggers:
             for part in PARTS:
                 values = getattr(code, part).detach().float().cpu()
@@ -54,8 +60,12 @@ class FaceImageLogger(Callback):
                 elif isinstance(logger, WandbLogger):
                     import wandb
 
-                    logger.experiment.log({f"code/{part}": wandb.Histogram(values.numpy()),
-                                           "trainer/global_step": trainer.global_step})  # fmt: skip
+                    logger.experiment.log(
+                        {
+                            f"code/{part}": wandb.Histogram(values.numpy()),
+                            "trainer/global_step": trainer.global_step,
+                        }
+                    )
         self._last_val_batch = None
 
     @staticmethod
@@ -72,3 +82,22 @@ class FaceImageLogger(Callback):
         if not written:
             folder.mkdir(parents=True, exist_ok=True)
             write_png_atomic(folder / f"{key}-{step:07d}.png", image)
+
+
+def reconstruction_panels(reconstruction: Reconstruction, max_images: int = 4) -> np.ndarray:
+    """(rows * S, 5 * S, 3) uint8: input | render | overlay | landmarks (detected green, fitted red) | grey
+    shaded geometry, one row per face (at most ``max_images``); the reconstruction must carry ``geometry``."""
+    if reconstruction.geometry is None:
+        raise ValueError("reconstruction_panels needs a reconstruction made with geometry=True")
+    batch, render = reconstruction.batch, reconstruction.render
+    rows = []
+    for i in range(min(max_images, len(batch))):
+        photo, rendered = to_uint8(batch.image[i]), to_uint8(render.image[i])
+        mask = render.mask[i, 0].cpu().numpy()[..., None]
+        overlay = (photo * (1 - 0.8 * mask) + rendered * 0.8 * mask).astype(np.uint8)
+        marks = draw_landmarks(photo.copy(), batch.landmarks[i].cpu().numpy(), (0, 220, 0))
+        marks = draw_landmarks(marks, reconstruction.decoded.landmarks[i].cpu().numpy(), (230, 0, 0))
+        rows.append(
+            np.concatenate([photo, rendered, overlay, marks, to_uint8(reconstruction.geometry[i])], 1)
+        )
+    return np.concatenate(rows, 0)

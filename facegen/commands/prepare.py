@@ -7,7 +7,8 @@ import sys
 
 from jsonargparse import ArgumentParser
 
-from facegen.data.detectors import DETECTORS, DetectorUnavailable
+from facegen.data.detectors import Detector, DetectorUnavailable
+from facegen.data.prepare import MaskKind
 from facegen.errors import ConfigError
 
 HELP = "detect, landmark, align and crop faces from photos into WebDataset shards"
@@ -22,11 +23,11 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--input", type=str, required=True, help="folder, glob pattern or .tar of photos")
     parser.add_argument("--out", type=str, required=True, help="output folder for shards and manifest.json")
-    parser.add_argument("--detector", type=str, default="face-alignment", choices=list(DETECTORS))
+    parser.add_argument("--detector", type=Detector, default="face-alignment", help="landmark backend")
     parser.add_argument("--device", type=str, default="cpu", help="device of the detector network")
     parser.add_argument("--size", type=int, default=224, help="crop size in pixels")
     parser.add_argument("--fill", type=float, default=0.55, help="jaw width as a fraction of the crop width")
-    parser.add_argument("--mask", type=str, default="face", choices=["face", "skin", "none"])
+    parser.add_argument("--mask", type=MaskKind, default="face", help="face mask stored with each crop")
     parser.add_argument("--min-face-size", "--min_face_size", type=float, default=40.0, help="pixels")
     parser.add_argument("--max-faces", "--max_faces", type=int, default=8, help="faces kept per photo")
     parser.add_argument("--photos-per-shard", "--photos_per_shard", type=int, default=1000)
@@ -36,10 +37,12 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--progress", type=bool, default=True, help="show a progress bar")
     parser.add_argument(
-        "--part", type=str, default=None,
+        "--part",
+        type=str,
+        default=None,
         help="I/N: prepare only part I (0-based) of N into the same --out, e.g. one SLURM array task each "
         "(--part $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); then run once without --part to write the manifest",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -69,9 +72,17 @@ def run(argv: list[str]) -> int:
     except ValueError as error:
         parser.error(str(error))
     job = PrepareJob(
-        args.input, args.out, args.detector, args.device, crop, args.photos_per_shard, args.workers,
-        args.landmark_files, args.progress, parse_part(args.part),
-    )  # fmt: skip
+        args.input,
+        args.out,
+        args.detector,
+        args.device,
+        crop,
+        args.photos_per_shard,
+        args.workers,
+        args.landmark_files,
+        args.progress,
+        parse_part(args.part),
+    )
     try:
         manifest = job.run()
     except (FileNotFoundError, FileExistsError, DetectorUnavailable) as error:

@@ -40,8 +40,16 @@ def run(argv: list[str]) -> int:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     options = parser.instantiate_classes(args).options
-    job = SynthJob(args.model, args.out, args.n, args.samples_per_shard, args.seed, args.batch_size, options,
-                   args.progress)  # fmt: skip
+    job = SynthJob(
+        args.model,
+        args.out,
+        args.n,
+        args.samples_per_shard,
+        args.seed,
+        args.batch_size,
+        options,
+        args.progress,
+    )
     try:
         manifest = job.run()
     except (FileNotFoundError, FileExistsError, ModelFileError) as error:

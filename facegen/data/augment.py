@@ -5,17 +5,19 @@ iBUG mirror permutation). Random draws come from a given ``torch.Generator`` so 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import kornia
 import torch
 from torch import Tensor, nn
 
-from facegen.data.landmarks import MIRROR_PERMUTATION
+from facegen.data.batch import FaceBatch
 from facegen.errors import ConfigError
+from facegen.geometry.landmarks import MIRROR_PERMUTATION
 
 
 class FaceAugmentation(nn.Module):
-    """Random augmentation of a batch (image (B, 3, H, W) float in [0, 1], landmarks (B, 68, 2), mask).
+    """Random augmentation of a :class:`FaceBatch` (image, landmarks and mask moved together).
 
     Args:
         flip: probability of a horizontal flip.
@@ -85,22 +87,18 @@ class FaceAugmentation(nn.Module):
         jittered = kornia.enhance.adjust_hue(jittered, (factor(self.hue) - 1) * 2 * math.pi)
         return torch.where(apply, jittered.clamp(0, 1), image)
 
-    def forward(self, batch: dict, generator: torch.Generator) -> dict:
-        """The augmented batch (a new dict); ground-truth ``params`` are dropped since they no longer hold."""
-        image = batch["image"]
+    def forward(self, batch: FaceBatch, generator: torch.Generator) -> FaceBatch:
+        """The augmented batch (a new one); ground-truth ``params`` are dropped since they no longer hold."""
+        image = batch.image
         size = tuple(image.shape[-2:])
         matrix, flipped = self.matrices(image.shape[0], size, generator, image.device)
         affine = matrix[:, :2].to(image.dtype)
         warp = dict(dsize=size, align_corners=True, padding_mode="reflection")
-        landmarks = batch["landmarks"] @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+        landmarks = batch.landmarks @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
         permutation = torch.as_tensor(MIRROR_PERMUTATION, device=image.device)
         landmarks = torch.where(flipped[:, None, None], landmarks[:, permutation], landmarks)
-        augmented = {k: v for k, v in batch.items() if k != "params"}
-        augmented["image"] = self.colour(
-            kornia.geometry.transform.warp_affine(image, affine, **warp), generator
+        warped = kornia.geometry.transform.warp_affine(image, affine, **warp)
+        mask = kornia.geometry.transform.warp_affine(batch.mask, affine, dsize=size, align_corners=True)
+        return replace(
+            batch, image=self.colour(warped, generator), mask=mask, landmarks=landmarks, params=None
         )
-        augmented["mask"] = kornia.geometry.transform.warp_affine(
-            batch["mask"], affine, dsize=size, align_corners=True
-        )
-        augmented["landmarks"] = landmarks
-        return augmented

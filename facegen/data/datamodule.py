@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
 from facegen.data.augment import FaceAugmentation
+from facegen.data.batch import FaceBatch, InputSpec
+from facegen.data.detectors import Detector
 from facegen.data.prepare import CropOptions
 from facegen.data.streams import ShardStream, count_samples, expand_shards
-from facegen.data.synth import SynthOptions
+from facegen.data.synth import DEFAULT_SIZE, SynthOptions
 from facegen.errors import ConfigError
 
 log = logging.getLogger("facegen.data")
+
+
+@runtime_checkable
+class HasInputSpec(Protocol):
+    """A task that states the crops it expects (:class:`facegen.tasks.base.FaceTask`)."""
+
+    @property
+    def input_spec(self) -> InputSpec: ...
+
+
 # ShardStream's length is exact per rank (every rank yields the same number of batches, dealt to its workers)
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
@@ -26,10 +39,12 @@ warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` 
 @dataclass
 class SyntheticData:
     """Shards rendered with ``facegen synth`` into ``root/{train,val,test}`` when missing (on rank 0, in
-    ``prepare_data``); each split uses its own seed so no face repeats across splits."""
+    ``prepare_data``); each split uses its own seed so no face repeats across splits. The face model, the render
+    size and the framing follow the task (:class:`~facegen.data.batch.InputSpec`): ``model`` and
+    ``options.size`` need not be given, and are refused when they contradict it."""
 
     root: str = "data/synth/builtin"
-    model: str = "builtin"
+    model: str | None = None
     train: int = 2000
     val: int = 200
     test: int = 0
@@ -39,6 +54,17 @@ class SyntheticData:
 
     def split_dir(self, split: str) -> Path:
         return Path(self.root) / split
+
+
+def task_spec(trainer) -> InputSpec | None:
+    """The input spec of the trainer's task, when there is one and it states one."""
+    module = trainer.lightning_module if trainer is not None else None
+    return module.input_spec if isinstance(module, HasInputSpec) else None
+
+
+def same_face_model(a: str, b: str) -> bool:
+    """True when two face-model settings (``builtin`` or paths) name the same model."""
+    return a == b or (a != "builtin" and b != "builtin" and Path(a).resolve() == Path(b).resolve())
 
 
 class _EpochLoader(DataLoader):
@@ -61,18 +87,17 @@ class _EpochLoader(DataLoader):
 
 
 class FaceDataModule(LightningDataModule):
-    """Face batches: ``image`` (B, 3, S, S) float in [0, 1], ``landmarks`` (B, 68, 2) pixels, ``mask`` (B, 1, S, S)
-    float, ``key``, ``meta``, ``params`` (synthetic shards), ``skipped`` (bad samples dropped since the last
-    batch).
+    """:class:`~facegen.data.batch.FaceBatch` batches of face crops.
 
     Args:
         train, val, test, predict: shard URL patterns (brace expansion, ``::`` lists, folders, globs, URLs).
         predict_dir: a folder, glob or tar of photos to predict on; faces are cropped as ``facegen prepare``
-            does with ``predict_detector`` and ``crop``.
+            does with ``predict_detector`` and ``crop`` (default: the task's image size and framing).
         synthetic: render synthetic shards when missing and use them for splits not given above.
         batch_size: per rank; ``eval_batch_size`` for val/test/predict (default: ``batch_size``).
         num_workers: dataloader processes per rank.
-        image_size: crops are resized to this size when stored at another.
+        image_size: crops are resized to this size when stored at another; default: the task's
+            (:attr:`~facegen.tasks.base.FaceTask.input_spec`), and refused when it contradicts it.
         shuffle_buffer: samples held for shuffling the training stream.
         samples_per_epoch: training samples per epoch over all ranks (default: counted from local shards).
         augment: training augmentation on the device (None: off).
@@ -90,11 +115,11 @@ class FaceDataModule(LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
-        image_size: int = 224,
+        image_size: int | None = None,
         shuffle_buffer: int = 1000,
         samples_per_epoch: int | None = None,
         augment: FaceAugmentation | None = None,
-        predict_detector: str = "face-alignment",
+        predict_detector: Detector = "face-alignment",
         crop: CropOptions | None = None,
         seed: int = 0,
     ) -> None:
@@ -104,14 +129,72 @@ class FaceDataModule(LightningDataModule):
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         self.predict_dir, self.synthetic = predict_dir, synthetic
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.num_workers, self.image_size = num_workers, image_size
+        self.num_workers, self.given_image_size = num_workers, image_size
+        self.image_size = image_size or DEFAULT_SIZE
         self.shuffle_buffer, self.samples_per_epoch, self.seed = shuffle_buffer, samples_per_epoch, seed
         self.augment = augment
-        self.predict_detector, self.crop = predict_detector, crop or CropOptions(size=image_size)
+        self.predict_detector, self.given_crop = predict_detector, crop
+        self.crop = crop or CropOptions(size=self.image_size)
+        self.spec: InputSpec | None = None
         self.skipped_samples = 0
         self.streams: dict[str, torch.utils.data.IterableDataset] = {}
 
     # ------------------------------------------------------------------------------------ setup
+    def follow_task(self, spec: InputSpec | None) -> None:
+        """Take image size, face model and framing from the task's ``spec`` (the one source of them); a setting
+        given here that contradicts it is refused. Without a spec (no task, or one that states none) the given
+        values, else the defaults, hold."""
+        if spec is None:
+            return
+        given = self.given_image_size
+        if given is not None and given != spec.image_size:
+            raise ConfigError(
+                f"data.image_size {given} differs from the model's image size {spec.image_size} (model.image_size, "
+                "or the checkpoint's): drop data.image_size, the data follow the model"
+            )
+        self.image_size = spec.image_size
+        crop = CropOptions(size=spec.image_size, fill=spec.fill)
+        if self.given_crop is not None:
+            if (self.given_crop.size, self.given_crop.fill) != (crop.size, crop.fill):
+                raise ConfigError(
+                    f"data.crop size {self.given_crop.size} and fill {self.given_crop.fill} differ from the model's "
+                    f"{crop.size} and {crop.fill}: set them equal (or leave data.crop unset)"
+                )
+            crop = self.given_crop
+        self.crop = crop
+        synthetic = self.synthetic
+        if synthetic is not None:
+            if synthetic.model is not None and not same_face_model(synthetic.model, spec.face_model):
+                raise ConfigError(
+                    f"data.synthetic.model {synthetic.model!r} differs from the model's face model "
+                    f"{spec.face_model!r} (model.face_model): drop data.synthetic.model, synthetic faces follow the model"
+                )
+            size = synthetic.options.size
+            if size is not None and size != spec.image_size:
+                raise ConfigError(
+                    f"data.synthetic.options.size {size} differs from the model's image size {spec.image_size}: "
+                    "drop data.synthetic.options.size"
+                )
+        self.spec = spec
+
+    def _synth_job(self, split: str, count: int, seed: int):
+        """The ``facegen synth`` job that renders ``split`` (its face model, size and framing from the spec)."""
+        from facegen.data.synth import SynthJob
+
+        spec, synthetic = self.spec, self.synthetic
+        model = synthetic.model or (spec.face_model if spec is not None else "builtin")
+        framing = {"fov": spec.fov, "fill": spec.fill} if spec is not None else {}
+        options = replace(synthetic.options, size=synthetic.options.size or self.image_size)
+        return SynthJob(
+            model,
+            synthetic.split_dir(split),
+            count,
+            synthetic.samples_per_shard,
+            seed,
+            options=options,
+            **framing,
+        )
+
     def _source(self, split: str) -> str | list[str] | None:
         given = self.sources[split]
         if given is None and self.synthetic is not None and split in ("train", "val", "test"):
@@ -124,8 +207,7 @@ class FaceDataModule(LightningDataModule):
         resumable): train and val to fit, val to validate, test to test, none to predict."""
         if self.synthetic is None:
             return
-        from facegen.data.synth import SynthJob
-
+        self.follow_task(task_spec(self.trainer))
         spec = self.synthetic
         state = self.trainer.state if self.trainer is not None else None
         job = state.fn.value if state is not None and state.fn is not None else None
@@ -134,20 +216,14 @@ class FaceDataModule(LightningDataModule):
             count = getattr(spec, split)
             if count <= 0 or self.sources[split] is not None or split not in needed.get(job, (split,)):
                 continue
-            out = spec.split_dir(split)
-            if (out / "manifest.json").is_file():
+            synth = self._synth_job(split, count, spec.seed * 1000 + offset)
+            if (synth.out / "manifest.json").is_file():
                 continue
-            log.info("rendering %d synthetic %s faces of %s into %s", count, split, spec.model, out)
-            SynthJob(
-                spec.model,
-                out,
-                count,
-                spec.samples_per_shard,
-                spec.seed * 1000 + offset,
-                options=spec.options,
-            ).run()
+            log.info("rendering %d synthetic %s faces of %s into %s", count, split, synth.model, synth.out)
+            synth.run()
 
     def setup(self, stage: str | None = None) -> None:
+        self.follow_task(task_spec(self.trainer))
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
         for split in splits.get(stage, ("train", "val", "test", "predict")):
             if split in self.streams:
@@ -166,8 +242,15 @@ class FaceDataModule(LightningDataModule):
                 continue
             urls = expand_shards(source, field=f"data.{split}")
             if split == "train":
-                self.streams[split] = ShardStream(urls, self.batch_size, self.image_size, "train",
-                                                  self._batches_per_rank(urls), self.shuffle_buffer, self.seed)  # fmt: skip
+                self.streams[split] = ShardStream(
+                    urls,
+                    self.batch_size,
+                    self.image_size,
+                    "train",
+                    self._batches_per_rank(urls),
+                    self.shuffle_buffer,
+                    self.seed,
+                )
             else:
                 self.streams[split] = ShardStream(urls, self.eval_batch_size, self.image_size, "eval")
 
@@ -187,8 +270,13 @@ class FaceDataModule(LightningDataModule):
         if split not in self.streams:
             raise ConfigError(f"data.{split} is not set")
         accelerated = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return _EpochLoader(self.streams[split], self, num_workers=self.num_workers, pin_memory=accelerated,
-                            prefetch_factor=2 if self.num_workers > 0 else None)  # fmt: skip
+        return _EpochLoader(
+            self.streams[split],
+            self,
+            num_workers=self.num_workers,
+            pin_memory=accelerated,
+            prefetch_factor=2 if self.num_workers > 0 else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -203,18 +291,16 @@ class FaceDataModule(LightningDataModule):
         return self._loader("predict")
 
     # ------------------------------------------------------------------------------------ on device
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
-        """uint8 -> float in [0, 1], bad-sample bookkeeping, and training augmentation, on the device."""
-        batch = dict(batch)
-        batch["image"] = batch["image"].float() / 255
-        batch["mask"] = batch["mask"].float() / 255
-        skipped = int(batch.get("skipped", 0))
-        if skipped:
-            self.skipped_samples += skipped
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> FaceBatch:
+        """The loader's dict as a :class:`FaceBatch` (uint8 -> float in [0, 1]), bad-sample bookkeeping, and
+        training augmentation, on the device."""
+        batch = FaceBatch.from_loader(batch)
+        if batch.skipped:
+            self.skipped_samples += batch.skipped
             log.warning("%d bad samples skipped so far", self.skipped_samples)
         trainer = self.trainer
-        if self.augment is not None and trainer is not None and trainer.training and batch["image"].shape[0]:
-            generator = torch.Generator(device=batch["image"].device)
+        if self.augment is not None and trainer is not None and trainer.training and len(batch):
+            generator = torch.Generator(device=batch.image.device)
             generator.manual_seed(self.seed * 1_000_003 + trainer.global_step)
             batch = self.augment(batch, generator)
         return batch

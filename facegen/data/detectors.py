@@ -14,23 +14,89 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
 from facegen.errors import ConfigError, FacegenError
 
-DETECTORS = ("face-alignment", "mediapipe", "files")
+#: Landmark backends of ``facegen prepare`` and of predicting from photos.
+Detector = Literal["face-alignment", "mediapipe", "files"]
+DETECTORS = get_args(Detector)
 
 #: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
 MEDIAPIPE_TO_IBUG68 = np.array(
-    [127, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 356,
-     70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
-     168, 197, 5, 4, 75, 97, 2, 326, 305,
-     33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
-     61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
-     78, 82, 13, 312, 308, 317, 14, 87],
-)  # fmt: skip
+    [
+        127,
+        234,
+        93,
+        58,
+        172,
+        136,
+        149,
+        148,
+        152,
+        377,
+        378,
+        365,
+        397,
+        288,
+        323,
+        454,
+        356,
+        70,
+        63,
+        105,
+        66,
+        107,
+        336,
+        296,
+        334,
+        293,
+        300,
+        168,
+        197,
+        5,
+        4,
+        75,
+        97,
+        2,
+        326,
+        305,
+        33,
+        160,
+        158,
+        133,
+        153,
+        144,
+        362,
+        385,
+        387,
+        263,
+        373,
+        380,
+        61,
+        39,
+        37,
+        0,
+        267,
+        269,
+        291,
+        405,
+        314,
+        17,
+        84,
+        181,
+        78,
+        82,
+        13,
+        312,
+        308,
+        317,
+        14,
+        87,
+    ],
+)
 
 
 class DetectorUnavailable(FacegenError, RuntimeError):
@@ -162,7 +228,7 @@ class MediaPipeDetector:
         return mesh[MEDIAPIPE_TO_IBUG68] + np.array([left - 0.5, top - 0.5], np.float32)
 
 
-def build_detector(name: str, device: str = "cpu") -> LandmarkDetector | None:
+def build_detector(name: Detector, device: str = "cpu") -> LandmarkDetector | None:
     """The named backend; ``files`` returns None (landmark files only)."""
     if name == "face-alignment":
         return FaceAlignmentDetector(device=device)

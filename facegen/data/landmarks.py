@@ -1,4 +1,4 @@
-"""The iBUG 68-point landmark scheme: its mirror permutation and readers for the files that store it.
+"""Readers of the files that store 68 iBUG landmarks (:mod:`facegen.geometry.landmarks`).
 
 Pixel convention everywhere in facegen: (x, y) with (0, 0) at the centre of the top-left pixel (OpenCV).
 300-W ``.pts`` files count from 1 (Matlab); they are shifted by -1 when read.
@@ -12,32 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-NUM_LANDMARKS = 68
-
-
-def _mirror_permutation() -> np.ndarray:
-    pairs = [(i, 16 - i) for i in range(17)]  # jaw
-    pairs += [(17 + i, 26 - i) for i in range(5)]  # eyebrows
-    pairs += [(27 + i, 27 + i) for i in range(4)]  # nose bridge
-    pairs += [(31 + i, 35 - i) for i in range(5)]  # nostrils
-    pairs += list(zip([36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46], strict=True))  # eyes
-    pairs += [(48 + i, 54 - i) for i in range(7)] + [(55 + i, 59 - i) for i in range(5)]  # outer lips
-    pairs += [(60 + i, 64 - i) for i in range(5)] + [(65 + i, 67 - i) for i in range(3)]  # inner lips
-    permutation = np.empty(NUM_LANDMARKS, dtype=np.int64)
-    for a, b in pairs:
-        permutation[a], permutation[b] = b, a
-    return permutation
-
-
-#: (68,) index map of a horizontally mirrored face: landmark i of the flipped image is landmark
-#: ``MIRROR_PERMUTATION[i]`` of the original, x-mirrored.
-MIRROR_PERMUTATION = _mirror_permutation()
-
-#: Index groups, for per-landmark weights and drawing.
-JAW = np.arange(0, 17)
-INNER = np.arange(17, 68)
-EYES = np.arange(36, 48)
-MOUTH_INNER = np.arange(60, 68)
+from facegen.geometry.landmarks import NUM_LANDMARKS
 
 
 class LandmarkFileError(ValueError):
@@ -91,10 +66,3 @@ def read_dlib_xml(path: str | Path, data: bytes | None = None) -> dict[str, list
 def is_dlib_xml(head: bytes) -> bool:
     """True when the first bytes of an XML file look like a dlib imglab landmark file."""
     return b"<dataset>" in head[:512]
-
-
-def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
-    """Landmarks (..., 68, 2) of the horizontally flipped image of ``width`` pixels."""
-    flipped = landmarks[..., MIRROR_PERMUTATION, :].copy()
-    flipped[..., 0] = (width - 1) - flipped[..., 0]
-    return flipped

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from facegen.data.detectors import build_detector
+from facegen.data.batch import Reject
+from facegen.data.detectors import Detector, build_detector
 from facegen.data.keys import face_key
 from facegen.data.photos import PhotoInput
 from facegen.data.prepare import CropOptions, process_photo
@@ -23,7 +24,7 @@ class PhotoFolderStream(IterableDataset):
     Each batch is like a shard batch (``image`` (B, 3, S, S) uint8, ``landmarks``, ``mask``, ``key``, ``meta``
     with ``source`` and ``transform``) plus ``photo_path``: [B] the photo each face was cropped from (only this
     stream sets it: a shard's metadata never decides which file predict reads), and ``rejects``:
-    [(photo, reason, detail)] of the photos read since the previous batch. A final batch may hold no face, only
+    :class:`~facegen.data.batch.Reject` records of the photos read since the previous batch. A final batch may hold no face, only
     rejects (B = 0).
     """
 
@@ -32,7 +33,7 @@ class PhotoFolderStream(IterableDataset):
         source: str,
         batch_size: int,
         crop: CropOptions | None = None,
-        detector: str = "face-alignment",
+        detector: Detector = "face-alignment",
         device: str = "cpu",
     ) -> None:
         self.photos = PhotoInput(
@@ -58,30 +59,42 @@ class PhotoFolderStream(IterableDataset):
             if index % readers != reader:
                 continue
             if isinstance(photo, tuple):
-                rejects.append((photo[0], "unreadable", photo[1]))
+                rejects.append(Reject(photo[0], "unreadable", photo[1]))
                 continue
             result = process_photo(photo, detector, self.crop)
             if result.reject:
-                rejects.append((result.name, result.reject, result.detail))
+                rejects.append(Reject(result.name, result.reject, result.detail))
             for face_index, face in enumerate(result.faces):
                 meta = face.meta(result.name, face_index)
                 mask = face.mask if face.mask is not None else np.full(face.crop.shape[:2], 255, np.uint8)
-                pending.append({"key": face_key(result.key, face_index), "image": face.crop.transpose(2, 0, 1),
-                                "landmarks": face.landmarks, "mask": mask[None], "meta": meta,
-                                "photo_path": self._photo_path(result.name)})  # fmt: skip
+                pending.append(
+                    {
+                        "key": face_key(result.key, face_index),
+                        "image": face.crop.transpose(2, 0, 1),
+                        "landmarks": face.landmarks,
+                        "mask": mask[None],
+                        "meta": meta,
+                        "photo_path": self._photo_path(result.name),
+                    }
+                )
                 if len(pending) == self.batch_size:
                     yield self._batch(pending, rejects)
                     pending, rejects = [], []
         if pending or rejects:
             yield self._batch(pending, rejects)
 
-    def _batch(self, faces: list[dict], rejects: list) -> dict:
+    def _batch(self, faces: list[dict], rejects: list[Reject]) -> dict:
         if faces:
             batch = collate(faces)
         else:
             size = self.crop.size
-            batch = {"image": torch.zeros(0, 3, size, size, dtype=torch.uint8), "landmarks": torch.zeros(0, 68, 2),
-                     "mask": torch.zeros(0, 1, size, size, dtype=torch.uint8), "key": [], "meta": []}  # fmt: skip
+            batch = {
+                "image": torch.zeros(0, 3, size, size, dtype=torch.uint8),
+                "landmarks": torch.zeros(0, 68, 2),
+                "mask": torch.zeros(0, 1, size, size, dtype=torch.uint8),
+                "key": [],
+                "meta": [],
+            }
         batch["photo_path"] = [face["photo_path"] for face in faces]
         batch["rejects"] = list(rejects)
         batch["skipped"] = torch.tensor(0)

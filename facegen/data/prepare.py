@@ -14,20 +14,26 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from facegen.data.alignment import apply_affine, crop_template, estimate_similarity, face_mask, warp_crop
+from facegen.data.alignment import crop_template, face_mask, warp_crop
 from facegen.data.detectors import DetectedFace, LandmarkDetector, build_detector, landmark_bbox
 from facegen.data.keys import face_key
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
 from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
-from facegen.errors import ConfigError
+from facegen.errors import ConfigError, check_choice
+from facegen.geometry.affine import apply_affine, estimate_similarity
 
 REJECT_REASONS = ("unreadable", "no_face", "face_too_small")
 _MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
+
+
+#: The face mask stored with each crop: the face outline, the skin without eyes and mouth, or none.
+MaskKind = Literal["face", "skin", "none"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class CropOptions:
 
     size: int = 224
     fill: float = 0.55
-    mask: str = "face"  # face | skin | none
+    mask: MaskKind = "face"
     min_face_size: float = 40.0  # pixels in the photo: smaller faces are rejected
     max_faces: int = 8  # per photo, largest first
 
@@ -45,8 +51,7 @@ class CropOptions:
             raise ConfigError(f"--size must be at least 16 pixels, got {self.size}")
         if not 0.1 <= self.fill <= 1.0:
             raise ConfigError(f"--fill must be in [0.1, 1], got {self.fill}")
-        if self.mask not in ("face", "skin", "none"):
-            raise ConfigError(f"--mask must be face, skin or none, got {self.mask!r}")
+        check_choice("--mask", self.mask, MaskKind)
         if self.max_faces < 1:
             raise ConfigError(f"--max-faces must be at least 1, got {self.max_faces}")
 
@@ -193,8 +198,13 @@ class PrepareJob:
 
     def signature(self) -> dict:
         """Options that change shard contents; finished shards are kept only when these match."""
-        return {"input": str(self.input), "detector": self.detector, "crop": asdict(self.crop),
-                "photos_per_shard": self.photos_per_shard, "use_landmark_files": self.use_landmark_files}  # fmt: skip
+        return {
+            "input": str(self.input),
+            "detector": self.detector,
+            "crop": asdict(self.crop),
+            "photos_per_shard": self.photos_per_shard,
+            "use_landmark_files": self.use_landmark_files,
+        }
 
     def run(self) -> dict:
         """Write the shards and ``manifest.json``; returns the manifest.
@@ -211,8 +221,12 @@ class PrepareJob:
         if self.part is not None:
             todo = [shard for shard in todo if shard[0] % self.part[1] == self.part[0]]
             records = {i: r for i, r in records.items() if i % self.part[1] == self.part[0]}
-        bar = tqdm(total=sum(stop - start for _, start, stop in todo), desc="prepare", unit="photo",
-                   disable=not self.progress)  # fmt: skip
+        bar = tqdm(
+            total=sum(stop - start for _, start, stop in todo),
+            desc="prepare",
+            unit="photo",
+            disable=not self.progress,
+        )
         if todo:
             with self._results() as results:
                 for index, start, stop in todo:
@@ -277,7 +291,7 @@ class PrepareJob:
                     "photos": records[i]["photos"],
                 }
                 for i in sorted(records)
-            ],  # fmt: skip
+            ],
             "reject_counts": {reason: counts.get(reason, 0) for reason in REJECT_REASONS},
             "rejects": rejects,
             "samples": samples,

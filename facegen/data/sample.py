@@ -17,8 +17,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from facegen.data.landmarks import NUM_LANDMARKS
 from facegen.data.photos import eight_bit
+from facegen.geometry.landmarks import NUM_LANDMARKS
 
 IMAGE_KEYS = ("jpg", "jpeg", "png")
 

@@ -6,6 +6,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from facegen.data.batch import SeedBatch
 from facegen.errors import ConfigError
 
 
@@ -25,12 +26,12 @@ def parse_seeds(spec: str | list[int]) -> list[int]:
     return seeds
 
 
-def collate_seeds(items: list[torch.Tensor]) -> dict:
-    return {"seed": torch.stack(items)}
+def collate_seeds(items: list[torch.Tensor]) -> SeedBatch:
+    return SeedBatch(torch.stack(items))
 
 
 class SeedDataModule(LightningDataModule):
-    """Predict batches ``{"seed": (B,) long}`` for the seeds of ``seeds`` (e.g. ``"0-15"``)."""
+    """Predict batches (:class:`~facegen.data.batch.SeedBatch`) for the seeds of ``seeds`` (e.g. ``"0-15"``)."""
 
     def __init__(self, seeds: str | list[int] = "0-7", batch_size: int = 8) -> None:
         super().__init__()

@@ -210,8 +210,12 @@ class ShardStream(IterableDataset):
                 self._bad(state, error.reason, str(error))
                 continue
             if state.setdefault("size", sample["image"].shape) != sample["image"].shape:
-                self._bad(state, "bad_image", f"sample {sample['key']}: size {sample['image'].shape[1:]} differs "
-                          f"from the first sample's {state['size'][1:]}; set image_size to resize")  # fmt: skip
+                self._bad(
+                    state,
+                    "bad_image",
+                    f"sample {sample['key']}: size {sample['image'].shape[1:]} differs "
+                    f"from the first sample's {state['size'][1:]}; set image_size to resize",
+                )
                 continue
             state["decoded"] += 1
             yield sample

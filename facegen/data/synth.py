@@ -8,8 +8,9 @@ reproducible one by one and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,19 +20,26 @@ from tqdm import tqdm
 from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 from facegen.decoder import CodeLayout, FaceCode, FaceDecoder
-from facegen.errors import ConfigError
+from facegen.errors import ConfigError, check_choice
+from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.model import MorphableModel
 from facegen.morphable.registry import load_face_model
+
+#: Backgrounds behind synthetic faces: smooth random colour fields, or one random colour.
+Background = Literal["smooth", "plain"]
+#: Side of synthetic renders in pixels when nothing else says.
+DEFAULT_SIZE = 224
 
 
 @dataclass(frozen=True)
 class SynthOptions:
     """Distributions of the random faces. Angles in degrees (uniform in +-limit); coefficient spreads are
     multiples of the model's standard deviations; translation spreads are in code units (a tenth of the
-    default camera distance)."""
+    default camera distance). ``size``: side of the renders in pixels (None: :data:`DEFAULT_SIZE` for
+    ``facegen synth``; in a data module, its image size)."""
 
-    size: int = 224
+    size: int | None = None
     yaw: float = 35.0
     pitch: float = 15.0
     roll: float = 10.0
@@ -42,13 +50,12 @@ class SynthOptions:
     albedo: float = 1.0
     ambient: tuple[float, float] = (0.6, 1.1)
     directional: float = 0.6  # largest first-band strength relative to the ambient term
-    background: str = "smooth"  # smooth | plain
+    background: Background = "smooth"
 
     def __post_init__(self) -> None:
-        if self.size < 16:
+        if self.size is not None and self.size < 16:
             raise ConfigError(f"synth options.size must be at least 16 pixels, got {self.size}")
-        if self.background not in ("smooth", "plain"):
-            raise ConfigError(f"synth options.background must be smooth or plain, got {self.background!r}")
+        check_choice("synth options.background", self.background, Background)
 
 
 def sample_code(
@@ -114,7 +121,8 @@ def smooth_backgrounds(batch: int, size: int, generator: torch.Generator) -> Ten
 
 @dataclass
 class SynthJob:
-    """One ``facegen synth`` run."""
+    """One ``facegen synth`` run; faces are framed by the camera's field of view ``fov`` (degrees) and ``fill``
+    (:mod:`facegen.geometry.framing`)."""
 
     model: str
     out: Path
@@ -124,10 +132,27 @@ class SynthJob:
     batch_size: int = 16
     options: SynthOptions = field(default_factory=SynthOptions)
     progress: bool = True
+    fov: float = DEFAULT_FOV
+    fill: float = DEFAULT_FILL
+
+    def __post_init__(self) -> None:
+        if self.options.size is None:
+            self.options = replace(self.options, size=DEFAULT_SIZE)
 
     def signature(self) -> dict:
-        return {"model": str(self.model), "seed": self.seed, "samples_per_shard": self.samples_per_shard,
-                "options": asdict(self.options)}  # fmt: skip
+        """What the shards depend on; a folder of shards with another signature is not resumed."""
+        signature = {
+            "model": str(self.model),
+            "seed": self.seed,
+            "samples_per_shard": self.samples_per_shard,
+            "options": asdict(self.options),
+        }
+        if (self.fov, self.fill) != (
+            DEFAULT_FOV,
+            DEFAULT_FILL,
+        ):  # absent when default: older shards stay valid
+            signature["framing"] = {"fov": self.fov, "fill": self.fill}
+        return signature
 
     def run(self) -> dict:
         started = time.perf_counter()
@@ -136,11 +161,16 @@ class SynthJob:
         records, todo = plan_shards(self.out, self.n, self.samples_per_shard, self.signature())
         face_model = load_face_model(self.model)
         albedo = None if face_model.has_albedo else RandomSkinAlbedo(face_model)
-        decoder = FaceDecoder(face_model, (self.options.size,) * 2, albedo=albedo)
+        decoder = FaceDecoder(face_model, (self.options.size,) * 2, self.fov, self.fill, albedo=albedo)
         layout = decoder.layout()
         face_flags = _face_region(face_model)
-        bar = tqdm(total=self.n, initial=sum(r["samples"] for r in records.values()), desc="synth",
-                   unit="face", disable=not self.progress)  # fmt: skip
+        bar = tqdm(
+            total=self.n,
+            initial=sum(r["samples"] for r in records.values()),
+            desc="synth",
+            unit="face",
+            disable=not self.progress,
+        )
         for index, start, stop in todo:
             generator = torch.Generator().manual_seed(
                 int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
@@ -191,10 +221,19 @@ class SynthJob:
             params["focal"] = decoded.K[i, 0, 0].reshape(1).numpy()
             x0, y0 = landmarks.min(0)
             x1, y1 = landmarks.max(0)
-            meta = {"source": f"synth:{self.model}", "model": decoder.model.name, "index": first + i,
-                    "seed": self.seed, "detector": "synth", "score": 1.0, "face_index": 0,
-                    "bbox": [round(float(v), 2) for v in (x0, y0, x1, y1)], "fov": decoder.fov,
-                    "transform": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "photo_size": [options.size] * 2}  # fmt: skip
+            meta = {
+                "source": f"synth:{self.model}",
+                "model": decoder.model.name,
+                "index": first + i,
+                "seed": self.seed,
+                "detector": "synth",
+                "score": 1.0,
+                "face_index": 0,
+                "bbox": [round(float(v), 2) for v in (x0, y0, x1, y1)],
+                "fov": decoder.fov,
+                "transform": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                "photo_size": [options.size] * 2,
+            }
             samples.append(
                 encode_sample(
                     f"synth_{first + i:08d}",
@@ -203,7 +242,7 @@ class SynthJob:
                     meta,
                     mask=encode_image(masks[i], "png"),
                     params=params,
-                )  # fmt: skip
+                )
             )
         return samples
 

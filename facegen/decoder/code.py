@@ -62,8 +62,11 @@ class CodeLayout:
         part has ``albedo_rank`` entries (a learned basis) or ``albedo``."""
         n_albedo = model.n_albedo if model.has_albedo and model.albedo_basis is not None else None
         albedo_size = min(albedo, n_albedo) if n_albedo is not None else (albedo_rank or albedo)
-        return cls(shape=min(shape, model.n_shape), expression=min(expression, model.n_expression),
-                   albedo=albedo_size)  # fmt: skip
+        return cls(
+            shape=min(shape, model.n_shape),
+            expression=min(expression, model.n_expression),
+            albedo=albedo_size,
+        )
 
     def sizes(self) -> dict[str, int]:
         return {part: getattr(self, part) for part in PARTS}

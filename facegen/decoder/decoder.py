@@ -111,6 +111,10 @@ class FaceDecoder(nn.Module):
     ) -> RenderOutput:
         """Rasterized image (B, 3, H, W) of the decoded faces, shaded per pixel by ``light`` (B, 27)."""
         return self.renderer(
-            decoded.vertices, self.model.faces, decoded.K, colours=decoded.albedo, sh_coeffs=light,
+            decoded.vertices,
+            self.model.faces,
+            decoded.K,
+            colours=decoded.albedo,
+            sh_coeffs=light,
             background=background,
-        )  # fmt: skip
+        )

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facegen.callbacks.visuals import draw_landmarks, to_uint8
-from facegen.data.alignment import apply_affine, invert_affine
 from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
+from facegen.export.pictures import draw_landmarks, to_uint8
+from facegen.geometry.affine import apply_affine, invert_affine
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -85,9 +85,16 @@ def _to_photo(meta: dict) -> np.ndarray | None:
     return invert_affine(transform)
 
 
-def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayout | None, symmetric: bool,
-               uv: tuple[np.ndarray, np.ndarray] | None, expression_names: list[str] | None,
-               outputs: Collection[Output] = OUTPUTS) -> None:  # fmt: skip
+def write_face(
+    folder: Path,
+    face: FaceResult,
+    faces: np.ndarray,
+    layout: UVLayout | None,
+    symmetric: bool,
+    uv: tuple[np.ndarray, np.ndarray] | None,
+    expression_names: list[str] | None,
+    outputs: Collection[Output] = OUTPUTS,
+) -> None:
     """Write the chosen ``outputs`` of ``face`` into ``folder`` (created), then ``code.json`` (always, last).
     Textured meshes need a UV ``layout``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -121,8 +128,14 @@ def write_face(folder: Path, face: FaceResult, faces: np.ndarray, layout: UVLayo
     )
 
 
-def _write_textures(folder: Path, face: FaceResult, layout: UVLayout, symmetric: bool,
-                    to_photo: np.ndarray | None, outputs: Collection[Output]) -> None:  # fmt: skip
+def _write_textures(
+    folder: Path,
+    face: FaceResult,
+    layout: UVLayout,
+    symmetric: bool,
+    to_photo: np.ndarray | None,
+    outputs: Collection[Output],
+) -> None:
     """texture.png (+ visibility.png) from the original photo when available (full resolution), else from the
     crop; albedo.png from the reflectance; each when chosen in ``outputs``."""
     fallback, albedo = layout.bake(torch.cat([face.shaded, face.reflectance], -1)).split(3, 1)
@@ -175,17 +188,24 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: l
         "face_index": face.meta.get("face_index"),
         "pose_degrees": {"pitch": pitch, "yaw": yaw, "roll": roll},
         "translation_code": code["translation"].tolist(),
-        "camera_from_model": {"rotation": face.camera_rotation[0].cpu().numpy().round(6).tolist(),
-                              "translation": face.camera_translation[0].cpu().numpy().round(6).tolist(),
-                              "note": "x_camera = rotation @ x_model + translation (OpenCV axes, model units)"},
+        "camera_from_model": {
+            "rotation": face.camera_rotation[0].cpu().numpy().round(6).tolist(),
+            "translation": face.camera_translation[0].cpu().numpy().round(6).tolist(),
+            "note": "x_camera = rotation @ x_model + translation (OpenCV axes, model units)",
+        },
         "sh_light_rgb_x9": code["light"].reshape(3, 9).round(5).tolist(),
         "shape": code["shape"].round(5).tolist(),
-        "expression": dict(zip(expression_names, expression, strict=True)) if expression_names else expression,
+        "expression": dict(zip(expression_names, expression, strict=True))
+        if expression_names
+        else expression,
         "albedo": code["albedo"].round(5).tolist(),
         "landmarks_photo_px": np.round(landmarks_photo, 2).tolist(),
         "intrinsics_crop": face.K[0].cpu().numpy().round(4).tolist(),
-    }  # fmt: skip
+    }
     if face.refine_loss:
-        record["refinement"] = {"steps": len(face.refine_loss), "loss_first": face.refine_loss[0],
-                                "loss_last": face.refine_loss[-1]}  # fmt: skip
+        record["refinement"] = {
+            "steps": len(face.refine_loss),
+            "loss_first": face.refine_loss[0],
+            "loss_last": face.refine_loss[-1],
+        }
     return record

@@ -71,8 +71,9 @@ def write_textured_obj(
         mtl,
         f"newmtl {material}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n",
     )
-    write_text_atomic(path, obj_text(vertices, faces, uv_coords=uv_coords, uv_faces=uv_faces,
-                                     material=(mtl.name, material)))  # fmt: skip
+    write_text_atomic(
+        path, obj_text(vertices, faces, uv_coords=uv_coords, uv_faces=uv_faces, material=(mtl.name, material))
+    )
     return path, mtl
 
 

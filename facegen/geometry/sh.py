@@ -59,7 +59,7 @@ def sh_shading(normals: Tensor, coeffs: Tensor) -> Tensor:
     """
     basis = sh_basis(normals)
     gamma = coeffs.reshape(coeffs.shape[0], 3, 9)
-    flat = basis.reshape(basis.shape[0], -1, 9)
+    flat = basis.reshape(basis.shape[0], math.prod(normals.shape[1:-1]), 9)  # explicit: B may be 0
     return (flat @ gamma.transpose(1, 2)).reshape(*normals.shape[:-1], 3)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facegen.data.landmarks import JAW, NUM_LANDMARKS
 from facegen.errors import ConfigError
+from facegen.geometry.landmarks import JAW, NUM_LANDMARKS
 
 
 def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] | None = None) -> Tensor:

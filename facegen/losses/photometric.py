@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import kornia
 import torch
 from torch import Tensor
 
 from facegen.errors import ConfigError
 
-NORMS = ("l21", "l2", "l1", "charbonnier")
+#: Colour distances of the photometric term (see :func:`colour_distance`).
+Norm = Literal["l21", "l2", "l1", "charbonnier"]
+NORMS = get_args(Norm)
 
 
-def colour_distance(prediction: Tensor, target: Tensor, norm: str = "l21", eps: float = 1e-6) -> Tensor:
+def colour_distance(prediction: Tensor, target: Tensor, norm: Norm = "l21", eps: float = 1e-6) -> Tensor:
     """Per-element distance over the channel axis.
 
     Args:
@@ -41,7 +45,7 @@ def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=eps)
 
 
-def photometric_loss(prediction: Tensor, target: Tensor, mask: Tensor, norm: str = "l21") -> Tensor:
+def photometric_loss(prediction: Tensor, target: Tensor, mask: Tensor, norm: Norm = "l21") -> Tensor:
     """Masked mean colour distance. ``mask``: (B, 1, H, W) / (B, H, W) for images, (B, N) for points."""
     distance = colour_distance(prediction, target, norm)
     return masked_mean(distance, mask.reshape(distance.shape))

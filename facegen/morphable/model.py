@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from facegen.errors import BadFileError
+from facegen.geometry.landmarks import NUM_LANDMARKS
 
 SCHEMA_VERSION = 1
 UNIT_TO_MM = {"um": 1e-3, "mm": 1.0, "cm": 10.0, "dm": 100.0, "m": 1000.0}
-NUM_LANDMARKS = 68
 
 
 class ModelFileError(BadFileError):

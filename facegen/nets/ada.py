@@ -22,8 +22,14 @@ class AdaptiveAugment(nn.Module):
         initial_p: starting probability; ``adaptive=False`` keeps ``p`` fixed.
     """
 
-    def __init__(self, target: float = 0.6, speed_images: int = 100_000, interval: int = 4, initial_p: float = 0.0,
-                 adaptive: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        target: float = 0.6,
+        speed_images: int = 100_000,
+        interval: int = 4,
+        initial_p: float = 0.0,
+        adaptive: bool = True,
+    ) -> None:
         super().__init__()
         self.target, self.speed_images, self.interval, self.adaptive = (
             target,
@@ -62,8 +68,9 @@ class AdaptiveAugment(nn.Module):
             centre, torch.rad2deg(angle), scale.unsqueeze(1).expand(batch, 2)
         )
         matrix[:, :, 2] += shift * torch.tensor([width, height], device=device)
-        images = kornia.geometry.transform.warp_affine(images, matrix.to(images.dtype), (height, width),
-                                                       padding_mode="reflection")  # fmt: skip
+        images = kornia.geometry.transform.warp_affine(
+            images, matrix.to(images.dtype), (height, width), padding_mode="reflection"
+        )
         colour, rest = images[:, :3], images[:, 3:]
         brightness = torch.where(chosen(), uniform(-0.2, 0.2), 0.0).view(-1, 1, 1, 1)
         contrast = torch.where(chosen(), torch.exp2(uniform(-0.5, 0.5)), 1.0).view(-1, 1, 1, 1)

@@ -11,6 +11,7 @@ minibatch standard-deviation layer. What is simpler: resampling is bilinear (x2 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,8 @@ from torch import Tensor, nn
 
 from facegen.errors import ConfigError
 
+#: Per-layer noise: ``random`` (training) or ``none`` (deterministic generation and fitting).
+NoiseMode = Literal["random", "none"]
 #: Leaky-ReLU slope and the gain that keeps activations at unit variance after it.
 SLOPE, GAIN = 0.2, math.sqrt(2.0)
 
@@ -31,8 +34,14 @@ class EqualLinear(nn.Module):
     """Linear layer with the equalized learning rate: weights N(0, 1) / ``lr_multiplier`` scaled at run time by
     ``lr_multiplier / sqrt(in_features)``; ``activate`` applies the scaled leaky ReLU."""
 
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_multiplier: float = 1.0,
-                 activate: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias_init: float = 0.0,
+        lr_multiplier: float = 1.0,
+        activate: bool = False,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
@@ -47,8 +56,15 @@ class EqualLinear(nn.Module):
 class EqualConv2d(nn.Module):
     """Convolution with the equalized learning rate; ``down`` average-pools x2 after it."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, bias: bool = True, activate: bool = True,
-                 down: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        bias: bool = True,
+        activate: bool = True,
+        down: bool = False,
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -71,8 +87,12 @@ class MappingNetwork(nn.Module):
     ) -> None:
         super().__init__()
         sizes = [z_dim] + [w_dim] * layers
-        self.layers = nn.Sequential(*[EqualLinear(a, b, lr_multiplier=0.01, activate=True)
-                                      for a, b in zip(sizes[:-1], sizes[1:], strict=True)])  # fmt: skip
+        self.layers = nn.Sequential(
+            *[
+                EqualLinear(a, b, lr_multiplier=0.01, activate=True)
+                for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+            ]
+        )
         self.register_buffer("w_avg", torch.zeros(w_dim))
         self.w_avg_beta = w_avg_beta
 
@@ -91,8 +111,15 @@ class ModulatedConv2d(nn.Module):
     """Convolution whose weights are scaled per sample and input channel by a style from w (modulation) and
     renormalised per output channel (demodulation); ``up`` doubles the resolution (bilinear) first."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, w_dim: int, demodulate: bool = True,
-                 up: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        w_dim: int,
+        demodulate: bool = True,
+        up: bool = False,
+    ) -> None:
         super().__init__()
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel))
@@ -110,8 +137,12 @@ class ModulatedConv2d(nn.Module):
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
             height, width = height * 2, width * 2
-        out = F.conv2d(x.reshape(1, batch * in_channels, height, width),
-                       weight.reshape(-1, in_channels, *weight.shape[-2:]), padding=self.padding, groups=batch)  # fmt: skip
+        out = F.conv2d(
+            x.reshape(1, batch * in_channels, height, width),
+            weight.reshape(-1, in_channels, *weight.shape[-2:]),
+            padding=self.padding,
+            groups=batch,
+        )
         return out.reshape(batch, -1, height, width)
 
 
@@ -124,7 +155,7 @@ class StyledLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random") -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
         x = self.conv(x, w)
         if noise_mode == "random":
             x = (
@@ -157,8 +188,16 @@ class Generator(nn.Module):
         channel_base, channel_max: feature channels at resolution r are min(channel_max, channel_base / r).
     """
 
-    def __init__(self, resolution: int = 256, channels: int = 3, z_dim: int = 512, w_dim: int = 512,
-                 mapping_layers: int = 8, channel_base: int = 16384, channel_max: int = 512) -> None:  # fmt: skip
+    def __init__(
+        self,
+        resolution: int = 256,
+        channels: int = 3,
+        z_dim: int = 512,
+        w_dim: int = 512,
+        mapping_layers: int = 8,
+        channel_base: int = 16384,
+        channel_max: int = 512,
+    ) -> None:
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
             raise ConfigError(f"generator resolution must be a power of two >= 8, got {resolution}")
@@ -183,7 +222,7 @@ class Generator(nn.Module):
         """z (B, z_dim) -> W+ (B, num_ws, w_dim) (the same w repeated)."""
         return self.mapping(z, truncation).unsqueeze(1).expand(-1, self.num_ws, -1)
 
-    def synthesis(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+    def synthesis(self, ws: Tensor, noise_mode: NoiseMode = "random") -> Tensor:
         """W+ (B, num_ws, w_dim) -> image. ``noise_mode``: ``random`` or ``none`` (deterministic)."""
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         x = self.first(x, ws[:, 0], noise_mode)
@@ -195,7 +234,7 @@ class Generator(nn.Module):
             )
         return image
 
-    def forward(self, z: Tensor, truncation: float = 1.0, noise_mode: str = "random") -> Tensor:
+    def forward(self, z: Tensor, truncation: float = 1.0, noise_mode: NoiseMode = "random") -> Tensor:
         return self.synthesis(self.ws(z, truncation), noise_mode)
 
 
@@ -205,8 +244,14 @@ class Discriminator(nn.Module):
     ``mbstd_group``: samples per group of the minibatch standard-deviation feature (clamped to the batch).
     """
 
-    def __init__(self, resolution: int = 256, channels: int = 3, channel_base: int = 16384, channel_max: int = 512,
-                 mbstd_group: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self,
+        resolution: int = 256,
+        channels: int = 3,
+        channel_base: int = 16384,
+        channel_max: int = 512,
+        mbstd_group: int = 4,
+    ) -> None:
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
             raise ConfigError(f"discriminator resolution must be a power of two >= 8, got {resolution}")
@@ -242,3 +287,8 @@ class Discriminator(nn.Module):
             x = (block(x) + skip(x)) / math.sqrt(2)
         x = self.conv(self.minibatch_std(x))
         return self.out(self.fc(x.flatten(1))).squeeze(1)
+
+
+def to_unit(image: Tensor) -> Tensor:
+    """Generator output (about [-1, 1]) -> [0, 1]."""
+    return (image.clamp(-1, 1) + 1) / 2

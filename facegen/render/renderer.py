@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from facegen.errors import check_choice
 from facegen.geometry.normals import vertex_normals
 from facegen.render.rasterize import rasterize
 from facegen.render.settings import Fragments, RasterSettings
@@ -16,6 +17,9 @@ from facegen.render.shading import (
     sample_uv_texture,
     shade_sh,
 )
+
+#: Where SH shading is evaluated (see :class:`Renderer`).
+Shading = Literal["pixel", "vertex"]
 
 
 class RenderOutput(NamedTuple):
@@ -35,10 +39,9 @@ class Renderer(nn.Module):
             SH evaluated per vertex, colours interpolated).
     """
 
-    def __init__(self, settings: RasterSettings | None = None, shading: str = "pixel") -> None:
+    def __init__(self, settings: RasterSettings | None = None, shading: Shading = "pixel") -> None:
         super().__init__()
-        if shading not in ("pixel", "vertex"):
-            raise ValueError(f"shading must be 'pixel' or 'vertex', got {shading!r}")
+        check_choice("renderer shading", shading, Shading)
         self.settings = settings or RasterSettings()
         self.shading = shading
 

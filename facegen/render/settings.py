@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
 
 from facegen.errors import ConfigError
 
-BACKENDS = ("torch", "pytorch3d", "auto")
+#: Rasterizer backends (see :class:`RasterSettings`).
+Backend = Literal["torch", "pytorch3d", "auto"]
+BACKENDS = get_args(Backend)
 
 
 @dataclass
@@ -27,7 +29,7 @@ class RasterSettings:
     """
 
     image_size: tuple[int, int] = (224, 224)
-    backend: str = "torch"
+    backend: Backend = "torch"
     perspective_correct: bool = True
     cull_backfaces: bool = False
     znear: float = 1e-3

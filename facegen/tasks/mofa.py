@@ -7,16 +7,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Literal
 
 import torch
-from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from facegen.callbacks.face_exporter import FaceExporter
+from facegen.data.batch import FaceBatch, InputSpec
 from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
-from facegen.errors import ConfigError
+from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
@@ -33,14 +34,24 @@ from facegen.losses import (
     ssim_loss,
 )
 from facegen.losses import landmark_weights as make_landmark_weights
+from facegen.losses.photometric import Norm
 from facegen.morphable.registry import load_face_model
 from facegen.nets.encoder import CodeRegressor, build_backbone
+from facegen.predictions import Reconstruction
 from facegen.render.points import sample_image_at_points, visible_points
-from facegen.render.settings import RasterSettings
+from facegen.render.settings import Backend, RasterSettings
+from facegen.tasks.base import FaceTask, Schedule
 from facegen.tasks.refine import RefineOptions, refine_code
 
+#: Where the albedo comes from (see :class:`MoFA`).
+Reflectance = Literal["auto", "model", "learned"]
+#: What the photometric term compares (see :class:`MoFA`).
+Photometric = Literal["points", "raster"]
+#: What a NaN or infinite loss does (see :class:`MoFA`).
+OnNonfinite = Literal["stop", "skip"]
 
-class MoFA(LightningModule):
+
+class MoFA(FaceTask):
     """The model-based face autoencoder.
 
     Args:
@@ -81,21 +92,21 @@ class MoFA(LightningModule):
         shape: int = 80,
         expression: int = 64,
         albedo: int = 80,
-        reflectance: str = "auto",
+        reflectance: Reflectance = "auto",
         albedo_rank: int = 10,
-        photometric: str = "points",
-        norm: str = "l21",
+        photometric: Photometric = "points",
+        norm: Norm = "l21",
         weights: LossWeights | None = None,
         landmark_jaw: float = 0.5,
         landmark_weights: list[float] | None = None,
         lr: float = 1e-4,
         weight_decay: float = 0.0,
-        lr_schedule: str = "constant",
+        lr_schedule: Schedule = "constant",
         warmup_steps: int = 0,
-        on_nonfinite: str = "stop",
+        on_nonfinite: OnNonfinite = "stop",
         fov: float = DEFAULT_FOV,
         fill: float = DEFAULT_FILL,
-        backend: str = "torch",
+        backend: Backend = "torch",
         refine: RefineOptions | None = None,
         validate_refined: int = 0,
     ) -> None:
@@ -105,24 +116,27 @@ class MoFA(LightningModule):
         self.save_hyperparameters(ignore=["refine", "validate_refined"])
         if image_size < 16:
             raise ConfigError(f"model.image_size must be at least 16 pixels, got {image_size}")
-        if photometric not in ("points", "raster"):
-            raise ConfigError(f"model.photometric must be 'points' or 'raster', got {photometric!r}")
+        choices = {
+            "reflectance": (reflectance, Reflectance),
+            "norm": (norm, Norm),
+            "lr_schedule": (lr_schedule, Schedule),
+            "photometric": (photometric, Photometric),
+            "on_nonfinite": (on_nonfinite, OnNonfinite),
+        }
+        for setting, (value, allowed) in choices.items():
+            check_choice(f"model.{setting}", value, allowed)
         if validate_refined < 0:
             raise ConfigError(
                 f"model.validate_refined is a number of validation batches (>= 0), got {validate_refined}"
             )
-        if on_nonfinite not in ("stop", "skip"):
-            raise ConfigError(f"model.on_nonfinite must be 'stop' or 'skip', got {on_nonfinite!r}")
-        if lr_schedule not in ("constant", "cosine"):
-            raise ConfigError(f"model.lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
         self.weights = weights or LossWeights()
         self.refine = refine or RefineOptions()
         self.validate_refined = validate_refined
         model = load_face_model(face_model)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
-        self.decoder = FaceDecoder(model, (image_size, image_size), fov, fill, albedo_module,
-                                   RasterSettings(backend=backend))  # fmt: skip
+        raster = RasterSettings(backend=backend)
+        self.decoder = FaceDecoder(model, (image_size, image_size), fov, fill, albedo_module, raster)
         self.layout = self.decoder.layout(shape=shape, expression=expression, albedo=albedo)
         initial = self.layout.zeros(1)._replace(light=ambient_sh(1)).flatten()[0]
         self.encoder = CodeRegressor(build_backbone(backbone, depths, width, grid), initial)
@@ -137,10 +151,8 @@ class MoFA(LightningModule):
         self.register_buffer("region", region, persistent=False)
 
     @staticmethod
-    def _reflectance(model, reflectance: str) -> bool:
+    def _reflectance(model, reflectance: Reflectance) -> bool:
         """True when the albedo is learned; rejects a config asking for a basis the model lacks."""
-        if reflectance not in ("auto", "model", "learned"):
-            raise ConfigError(f"model.reflectance must be auto, model or learned, got {reflectance!r}")
         if reflectance == "model" and not model.has_albedo:
             raise ConfigError(
                 f"model.reflectance is 'model' but face model {model.name!r} has no albedo basis: "
@@ -155,16 +167,16 @@ class MoFA(LightningModule):
 
     def loss_terms(
         self,
-        batch: dict,
+        batch: FaceBatch,
         code: FaceCode,
         decoded: DecodedFace | None = None,
         weights: LossWeights | None = None,
     ) -> dict[str, Tensor]:
         """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given);
         optional terms (SSIM) only when ``weights`` (default: the training ones) give them a weight."""
-        image, mask = batch["image"], batch["mask"]
+        image, mask = batch.image, batch.mask
         decoded = self.decoder(code) if decoded is None else decoded
-        size = image.shape[-1]
+        size = batch.size
         terms: dict[str, Tensor] = {}
         if self.hparams.photometric == "points":
             visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
@@ -178,7 +190,7 @@ class MoFA(LightningModule):
             terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm)
             if (weights or self.weights).ssim > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
-        terms["landmark"] = landmark_loss(decoded.landmarks, batch["landmarks"], self.landmark_weights, size)
+        terms["landmark"] = landmark_loss(decoded.landmarks, batch.landmarks, self.landmark_weights, size)
         terms["shape"] = coefficient_prior(code.shape)
         terms["expression"] = coefficient_prior(code.expression)
         terms["light"] = light_prior(code.light)
@@ -192,23 +204,23 @@ class MoFA(LightningModule):
         return sum(weights[name] * value for name, value in terms.items())
 
     def _check_finite(self, terms: dict[str, Tensor]) -> bool:
-        for name, value in terms.items():
-            if not torch.isfinite(value).all():
-                message = f"step {self.global_step}: loss term '{name}' is {value.item()}"
-                if self.hparams.on_nonfinite == "stop":
-                    raise FloatingPointError(message + " (set model.on_nonfinite: skip to skip such batches)")
-                rank_zero_warn(message + ": batch skipped")
-                return False
-        return True
+        """True when every loss term is finite; otherwise stops or (``on_nonfinite: skip``) warns."""
+        message = self.nonfinite(terms)
+        if message is None:
+            return True
+        if self.hparams.on_nonfinite == "stop":
+            raise FloatingPointError(message + " (set model.on_nonfinite: skip to skip such batches)")
+        rank_zero_warn(message + ": batch skipped")
+        return False
 
     # ------------------------------------------------------------------------------------ steps
-    def training_step(self, batch: dict, batch_index: int) -> Tensor | None:
-        code = self(batch["image"])
+    def training_step(self, batch: FaceBatch, batch_index: int) -> Tensor | None:
+        code = self(batch.image)
         terms = self.loss_terms(batch, code)
         if not self._check_finite(terms):
             return None
         loss = self._total(terms)
-        size = batch["image"].shape[0]
+        size = len(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=size)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=size)
         skipped = getattr(self.trainer.datamodule, "skipped_samples", None)
@@ -216,42 +228,38 @@ class MoFA(LightningModule):
             self.log("data/skipped_samples", float(skipped), batch_size=size)
         return loss
 
-    def validation_step(self, batch: dict, batch_index: int) -> None:
-        code = self(batch["image"])
+    def validation_step(self, batch: FaceBatch, batch_index: int) -> None:
+        code = self(batch.image)
         metrics = self.evaluate(batch, code)
         if batch_index < self.validate_refined and self.refine.steps > 0:
             refined, _ = self.refined(batch, code)
             metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
-        self.log_dict(
-            {f"val/{k}": v for k, v in metrics.items()}, batch_size=batch["image"].shape[0], sync_dist=True
-        )
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=len(batch), sync_dist=True)
 
-    def test_step(self, batch: dict, batch_index: int) -> None:
+    def test_step(self, batch: FaceBatch, batch_index: int) -> None:
         metrics = self.evaluate(batch)
-        self.log_dict(
-            {f"test/{k}": v for k, v in metrics.items()}, batch_size=batch["image"].shape[0], sync_dist=True
-        )
+        self.log_dict({f"test/{k}": v for k, v in metrics.items()}, batch_size=len(batch), sync_dist=True)
 
     @torch.no_grad()
-    def evaluate(self, batch: dict, code: FaceCode | None = None) -> dict[str, Tensor]:
+    def evaluate(self, batch: FaceBatch, code: FaceCode | None = None) -> dict[str, Tensor]:
         """Validation metrics of ``code`` (default: the encoder's) for ``batch``: loss, photometric error (mean
         |render - photo| over the face, in [0, 1] units), landmark error (pixels, NME) and, with ground truth,
         vertex error in model units and mm, with the mean face's error as the baseline and their ratio, after
         similarity alignment (``vertex_error*``: monocular scale is ambiguous, as in the NoW benchmark) and
         after rigid alignment (``vertex_error_rigid*``), and code errors."""
-        code = self(batch["image"]) if code is None else code
+        code = self(batch.image) if code is None else code
         decoded = self.decoder(code)
         terms = self.loss_terms(batch, code, decoded)
         metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
-        rendered = self.decoder.render(decoded, code.light, background=batch["image"])
-        valid = rendered.mask * (batch["mask"] > 0.5)
+        rendered = self.decoder.render(decoded, code.light, background=batch.image)
+        valid = rendered.mask * (batch.mask > 0.5)
         metrics["photometric_error"] = masked_mean(
-            (rendered.image - batch["image"]).abs().mean(1, keepdim=True), valid
+            (rendered.image - batch.image).abs().mean(1, keepdim=True), valid
         )
-        pixels, nme = landmark_error(decoded.landmarks, batch["landmarks"])
+        pixels, nme = landmark_error(decoded.landmarks, batch.landmarks)
         metrics["landmark_error_px"], metrics["landmark_nme"] = pixels.mean(), nme.mean()
-        if "params" in batch:
-            metrics.update(self._ground_truth_metrics(code, batch["params"]))
+        if batch.params is not None:
+            metrics.update(self._ground_truth_metrics(code, batch.params))
         return metrics
 
     def _ground_truth_metrics(self, code: FaceCode, params: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -276,28 +284,58 @@ class MoFA(LightningModule):
                 )
         return metrics
 
-    def predict_step(self, batch: dict, batch_index: int) -> dict:
-        """The code (refined when ``refine.steps`` > 0), the decoded geometry and the batch with its crop
-        metadata, for prediction writers; ``refine_loss`` holds the loss before each refinement step."""
-        code = self(batch["image"])
+    @property
+    def input_spec(self) -> InputSpec:
+        hparams = self.hparams
+        return InputSpec(hparams.image_size, hparams.face_model, hparams.fov, hparams.fill)
+
+    def predict_step(self, batch: FaceBatch, batch_index: int) -> Reconstruction:
+        """The reconstruction of ``batch``, refined when ``refine.steps`` > 0."""
+        return self.reconstruct(batch, refine=True)
+
+    @torch.no_grad()
+    def reconstruct(self, batch: FaceBatch, refine: bool = False, geometry: bool = False) -> Reconstruction:
+        """The encoder's code for ``batch`` (refined with ``refine`` when asked and ``refine.steps`` > 0), decoded
+        into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
+        code = self(batch.image)
         history: list[float] = []
-        if self.refine.steps and batch["image"].shape[0]:
+        if refine and self.refine.steps and len(batch):
             code, history = self.refined(batch, code)
-        return {"code": code, "decoded": self.decoder(code), "batch": batch, "refine_loss": history}
+        decoder = self.decoder
+        decoded = decoder(code)
+        rotation, translation = decoder.camera_pose(code)
+        grey = None
+        if geometry:
+            light = ambient_sh(len(batch), 0.6, batch.image.device) + _frontal_light(
+                len(batch), batch.image.device
+            )
+            grey = decoder.render(decoded._replace(albedo=torch.full_like(decoded.albedo, 0.7)), light).image
+        return Reconstruction(
+            batch=batch,
+            code=code,
+            decoded=decoded,
+            vertices_model=decoder.model(shape=code.shape, expression=code.expression).vertices,
+            camera_rotation=rotation,
+            camera_translation=translation,
+            shaded=decoder.vertex_colours(decoded, code.light),
+            render=decoder.render(decoded, code.light, background=0.0),
+            fit_loss=history,
+            geometry=grey,
+        )
 
     def prediction_writer(
         self, out: str, overwrite: bool, texture_size: int, outputs: Sequence[Output] = OUTPUTS
-    ):
+    ) -> FaceExporter:
         """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``)."""
-        return FaceExporter(out, overwrite, texture_size, outputs)
+        return FaceExporter(out, self.decoder.model, overwrite, texture_size, outputs)
 
-    def weighted_loss(self, batch: dict, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
+    def weighted_loss(self, batch: FaceBatch, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
         """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
         others are given."""
         return self._total(self.loss_terms(batch, code, weights=weights), weights)
 
     def refined(
-        self, batch: dict, code: FaceCode, options: RefineOptions | None = None
+        self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None
     ) -> tuple[FaceCode, list[float]]:
         """``code`` refined on ``batch`` with ``options`` (default: ``refine``) and the loss before each step.
         Loss weights: those of ``options``, else those of ``refine``, else the training ones."""
@@ -309,18 +347,11 @@ class MoFA(LightningModule):
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
         )
-        warmup, total = self.hparams.warmup_steps, self.trainer.estimated_stepping_batches
-        if self.hparams.lr_schedule == "cosine" and not math.isfinite(total):
-            raise ConfigError(
-                "model.lr_schedule 'cosine' needs a finite run: set trainer.max_steps or max_epochs"
-            )
+        return self.warmup_schedule(optimizer, self.hparams.lr_schedule, self.hparams.warmup_steps)
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            if self.hparams.lr_schedule == "constant":
-                return 1.0
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+def _frontal_light(batch: int, device) -> Tensor:
+    """(B, 27) first-band SH light from the camera (normals facing it have z < 0), for the geometry view."""
+    light = torch.zeros(batch, 3, 9, device=device)
+    light[:, :, 2] = -0.45
+    return light.reshape(batch, 27)

@@ -3,11 +3,13 @@ untrained encoder's mean face) and optimising chosen parts of it per face with A
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from facegen.data.batch import FaceBatch
 from facegen.decoder.code import PARTS, FaceCode
 from facegen.errors import ConfigError
 from facegen.losses.weights import LossWeights
@@ -35,7 +37,9 @@ class RefineOptions:
             )
 
 
-def refine_code(loss_of, batch: dict, code: FaceCode, options: RefineOptions) -> tuple[FaceCode, list[float]]:
+def refine_code(
+    loss_of, batch: FaceBatch, code: FaceCode, options: RefineOptions
+) -> tuple[FaceCode, list[float]]:
     """Optimise ``code`` so that ``loss_of(batch, code)`` (a scalar, e.g. MoFA's weighted loss) falls.
 
     Runs with gradients even inside ``torch.inference_mode`` (Lightning's predict loop): the batch's tensors
@@ -57,7 +61,7 @@ def refine_code(loss_of, batch: dict, code: FaceCode, options: RefineOptions) ->
 
 
 def clone_out_of_inference(value):
-    """``value`` with every tensor (also inside dicts and NamedTuples) cloned; called outside inference mode, the
+    """``value`` with every tensor (also inside dicts, NamedTuples and dataclasses) cloned; called outside inference mode, the
     clones are ordinary tensors that autograd can use."""
     if isinstance(value, Tensor):
         return value.clone()
@@ -65,4 +69,7 @@ def clone_out_of_inference(value):
         return {key: clone_out_of_inference(item) for key, item in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(clone_out_of_inference(item) for item in value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {f.name: clone_out_of_inference(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **fields)
     return value

@@ -17,51 +17,49 @@ steps), as Lightning does for manual optimisation.
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal
 
-import kornia
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from facegen.callbacks.image_logger import FaceImageLogger
 from facegen.callbacks.texture_exporter import TextureExporter
-from facegen.callbacks.visuals import to_uint8
-from facegen.decoder import DecodedFace, FaceCode
-from facegen.errors import ConfigError
+from facegen.data.batch import FaceBatch, InputSpec, SeedBatch
+from facegen.errors import check_choice
 from facegen.evaluation.distribution import frechet_distance, kernel_inception_distance
-from facegen.evaluation.features import TorchScriptFeatures, build_feature_extractor
-from facegen.export.files import write_bytes_atomic
+from facegen.evaluation.features import build_feature_extractor
+from facegen.export.pictures import to_uint8
 from facegen.geometry.sh import sh_shading
-from facegen.losses import photometric_loss, ssim_loss
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
-from facegen.morphable.registry import load_face_model
 from facegen.nets.ada import AdaptiveAugment
-from facegen.nets.stylegan import Discriminator, Generator
-from facegen.tasks.mofa import MoFA
-from facegen.tasks.refine import RefineOptions, clone_out_of_inference
+from facegen.nets.stylegan import Discriminator, Generator, to_unit
+from facegen.predictions import GeneratedTextures, ReconstructedTextures
+from facegen.tasks.base import FaceTask
+from facegen.tasks.conditioning import (
+    Condition,
+    MoFASource,
+    condition_of,
+    load_mofa,
+    novel_views,
+    render_texture,
+)
+from facegen.tasks.latent_fit import LatentFit, fit_latent
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
 #: Shading below this is treated as this when de-lighting (dark, grazing texels would blow up).
 MIN_SHADING = 0.05
-
-
-@dataclass
-class MoFASource:
-    """The frozen MoFA that fits geometry, pose and light: a checkpoint, trained first from ``config`` (a MoFA
-    config such as ``configs/mofa.yaml``) when the file is missing and a config is given."""
-
-    checkpoint: str = "models/mofa_quickstart.ckpt"
-    config: str | None = None
+#: Yaw angles (radians) of the novel views beside a reconstructed texture.
+VIEWS_RECONSTRUCTED = (-0.6, 0.6)
+#: What the discriminator compares (see the module docstring).
+Mode = Literal["uv", "image"]
 
 
 @dataclass
@@ -77,39 +75,11 @@ class Regularization:
     ada: bool = True
 
 
-@dataclass
-class LatentFit:
-    """Texture reconstruction from a photo: ``w_steps`` on one W, then ``wplus_steps`` on W+ (per layer), Adam at
-    ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
-    ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
-    provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA
-    refinement of the geometry first (loss weights: ``refine.weights``, else the MoFA's training weights)."""
-
-    w_steps: int = 100
-    wplus_steps: int = 100
-    lr: float = 0.05
-    ssim: float = 0.5
-    prior: float = 1e-3
-    perceptual: str | None = None
-    perceptual_weight: float = 1.0
-    refine: RefineOptions | None = None
-
-
-class Condition(NamedTuple):
-    """What the frozen MoFA says of a batch of photos: image (B, 3, S, S) in [0, 1], face mask (B, 1, S, S), code,
-    decoded geometry."""
-
-    image: Tensor
-    mask: Tensor
-    code: FaceCode
-    decoded: DecodedFace
-
-
-class TextureGAN(LightningModule):
+class TextureGAN(FaceTask):
     """StyleGAN2-style UV texture generator learned from photos.
 
     Args:
-        mofa: the frozen MoFA (checkpoint, and the config that produces it when missing).
+        mofa: the frozen MoFA's checkpoint.
         face_model: expected face model (``builtin`` or ``.npz``); the MoFA checkpoint must use the same one.
         mode: ``uv`` or ``image`` (see the module docstring).
         resolution: UV texture side (power of two).
@@ -127,7 +97,7 @@ class TextureGAN(LightningModule):
         self,
         mofa: MoFASource | None = None,
         face_model: str | None = None,
-        mode: str = "uv",
+        mode: Mode = "uv",
         resolution: int = 256,
         z_dim: int = 512,
         w_dim: int = 512,
@@ -149,8 +119,7 @@ class TextureGAN(LightningModule):
         self.save_hyperparameters(ignore=["truncation", "latent_fit"])
         self.truncation = truncation
         self.automatic_optimization = False
-        if mode not in ("uv", "image"):
-            raise ConfigError(f"model.mode must be 'uv' or 'image', got {mode!r}")
+        check_choice("model.mode", mode, Mode)
         self.regularization = regularization or Regularization()
         self.latent_fit = latent_fit or LatentFit()
         self.mofa = load_mofa(mofa or MoFASource(), face_model)
@@ -163,8 +132,10 @@ class TextureGAN(LightningModule):
         # image mode: D sees the crops resized to the largest power of two that fits them
         self.d_resolution = resolution if mode == "uv" else 2 ** int(math.log2(self.mofa.hparams.image_size))
         self.discriminator = Discriminator(self.d_resolution, 4 if mode == "uv" else 3, **sizes)
-        self.augment = AdaptiveAugment(self.regularization.ada_target, self.regularization.ada_speed_images,
-                                       adaptive=self.regularization.ada)  # fmt: skip
+        regularization = self.regularization
+        self.augment = AdaptiveAugment(
+            regularization.ada_target, regularization.ada_speed_images, adaptive=regularization.ada
+        )
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
         self.register_buffer("mean_path_length", torch.zeros(()))
         self.features = build_feature_extractor(features)
@@ -179,11 +150,14 @@ class TextureGAN(LightningModule):
         return self
 
     # ------------------------------------------------------------------------------------ conditioning
-    @torch.no_grad()
-    def condition(self, batch: dict) -> Condition:
-        image = batch["image"]
-        code = self.mofa(image)
-        return Condition(image, batch["mask"], code, self.mofa.decoder(code))
+    @property
+    def input_spec(self) -> InputSpec:
+        """The frozen MoFA's: the crops it was trained on."""
+        return self.mofa.input_spec
+
+    def condition(self, batch: FaceBatch) -> Condition:
+        """The frozen MoFA's code and geometry for ``batch``."""
+        return condition_of(self.mofa, batch)
 
     @torch.no_grad()
     def real_textures(self, condition: Condition) -> tuple[Tensor, Tensor]:
@@ -199,11 +173,7 @@ class TextureGAN(LightningModule):
 
     def render(self, texture: Tensor, condition: Condition) -> Tensor:
         """UV ``texture`` (B, 3, R, R) in [0, 1] shaded on the fitted faces, composited into the photos."""
-        decoded, model = condition.decoded, self.mofa.decoder.model
-        return self.mofa.decoder.renderer(
-            decoded.vertices, model.faces, decoded.K, texture=texture, uv_coords=model.uv_coords,
-            uv_faces=model.uv_faces, sh_coeffs=condition.code.light, background=condition.image,
-        ).image  # fmt: skip
+        return render_texture(self.mofa.decoder, texture, condition)
 
     def real_inputs(self, condition: Condition) -> tuple[Tensor, Tensor | None]:
         """What D sees of the photos, in [-1, 1], and (``uv`` mode) the visibility masks (B, 1, R, R) that
@@ -230,7 +200,7 @@ class TextureGAN(LightningModule):
         return to_unit(generator(z, truncation, noise_mode="random" if not ema else "none"))
 
     # ------------------------------------------------------------------------------------ training
-    def training_step(self, batch: dict, batch_index: int) -> None:
+    def training_step(self, batch: FaceBatch, batch_index: int) -> None:
         g_optimizer, d_optimizer = self.optimizers()
         regularization, step = self.regularization, int(self.iteration)
         condition = self.condition(batch)
@@ -242,13 +212,17 @@ class TextureGAN(LightningModule):
         real_logits = self.discriminator(self.augment(real))
         fake_logits = self.discriminator(self.augment(fake))
         d_loss = discriminator_loss(real_logits, fake_logits)
-        self._check_finite(step, d_loss=d_loss)
+        self._check_finite(d_loss=d_loss)
         d_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         d_optimizer.step()
         self.augment.update(real_logits.detach())
-        logs = {"d_loss": d_loss.detach(), "real_logit": real_logits.detach().mean(),
-                "fake_logit": fake_logits.detach().mean(), "ada_p": self.augment.p}  # fmt: skip
+        logs = {
+            "d_loss": d_loss.detach(),
+            "real_logit": real_logits.detach().mean(),
+            "fake_logit": fake_logits.detach().mean(),
+            "ada_p": self.augment.p,
+        }
 
         if regularization.r1_gamma > 0 and step % regularization.r1_interval == 0:
             real_r1 = real.detach().requires_grad_(True)
@@ -260,7 +234,7 @@ class TextureGAN(LightningModule):
 
         texture = self.generate(self.latents(batch_size))
         g_loss = generator_loss(self.discriminator(self.augment(self.fake_inputs(texture, condition, masks))))
-        self._check_finite(step, g_loss=g_loss)
+        self._check_finite(g_loss=g_loss)
         g_optimizer.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_optimizer.step()
@@ -295,11 +269,12 @@ class TextureGAN(LightningModule):
         for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema.copy_(live)
 
-    def _check_finite(self, step: int, **losses: Tensor) -> None:
-        for name, value in losses.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"step {step}: {name} is {value.item()} (G/D diverged; lower model.lr "
-                                         "or raise regularization.r1_gamma)")  # fmt: skip
+    def _check_finite(self, **losses: Tensor) -> None:
+        message = self.nonfinite(losses)
+        if message is not None:
+            raise FloatingPointError(
+                f"{message} (G/D diverged; lower model.lr or raise regularization.r1_gamma)"
+            )
 
     def configure_optimizers(self):
         """Adam for G and D with StyleGAN2's lazy-regularisation correction of lr and betas."""
@@ -321,7 +296,7 @@ class TextureGAN(LightningModule):
         self._metric_batches = {"uv_real": [], "uv_fake": [], "render_real": [], "render_fake": []}
 
     @torch.no_grad()
-    def validation_step(self, batch: dict, batch_index: int) -> None:
+    def validation_step(self, batch: FaceBatch, batch_index: int) -> None:
         seen_so_far = sum(x.shape[0] for x in self._metric_batches["uv_real"])
         if seen_so_far >= self.hparams.metric_samples:
             return
@@ -363,28 +338,49 @@ class TextureGAN(LightningModule):
             )
 
     # ------------------------------------------------------------------------------------ prediction
-    def predict_step(self, batch: dict, batch_index: int) -> dict:
-        """Generation for batches of ``seed`` (B,), texture reconstruction for batches of photos."""
-        if "seed" in batch:
-            z = torch.stack([
-                torch.randn(self.hparams.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in batch["seed"]
-            ]).to(self.device)  # fmt: skip
-            return {"kind": "generated", "seed": batch["seed"].tolist(),
-                    "texture": self.generate(z, ema=True, truncation=self.truncation)}  # fmt: skip
-        if batch["image"].shape[0] == 0:
-            return {"kind": "reconstructed", "texture": None, "batch": batch}
+    def predict_step(
+        self, batch: SeedBatch | FaceBatch, batch_index: int
+    ) -> GeneratedTextures | ReconstructedTextures:
+        """Generation for a :class:`SeedBatch`, texture reconstruction for a :class:`FaceBatch` of photos."""
+        if isinstance(batch, SeedBatch):
+            return self.generated(batch.seeds.tolist())
+        return self.reconstructed(batch)
+
+    @torch.no_grad()
+    def generated(self, seeds: list[int]) -> GeneratedTextures:
+        """One texture per seed (the EMA generator at ``truncation``), shown on the mean shape."""
+        z = torch.stack(
+            [torch.randn(self.hparams.z_dim, generator=torch.Generator().manual_seed(seed)) for seed in seeds]
+        ).to(self.device)
+        texture = self.generate(z, ema=True, truncation=self.truncation)
+        model = self.mofa.decoder.model
+        vertices = model.mean.expand(len(seeds), -1, -1)
+        views = novel_views(self.mofa.decoder, vertices, texture)
+        return GeneratedTextures(seeds, texture, vertices, views, self.truncation)
+
+    def reconstructed(self, batch: FaceBatch) -> ReconstructedTextures:
+        """Textures fitted to the photos of ``batch`` (:class:`LatentFit`), on the MoFA's (refined) geometry."""
+        decoder, model = self.mofa.decoder, self.mofa.decoder.model
         condition = self.condition(batch)
         fit = self.latent_fit
-        if fit.refine is not None and fit.refine.steps:
+        if fit.refine is not None and fit.refine.steps and len(batch):
             code, _ = self.mofa.refined(batch, condition.code, fit.refine)
-            condition = condition._replace(code=code, decoded=self.mofa.decoder(code))
-        texture, history, metrics = fit_latent(self, condition, fit)
-        return {"kind": "reconstructed", "texture": texture, "condition": condition, "batch": batch,
-                "fit_loss": history, "metrics": metrics}  # fmt: skip
+            condition = condition._replace(code=code, decoded=decoder(code))
+        if len(batch):
+            texture, history, metrics = fit_latent(self.generator_ema, decoder, condition, fit)
+        else:
+            size = self.hparams.resolution
+            texture, history = batch.image.new_zeros(0, 3, size, size), []
+            metrics = {name: batch.image.new_zeros(0) for name in ("psnr", "ssim", "l1")}
+        code = condition.code
+        vertices = model(shape=code.shape, expression=code.expression).vertices.expand(len(batch), -1, -1)
+        rendered = self.render(texture, condition)
+        views = novel_views(decoder, vertices, texture, VIEWS_RECONSTRUCTED)
+        return ReconstructedTextures(batch, texture, vertices, rendered, views, history, metrics)
 
-    def prediction_writer(self, out: str, overwrite: bool, texture_size: int):
+    def prediction_writer(self, out: str, overwrite: bool, texture_size: int) -> TextureExporter:
         """The callback that writes this model's predictions (``facegen predict --out``)."""
-        return TextureExporter(out, overwrite, texture_size)
+        return TextureExporter(out, self.mofa.decoder.model, overwrite, texture_size)
 
 
 def texture_panel(pictures: list[Tensor], count: int = 4) -> np.ndarray:
@@ -399,118 +395,3 @@ def texture_panel(pictures: list[Tensor], count: int = 4) -> np.ndarray:
         ]
         rows.append(np.concatenate([to_uint8(cell) for cell in cells], 1))
     return np.concatenate(rows, 0)
-
-
-def to_unit(image: Tensor) -> Tensor:
-    """Generator output (about [-1, 1]) -> [0, 1]."""
-    return (image.clamp(-1, 1) + 1) / 2
-
-
-def load_mofa(source: MoFASource, face_model: str | None) -> MoFA:
-    """The MoFA of ``source`` (trained from its config first when the checkpoint is missing), checked against
-    ``face_model`` and for a UV layout."""
-    path = Path(source.checkpoint)
-    if not path.is_file():
-        if source.config is None:
-            raise FileNotFoundError(
-                f"model.mofa.checkpoint {path} does not exist: train MoFA first (facegen fit --config "
-                "configs/mofa.yaml) and point to its checkpoint, or set model.mofa.config to train it now"
-            )
-        train_mofa(source.config, path)
-    # In an empty context: while LightningCLI instantiates this module it hands this module's init args to every
-    # save_hyperparameters() call (through a context variable), which would overwrite MoFA's own.
-    mofa = contextvars.Context().run(MoFA.load_from_checkpoint, str(path), map_location="cpu")
-    model = mofa.decoder.model
-    if not model.has_uv:
-        raise ConfigError(
-            f"{path}: face model {model.name!r} has no UV layout, which the texture model needs"
-        )
-    if face_model is not None:
-        expected = load_face_model(face_model)
-        same = (expected.num_vertices == model.num_vertices and torch.equal(expected.faces, model.faces)
-                and expected.has_uv and torch.equal(expected.uv_faces, model.uv_faces))  # fmt: skip
-        if not same:
-            raise ConfigError(
-                f"model.face_model {face_model!r} ({expected.num_vertices} vertices) does not match the face model "
-                f"of MoFA checkpoint {path} ({model.name!r}, {model.num_vertices} vertices) or its UV layout"
-            )
-    return mofa
-
-
-def train_mofa(config: str, checkpoint: Path) -> None:
-    """Run ``facegen fit --config config`` and copy its last checkpoint to ``checkpoint``."""
-    from facegen.cli import main
-
-    root = checkpoint.parent / f"{checkpoint.stem}-training"
-    rank_zero_info(f"MoFA checkpoint {checkpoint} missing: training it with {config} (logs in {root})")
-    main(["fit", "--config", config, "--trainer.default_root_dir", str(root),
-          "--trainer.logger.init_args.save_dir", str(root)])  # fmt: skip
-    last = max(root.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(checkpoint, last.read_bytes())
-
-
-def fit_latent(task: TextureGAN, condition: Condition, fit: LatentFit) -> tuple[Tensor, list[float], dict]:
-    """Optimise the EMA generator's latent (W, then W+) so the rendered texture matches the photos on visible
-    face pixels. Returns textures (B, 3, R, R) in [0, 1], the loss per step, and PSNR/SSIM/L1 on visible pixels."""
-    generator = task.generator_ema
-    with torch.inference_mode(False), torch.enable_grad():
-        condition = clone_out_of_inference(condition)
-        batch = condition.image.shape[0]
-        w_avg = generator.mapping.w_avg.detach().clone()
-        w = w_avg.expand(batch, -1).clone().requires_grad_(True)
-        visible = visible_face_pixels(task, condition)
-        perceptual = (
-            TorchScriptFeatures(fit.perceptual).to(condition.image.device) if fit.perceptual else None
-        )
-        target_features = perceptual(condition.image).detach() if perceptual is not None else None
-        history: list[float] = []
-
-        def loss_of(ws: Tensor) -> Tensor:
-            texture = to_unit(generator.synthesis(ws, noise_mode="none"))
-            rendered = task.render(texture, condition)
-            photometric = photometric_loss(rendered, condition.image, visible, "l1") / 3  # per colour value
-            loss = photometric + fit.prior * (ws - w_avg).pow(2).sum(-1).mean() / ws.shape[-1]
-            if fit.ssim > 0:
-                loss = loss + fit.ssim * ssim_loss(rendered, condition.image, visible)
-            if perceptual is not None:
-                loss = loss + fit.perceptual_weight * (perceptual(rendered) - target_features).pow(2).mean()
-            return loss
-
-        def run(parameter: Tensor, expand, steps: int) -> None:
-            optimizer = torch.optim.Adam([parameter], lr=fit.lr)
-            for _ in range(steps):
-                loss = loss_of(expand(parameter))
-                history.append(loss.item())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-        num_ws = generator.num_ws
-        run(w, lambda p: p.unsqueeze(1).expand(-1, num_ws, -1), fit.w_steps)
-        wplus = w.detach().unsqueeze(1).repeat(1, num_ws, 1).requires_grad_(True)
-        run(wplus, lambda p: p, fit.wplus_steps)
-        with torch.no_grad():
-            texture = to_unit(generator.synthesis(wplus, noise_mode="none"))
-            metrics = reconstruction_metrics(task.render(texture, condition), condition.image, visible)
-    return texture.detach(), history, metrics
-
-
-def visible_face_pixels(task: TextureGAN, condition: Condition) -> Tensor:
-    """(B, 1, S, S) float: pixels covered by the fitted mesh and inside the photo's face mask."""
-    decoder = task.mofa.decoder
-    covered = decoder.renderer.rasterize(
-        condition.decoded.vertices, decoder.model.faces, condition.decoded.K
-    ).mask
-    return covered.unsqueeze(1).to(condition.image.dtype) * (condition.mask > 0.5)
-
-
-def reconstruction_metrics(rendered: Tensor, photo: Tensor, visible: Tensor) -> dict[str, Tensor]:
-    """PSNR (dB), SSIM and L1 per photo (B,) of ``rendered`` against ``photo`` over ``visible`` (B, 1, S, S)."""
-    count = visible.sum((1, 2, 3)).clamp(min=1) * 3
-    error = rendered - photo
-    mse = (error.pow(2) * visible).sum((1, 2, 3)) / count
-    l1 = (error.abs() * visible).sum((1, 2, 3)) / count
-    ssim_map = kornia.metrics.ssim(rendered, photo, 7).mean(1, keepdim=True)
-    ssim = (ssim_map * visible).sum((1, 2, 3)) / visible.sum((1, 2, 3)).clamp(min=1)
-    return {"psnr": 10 * torch.log10(1 / mse.clamp(min=1e-10)), "ssim": ssim, "l1": l1}

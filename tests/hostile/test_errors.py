@@ -17,8 +17,10 @@ from facegen.errors import ConfigError
 from facegen.morphable.builtin import builtin_model
 from facegen.tasks import MoFA, RefineOptions
 from tests.conftest import ROOT
+from tests.data_helpers import face_batch
 
 QUICKSTART = str(ROOT / "configs" / "mofa.yaml")
+TEXTURE = str(ROOT / "configs" / "texture_gan.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -41,26 +43,81 @@ def mistakes(folder):
     predict = ["predict", "--config", QUICKSTART, "--data.init_args.predict_dir", str(folder)]
     return {
         "batch size 0": ([*fit, "--data.init_args.batch_size", "0"], "data.batch_size must be at least 1"),
-        "negative image size": ([*fit, "--model.init_args.image_size", "-5"], "model.image_size must be at least 16"),
-        "missing face model": ([*fit, "--model.init_args.face_model", str(folder / "nope.npz")], "nope.npz does not exist"),
-        "face model not an npz": ([*fit, "--model.init_args.face_model", str(folder / "random.npz")], "random.npz: not a .npz archive (truncated or corrupt"),
-        "truncated face model": (["model", "info", str(folder / "truncated.npz")], "truncated.npz: not a .npz archive (truncated"),
-        "face model with objects": (["model", "info", str(folder / "objects.npz")], "holds Python objects, which facegen never loads"),
+        "negative image size": (
+            [*fit, "--model.init_args.image_size", "-5"],
+            "model.image_size must be at least 16",
+        ),
+        "missing face model": (
+            [*fit, "--model.init_args.face_model", str(folder / "nope.npz")],
+            "nope.npz does not exist",
+        ),
+        "face model not an npz": (
+            [*fit, "--model.init_args.face_model", str(folder / "random.npz")],
+            "random.npz: not a .npz archive (truncated or corrupt",
+        ),
+        "truncated face model": (
+            ["model", "info", str(folder / "truncated.npz")],
+            "truncated.npz: not a .npz archive (truncated",
+        ),
+        "face model with objects": (
+            ["model", "info", str(folder / "objects.npz")],
+            "holds Python objects, which facegen never loads",
+        ),
         "bad devices": ([*fit, "--trainer.devices", "-3"], "trainer: `devices`"),
         "--out is a file": ([*predict, "--out", str(folder / "a_file")], "a_file is a file, not a folder"),
-        "--out under a file": ([*predict, "--out", str(folder / "a_file" / "sub")], "cannot create the folder"),
-        "texture size 0": ([*predict, "--out", str(folder / "o"), "--texture_size", "0"], "--texture_size must be at least 1"),
-        "truncated checkpoint": ([*predict, "--ckpt_path", str(folder / "truncated.ckpt")], "truncated.ckpt: truncated or not a PyTorch checkpoint"),
-        "corrupt checkpoint": ([*predict, "--ckpt_path", str(folder / "fake.ckpt")], "fake.ckpt: not a readable checkpoint"),
-        "missing checkpoint": ([*predict, "--ckpt_path", str(folder / "gone.ckpt")], "gone.ckpt does not exist"),
-        "no photos": (["predict", "--config", QUICKSTART, "--data.init_args.predict_dir", str(folder / "none")], "data.predict_dir"),
-        "negative synth size": (["synth", "--out", str(folder / "s"), "--n", "2", "--options.size", "-3"], "options.size must be at least 16"),
-        "unknown format": (["model", "convert", "npz", "--source", str(folder / "a_file"), "--out", str(folder / "m.npz")], "a_file"),
-    }  # fmt: skip
+        "--out under a file": (
+            [*predict, "--out", str(folder / "a_file" / "sub")],
+            "cannot create the folder",
+        ),
+        "texture size 0": (
+            [*predict, "--out", str(folder / "o"), "--texture_size", "0"],
+            "--texture_size must be at least 1",
+        ),
+        "truncated checkpoint": (
+            [*predict, "--ckpt_path", str(folder / "truncated.ckpt")],
+            "truncated.ckpt: truncated or not a PyTorch checkpoint",
+        ),
+        "corrupt checkpoint": (
+            [*predict, "--ckpt_path", str(folder / "fake.ckpt")],
+            "fake.ckpt: not a readable checkpoint",
+        ),
+        "missing checkpoint": (
+            [*predict, "--ckpt_path", str(folder / "gone.ckpt")],
+            "gone.ckpt does not exist",
+        ),
+        "no photos": (
+            ["predict", "--config", QUICKSTART, "--data.init_args.predict_dir", str(folder / "none")],
+            "data.predict_dir",
+        ),
+        "negative synth size": (
+            ["synth", "--out", str(folder / "s"), "--n", "2", "--options.size", "-3"],
+            "options.size must be at least 16",
+        ),
+        "image size given twice, differently": (
+            [*fit, "--data.init_args.image_size", "64"],
+            "data.image_size 64 differs from the model's image size 128",
+        ),
+        "synthetic faces of another model": (
+            [*fit, "--data.init_args.synthetic.model", str(folder / "other.npz")],
+            "data.synthetic.model",
+        ),
+        "texture model without its MoFA": (
+            ["fit", "--config", TEXTURE, "--model.init_args.mofa.checkpoint", str(folder / "gone.ckpt")],
+            "gone.ckpt does not exist: train MoFA first",
+        ),
+        "unknown choice": (
+            [*fit, "--model.init_args.photometric", "pixels"],
+            "model.photometric: Expected a typing.Literal['points', 'raster']. Got value: pixels",
+        ),
+        "unknown format": (
+            ["model", "convert", "npz", "--source", str(folder / "a_file"), "--out", str(folder / "m.npz")],
+            "a_file",
+        ),
+    }
 
 
 #: Mistakes that can only be found once the trainer exists (the photo folder is read at setup).
-FOUND_AT_SETUP = ("no photos",)
+FOUND_AT_SETUP = ("no photos", "image size given twice, differently", "synthetic faces of another model")
 
 
 @pytest.mark.parametrize("case", list(mistakes(ROOT)))
@@ -89,11 +146,7 @@ def test_refinement_off_works_with_the_quickstart_config(monkeypatch):
     refine = RefineOptions(**{**init["refine"], "steps": 0})
     model = MoFA(**{**init, "refine": refine, "depths": [1], "width": 8, "image_size": 32})
     monkeypatch.setattr(model, "refined", lambda *args: pytest.fail("refined although refine.steps is 0"))
-    batch = {
-        "image": torch.rand(2, 3, 32, 32),
-        "mask": torch.ones(2, 1, 32, 32),
-        "landmarks": torch.rand(2, 68, 2) * 31,
-    }
+    batch = face_batch(torch.rand(2, 3, 32, 32), torch.rand(2, 68, 2) * 31)
     model.validation_step(batch, 0)
 
 

@@ -59,8 +59,26 @@ def test_photo_names_that_collide_after_sanitising_get_distinct_keys(tmp_path, c
         Image.fromarray(face_photo((240, 240), landmarks, seed=i)).save(folder / name)
         write_pts((folder / name).with_suffix(".pts"), landmarks)
     out = tmp_path / "shards"
-    assert main(["prepare", "--input", str(folder), "--out", str(out), "--detector", "files", "--size", "32",
-                 "--photos-per-shard", "3", "--progress", "false"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "prepare",
+                "--input",
+                str(folder),
+                "--out",
+                str(out),
+                "--detector",
+                "files",
+                "--size",
+                "32",
+                "--photos-per-shard",
+                "3",
+                "--progress",
+                "false",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["faces"] == len(names)
     manifest = json.loads((out / "manifest.json").read_text())
     keys = [s["key"] for s in manifest["samples"]]
@@ -87,8 +105,13 @@ def _damaged_shards(tmp_path: Path) -> dict[str, Path]:
     write_shard(good, [good_sample(f"s{i}") for i in range(3)])
     data = good.read_bytes()
     first_member = 512 + -(-int(data[124:136].strip(b"\0 "), 8) // 512) * 512  # header + padded data
-    shards = {"empty_file": b"", "cut_in_header": data[:700], "cut_at_member": data[:first_member],
-              "not_a_tar": b"PK\x03\x04" + bytes(2000), "cut_in_data": data[: len(data) // 2]}  # fmt: skip
+    shards = {
+        "empty_file": b"",
+        "cut_in_header": data[:700],
+        "cut_at_member": data[:first_member],
+        "not_a_tar": b"PK\x03\x04" + bytes(2000),
+        "cut_in_data": data[: len(data) // 2],
+    }
     paths = {}
     for name, content in shards.items():
         paths[name] = tmp_path / f"{name}.tar"
@@ -130,10 +153,25 @@ def test_a_training_shard_where_nothing_decodes_raises_after_one_pass(tmp_path):
 def test_fit_on_a_file_that_is_not_a_tar_is_one_line_naming_it(tmp_path, capsys):
     fake = tmp_path / "train.tar"
     fake.write_text("this is not a tar archive\n" * 100)
-    code = main(["fit", "--model", "facegen.tasks.MoFA", "--model.init_args.image_size", "32",
-                 "--data", "facegen.data.FaceDataModule", "--data.init_args.train", str(fake),
-                 "--data.init_args.num_workers", "0", "--trainer.logger", "false",
-                 "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    code = main(
+        [
+            "fit",
+            "--model",
+            "facegen.tasks.MoFA",
+            "--model.init_args.image_size",
+            "32",
+            "--data",
+            "facegen.data.FaceDataModule",
+            "--data.init_args.train",
+            str(fake),
+            "--data.init_args.num_workers",
+            "0",
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("facegen: error: shard") and "train.tar" in err
@@ -167,8 +205,19 @@ def test_a_decompression_bomb_photo_is_rejected_and_the_others_go_on(tmp_path, c
     landmarks = template_landmarks(0.5, (120, 120))
     Image.fromarray(face_photo((240, 240), landmarks)).save(folder / "good.png")
     write_pts(folder / "good.pts", landmarks)
-    args = ["prepare", "--input", str(folder), "--out", str(tmp_path / "o"), "--detector", "files", "--size", "32",
-            "--progress", "false"]  # fmt: skip
+    args = [
+        "prepare",
+        "--input",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--detector",
+        "files",
+        "--size",
+        "32",
+        "--progress",
+        "false",
+    ]
     with deadline(60):
         assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])

@@ -22,13 +22,21 @@ SIZE = 32
 
 def predict_on_shard(folder: Path, shard: Path, out: Path) -> dict:
     config = {
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                    "default_root_dir": str(folder)},
-        "model": {"class_path": "facegen.tasks.MoFA",
-                  "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "refine": {"steps": 0}}},
-        "data": {"class_path": "facegen.data.FaceDataModule",
-                 "init_args": {"predict": str(shard), "batch_size": 8, "num_workers": 0, "image_size": SIZE}},
-    }  # fmt: skip
+        "trainer": {
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_progress_bar": False,
+            "default_root_dir": str(folder),
+        },
+        "model": {
+            "class_path": "facegen.tasks.MoFA",
+            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "refine": {"steps": 0}},
+        },
+        "data": {
+            "class_path": "facegen.data.FaceDataModule",
+            "init_args": {"predict": str(shard), "batch_size": 8, "num_workers": 0, "image_size": SIZE},
+        },
+    }
     path = folder / "predict.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["predict", "--config", str(path), "--out", str(out), "--texture_size", "16"]) == 0

@@ -61,8 +61,11 @@ def test_flame_pickle_with_code_is_refused_and_never_runs(tmp_path, capsys):
 def test_landmark_embedding_with_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     (tmp_path / "generic_model.pkl").write_bytes(pickle.dumps(flame_arrays(), protocol=2))
-    np.save(tmp_path / "landmark_embedding.npy", np.array({"full_lmk_faces_idx": Payload(marker)}, dtype=object),
-            allow_pickle=True)  # fmt: skip
+    np.save(
+        tmp_path / "landmark_embedding.npy",
+        np.array({"full_lmk_faces_idx": Payload(marker)}, dtype=object),
+        allow_pickle=True,
+    )
     with pytest.raises(UnsafeFileError, match="landmark_embedding.npy: refusing to load"):
         convert("flame", tmp_path)
     assert not marker.exists()
@@ -91,8 +94,19 @@ def test_checkpoint_with_code_is_refused_in_one_line(tmp_path, capsys):
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": Payload(marker)}}, checkpoint)
-    code = main(["predict", "--model", "facegen.tasks.MoFA", "--data", "facegen.data.FaceDataModule",
-                 "--data.init_args.predict_dir", str(tmp_path), "--ckpt_path", str(checkpoint)])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            "--model",
+            "facegen.tasks.MoFA",
+            "--data",
+            "facegen.data.FaceDataModule",
+            "--data.init_args.predict_dir",
+            str(tmp_path),
+            "--ckpt_path",
+            str(checkpoint),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and not marker.exists()
     assert (

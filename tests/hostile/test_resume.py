@@ -12,8 +12,10 @@ from lightning.pytorch import Callback
 from facegen.cli import main
 from tests.test_mofa import tiny_config
 
-CHECKPOINT = {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-              "init_args": {"every_n_train_steps": 3, "save_last": True}}  # fmt: skip
+CHECKPOINT = {
+    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "init_args": {"every_n_train_steps": 3, "save_last": True},
+}
 
 
 class Killed(Exception):

@@ -1,0 +1,137 @@
+"""The frozen MoFA that gives the texture model its geometry, pose and light: loading it from a checkpoint
+(:class:`MoFASource`), what it says of a batch (:class:`Condition`), and UV textures rendered on that geometry."""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from facegen.data.batch import FaceBatch
+from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
+from facegen.errors import ConfigError
+from facegen.geometry.camera import transform_points
+from facegen.geometry.sh import ambient_sh
+from facegen.morphable.registry import load_face_model
+from facegen.tasks.mofa import MoFA
+
+#: Yaw angles (radians) of the novel views of a textured face.
+VIEWS = (-0.6, 0.0, 0.6)
+
+
+@dataclass
+class MoFASource:
+    """The frozen MoFA's checkpoint: a trained ``facegen fit --config configs/mofa.yaml`` run's ``last.ckpt``."""
+
+    checkpoint: str = "runs/mofa/checkpoints/last.ckpt"
+
+
+class Condition(NamedTuple):
+    """What the frozen MoFA says of a batch of photos: image (B, 3, S, S) in [0, 1], face mask (B, 1, S, S), code,
+    decoded geometry (camera frame)."""
+
+    image: Tensor
+    mask: Tensor
+    code: FaceCode
+    decoded: DecodedFace
+
+
+def load_mofa(source: MoFASource, face_model: str | None) -> MoFA:
+    """The MoFA of ``source``, checked against ``face_model`` (when given) and for a UV layout. A missing
+    checkpoint is a one-line error naming the command that makes it; nothing is trained here."""
+    path = Path(source.checkpoint)
+    if not path.is_file():
+        raise ConfigError(
+            f"model.mofa.checkpoint {path} does not exist: train MoFA first (make demo, or facegen fit --config "
+            "configs/mofa.yaml, which writes runs/mofa/checkpoints/last.ckpt) or point to another MoFA checkpoint"
+        )
+    # In an empty context: while LightningCLI instantiates the texture model it hands that model's init args to
+    # every save_hyperparameters() call (through a context variable), which would overwrite MoFA's own.
+    mofa = contextvars.Context().run(MoFA.load_from_checkpoint, str(path), map_location="cpu")
+    model = mofa.decoder.model
+    if not model.has_uv:
+        raise ConfigError(
+            f"{path}: face model {model.name!r} has no UV layout, which the texture model needs"
+        )
+    if face_model is not None:
+        expected = load_face_model(face_model)
+        same = (
+            expected.num_vertices == model.num_vertices
+            and torch.equal(expected.faces, model.faces)
+            and expected.has_uv
+            and torch.equal(expected.uv_faces, model.uv_faces)
+        )
+        if not same:
+            raise ConfigError(
+                f"model.face_model {face_model!r} ({expected.num_vertices} vertices) does not match the face model "
+                f"of MoFA checkpoint {path} ({model.name!r}, {model.num_vertices} vertices) or its UV layout"
+            )
+    return mofa
+
+
+@torch.no_grad()
+def condition_of(mofa: MoFA, batch: FaceBatch) -> Condition:
+    """The frozen ``mofa``'s code and geometry for ``batch``."""
+    code = mofa(batch.image)
+    return Condition(batch.image, batch.mask, code, mofa.decoder(code))
+
+
+def render_texture(decoder: FaceDecoder, texture: Tensor, condition: Condition) -> Tensor:
+    """UV ``texture`` (B, 3, R, R) in [0, 1] shaded on the fitted faces, composited into the photos:
+    (B, 3, S, S)."""
+    decoded, model = condition.decoded, decoder.model
+    return decoder.renderer(
+        decoded.vertices,
+        model.faces,
+        decoded.K,
+        texture=texture,
+        uv_coords=model.uv_coords,
+        uv_faces=model.uv_faces,
+        sh_coeffs=condition.code.light,
+        background=condition.image,
+    ).image
+
+
+def visible_face_pixels(decoder: FaceDecoder, condition: Condition) -> Tensor:
+    """(B, 1, S, S) float: pixels covered by the fitted mesh and inside the photo's face mask."""
+    covered = decoder.renderer.rasterize(
+        condition.decoded.vertices, decoder.model.faces, condition.decoded.K
+    ).mask
+    return covered.unsqueeze(1).to(condition.image.dtype) * (condition.mask > 0.5)
+
+
+@torch.no_grad()
+def novel_views(
+    decoder: FaceDecoder, vertices: Tensor, texture: Tensor, yaws: tuple[float, ...] = VIEWS
+) -> Tensor:
+    """Model-space ``vertices`` (B, V, 3) with UV ``texture`` (B, 3, R, R) rendered in the default framing at each
+    yaw, under soft frontal light, side by side: (B, 3, S, S * len(yaws))."""
+    batch, count = vertices.shape[0], len(yaws)
+    code = decoder.layout().zeros(count)._replace(rotation=torch.tensor([[0.0, yaw, 0.0] for yaw in yaws]))
+    rotation, translation = decoder.camera_pose(FaceCode(*(part.to(vertices.device) for part in code)))
+    camera = transform_points(
+        vertices.repeat_interleave(count, 0), rotation.repeat(batch, 1, 1), translation.repeat(batch, 1)
+    )
+    light = ambient_sh(batch * count, 0.9, vertices.device)
+    light.view(batch * count, 3, 9)[:, :, 2] = -0.3  # from the camera's side
+    model = decoder.model
+    image = decoder.renderer(
+        camera,
+        model.faces,
+        decoder.intrinsics.expand(batch * count, 3, 3),
+        texture=texture.repeat_interleave(count, 0),
+        uv_coords=model.uv_coords,
+        uv_faces=model.uv_faces,
+        sh_coeffs=light,
+        background=1.0,
+    ).image
+    size = image.shape[-1]
+    return (
+        image.reshape(batch, count, 3, size, size)
+        .permute(0, 2, 3, 1, 4)
+        .reshape(batch, 3, size, count * size)
+    )

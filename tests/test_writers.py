@@ -1,0 +1,129 @@
+"""The prediction writers read only the typed predictions (and the face model they are given): hand-made
+predictions, no task, no Trainer."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facegen.callbacks import FaceExporter, TextureExporter
+from facegen.data.batch import Reject
+from facegen.decoder import FaceDecoder
+from facegen.export import read_obj
+from facegen.morphable.builtin import builtin_model
+from facegen.predictions import GeneratedTextures, ReconstructedTextures, Reconstruction
+from tests.data_helpers import face_batch
+
+SIZE = 32
+TRAINER = SimpleNamespace(world_size=1, global_rank=0)
+
+
+def reconstruction(count: int = 2) -> Reconstruction:
+    """The built-in model's mean face turned by a known yaw per face, as a task would predict it."""
+    model = builtin_model()
+    decoder = FaceDecoder(model, (SIZE, SIZE))
+    code = decoder.layout().zeros(count)
+    code = code._replace(rotation=torch.tensor([[0.0, 0.1 * (i + 1), 0.0] for i in range(count)]))
+    code = code._replace(light=torch.full_like(code.light, 0.1))
+    decoded = decoder(code)
+    rotation, translation = decoder.camera_pose(code)
+    batch = face_batch(torch.rand(count, 3, SIZE, SIZE), decoded.landmarks + 0.5)
+    batch.rejects = [Reject("broken.jpg", "unreadable", "truncated file")]
+    return Reconstruction(
+        batch=batch,
+        code=code,
+        decoded=decoded,
+        vertices_model=model(shape=code.shape, expression=code.expression).vertices.expand(count, -1, -1),
+        camera_rotation=rotation,
+        camera_translation=translation,
+        shaded=decoder.vertex_colours(decoded, code.light),
+        render=decoder.render(decoded, code.light, background=0.0),
+        fit_loss=[3.0, 2.0, 1.0],
+    )
+
+
+def write_all(writer, prediction, batch=None) -> None:
+    writer.on_predict_start(TRAINER, None)
+    if batch is not None:
+        writer.on_predict_batch_start(TRAINER, None, batch, 0)
+    writer.write(prediction)
+    writer.on_predict_end(TRAINER, None)
+
+
+def test_face_exporter_writes_a_hand_made_reconstruction(tmp_path):
+    prediction = reconstruction()
+    model = builtin_model()
+    write_all(FaceExporter(str(tmp_path), model, texture_size=32), prediction, prediction.batch)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["written"] == ["face0", "face1"] and summary["refinement_steps"] == 3
+    assert summary["rejected"] == [
+        {"photo": "broken.jpg", "reason": "unreadable", "detail": "truncated file"}
+    ]
+    for i, name in enumerate(summary["written"]):
+        mesh = read_obj(tmp_path / name / "reflectance.obj")
+        assert np.allclose(mesh["vertices"], prediction.vertices_model[i].numpy(), atol=1e-5)
+        assert (mesh["faces"] == model.faces.numpy()).all()
+        record = json.loads((tmp_path / name / "code.json").read_text())
+        assert record["pose_degrees"]["yaw"] == pytest.approx(np.degrees(0.1 * (i + 1)), abs=1e-4)
+        assert np.allclose(
+            record["camera_from_model"]["rotation"], prediction.camera_rotation[i].numpy(), atol=1e-5
+        )
+        assert record["refinement"] == {"steps": 3, "loss_first": 3.0, "loss_last": 1.0}
+        # no photo transform recorded: landmarks are in crop pixels
+        assert np.allclose(record["landmarks_photo_px"], prediction.decoded.landmarks[i].numpy(), atol=0.01)
+        assert Image.open(tmp_path / name / "texture.png").size == (32, 32)
+
+
+def test_face_exporter_drops_repeated_and_finished_faces_from_the_batch_before_the_task_runs(tmp_path):
+    prediction = reconstruction(3)
+    batch = prediction.batch
+    batch.key[2] = batch.key[0]  # a repeated key
+    (tmp_path / "face1").mkdir()
+    (tmp_path / "face1" / "code.json").write_text("{}")  # finished in an earlier run
+    writer = FaceExporter(str(tmp_path), builtin_model(), outputs=["code"])
+    writer.on_predict_start(TRAINER, None)
+    writer.on_predict_batch_start(TRAINER, None, batch, 0)
+    assert batch.key == ["face0"] and batch.image.shape[0] == 1 and len(batch.meta) == 1
+    assert writer.existing == ["face1"] and writer.failed[0]["face"] == "face0"
+
+
+def test_texture_exporter_writes_generated_and_reconstructed_textures(tmp_path):
+    model = builtin_model()
+    texture = torch.zeros(2, 3, 8, 8)
+    texture[:, 0] = 1.0  # red
+    views = torch.rand(2, 3, SIZE, 3 * SIZE)
+    vertices = model.mean.expand(2, -1, -1)
+    write_all(
+        TextureExporter(str(tmp_path / "gen"), model),
+        GeneratedTextures([5, 9], texture, vertices, views, 0.7),
+    )
+    assert json.loads((tmp_path / "gen" / "seed_000009" / "generated.json").read_text()) == {
+        "seed": 9,
+        "truncation": 0.7,
+    }
+    pixels = np.asarray(Image.open(tmp_path / "gen" / "seed_000005" / "texture.png"))
+    assert pixels.shape == (8, 8, 3) and (pixels == [255, 0, 0]).all()
+    assert Image.open(tmp_path / "gen" / "seed_000005" / "views.png").size == (3 * SIZE, SIZE)
+    mesh = read_obj(tmp_path / "gen" / "seed_000005" / "textured.obj")
+    assert np.allclose(mesh["vertices"], model.mean.numpy(), atol=1e-5) and mesh["uv"].shape[1] == 2
+
+    batch = face_batch(torch.rand(2, 3, SIZE, SIZE), torch.zeros(2, 68, 2))
+    batch.meta = [{"source": "a.jpg"}, {"source": "b.jpg"}]
+    metrics = {
+        "psnr": torch.tensor([20.0, 25.0]),
+        "ssim": torch.tensor([0.5, 0.6]),
+        "l1": torch.tensor([0.1, 0.2]),
+    }
+    fitted = ReconstructedTextures(
+        batch, texture, vertices, batch.image, views[..., : 2 * SIZE], [2.0, 1.5], metrics
+    )
+    write_all(TextureExporter(str(tmp_path / "fit"), model, texture_size=16), fitted)
+    record = json.loads((tmp_path / "fit" / "face1" / "fit.json").read_text())
+    assert record["source"] == "b.jpg" and record["psnr"] == 25.0 and record["loss_last"] == 1.5
+    assert Image.open(tmp_path / "fit" / "face1" / "texture.png").size == (16, 16)
+    assert Image.open(tmp_path / "fit" / "face1" / "side_by_side.png").size == (4 * SIZE, SIZE)
