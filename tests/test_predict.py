@@ -84,6 +84,25 @@ def test_unwrap_recovers_a_known_texture_on_visible_texels():
     assert seen.float().mean() > 0.2
     error = (unwrapped.texture[0] - texture[0]).abs().amax(0)[seen]
     assert error.median() < 0.02 and error.quantile(0.95) < 0.1
+    # the render's own rasterization gives the same occlusion test as a fresh one
+    fragments = mofa.decoder.render(decoded, None).fragments
+    reused = unwrap_photo(
+        layout, image, decoded.vertices, decoded.normals, decoded.K, (192, 192), None, fragments
+    )
+    assert torch.equal(reused.texture, unwrapped.texture) and torch.equal(
+        reused.visibility, unwrapped.visibility
+    )
+
+
+def test_baking_interpolates_vertex_values_with_each_texels_barycentrics():
+    model = load_face_model("builtin")
+    layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, 48)
+    values = torch.randn(2, model.num_vertices, 4)
+    baked = layout.bake(values).permute(0, 2, 3, 1)  # (B, S, S, C)
+    inside = layout.mask
+    corners = values[:, model.faces[layout.pix_to_face[inside]]]  # (B, N, 3, C)
+    expected = (corners * layout.bary[inside][None, :, :, None]).sum(2)
+    assert torch.allclose(baked[:, inside], expected, atol=1e-6) and (baked[:, ~inside] == 0).all()
 
 
 # ----------------------------------------------------------------------------- the CLI

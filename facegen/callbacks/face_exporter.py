@@ -25,6 +25,7 @@ from facegen.export.files import child_folder, write_text_atomic
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
+from facegen.render.settings import Fragments
 from facegen.texture.uv import UVLayout
 
 
@@ -35,7 +36,8 @@ class FaceExporter(BasePredictionWriter):
 
     Each face's folder is decided when its batch starts: faces already complete in ``out`` (unless
     ``overwrite``) and repeated keys are dropped from the batch then, so they are not encoded, fitted or written
-    again. Files are written by a background thread while the next batch computes (at most ``queue`` faces wait).
+    again. Files are written by ``writers`` background threads while the next batch computes (at most ``queue``
+    faces wait); their heavy parts (PNG encoding, torch) release the GIL, so two threads keep 2 cores busy.
 
     It reads only :class:`~facegen.predictions.Reconstruction` predictions and the face model it is given.
 
@@ -45,7 +47,8 @@ class FaceExporter(BasePredictionWriter):
         overwrite: rewrite faces whose folder is already complete; otherwise they are skipped and counted.
         texture_size: side of the UV textures in texels.
         outputs: what to write per face (:data:`facegen.export.outputs.OUTPUTS`); ``code.json`` always.
-        queue: faces computed ahead of the writer thread (bounds memory).
+        queue: faces computed ahead of the writer threads (bounds memory).
+        writers: writer threads.
     """
 
     def __init__(
@@ -56,13 +59,14 @@ class FaceExporter(BasePredictionWriter):
         texture_size: int = 512,
         outputs: Sequence[Output] = OUTPUTS,
         queue: int = 16,
+        writers: int = 2,
     ) -> None:
         super().__init__(write_interval="batch")
         unknown = sorted(set(outputs) - set(OUTPUTS))
         if unknown:
             raise ConfigError(f"--outputs: unknown {unknown}; choose from {', '.join(OUTPUTS)}")
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
-        self.outputs, self.queue = frozenset(outputs), queue
+        self.outputs, self.queue, self.writers = frozenset(outputs), queue, writers
         model = face_model
         self.faces = model.faces.cpu().numpy()
         self.expression_names = model.expression_names
@@ -90,7 +94,7 @@ class FaceExporter(BasePredictionWriter):
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._reset()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="facegen-writer")
+        self._pool = ThreadPoolExecutor(self.writers, thread_name_prefix="facegen-writer")
         self.out.mkdir(parents=True, exist_ok=True)
 
     def on_predict_batch_start(
@@ -154,6 +158,7 @@ class FaceExporter(BasePredictionWriter):
                 crop=batch.image[one],
                 render=render.image[one],
                 render_mask=render.mask[one],
+                fragments=one_face(render.fragments, i, self.faces.shape[0]),
                 meta={**batch.meta[i], "photo_path": photo_paths[i]},
                 photo=None,
                 refine_loss=prediction.fit_loss,
@@ -228,3 +233,10 @@ class FaceExporter(BasePredictionWriter):
             + (f": {reasons}" if reasons else "")
             + (f", {len(self.failed)} failed to write" if self.failed else "")
         )
+
+
+def one_face(fragments: Fragments, index: int, num_faces: int) -> Fragments:
+    """Face ``index`` of a batch's ``fragments``, re-packed as a batch of one (``pix_to_face`` counts from 0)."""
+    pix_to_face = fragments.pix_to_face[index : index + 1]
+    pix_to_face = torch.where(pix_to_face >= 0, pix_to_face - index * num_faces, pix_to_face)
+    return Fragments(pix_to_face, fragments.bary[index : index + 1], fragments.zbuf[index : index + 1])

@@ -32,6 +32,7 @@ from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
 from facegen.geometry.affine import apply_affine, invert_affine
+from facegen.render.settings import Fragments
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -47,7 +48,8 @@ class FaceResult:
     code: {part: (1, k)}; vertices_model (1, V, 3) model space; vertices, normals (1, V, 3) camera frame;
     camera_rotation (1, 3, 3) and camera_translation (1, 3): model space -> camera frame;
     reflectance, shaded (1, V, 3) colours in [0, 1]; landmarks (1, 68, 2) fitted, crop pixels; K (1, 3, 3);
-    crop (1, 3, S, S) in [0, 1]; render (1, 3, S, S) and render_mask (1, 1, S, S); meta: the batch's sample
+    crop (1, 3, S, S) in [0, 1]; render (1, 3, S, S) and render_mask (1, 1, S, S) and the render's
+    ``fragments`` (reused for the texture's occlusion test); meta: the batch's sample
     metadata (source, face_index, transform photo -> crop, photo_path when predicting from photos).
     """
 
@@ -66,6 +68,7 @@ class FaceResult:
     crop: Tensor
     render: Tensor
     render_mask: Tensor
+    fragments: Fragments
     meta: dict
     photo: np.ndarray | None
     refine_loss: list[float]
@@ -149,7 +152,7 @@ def _write_textures(
         matrix = torch.from_numpy(to_photo).to(face.crop).unsqueeze(0)
     else:
         photo, matrix = face.crop, None
-    unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix)
+    unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix, face.fragments)
     texture = dilate(fill_hidden(unwrapped, fallback, symmetric), layout)
     write_png_atomic(folder / "texture.png", to_uint8(texture[0]))
     write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0])[..., 0])  # grey levels

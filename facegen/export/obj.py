@@ -3,6 +3,7 @@ Blender also reads) or UV-textured with a ``.mtl`` material pointing at a PNG. I
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,17 @@ def _lines(line: str, values: np.ndarray) -> str:
     %-operation over all values (several times faster than formatting line by line)."""
     values = np.asarray(values)
     return (line * values.shape[0]) % tuple(values.ravel().tolist()) if values.size else ""
+
+
+@lru_cache(maxsize=8)
+def _face_lines(faces: bytes, uv_faces: bytes | None, count: int) -> str:
+    """The ``f`` lines of ``count`` triangles given as the bytes of (F, 3) int64 0-based index arrays; cached,
+    since every mesh of a face model shares them (a batch of predictions writes them many times)."""
+    corners = np.frombuffer(faces, dtype=np.int64).reshape(count, 3) + 1
+    if uv_faces is None:
+        return _lines("f %d %d %d\n", corners)
+    uv_corners = np.frombuffer(uv_faces, dtype=np.int64).reshape(count, 3) + 1
+    return _lines("f %d/%d %d/%d %d/%d\n", np.stack([corners, uv_corners], -1).reshape(count, 6))
 
 
 def obj_text(
@@ -40,13 +52,12 @@ def obj_text(
     if colours is not None:
         vertices = np.concatenate([vertices, np.clip(np.asarray(colours, dtype=np.float64), 0, 1)], 1)
     parts.append(_lines("v" + " %.6g" * vertices.shape[1] + "\n", vertices))
-    faces = np.asarray(faces, dtype=np.int64) + 1
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    uv_bytes = None
     if uv_coords is not None:
         parts.append(_lines("vt %.6f %.6f\n", np.asarray(uv_coords, dtype=np.float64)))
-        corners = np.stack([faces, np.asarray(uv_faces, dtype=np.int64) + 1], -1).reshape(len(faces), 6)
-        parts.append(_lines("f %d/%d %d/%d %d/%d\n", corners))
-    else:
-        parts.append(_lines("f %d %d %d\n", faces))
+        uv_bytes = np.ascontiguousarray(uv_faces, dtype=np.int64).tobytes()
+    parts.append(_face_lines(faces.tobytes(), uv_bytes, len(faces)))
     return "".join(parts)
 
 

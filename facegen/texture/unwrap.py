@@ -13,7 +13,7 @@ from torch import Tensor
 from facegen.geometry.camera import project_points
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.rasterize import rasterize
-from facegen.render.settings import RasterSettings
+from facegen.render.settings import Fragments, RasterSettings
 from facegen.texture.uv import UVLayout
 
 #: Texels seen at a grazing angle (cosine between normal and view ray below this) count as hidden.
@@ -38,6 +38,7 @@ def unwrap_photo(
     K: Tensor,
     image_size: tuple[int, int],
     to_photo: Tensor | None = None,
+    fragments: Fragments | None = None,
 ) -> PhotoTexture:
     """Sample ``photo`` at the surface point of every texel.
 
@@ -47,6 +48,8 @@ def unwrap_photo(
         vertices, normals: (B, V, 3) fitted mesh in the OpenCV camera frame of the crop.
         K: (B, 3, 3) crop intrinsics; image_size: the crop's (H, W), where visibility is decided.
         to_photo: (B, 2, 3) affine map from crop pixels to ``photo`` pixels (None: ``photo`` is the crop).
+        fragments: the crop's rasterization of this mesh (e.g. its render's), reused for the occlusion test;
+            rasterized here when None.
     """
     batch, size = vertices.shape[0], layout.size
     baked = layout.bake(torch.cat([vertices, normals], -1)).flatten(2).transpose(1, 2)  # (B, S*S, 6)
@@ -54,7 +57,8 @@ def unwrap_photo(
     pixels, _ = project_points(points, K)
     cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
 
-    fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
+    if fragments is None:
+        fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
     extent = (vertices.amax(1) - vertices.amin(1)).norm(dim=-1, keepdim=True)  # (B, 1)
     seen = visible_points(points, texel_normals, pixels, image_size, fragments, DEPTH_TOLERANCE * extent)
     seen &= layout.mask.reshape(1, -1) & (cosine > MIN_COSINE)

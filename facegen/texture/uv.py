@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
 from facegen.render.rasterize import rasterize
 from facegen.render.settings import RasterSettings
+
+# torch flags every CSR tensor as beta; baking uses only the long-supported sparse x dense product
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 #: Mean mirror distance (fraction of the mesh's size) below which a UV layout counts as left-right symmetric.
 SYMMETRY_TOLERANCE = 0.02
@@ -36,10 +41,13 @@ class UVLayout(nn.Module):
         self.register_buffer("faces", faces.long(), persistent=False)
         self.register_buffer("pix_to_face", pix_to_face, persistent=False)  # (S, S) mesh face, -1 outside
         self.register_buffer("bary", bary, persistent=False)  # (S, S, 3)
-        # the covered texels (N,) in row-major order, their triangle's vertices (N, 3) and barycentrics (N, 3)
-        self.register_buffer("texels", texels, persistent=False)
-        self.register_buffer("texel_vertices", faces.long()[pix_to_face.flatten()[texels]], persistent=False)
-        self.register_buffer("texel_bary", bary.reshape(-1, 3)[texels], persistent=False)
+        # baking as one sparse product: (S*S, V) barycentric weights, three per covered texel, in CSR form
+        rows = torch.zeros(size * size + 1, dtype=torch.long)
+        rows[texels + 1] = 3
+        self.register_buffer("bake_rows", rows.cumsum(0), persistent=False)
+        texel_vertices = faces.long()[pix_to_face.flatten()[texels]]  # (N, 3)
+        self.register_buffer("bake_columns", texel_vertices.flatten(), persistent=False)
+        self.register_buffer("bake_weights", bary.reshape(-1, 3)[texels].flatten(), persistent=False)
         self._dilation: dict[tuple[int, torch.device], list[tuple[Tensor, Tensor, Tensor]]] = {}
 
     @property
@@ -49,13 +57,19 @@ class UVLayout(nn.Module):
 
     def bake(self, attributes: Tensor) -> Tensor:
         """Per-vertex ``attributes`` (B, V, C) -> (B, C, S, S) texture (zero outside the layout), interpolated
-        with each texel's barycentrics; bake several attributes at once by concatenating their channels."""
-        batch, _, channels = attributes.shape
-        corners = attributes[:, self.texel_vertices]  # (B, N, 3, C)
-        values = (corners * self.texel_bary[None, :, :, None].to(attributes.dtype)).sum(2)  # (B, N, C)
-        texture = attributes.new_zeros(batch, self.size * self.size, channels)
-        texture = texture.index_copy(1, self.texels, values)
-        return texture.transpose(1, 2).reshape(batch, channels, self.size, self.size)
+        with each texel's barycentrics; bake several attributes at once by concatenating their channels. One
+        sparse (S*S, V) x (V, B*C) product (not differentiable)."""
+        batch, vertices, channels = attributes.shape
+        weights = torch.sparse_csr_tensor(
+            self.bake_rows,
+            self.bake_columns,
+            self.bake_weights.to(attributes.dtype),
+            (self.size * self.size, vertices),
+            check_invariants=False,
+        )
+        values = attributes.detach().permute(1, 0, 2).reshape(vertices, batch * channels)
+        texture = torch.sparse.mm(weights, values)  # (S*S, B*C)
+        return texture.T.reshape(batch, channels, self.size, self.size)
 
     def dilation_plan(self, steps: int) -> list[tuple[Tensor, Tensor, Tensor]]:
         """For each of ``steps`` one-texel growth rings around the layout: the ring's texels (N,) (flat indices),
