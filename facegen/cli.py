@@ -64,6 +64,10 @@ class FacegenCLI(LightningCLI):
     """LightningCLI with facegen's defaults: subclass mode and a config save that never aborts a rerun."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        # imported so that jsonargparse knows facegen's classes by their short names (--model.help MoFA)
+        import facegen.data  # noqa: F401
+        import facegen.tasks  # noqa: F401
+
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -142,14 +146,18 @@ class FacegenCLI(LightningCLI):
             raise BadFileError(f"--ckpt_path {path}: not a readable checkpoint ({error})") from None
 
     def before_instantiate_classes(self) -> None:
-        """``predict --out``: checked (a folder that can be written) before any model is built."""
+        """``predict``: ``--out`` checked (a folder that can be written) before any model is built; no logger (a
+        training config's logger would open a new, empty log version per prediction run), and the run's
+        ``config.yaml`` saved in ``--out`` beside the predictions it made."""
         if self.config.get("subcommand") != "predict":
             return
         config = self.config["predict"]
         if config.texture_size < 1:
             raise ConfigError(f"--texture_size must be at least 1 texel, got {config.texture_size}")
+        config.trainer.logger = False
         if config.get("out"):
             check_output_folder(Path(config.out))
+            config.trainer.default_root_dir = config.out
 
     def before_predict(self) -> None:
         config = self.config["predict"]

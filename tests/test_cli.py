@@ -155,5 +155,12 @@ def test_wandb_logger_goes_offline_without_login(in_tmp, tiny_tensors, monkeypat
             == 0
         )
     assert "logging offline" in caplog.text
-    runs = list((in_tmp / "wandb").glob("offline-run-*"))
+    runs = list((in_tmp / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert (in_tmp / "runs" / "config.yaml").is_file() and not (in_tmp / "config.yaml").exists()
+
+
+def test_model_help_takes_short_class_names_and_lists_the_choices(capsys):
+    assert run_exit(["fit", "--model.help", "MoFA"]) == 0
+    out = capsys.readouterr().out
+    assert "--model.photometric {points,raster}" in out and "--model.lr_schedule {constant,cosine}" in out

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from facegen.cli import main
 from facegen.data import detectors
@@ -79,7 +80,7 @@ def test_prepare_from_landmark_files_writes_crops_manifest_and_rejects(photo_fol
         "photos": 8,
         "faces": 5,
         "shards": 3,
-        "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1},
+        "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1, "face_dropped": 0},
     }
     manifest = json.loads((out / "manifest.json").read_text())
     reasons = {r["source"]: r["reason"] for r in manifest["rejects"]}
@@ -271,3 +272,46 @@ def test_parts_of_a_slurm_array_write_disjoint_shards_and_a_final_run_writes_the
     assert parts["samples"] == whole["samples"] and parts["faces"] == 5
     assert main([*common, "--out", str(out), "--part", "2/2"]) == 2
     assert "--part must be I/N" in capsys.readouterr().err
+
+
+def test_a_detector_is_built_only_for_a_photo_without_landmarks_and_errors_name_the_option(
+    tmp_path, monkeypatch
+):
+    from facegen.data.photo_stream import PhotoFolderStream
+
+    landmarks = template_landmarks(0.5, (80.0, 80.0))
+    for name in ("a", "b"):
+        Image.fromarray(face_photo((160, 160), landmarks)).save(tmp_path / f"{name}.png")
+        write_pts(tmp_path / f"{name}.pts", landmarks)
+    built = []
+
+    class Finder:
+        name = "stub"
+
+        def detect(self, image):
+            return []
+
+    monkeypatch.setattr(detectors, "build_detector", lambda *args: built.append(args) or Finder())
+    stream = PhotoFolderStream(str(tmp_path), 4, CropOptions(size=64), "face-alignment")
+    assert sum(len(batch["key"]) for batch in stream) == 2 and built == []  # landmark files: no detector
+    Image.fromarray(face_photo((160, 160), landmarks)).save(tmp_path / "c.png")  # no landmark file
+    stream = PhotoFolderStream(str(tmp_path), 4, CropOptions(size=64), "face-alignment")
+    rejects = [reject for batch in stream for reject in batch["rejects"]]
+    assert built == [("face-alignment", "cpu", "data.predict_detector")]
+    assert [(r.photo, r.reason) for r in rejects] == [("c.png", "no_face")]
+
+
+def test_faces_left_out_of_a_photo_are_reported_with_the_reason():
+    from facegen.data.photos import Photo
+    from facegen.data.prepare import process_photo
+    from tests.data_helpers import png_bytes
+
+    big, other, tiny = (
+        template_landmarks(s, o)
+        for s, o in ((0.6, (100.0, 100.0)), (0.5, (260.0, 100.0)), (0.1, (200.0, 220.0)))
+    )
+    photo = Photo("crowd.png", "crowd", png_bytes(face_photo((260, 340), big)), [tiny, big, other], "pts")
+    result = process_photo(photo, None, CropOptions(size=64, max_faces=1))
+    assert len(result.faces) == 1 and result.reject is None
+    assert len(result.dropped) == 2
+    assert "< --min-face-size 40" in result.dropped[0] and "beyond --max-faces 1" in result.dropped[1]

@@ -232,26 +232,16 @@ def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
         options=SynthOptions(size=48),
         progress=False,
     ).run()
-    main(["fit", "--config", str(tiny_config(tmp_path / "fit", shards, max_steps=2))])
+    training = tiny_config(tmp_path / "fit", shards, max_steps=2)
+    main(["fit", "--config", str(training)])
     (checkpoint,) = (tmp_path / "fit").rglob("last.ckpt")
-    config = yaml.safe_load(predict_config(tmp_path, photos, 0).read_text())
-    config["model"]["init_args"].update(image_size=48, depths=[1, 1], width=8)
-    config["data"]["init_args"]["image_size"] = 48
-    (tmp_path / "predict.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
-    main(
-        [
-            "predict",
-            "--config",
-            str(tmp_path / "predict.yaml"),
-            "--ckpt_path",
-            str(checkpoint),
-            "--out",
-            str(out),
-            "--texture_size",
-            "32",
-        ]
-    )
+    photo_data = ["--data.init_args.predict_dir", str(photos), "--data.init_args.predict_detector", "files"]
+    run = ["--config", str(training), "--ckpt_path", str(checkpoint), *photo_data, "--out", str(out)]
+    main(["predict", *run, "--model.init_args.refine.steps", "0", "--texture_size", "32"])
+    # predicting with the training config opens no log version; its config is kept beside the predictions
+    assert [p.name for p in (tmp_path / "fit" / "runs" / "mofa").iterdir()] == ["version_0"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)
     code = json.loads((out / "face0_f0" / "code.json").read_text())
     # the predict config's refine.steps 0 applies, not the training config's (refine stays out of checkpoints)
     assert "refinement" not in code and all(math.isfinite(v) for v in code["pose_degrees"].values())

@@ -33,7 +33,10 @@ def reconstruction(count: int = 2) -> Reconstruction:
     decoded = decoder(code)
     rotation, translation = decoder.camera_pose(code)
     batch = face_batch(torch.rand(count, 3, SIZE, SIZE), decoded.landmarks + 0.5)
-    batch.rejects = [Reject("broken.jpg", "unreadable", "truncated file")]
+    batch.rejects = [
+        Reject("broken.jpg", "unreadable", "truncated file"),
+        Reject("crowd.jpg", "face_dropped", "a 20 px face < --min-face-size 40"),
+    ]
     return Reconstruction(
         batch=batch,
         code=code,
@@ -64,6 +67,7 @@ def test_face_exporter_writes_a_hand_made_reconstruction(tmp_path):
     assert summary["rejected"] == [
         {"photo": "broken.jpg", "reason": "unreadable", "detail": "truncated file"}
     ]
+    assert summary["faces_dropped"] == 1 and summary["dropped"][0]["photo"] == "crowd.jpg"
     for i, name in enumerate(summary["written"]):
         mesh = read_obj(tmp_path / name / "reflectance.obj")
         assert np.allclose(mesh["vertices"], prediction.vertices_model[i].numpy(), atol=1e-5)

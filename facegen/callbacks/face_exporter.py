@@ -84,7 +84,8 @@ class FaceExporter(BasePredictionWriter):
     def _reset(self) -> None:
         self.written: list[str] = []
         self.existing: list[str] = []
-        self.rejected: list[dict] = []
+        self.rejected: list[dict] = []  # photos that gave no face
+        self.dropped: list[dict] = []  # faces left out of photos that gave others
         self.failed: list[dict] = []
         self.names = OutputNames()
         self._batch_names: list[str] = []
@@ -132,7 +133,8 @@ class FaceExporter(BasePredictionWriter):
     def write(self, prediction: Reconstruction) -> None:
         """Queue every face of ``prediction`` for writing (its folder named by :meth:`on_predict_batch_start`)."""
         batch = prediction.batch
-        self.rejected += [reject._asdict() for reject in batch.rejects]
+        for reject in batch.rejects:
+            (self.dropped if reject.reason == "face_dropped" else self.rejected).append(reject._asdict())
         self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
         if len(batch) == 0:
             return
@@ -211,6 +213,7 @@ class FaceExporter(BasePredictionWriter):
             "faces_written": len(self.written),
             "faces_already_there": len(self.existing),
             "photos_rejected": len(self.rejected),
+            "faces_dropped": len(self.dropped),
             "faces_failed": len(self.failed),
             "seconds": round(seconds, 2),
             "seconds_per_face": round(seconds / max(1, len(self.written)), 3),
@@ -219,6 +222,7 @@ class FaceExporter(BasePredictionWriter):
             "written": self.written,
             "already_there": self.existing,
             "rejected": self.rejected,
+            "dropped": self.dropped,
             "failed": self.failed,
         }
         if trainer.world_size > 1:
@@ -231,6 +235,11 @@ class FaceExporter(BasePredictionWriter):
             f"({summary['seconds_per_face']} s per face), {len(self.existing)} already there "
             f"(--overwrite true to redo), {len(self.rejected)} photos skipped"
             + (f": {reasons}" if reasons else "")
+            + (
+                f", {len(self.dropped)} faces left out of photos (summary.json says why)"
+                if self.dropped
+                else ""
+            )
             + (f", {len(self.failed)} failed to write" if self.failed else "")
         )
 

@@ -18,7 +18,7 @@ from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-from facegen.errors import ConfigError, FacegenError
+from facegen.errors import ConfigError, FacegenError, check_choice
 
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
 Detector = Literal["face-alignment", "mediapipe", "files"]
@@ -131,7 +131,7 @@ class FaceAlignmentDetector:
 
     name = "face-alignment"
 
-    def __init__(self, device: str = "cpu", face_detector: str = "sfd") -> None:
+    def __init__(self, device: str = "cpu", face_detector: str = "sfd", setting: str = "--detector") -> None:
         try:
             import face_alignment
         except ImportError as error:
@@ -158,7 +158,7 @@ class FaceAlignmentDetector:
                 "  s3fd-619a316812.pth      from https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth\n"
                 "  2DFAN4-11f355bf06.pth.tar from "
                 "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar\n"
-                "or use --detector mediapipe (no download) or landmark files beside the photos (--detector files)."
+                f"or use {setting} mediapipe (no download) or landmark files beside the photos ({setting} files)."
             ) from None
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
@@ -228,12 +228,35 @@ class MediaPipeDetector:
         return mesh[MEDIAPIPE_TO_IBUG68] + np.array([left - 0.5, top - 0.5], np.float32)
 
 
-def build_detector(name: Detector, device: str = "cpu") -> LandmarkDetector | None:
-    """The named backend; ``files`` returns None (landmark files only)."""
+def build_detector(
+    name: Detector, device: str = "cpu", setting: str = "--detector"
+) -> LandmarkDetector | None:
+    """The named backend; ``files`` returns None (landmark files only). ``setting``: the option that chose it,
+    named in error messages."""
     if name == "face-alignment":
-        return FaceAlignmentDetector(device=device)
+        return FaceAlignmentDetector(device=device, setting=setting)
     if name == "mediapipe":
         return MediaPipeDetector()
     if name == "files":
         return None
     raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+class LazyDetector:
+    """The backend ``name``, built on its first :meth:`detect`: photos with landmark files beside them never
+    load (or download) a detector. ``setting`` names the option that chose it in error messages."""
+
+    def __init__(self, name: Detector, device: str = "cpu", setting: str = "--detector") -> None:
+        self.name, self.device, self.setting = name, device, setting
+        self._backend: LandmarkDetector | None = None
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        if self._backend is None:
+            self._backend = build_detector(self.name, self.device, self.setting)
+        return self._backend.detect(image)
+
+
+def lazy_detector(name: Detector, device: str = "cpu", setting: str = "--detector") -> LazyDetector | None:
+    """A :class:`LazyDetector`, or None for ``files`` (landmark files only)."""
+    check_choice(setting, name, Detector)
+    return None if name == "files" else LazyDetector(name, device, setting)

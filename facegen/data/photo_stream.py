@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from facegen.data.batch import Reject
-from facegen.data.detectors import Detector, build_detector
+from facegen.data.detectors import Detector, lazy_detector
 from facegen.data.keys import face_key
 from facegen.data.photos import PhotoInput
 from facegen.data.prepare import CropOptions, process_photo
@@ -53,7 +53,7 @@ class PhotoFolderStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         reader, readers = reader_identity()
-        detector = build_detector(self.detector, self.device)
+        detector = lazy_detector(self.detector, self.device, setting="data.predict_detector")
         pending, rejects = [], []
         for index, photo in enumerate(self.photos.iter_photos()):
             if index % readers != reader:
@@ -62,6 +62,7 @@ class PhotoFolderStream(IterableDataset):
                 rejects.append(Reject(photo[0], "unreadable", photo[1]))
                 continue
             result = process_photo(photo, detector, self.crop)
+            rejects += [Reject(result.name, "face_dropped", detail) for detail in result.dropped]
             if result.reject:
                 rejects.append(Reject(result.name, result.reject, result.detail))
             for face_index, face in enumerate(result.faces):

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facegen.data.alignment import crop_template, face_mask, warp_crop
-from facegen.data.detectors import DetectedFace, LandmarkDetector, build_detector, landmark_bbox
+from facegen.data.detectors import DetectedFace, LandmarkDetector, landmark_bbox, lazy_detector
 from facegen.data.keys import face_key
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
 from facegen.data.sample import encode_image, encode_sample
@@ -28,7 +28,9 @@ from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json
 from facegen.errors import ConfigError, check_choice
 from facegen.geometry.affine import apply_affine, estimate_similarity
 
-REJECT_REASONS = ("unreadable", "no_face", "face_too_small")
+#: Why a photo gave no face (``unreadable``, ``no_face``, ``face_too_small``) or, ``face_dropped``, why one face
+#: of a photo that gave others was left out.
+REJECT_REASONS = ("unreadable", "no_face", "face_too_small", "face_dropped")
 _MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
 
 
@@ -84,13 +86,15 @@ class CroppedFace:
 
 @dataclass
 class PhotoResult:
-    """What one photo gave: its faces, or the reason it was rejected; ``key``: the key stem of its faces."""
+    """What one photo gave: its faces, or the reason it was rejected; ``key``: the key stem of its faces;
+    ``dropped``: a line for each detected face left out (too small, or beyond ``max_faces``)."""
 
     name: str
     key: str
     faces: list[CroppedFace] = field(default_factory=list)
     reject: str | None = None
     detail: str = ""
+    dropped: list[str] = field(default_factory=list)
 
 
 def crop_face(image: np.ndarray, face: DetectedFace, options: CropOptions) -> CroppedFace:
@@ -129,6 +133,14 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
         return max(x1 - x0, y1 - y0)
 
     large = sorted((f for f in faces if size(f) >= options.min_face_size), key=size, reverse=True)
+    dropped = [
+        f"a {size(f):.0f} px face < --min-face-size {options.min_face_size:g}"
+        for f in faces
+        if size(f) < options.min_face_size
+    ]
+    dropped += [
+        f"a {size(f):.0f} px face beyond --max-faces {options.max_faces}" for f in large[options.max_faces :]
+    ]
     if not large:
         largest = max(size(f) for f in faces)
         return PhotoResult(
@@ -137,9 +149,8 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
             reject="face_too_small",
             detail=f"largest face {largest:.0f} px < --min-face-size {options.min_face_size:g}",
         )
-    return PhotoResult(
-        photo.name, photo.key, faces=[crop_face(image, f, options) for f in large[: options.max_faces]]
-    )
+    faces = [crop_face(image, f, options) for f in large[: options.max_faces]]
+    return PhotoResult(photo.name, photo.key, faces=faces, dropped=dropped)
 
 
 # ------------------------------------------------------------------------------------------ workers
@@ -150,7 +161,7 @@ def _init_worker(detector: str, device: str, options: CropOptions) -> None:
     import torch
 
     torch.set_num_threads(1)
-    _worker_state.update(detector=build_detector(detector, device), options=options)
+    _worker_state.update(detector=lazy_detector(detector, device), options=options)
 
 
 @dataclass
@@ -161,6 +172,7 @@ class EncodedPhoto:
     samples: list[tuple[dict, dict]]
     reject: str | None = None
     detail: str = ""
+    dropped: list[str] = field(default_factory=list)
 
 
 def _encode(result: PhotoResult) -> EncodedPhoto:
@@ -171,7 +183,7 @@ def _encode(result: PhotoResult) -> EncodedPhoto:
         mask = None if face.mask is None else encode_image(face.mask, "png")
         image = encode_image(face.crop, "jpg")
         samples.append((encode_sample(face_key(result.key, index), image, face.landmarks, meta, mask), meta))
-    return EncodedPhoto(result.name, samples, result.reject, result.detail)
+    return EncodedPhoto(result.name, samples, result.reject, result.detail, result.dropped)
 
 
 def _work(photo: Photo | tuple[str, str]) -> EncodedPhoto:
@@ -245,6 +257,9 @@ class PrepareJob:
             for result in results:
                 photos += 1
                 bar.update()
+                rejects += [
+                    {"source": result.name, "reason": "face_dropped", "detail": d} for d in result.dropped
+                ]
                 if result.reject:
                     rejects.append({"source": result.name, "reason": result.reject, "detail": result.detail})
                     continue
@@ -258,7 +273,7 @@ class PrepareJob:
     def _results(self):
         """Yields a function mapping photos to results, in order: in this process or in a worker pool."""
         if self.workers <= 0:
-            _worker_state.update(detector=build_detector(self.detector, self.device), options=self.crop)
+            _worker_state.update(detector=lazy_detector(self.detector, self.device), options=self.crop)
             yield lambda items: map(_work, items)
             return
         context = multiprocessing.get_context("spawn")  # safe with torch and CUDA

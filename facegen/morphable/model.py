@@ -106,7 +106,7 @@ class MorphableModel(nn.Module):
         for key, value in arrays.items():
             dtype = torch.long if key in _INDEX_FIELDS else (torch.bool if key.startswith("mask_") else None)
             tensor = torch.as_tensor(value, dtype=dtype) if dtype else torch.as_tensor(value).float()
-            self.register_buffer(key, tensor, persistent=False)
+            self.register_buffer(key, tensor.contiguous(), persistent=False)  # strided views index slowly
         for key in ("albedo_mean", "albedo_basis", "albedo_std", "uv_coords", "uv_faces"):
             if key not in arrays:
                 setattr(self, key, None)

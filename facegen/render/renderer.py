@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-import torch
 from torch import Tensor, nn
 
 from facegen.errors import check_choice
@@ -15,6 +14,7 @@ from facegen.render.shading import (
     composite,
     interpolate_vertex_attributes,
     sample_uv_texture,
+    shade_pixels,
     shade_sh,
 )
 
@@ -87,8 +87,7 @@ class Renderer(nn.Module):
         elif self.shading == "vertex":
             colour = interpolate_vertex_attributes(fragments, faces, shade_sh(colours, normals, sh_coeffs))
         else:
-            attributes = interpolate_vertex_attributes(fragments, faces, torch.cat([colours, normals], -1))
-            colour = shade_sh(attributes[..., :3], attributes[..., 3:], sh_coeffs)
+            colour = shade_pixels(fragments, faces, colours, normals, sh_coeffs)
         mask = fragments.mask
         return RenderOutput(
             composite(colour, mask, background), mask.unsqueeze(1).to(vertices.dtype), fragments

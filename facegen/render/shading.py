@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from facegen.geometry.sh import sh_shading
+from facegen.geometry.sh import sh_basis, sh_shading
 from facegen.render.settings import Fragments, covered_pixels, packed_corners
 
 
@@ -15,8 +15,11 @@ def _scatter_pixels(fragments: Fragments, covered: Tensor, values: Tensor) -> Te
     return out.reshape(batch, height, width, values.shape[-1])
 
 
-def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
-    """Barycentric interpolation of per-vertex ``attributes`` (B, V, C) -> (B, H, W, C), zero on background."""
+def packed_vertex_attributes(
+    fragments: Fragments, faces: Tensor, attributes: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Barycentric interpolation of per-vertex ``attributes`` (B, V, C) at the covered pixels only: their flat
+    indices (N,) into (B, H, W) and the values (N, C)."""
     _, num_vertices, channels = attributes.shape
     covered, packed = covered_pixels(fragments.pix_to_face)
     corner_ids, _ = packed_corners(packed, faces, num_vertices)
@@ -24,7 +27,27 @@ def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attribute
         attributes.reshape(-1, channels).index_select(0, corner_ids.reshape(-1)).reshape(-1, 3, channels)
     )
     bary = fragments.bary.reshape(-1, 3).index_select(0, covered)
-    return _scatter_pixels(fragments, covered, (corners * bary.unsqueeze(-1)).sum(1))
+    return covered, (corners * bary.unsqueeze(-1)).sum(1)
+
+
+def interpolate_vertex_attributes(fragments: Fragments, faces: Tensor, attributes: Tensor) -> Tensor:
+    """Barycentric interpolation of per-vertex ``attributes`` (B, V, C) -> (B, H, W, C), zero on background."""
+    return _scatter_pixels(fragments, *packed_vertex_attributes(fragments, faces, attributes))
+
+
+def shade_pixels(
+    fragments: Fragments, faces: Tensor, colours: Tensor, normals: Tensor, sh_coeffs: Tensor
+) -> Tensor:
+    """Per-pixel Lambertian SH shading (B, H, W, 3), zero on background: albedo ``colours`` and ``normals``
+    (B, V, 3) interpolated, normals renormalised and lit by ``sh_coeffs`` (B, 27), at covered pixels only."""
+    batch, height, width = fragments.pix_to_face.shape
+    covered, attributes = packed_vertex_attributes(fragments, faces, torch.cat([colours, normals], -1))
+    basis = sh_basis(torch.nn.functional.normalize(attributes[:, 3:], dim=-1, eps=1e-12))  # (N, 9)
+    counts = torch.bincount(covered // (height * width), minlength=batch).tolist()  # covered is image-major
+    gamma = sh_coeffs.reshape(batch, 3, 9)
+    parts = [part @ gamma[i].T for i, part in enumerate(basis.split(counts))]
+    irradiance = torch.cat(parts) if parts else basis.new_zeros(0, 3)  # (N, 3); no part for B = 0
+    return _scatter_pixels(fragments, covered, attributes[:, :3] * irradiance)
 
 
 def interpolate_face_corners(fragments: Fragments, corner_values: Tensor) -> Tensor:
