@@ -147,8 +147,14 @@ def metrics(folder: Path) -> list[dict]:
     return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(path.open())]
 
 
-def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(tmp_path, tiny_shards):
+def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
+    tmp_path, tiny_shards, monkeypatch
+):
+    refinements = []
+    refined = MoFA.refined
+    monkeypatch.setattr(MoFA, "refined", lambda self, *args: refinements.append(1) or refined(self, *args))
     main(["fit", "--config", str(tiny_config(tmp_path, tiny_shards))])
+    assert len(refinements) == 2  # the first batch of each of the two validations, none in the sanity check
     rows = metrics(tmp_path)
     logged = set().union(*rows)
     assert {

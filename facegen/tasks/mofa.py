@@ -78,7 +78,8 @@ class MoFA(FaceTask):
             the mean face.
         validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
             and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
-            the encoder's own over the whole validation set; 0 (or ``refine.steps: 0``) turns it off.
+            the encoder's own over the whole validation set; 0 (or ``refine.steps: 0``) turns it off. Lightning's
+            sanity check (whose metrics are not logged) does not refine.
     """
 
     def __init__(
@@ -231,7 +232,8 @@ class MoFA(FaceTask):
     def validation_step(self, batch: FaceBatch, batch_index: int) -> None:
         code = self(batch.image)
         metrics = self.evaluate(batch, code)
-        if batch_index < self.validate_refined and self.refine.steps > 0:
+        sanity_check = self._trainer is not None and self._trainer.sanity_checking  # not logged: not refined
+        if batch_index < self.validate_refined and self.refine.steps > 0 and not sanity_check:
             refined, _ = self.refined(batch, code)
             metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=len(batch), sync_dist=True)
