@@ -145,19 +145,16 @@ def mofa_setup(tmp_path_factory):
     return root, config
 
 
+#: A texture model small enough for CPU tests (16² UV textures).
+TINY_GAN = dict(
+    resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=256, channel_max=32, metric_samples=8
+)
+
+
 def texture_model(checkpoint, **kwargs):
     from facegen.tasks import MoFASource, TextureGAN
 
-    settings = dict(
-        resolution=16,
-        z_dim=16,
-        w_dim=16,
-        mapping_layers=2,
-        channel_base=256,
-        channel_max=32,
-        metric_samples=8,
-    )
-    return TextureGAN(mofa=MoFASource(str(checkpoint)), **{**settings, **kwargs})
+    return TextureGAN(mofa=MoFASource(str(checkpoint)), **{**TINY_GAN, **kwargs})
 
 
 def shard_batch(root, size=48, count=4):
@@ -264,13 +261,7 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
     config["model"]["init_args"].update(
         mofa={"checkpoint": str(mofa_checkpoint)},
-        resolution=16,
-        z_dim=16,
-        w_dim=16,
-        mapping_layers=2,
-        channel_base=256,
-        channel_max=32,
-        metric_samples=8,
+        **TINY_GAN,
         latent_fit={"w_steps": 3, "wplus_steps": 3},
     )
     config["data"]["init_args"].update(
@@ -353,12 +344,7 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
             "class_path": "facegen.tasks.TextureGAN",
             "init_args": {
                 "mofa": {"checkpoint": str(mofa_checkpoint)},
-                "resolution": 16,
-                "z_dim": 16,
-                "w_dim": 16,
-                "mapping_layers": 2,
-                "channel_base": 256,
-                "channel_max": 32,
+                **TINY_GAN,
                 "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"steps": 3}},
             },
         },
