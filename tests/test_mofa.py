@@ -16,7 +16,7 @@ import yaml
 
 from facegen.cli import main
 from facegen.data.batch import FaceBatch
-from facegen.decoder import CodeLayout
+from facegen.decoder import CodeLayout, FaceCode
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
 from facegen.tasks import LossWeights, MoFA, RefineOptions
@@ -247,3 +247,24 @@ def test_same_config_trains_with_ddp_on_two_cpu_processes(tmp_path, tiny_shards)
     assert len(list(images.glob("reconstruction-*.png"))) == 2
     (checkpoint,) = tmp_path.rglob("last.ckpt")
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 4
+
+
+def test_geometry_and_losses_stay_float32_under_bf16_autocast():
+    """Mixed precision speeds up the encoder only: projected landmarks, renders and losses are computed in
+    float32 inside autocast (in bf16 the pixel coordinates of a 224² image would be off by up to a pixel)."""
+    model = MoFA(image_size=224, depths=(1,), width=8)
+    code = model.layout.zeros(2)._replace(rotation=torch.tensor([[0.1, 0.4, 0.05], [-0.2, -0.3, 0.0]]))
+    code = code._replace(translation=torch.tensor([[0.3, -0.2, 0.5], [-0.1, 0.4, -0.3]]))
+    batch = face_batch(torch.rand(2, 3, 224, 224), torch.rand(2, 68, 2) * 223)
+    exact = model.decoder(code)
+    exact_terms = model.loss_terms(batch, code)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.decoder(code)
+        rendered = model.decoder.render(mixed, code.light)
+        terms = model.loss_terms(batch, FaceCode(*(part.bfloat16() for part in code)))
+        encoded = model(batch.image)
+    assert (mixed.landmarks - exact.landmarks).abs().max() < 1e-3 and mixed.landmarks.dtype == torch.float32
+    assert rendered.image.dtype == torch.float32
+    assert all(value.dtype == torch.float32 for value in terms.values())
+    assert torch.allclose(terms["landmark"], exact_terms["landmark"], rtol=1e-2)
+    assert encoded.rotation.dtype == torch.bfloat16  # the encoder does run in reduced precision

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from facegen.geometry.precision import upcast
 from facegen.geometry.sh import SH_COEFFS
 
 PARTS = ("rotation", "translation", "shape", "expression", "albedo", "light")
@@ -41,6 +42,10 @@ class FaceCode(NamedTuple):
     def flatten(self) -> Tensor:
         """(B, total) the parts concatenated in :data:`PARTS` order."""
         return torch.cat(list(self), -1)
+
+    def upcast(self) -> FaceCode:
+        """Half-precision parts (an encoder under bf16/fp16 autocast) as float32; others as they are."""
+        return FaceCode(*(upcast(part) for part in self))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from facegen.decoder.code import CodeLayout, FaceCode
 from facegen.geometry.camera import MODEL_TO_OPENCV, intrinsics_from_fov, project_points, transform_points
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV, frontal_translation
 from facegen.geometry.normals import vertex_normals
+from facegen.geometry.precision import float32, upcast
 from facegen.geometry.rotations import euler_to_matrix
 from facegen.geometry.sh import sh_shading
 from facegen.morphable.model import MorphableModel
@@ -93,6 +94,11 @@ class FaceDecoder(nn.Module):
         return self.model(albedo=code.albedo).albedo.expand(code.batch_size, -1, -1)
 
     def forward(self, code: FaceCode) -> DecodedFace:
+        """Camera-frame geometry of ``code``, in float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
+        with float32(code.rotation.device):
+            return self._decode(code.upcast())
+
+    def _decode(self, code: FaceCode) -> DecodedFace:
         geometry = self.model(shape=code.shape, expression=code.expression)
         rotation, translation = self.camera_pose(code)
         vertices = transform_points(geometry.vertices.expand(code.batch_size, -1, -1), rotation, translation)
@@ -103,13 +109,15 @@ class FaceDecoder(nn.Module):
         return DecodedFace(vertices, normals, self.colours(code), pixels, landmarks, K)
 
     def vertex_colours(self, decoded: DecodedFace, light: Tensor) -> Tensor:
-        """(B, V, 3) shaded vertex colours: albedo times SH irradiance."""
-        return decoded.albedo * sh_shading(decoded.normals, light)
+        """(B, V, 3) shaded vertex colours: albedo times SH irradiance (float32 even inside autocast)."""
+        with float32(light.device):
+            return decoded.albedo * sh_shading(decoded.normals, upcast(light))
 
     def render(
         self, decoded: DecodedFace, light: Tensor | None, background: Tensor | float | None = None
     ) -> RenderOutput:
         """Rasterized image (B, 3, H, W) of the decoded faces, shaded per pixel by ``light`` (B, 27)."""
+        light = None if light is None else upcast(light)
         return self.renderer(
             decoded.vertices,
             self.model.faces,

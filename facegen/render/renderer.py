@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from facegen.errors import check_choice
 from facegen.geometry.normals import vertex_normals
+from facegen.geometry.precision import float32, upcast
 from facegen.render.rasterize import rasterize
 from facegen.render.settings import Fragments, RasterSettings
 from facegen.render.shading import (
@@ -46,7 +47,8 @@ class Renderer(nn.Module):
         self.shading = shading
 
     def rasterize(self, vertices: Tensor, faces: Tensor, K: Tensor) -> Fragments:
-        return rasterize(vertices, faces, K, self.settings)
+        with float32(vertices.device):
+            return rasterize(upcast(vertices), faces, upcast(K), self.settings)
 
     def forward(
         self,
@@ -71,6 +73,24 @@ class Renderer(nn.Module):
         """
         if (colours is None) == (texture is None):
             raise ValueError("give exactly one of colours (B, V, 3) or texture (B, 3, Ht, Wt)")
+        with float32(vertices.device):
+            return self._render(
+                upcast(vertices),
+                faces,
+                upcast(K),
+                colours,
+                texture,
+                uv_coords,
+                uv_faces,
+                sh_coeffs,
+                background,
+            )
+
+    def _render(self, vertices, faces, K, colours, texture, uv_coords, uv_faces, sh_coeffs, background):
+        """:meth:`forward`'s work, inside its float32 context."""
+        colours, texture, sh_coeffs = (
+            None if t is None else upcast(t) for t in (colours, texture, sh_coeffs)
+        )
         fragments = self.rasterize(vertices, faces, K)
         normals = vertex_normals(vertices, faces) if sh_coeffs is not None else None
         if texture is not None:

@@ -21,6 +21,7 @@ from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
+from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
 from facegen.geometry.sh import ambient_sh
 from facegen.losses import (
@@ -174,7 +175,14 @@ class MoFA(FaceTask):
         weights: LossWeights | None = None,
     ) -> dict[str, Tensor]:
         """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given);
-        optional terms (SSIM) only when ``weights`` (default: the training ones) give them a weight."""
+        optional terms (SSIM) only when ``weights`` (default: the training ones) give them a weight. Computed in
+        float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
+        with float32(batch.image.device):
+            return self._loss_terms(batch, code.upcast(), decoded, weights)
+
+    def _loss_terms(
+        self, batch: FaceBatch, code: FaceCode, decoded: DecodedFace | None, weights: LossWeights | None
+    ) -> dict[str, Tensor]:
         image, mask = batch.image, batch.mask
         decoded = self.decoder(code) if decoded is None else decoded
         size = batch.size
@@ -248,8 +256,12 @@ class MoFA(FaceTask):
         |render - photo| over the face, in [0, 1] units), landmark error (pixels, NME) and, with ground truth,
         vertex error in model units and mm, with the mean face's error as the baseline and their ratio, after
         similarity alignment (``vertex_error*``: monocular scale is ambiguous, as in the NoW benchmark) and
-        after rigid alignment (``vertex_error_rigid*``), and code errors."""
-        code = self(batch.image) if code is None else code
+        after rigid alignment (``vertex_error_rigid*``), and code errors; in float32 even inside autocast."""
+        code = (self(batch.image) if code is None else code).upcast()
+        with float32(batch.image.device):
+            return self._metrics(batch, code)
+
+    def _metrics(self, batch: FaceBatch, code: FaceCode) -> dict[str, Tensor]:
         decoded = self.decoder(code)
         terms = self.loss_terms(batch, code, decoded)
         metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
@@ -299,7 +311,7 @@ class MoFA(FaceTask):
     def reconstruct(self, batch: FaceBatch, refine: bool = False, geometry: bool = False) -> Reconstruction:
         """The encoder's code for ``batch`` (refined with ``refine`` when asked and ``refine.steps`` > 0), decoded
         into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
-        code = self(batch.image)
+        code = self(batch.image).upcast()
         history: list[float] = []
         if refine and self.refine.steps and len(batch):
             code, history = self.refined(batch, code)
@@ -343,7 +355,7 @@ class MoFA(FaceTask):
         Loss weights: those of ``options``, else those of ``refine``, else the training ones."""
         options = options or self.refine
         weights = options.weights or self.refine.weights or self.weights
-        return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code, options)
+        return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code.upcast(), options)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

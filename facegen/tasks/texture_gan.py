@@ -36,6 +36,7 @@ from facegen.errors import check_choice
 from facegen.evaluation.distribution import frechet_distance, kernel_inception_distance
 from facegen.evaluation.features import build_feature_extractor
 from facegen.export.pictures import to_uint8
+from facegen.geometry.precision import float32
 from facegen.geometry.sh import sh_shading
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
@@ -161,7 +162,12 @@ class TextureGAN(FaceTask):
 
     @torch.no_grad()
     def real_textures(self, condition: Condition) -> tuple[Tensor, Tensor]:
-        """De-lit partial UV textures (B, 3, R, R) in [0, 1] and their visibility masks (B, 1, R, R) in {0, 1}."""
+        """De-lit partial UV textures (B, 3, R, R) in [0, 1] and their visibility masks (B, 1, R, R) in {0, 1},
+        computed in float32 even inside autocast."""
+        with float32(condition.image.device):
+            return self._real_textures(condition)
+
+    def _real_textures(self, condition: Condition) -> tuple[Tensor, Tensor]:
         decoded, size = condition.decoded, tuple(condition.image.shape[-2:])
         unwrapped = unwrap_photo(
             self.layout, condition.image, decoded.vertices, decoded.normals, decoded.K, size
