@@ -73,15 +73,26 @@ class ResNetEncoder(nn.Module):
 
 
 class TimmEncoder(nn.Module):
-    """A timm model without its classifier (``pretrained`` weights come from timm's cache or hub)."""
+    """A timm model without its classifier; ``pretrained`` weights come from timm's cache (downloaded there on
+    first use when online; offline, a one-line error says where to put them)."""
 
     def __init__(self, name: str, pretrained: bool = False) -> None:
         super().__init__()
         try:
             import timm
         except ImportError:
-            raise ImportError(f"encoder 'timm:{name}' needs timm: pip install 'facegen[timm]'") from None
-        self.model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+            raise ConfigError(f"encoder 'timm:{name}' needs timm: pip install 'facegen[timm]'") from None
+        try:
+            self.model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        except (OSError, RuntimeError) as error:  # no network, or a partial download
+            if not pretrained:
+                raise
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ConfigError(
+                f"model.pretrained: timm could not fetch the weights of {name!r} ({first}); put them in timm's "
+                "cache ($HF_HOME/hub or $TORCH_HOME/hub/checkpoints) while online, or give the file as "
+                "model.encoder_weights"
+            ) from None
         self.features = self.model.num_features
         config = self.model.pretrained_cfg
         self.register_buffer(
@@ -96,13 +107,24 @@ class TimmEncoder(nn.Module):
 
 
 def build_backbone(
-    name: str = "resnet", depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1
+    name: str = "resnet",
+    depths: Sequence[int] = (2, 2, 2, 2),
+    width: int = 64,
+    grid: int = 1,
+    pretrained: bool = False,
 ) -> nn.Module:
-    """``resnet`` (this module's ResNet with ``depths``/``width``/``grid``) or ``timm:<model name>``."""
+    """``resnet`` (this module's ResNet with ``depths``/``width``/``grid``) or ``timm:<model name>`` (with timm's
+    ``pretrained`` weights when asked; the ResNet starts from a state dict instead, see
+    :func:`facegen.nets.weights.load_backbone_weights`)."""
     if name == "resnet":
+        if pretrained:
+            raise ConfigError(
+                "model.pretrained applies to timm backbones; start backbone: resnet from a state dict with "
+                "model.encoder_weights (e.g. a torchvision ImageNet ResNet-18 .pth with depths [2, 2, 2, 2], width 64)"
+            )
         return ResNetEncoder(depths, width, grid)
     if name.startswith("timm:"):
-        return TimmEncoder(name[len("timm:") :])
+        return TimmEncoder(name[len("timm:") :], pretrained)
     raise ConfigError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")
 
 

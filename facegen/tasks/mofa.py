@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Literal
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from facegen.callbacks.face_exporter import FaceExporter
@@ -38,6 +38,7 @@ from facegen.losses import landmark_weights as make_landmark_weights
 from facegen.losses.photometric import Norm
 from facegen.morphable.registry import load_face_model
 from facegen.nets.encoder import CodeRegressor, build_backbone
+from facegen.nets.weights import load_backbone_weights
 from facegen.predictions import Reconstruction
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import Backend, RasterSettings
@@ -60,6 +61,9 @@ class MoFA(FaceTask):
         image_size: side of the square input crops in pixels.
         backbone, depths, width, grid: the encoder (``resnet`` with blocks per stage, first-stage channels and
             the side of its final pooling grid, or ``timm:<name>``).
+        encoder_weights: a state dict to start the backbone from (facegen's, a torchvision-format ImageNet
+            ResNet for ``resnet``, or a timm model's); what was loaded is reported in one line.
+        pretrained: start a ``timm:`` backbone from timm's pretrained weights (its cache; fetched when online).
         shape, expression, albedo: largest code sizes (MoFA: 80, 64, 80), capped by the face model.
         reflectance: ``model`` (the face model's albedo basis), ``learned`` (a low-rank basis learned with the
             encoder, for models without albedo such as ICT and FLAME) or ``auto`` (model when it has one).
@@ -91,6 +95,8 @@ class MoFA(FaceTask):
         depths: tuple[int, ...] = (2, 2, 2, 2),
         width: int = 64,
         grid: int = 1,
+        encoder_weights: str | None = None,
+        pretrained: bool = False,
         shape: int = 80,
         expression: int = 64,
         albedo: int = 80,
@@ -114,8 +120,9 @@ class MoFA(FaceTask):
     ) -> None:
         super().__init__()
         # refinement settings are run-time choices, not part of the trained model: kept out of checkpoints so
-        # that the config of `facegen predict/validate --ckpt_path` decides them
-        self.save_hyperparameters(ignore=["refine", "validate_refined"])
+        # that the config of `facegen predict/validate --ckpt_path` decides them; the encoder's initial weights
+        # too (a checkpoint holds the trained ones, and must load where the initial file is absent)
+        self.save_hyperparameters(ignore=["refine", "validate_refined", "encoder_weights", "pretrained"])
         if image_size < 16:
             raise ConfigError(f"model.image_size must be at least 16 pixels, got {image_size}")
         choices = {
@@ -141,7 +148,12 @@ class MoFA(FaceTask):
         self.decoder = FaceDecoder(model, (image_size, image_size), fov, fill, albedo_module, raster)
         self.layout = self.decoder.layout(shape=shape, expression=expression, albedo=albedo)
         initial = self.layout.zeros(1)._replace(light=ambient_sh(1)).flatten()[0]
-        self.encoder = CodeRegressor(build_backbone(backbone, depths, width, grid), initial)
+        encoder = build_backbone(backbone, depths, width, grid, pretrained)
+        if encoder_weights is not None:
+            rank_zero_info(
+                load_backbone_weights(encoder, encoder_weights, depths if backbone == "resnet" else None)
+            )
+        self.encoder = CodeRegressor(encoder, initial)
         self.register_buffer(
             "landmark_weights", make_landmark_weights(landmark_jaw, 1.0, landmark_weights), persistent=False
         )
