@@ -268,3 +268,22 @@ def test_geometry_and_losses_stay_float32_under_bf16_autocast():
     assert all(value.dtype == torch.float32 for value in terms.values())
     assert torch.allclose(terms["landmark"], exact_terms["landmark"], rtol=1e-2)
     assert encoded.rotation.dtype == torch.bfloat16  # the encoder does run in reduced precision
+
+
+def test_photometric_term_averages_over_the_batch_or_per_image():
+    from facegen.losses import masked_mean
+
+    values = torch.tensor([[1.0, 1.0, 1.0, 1.0], [5.0, 5.0, 5.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+    assert masked_mean(values, mask) == pytest.approx(9 / 5)  # every visible value counts the same
+    assert masked_mean(values, mask, average="image") == pytest.approx(3.0)  # every face counts the same
+    model = tiny_mofa(photometric_average="image")
+    batch = random_batch(3)
+    batch.mask[0, :, : SIZE // 2] = 0  # one face half hidden: fewer visible points than the others
+    code = model(batch.image)
+    per_face = [
+        model.loss_terms(batch.take([i]), model(batch.image[i : i + 1]))["photometric"] for i in range(3)
+    ]
+    assert torch.allclose(
+        model.loss_terms(batch, code)["photometric"], torch.stack(per_face).mean(), rtol=1e-5
+    )

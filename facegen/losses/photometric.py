@@ -39,16 +39,27 @@ def colour_distance(prediction: Tensor, target: Tensor, norm: Norm = "l21", eps:
     raise ConfigError(f"photometric norm must be one of {NORMS}, got {norm!r}")
 
 
-def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
-    """Mean of ``values`` (B, ...) weighted by ``mask`` of the same shape (float or bool), over everything."""
+#: How a masked mean averages over a batch: ``batch`` (one mean over every face's masked values) or ``image``
+#: (each face's own masked mean, then their average: every face counts the same however much of it is seen).
+Average = Literal["batch", "image"]
+
+
+def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6, average: Average = "batch") -> Tensor:
+    """Mean of ``values`` (B, ...) weighted by ``mask`` of the same shape (float or bool): over everything, or
+    (``average="image"``) per image and then over the batch (an image with an empty mask counts as 0)."""
     mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=eps)
+    if average == "batch":
+        return (values * mask).sum() / mask.sum().clamp(min=eps)
+    dims = tuple(range(1, values.dim()))
+    return ((values * mask).sum(dims) / mask.sum(dims).clamp(min=eps)).mean()
 
 
-def photometric_loss(prediction: Tensor, target: Tensor, mask: Tensor, norm: Norm = "l21") -> Tensor:
+def photometric_loss(
+    prediction: Tensor, target: Tensor, mask: Tensor, norm: Norm = "l21", average: Average = "batch"
+) -> Tensor:
     """Masked mean colour distance. ``mask``: (B, 1, H, W) / (B, H, W) for images, (B, N) for points."""
     distance = colour_distance(prediction, target, norm)
-    return masked_mean(distance, mask.reshape(distance.shape))
+    return masked_mean(distance, mask.reshape(distance.shape), average=average)
 
 
 def ssim_loss(prediction: Tensor, target: Tensor, mask: Tensor, window: int = 7) -> Tensor:

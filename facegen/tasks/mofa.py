@@ -35,7 +35,7 @@ from facegen.losses import (
     ssim_loss,
 )
 from facegen.losses import landmark_weights as make_landmark_weights
-from facegen.losses.photometric import Norm
+from facegen.losses.photometric import Average, Norm
 from facegen.morphable.registry import load_face_model
 from facegen.nets.encoder import CodeRegressor, build_backbone
 from facegen.nets.weights import load_backbone_weights
@@ -71,6 +71,8 @@ class MoFA(FaceTask):
         photometric: ``points`` (MoFA: the image sampled at the visible projected vertices) or ``raster``
             (rendered image against the photo, per pixel).
         norm: colour distance of the photometric term (``l21``, ``l2``, ``l1``, ``charbonnier``).
+        photometric_average: ``batch`` (one mean over all faces' visible points or pixels) or ``image`` (each
+            face's own mean, then their average, as MoFA normalises per image).
         weights: loss weights; landmark_jaw / landmark_weights: per-landmark weights (68 values override).
         lr, weight_decay: Adam(W) settings.
         lr_schedule: ``constant`` or ``cosine`` (decays to 0 over the run's optimizer steps), after a linear
@@ -104,6 +106,7 @@ class MoFA(FaceTask):
         albedo_rank: int = 10,
         photometric: Photometric = "points",
         norm: Norm = "l21",
+        photometric_average: Average = "batch",
         weights: LossWeights | None = None,
         landmark_jaw: float = 0.5,
         landmark_weights: list[float] | None = None,
@@ -131,6 +134,7 @@ class MoFA(FaceTask):
             "lr_schedule": (lr_schedule, Schedule),
             "photometric": (photometric, Photometric),
             "on_nonfinite": (on_nonfinite, OnNonfinite),
+            "photometric_average": (photometric_average, Average),
         }
         for setting, (value, allowed) in choices.items():
             check_choice(f"model.{setting}", value, allowed)
@@ -204,11 +208,15 @@ class MoFA(FaceTask):
             observed = sample_image_at_points(torch.cat([image, mask], 1), decoded.pixels)
             valid = visible & self.region & (observed[..., 3] > 0.5)
             colours = self.decoder.vertex_colours(decoded, code.light)
-            terms["photometric"] = photometric_loss(colours, observed[..., :3], valid, self.hparams.norm)
+            terms["photometric"] = photometric_loss(
+                colours, observed[..., :3], valid, self.hparams.norm, self.hparams.photometric_average
+            )
         else:
             rendered = self.decoder.render(decoded, code.light, background=image)
             valid = rendered.mask * (mask > 0.5)
-            terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm)
+            terms["photometric"] = photometric_loss(
+                rendered.image, image, valid, self.hparams.norm, self.hparams.photometric_average
+            )
             if (weights or self.weights).ssim > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
         terms["landmark"] = landmark_loss(decoded.landmarks, batch.landmarks, self.landmark_weights, size)
