@@ -31,6 +31,7 @@ class Reconstruction(NamedTuple):
         shaded: (B, V, 3) albedo times SH irradiance (unclamped).
         render: the faces rendered on black: image (B, 3, S, S) and coverage mask (B, 1, S, S).
         fit_loss: the fitting objective (mean over the batch) before each refinement step; empty without one.
+        face_loss: (B, 2) each face's own fitting objective before and after the refinement; None without one.
         geometry: (B, 3, S, S) the shape shaded grey under a frontal light, for pictures; None unless asked.
     """
 
@@ -43,6 +44,7 @@ class Reconstruction(NamedTuple):
     shaded: Tensor
     render: RenderOutput
     fit_loss: list[float]
+    face_loss: Tensor | None = None
     geometry: Tensor | None = None
 
 

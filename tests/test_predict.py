@@ -175,6 +175,7 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
     assert summary["faces_written"] == 2 and summary["photos_rejected"] == 2
     assert {r["reason"] for r in summary["rejected"]} == {"unreadable", "no_face"}
     model = load_face_model("builtin")
+    first_losses = set()
     for key in ("face0_f0", "face1_f0"):
         face = out / key
         mesh = read_obj(face / "reflectance.obj")
@@ -190,6 +191,7 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
         code = json.loads((face / "code.json").read_text())
         assert set(code["pose_degrees"]) == {"pitch", "yaw", "roll"} and len(code["shape"]) == 80
         assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
+        first_losses.add(code["refinement"]["loss_first"])
         fitted = np.array(code["landmarks_photo_px"])
         error = np.linalg.norm(fitted - truth[key.split("_")[0]], axis=1).mean()
         assert error < 3 * PHOTO_SCALE, error  # photo pixels: a few crop pixels after 60 refinement steps
@@ -203,6 +205,7 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
         assert np.array_equal(overlay[:8, :8], photo[:8, :8])  # far from the face: untouched photo
         nose = np.round(truth[key.split("_")[0]][30]).astype(int)
         assert np.abs(overlay[nose[1], nose[0]].astype(int) - photo[nose[1], nose[0]]).sum() > 0
+    assert len(first_losses) == 2  # each face's own objective, not the batch mean copied into both
 
     before = (out / "face0_f0" / "code.json").stat().st_mtime_ns
     main(args)

@@ -47,6 +47,7 @@ def reconstruction(count: int = 2) -> Reconstruction:
         shaded=decoder.vertex_colours(decoded, code.light),
         render=decoder.render(decoded, code.light, background=0.0),
         fit_loss=[3.0, 2.0, 1.0],
+        face_loss=torch.tensor([[3.5, 1.5], [2.5, 0.5], [4.0, 1.0]])[:count],
     )
 
 
@@ -77,7 +78,8 @@ def test_face_exporter_writes_a_hand_made_reconstruction(tmp_path):
         assert np.allclose(
             record["camera_from_model"]["rotation"], prediction.camera_rotation[i].numpy(), atol=1e-5
         )
-        assert record["refinement"] == {"steps": 3, "loss_first": 3.0, "loss_last": 1.0}
+        first, last = prediction.face_loss[i].tolist()  # each face's own, not the batch mean
+        assert record["refinement"] == {"steps": 3, "loss_first": first, "loss_last": last}
         # no photo transform recorded: landmarks are in crop pixels
         assert np.allclose(record["landmarks_photo_px"], prediction.decoded.landmarks[i].numpy(), atol=0.01)
         assert Image.open(tmp_path / name / "texture.png").size == (32, 32)

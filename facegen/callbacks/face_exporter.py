@@ -163,7 +163,7 @@ class FaceExporter(BasePredictionWriter):
                 fragments=one_face(render.fragments, i, self.faces.shape[0]),
                 meta={**batch.meta[i], "photo_path": photo_paths[i]},
                 photo=None,
-                refine_loss=prediction.fit_loss,
+                refinement=refinement(prediction, i),
             )
             future = self._pool.submit(self._write, child_folder(self.out, name), face)
             self._pending.append((key, name, future))
@@ -249,3 +249,11 @@ def one_face(fragments: Fragments, index: int, num_faces: int) -> Fragments:
     pix_to_face = fragments.pix_to_face[index : index + 1]
     pix_to_face = torch.where(pix_to_face >= 0, pix_to_face - index * num_faces, pix_to_face)
     return Fragments(pix_to_face, fragments.bary[index : index + 1], fragments.zbuf[index : index + 1])
+
+
+def refinement(prediction: Reconstruction, index: int) -> tuple[int, float, float] | None:
+    """(steps, loss before, loss after) of face ``index``'s own objective, or None when it was not refined."""
+    if prediction.face_loss is None:
+        return None
+    first, last = prediction.face_loss[index].tolist()
+    return len(prediction.fit_loss), first, last

@@ -50,7 +50,8 @@ class FaceResult:
     reflectance, shaded (1, V, 3) colours in [0, 1]; landmarks (1, 68, 2) fitted, crop pixels; K (1, 3, 3);
     crop (1, 3, S, S) in [0, 1]; render (1, 3, S, S) and render_mask (1, 1, S, S) and the render's
     ``fragments`` (reused for the texture's occlusion test); meta: the batch's sample
-    metadata (source, face_index, transform photo -> crop, photo_path when predicting from photos).
+    metadata (source, face_index, transform photo -> crop, photo_path when predicting from photos);
+    refinement: (steps, this face's objective before, after) or None when not refined.
     """
 
     key: str
@@ -71,7 +72,7 @@ class FaceResult:
     fragments: Fragments
     meta: dict
     photo: np.ndarray | None
-    refine_loss: list[float]
+    refinement: tuple[int, float, float] | None
 
 
 def _to_photo(meta: dict) -> np.ndarray | None:
@@ -205,10 +206,11 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: l
         "landmarks_photo_px": np.round(landmarks_photo, 2).tolist(),
         "intrinsics_crop": face.K[0].cpu().numpy().round(4).tolist(),
     }
-    if face.refine_loss:
+    if face.refinement is not None:
+        steps, first, last = face.refinement
         record["refinement"] = {
-            "steps": len(face.refine_loss),
-            "loss_first": face.refine_loss[0],
-            "loss_last": face.refine_loss[-1],
+            "steps": steps,
+            "loss_first": first,
+            "loss_last": last,
         }
     return record

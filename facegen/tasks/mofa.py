@@ -333,8 +333,11 @@ class MoFA(FaceTask):
         into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
         code = self(batch.image).upcast()
         history: list[float] = []
+        face_loss = None
         if refine and self.refine.steps and len(batch):
+            before = self.face_losses(batch, code)
             code, history = self.refined(batch, code)
+            face_loss = torch.stack([before, self.face_losses(batch, code)], 1)
         decoder = self.decoder
         decoded = decoder(code)
         rotation, translation = decoder.camera_pose(code)
@@ -354,6 +357,7 @@ class MoFA(FaceTask):
             shaded=decoder.vertex_colours(decoded, code.light),
             render=decoder.render(decoded, code.light, background=0.0),
             fit_loss=history,
+            face_loss=face_loss,
             geometry=grey,
         )
 
@@ -367,6 +371,12 @@ class MoFA(FaceTask):
         """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
         others are given."""
         return self._total(self.loss_terms(batch, code, weights=weights), weights)
+
+    def face_losses(self, batch: FaceBatch, code: FaceCode) -> Tensor:
+        """(B,) the refinement objective of each face on its own (the refinement's loss weights)."""
+        weights = self.refine.weights or self.weights
+        one = [FaceCode(*(part[i : i + 1] for part in code)) for i in range(len(batch))]
+        return torch.stack([self.weighted_loss(batch.take([i]), one[i], weights) for i in range(len(batch))])
 
     def refined(
         self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None
