@@ -226,7 +226,8 @@ def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_se
     model = texture_model(mofa_checkpoint).eval()
     condition = model.condition(shard_batch(root, count=2))
     fit = LatentFit(w_steps=15, wplus_steps=15, lr=0.1)
-    texture, history, metrics = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
+    fitted = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
+    texture, history, metrics = fitted.texture, fitted.loss, fitted.metrics
     assert texture.shape == (2, 3, 16, 16) and 0 <= texture.min() and texture.max() <= 1
     assert history[-1] < 0.8 * history[0]
     assert set(metrics) == {"psnr", "ssim", "l1"} and metrics["psnr"].shape == (2,)
@@ -417,7 +418,7 @@ def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setu
     fit = LatentFit(
         w_steps=4, wplus_steps=0, lr=0.1, perceptual=str(tmp_path / "features.pt"), perceptual_weight=1e-4
     )
-    _, history, _ = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
+    history = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit).loss
     assert len(history) == 4 and history[-1] < history[0]
 
 

@@ -67,18 +67,19 @@ class FaceExporter(BasePredictionWriter):
             raise ConfigError(f"--outputs: unknown {unknown}; choose from {', '.join(OUTPUTS)}")
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
         self.outputs, self.queue, self.writers = frozenset(outputs), queue, writers
-        model = face_model
-        self.faces = model.faces.cpu().numpy()
-        self.expression_names = model.expression_names
+        self.faces = face_model.faces.cpu().numpy()
+        self.expression_names = face_model.expression_names
         self.layout: UVLayout | None = None
         self.symmetric = False
         self.uv: tuple[np.ndarray, np.ndarray] | None = None
-        if model.has_uv:
-            self.uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
-            self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, texture_size)
-            self.symmetric = self.layout.is_symmetric(model.mean)
+        if face_model.has_uv:
+            self.uv = (face_model.uv_coords.cpu().numpy(), face_model.uv_faces.cpu().numpy())
+            self.layout = UVLayout(face_model.faces, face_model.uv_coords, face_model.uv_faces, texture_size)
+            self.symmetric = self.layout.is_symmetric(face_model.mean)
         elif {"texture", "albedo"} & self.outputs:
-            rank_zero_warn(f"face model {model.name!r} has no UV layout: textured .obj files are not written")
+            rank_zero_warn(
+                f"face model {face_model.name!r} has no UV layout: textured .obj files are not written"
+            )
         self._reset()
 
     def _reset(self) -> None:

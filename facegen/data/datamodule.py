@@ -7,7 +7,6 @@ import logging
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -22,14 +21,6 @@ from facegen.data.synth import DEFAULT_SIZE, SynthOptions
 from facegen.errors import ConfigError
 
 log = logging.getLogger("facegen.data")
-
-
-@runtime_checkable
-class HasInputSpec(Protocol):
-    """A task that states the crops it expects (:class:`facegen.tasks.base.FaceTask`)."""
-
-    @property
-    def input_spec(self) -> InputSpec: ...
 
 
 # ShardStream's length is exact per rank (every rank yields the same number of batches, dealt to its workers)
@@ -57,9 +48,9 @@ class SyntheticData:
 
 
 def task_spec(trainer) -> InputSpec | None:
-    """The input spec of the trainer's task, when there is one and it states one."""
-    module = trainer.lightning_module if trainer is not None else None
-    return module.input_spec if isinstance(module, HasInputSpec) else None
+    """The input spec of the trainer's task (:attr:`facegen.tasks.base.FaceTask.input_spec`), when there is a
+    task and it states one."""
+    return getattr(trainer.lightning_module, "input_spec", None) if trainer is not None else None
 
 
 def same_face_model(a: str, b: str) -> bool:

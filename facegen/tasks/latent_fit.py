@@ -4,6 +4,7 @@ rendered on the frozen MoFA's fit, matches each photo on its visible face pixels
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import kornia
 import torch
@@ -35,12 +36,21 @@ class LatentFit:
     refine: RefineOptions | None = None
 
 
+class FittedTexture(NamedTuple):
+    """What latent fitting gives: textures (B, 3, R, R) in [0, 1], their render into the photos (B, 3, S, S), the
+    loss at each step, and PSNR/SSIM/L1 per photo (B,) on visible face pixels."""
+
+    texture: Tensor
+    render: Tensor
+    loss: list[float]
+    metrics: dict[str, Tensor]
+
+
 def fit_latent(
     generator: Generator, decoder: FaceDecoder, condition: Condition, fit: LatentFit
-) -> tuple[Tensor, list[float], dict[str, Tensor]]:
+) -> FittedTexture:
     """Optimise ``generator``'s latent (W, then W+) so the texture rendered by ``decoder`` on ``condition``
-    matches the photos on visible face pixels. Returns textures (B, 3, R, R) in [0, 1], the loss per step, and
-    PSNR/SSIM/L1 per photo (B,) on visible pixels."""
+    matches the photos on visible face pixels."""
     with torch.inference_mode(False), torch.enable_grad():
         condition = clone_out_of_inference(condition)
         batch = condition.image.shape[0]
@@ -79,10 +89,9 @@ def fit_latent(
         run(wplus, lambda p: p, fit.wplus_steps)
         with torch.no_grad():
             texture = to_unit(generator.synthesis(wplus, noise_mode="none"))
-            metrics = reconstruction_metrics(
-                render_texture(decoder, texture, condition), condition.image, visible
-            )
-    return texture.detach(), history, metrics
+            rendered = render_texture(decoder, texture, condition)
+            metrics = reconstruction_metrics(rendered, condition.image, visible)
+    return FittedTexture(texture.detach(), rendered, history, metrics)
 
 
 def reconstruction_metrics(rendered: Tensor, photo: Tensor, visible: Tensor) -> dict[str, Tensor]:

@@ -335,9 +335,10 @@ class MoFA(FaceTask):
         history: list[float] = []
         face_loss = None
         if refine and self.refine.steps and len(batch):
-            before = self.face_losses(batch, code)
+            faces = [batch.take([i]) for i in range(len(batch))]
+            before = self.face_losses(faces, code)
             code, history = self.refined(batch, code)
-            face_loss = torch.stack([before, self.face_losses(batch, code)], 1)
+            face_loss = torch.stack([before, self.face_losses(faces, code)], 1)
         decoder = self.decoder
         decoded = decoder(code)
         rotation, translation = decoder.camera_pose(code)
@@ -372,11 +373,19 @@ class MoFA(FaceTask):
         others are given."""
         return self._total(self.loss_terms(batch, code, weights=weights), weights)
 
-    def face_losses(self, batch: FaceBatch, code: FaceCode) -> Tensor:
-        """(B,) the refinement objective of each face on its own (the refinement's loss weights)."""
-        weights = self.refine.weights or self.weights
-        one = [FaceCode(*(part[i : i + 1] for part in code)) for i in range(len(batch))]
-        return torch.stack([self.weighted_loss(batch.take([i]), one[i], weights) for i in range(len(batch))])
+    def face_losses(self, faces: list[FaceBatch], code: FaceCode) -> Tensor:
+        """(B,) the refinement objective (its loss weights) of each face on its own: ``faces`` are the B faces of
+        a batch as batches of one, ``code`` the batch's code."""
+        weights = self.refinement_weights()
+        losses = [
+            self.weighted_loss(face, FaceCode(*(part[i : i + 1] for part in code)), weights)
+            for i, face in enumerate(faces)
+        ]
+        return torch.stack(losses)
+
+    def refinement_weights(self, options: RefineOptions | None = None) -> LossWeights:
+        """The loss weights of a refinement: those of ``options``, else those of ``refine``, else the training ones."""
+        return (options.weights if options is not None else None) or self.refine.weights or self.weights
 
     def refined(
         self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None
@@ -384,7 +393,7 @@ class MoFA(FaceTask):
         """``code`` refined on ``batch`` with ``options`` (default: ``refine``) and the loss before each step.
         Loss weights: those of ``options``, else those of ``refine``, else the training ones."""
         options = options or self.refine
-        weights = options.weights or self.refine.weights or self.weights
+        weights = self.refinement_weights(options)
         return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code.upcast(), options)
 
     def configure_optimizers(self):

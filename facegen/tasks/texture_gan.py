@@ -373,14 +373,13 @@ class TextureGAN(FaceTask):
             code, _ = self.mofa.refined(batch, condition.code, fit.refine)
             condition = condition._replace(code=code, decoded=decoder(code))
         if len(batch):
-            texture, history, metrics = fit_latent(self.generator_ema, decoder, condition, fit)
+            texture, rendered, history, metrics = fit_latent(self.generator_ema, decoder, condition, fit)
         else:
             size = self.hparams.resolution
-            texture, history = batch.image.new_zeros(0, 3, size, size), []
+            texture, rendered, history = batch.image.new_zeros(0, 3, size, size), batch.image, []
             metrics = {name: batch.image.new_zeros(0) for name in ("psnr", "ssim", "l1")}
         code = condition.code
         vertices = model(shape=code.shape, expression=code.expression).vertices.expand(len(batch), -1, -1)
-        rendered = self.render(texture, condition)
         views = novel_views(decoder, vertices, texture, VIEWS_RECONSTRUCTED)
         return ReconstructedTextures(batch, texture, vertices, rendered, views, history, metrics)
 
