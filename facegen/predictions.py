@@ -48,6 +48,20 @@ class Reconstruction(NamedTuple):
     geometry: Tensor | None = None
 
 
+class GeneratedImages(NamedTuple):
+    """Images of a 2D generator for B seeds (:class:`~facegen.tasks.ImageGAN`'s ``predict_step``).
+
+    Attributes:
+        seeds: the B seeds (z is drawn from N(0, I) by a generator seeded with each).
+        image: (B, C, R, R) images in [0, 1].
+        truncation: the truncation psi they were generated with.
+    """
+
+    seeds: list[int]
+    image: Tensor
+    truncation: float
+
+
 class GeneratedTextures(NamedTuple):
     """UV textures generated for B seeds (the texture model's ``predict_step`` on a seed batch).
 

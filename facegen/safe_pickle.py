@@ -8,6 +8,8 @@ as (FLAME's ``generic_model.pkl``, DECA's ``landmark_embedding.npy``) through :c
   rebuilt as usual;
 - classes under the ``stand_ins`` module prefixes given by the caller (e.g. ``chumpy``, ``scipy.sparse``) become
   :class:`PickledObject` records that only keep the constructor arguments and the state the pickle sets;
+- a caller may map a few more qualified names to its own data-only ``handlers`` (e.g. tensor rebuilding through
+  ``torch.load(weights_only=True)``, see :mod:`facegen.nets.network_pickle`);
 - every other global is refused with :class:`~facegen.errors.UnsafeFileError` naming the file and the global,
   before anything is called.
 """
@@ -19,7 +21,7 @@ import codecs
 import io
 import pickle
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -109,11 +111,19 @@ class SafeUnpickler(pickle.Unpickler):
         file: binary stream positioned at the pickle.
         stand_ins: module prefixes whose classes become :class:`PickledObject` records.
         encoding: as :class:`pickle.Unpickler` (``latin1`` for Python 2 pickles holding numpy arrays).
+        handlers: ``module.name`` -> the data-only callable or class built in its place.
     """
 
-    def __init__(self, file: BinaryIO, stand_ins: Sequence[str] = (), encoding: str = "ASCII") -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        stand_ins: Sequence[str] = (),
+        encoding: str = "ASCII",
+        handlers: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(file, encoding=encoding)
         self.stand_ins = tuple(stand_ins)
+        self.handlers = dict(handlers or {})
         self._classes: dict[str, type] = {}
 
     def find_class(self, module: str, name: str):
@@ -121,7 +131,7 @@ class SafeUnpickler(pickle.Unpickler):
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        allowed = _ALLOWED.get((module, name))
+        allowed = _ALLOWED.get((module, name), self.handlers.get(f"{module}.{name}"))
         if allowed is not None:
             return allowed
         if any(module == p or module.startswith(p + ".") for p in self.stand_ins):
@@ -136,22 +146,39 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def load_pickle(
-    file: BinaryIO, source: str | Path, stand_ins: Sequence[str] = (), encoding: str = "ASCII"
+    file: BinaryIO,
+    source: str | Path,
+    stand_ins: Sequence[str] = (),
+    encoding: str = "ASCII",
+    handlers: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The object pickled in ``file``, built by :class:`SafeUnpickler`.
+    """The object pickled in ``file``, built by :class:`SafeUnpickler` (``handlers``: as there).
 
     Raises:
         UnsafeFileError: the pickle names a global that is not allow-listed (nothing it names was called).
         BadFileError: the pickle is truncated or malformed.
     """
     try:
-        return SafeUnpickler(file, stand_ins, encoding).load()
+        return SafeUnpickler(file, stand_ins, encoding, handlers).load()
     except _Refused as refused:
         raise UnsafeFileError(
             f"{source}: refusing to load '{refused.global_name}' from this pickle: facegen reads only arrays "
             "and plain containers from pickles, never code (is this the file you downloaded?)"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+    except UnsafeFileError:
+        raise
+    except BadFileError as error:  # a handler's finding, without the file's name
+        raise BadFileError(f"{source}: {error}") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+    ) as error:
         raise BadFileError(f"{source}: not a readable pickle ({type(error).__name__}: {error})") from None
 
 

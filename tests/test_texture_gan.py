@@ -10,59 +10,13 @@ import torch
 
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
-from facegen.nets.stylegan import Discriminator, Generator, MappingNetwork, ModulatedConv2d
+from facegen.nets.stylegan import Generator
 
 SMALL = {"channel_base": 256, "channel_max": 32}
 
 
 def tiny_generator(resolution: int = 16) -> Generator:
     return Generator(resolution, 3, z_dim=16, w_dim=16, mapping_layers=2, **SMALL)
-
-
-def test_generator_blocks_shapes_and_gradients():
-    generator = tiny_generator(32)
-    z = torch.randn(3, 16)
-    ws = generator.ws(z)
-    assert ws.shape == (3, generator.num_ws, 16)
-    image = generator.synthesis(ws.detach().requires_grad_())
-    assert image.shape == (3, 3, 32, 32) and image.isfinite().all()
-    image.square().mean().backward()
-    assert all(
-        p.grad is not None and p.grad.abs().sum() > 0
-        for n, p in generator.named_parameters()
-        if "mapping" not in n and "noise_strength" not in n
-    )
-    same = generator.synthesis(ws, noise_mode="none")
-    assert torch.equal(same, generator.synthesis(ws, noise_mode="none"))
-
-
-def test_modulation_demodulates_to_unit_weight_norm_per_output():
-    layer = ModulatedConv2d(4, 5, 3, w_dim=6)
-    x = torch.randn(2, 4, 8, 8)
-    style_a, style_b = torch.randn(2, 6), torch.randn(2, 6)
-    assert not torch.allclose(layer(x, style_a), layer(x, style_b))
-    up = ModulatedConv2d(4, 5, 3, w_dim=6, up=True)
-    assert up(x, style_a).shape == (2, 5, 16, 16)
-
-
-def test_truncation_pulls_w_to_the_tracked_mean():
-    mapping = MappingNetwork(8, 8, 2)
-    for _ in range(50):
-        mapping(torch.randn(64, 8))
-    mapping.eval()
-    z = torch.randn(16, 8)
-    full, half = mapping(z), mapping(z, truncation=0.5)
-    assert torch.allclose(half, mapping.w_avg.lerp(full, 0.5), atol=1e-6)
-    assert (half - mapping.w_avg).norm(dim=1).mean() < (full - mapping.w_avg).norm(dim=1).mean()
-
-
-def test_discriminator_scores_and_its_gradients_flow():
-    discriminator = Discriminator(16, 4, **SMALL)
-    real = torch.randn(4, 4, 16, 16, requires_grad=True)
-    logits = discriminator(real)
-    assert logits.shape == (4,)
-    r1_penalty(logits, real).backward()
-    assert discriminator.from_rgb.weight.grad.abs().sum() > 0  # R1 trains D (create_graph)
 
 
 def test_r1_is_the_squared_gradient_norm_at_the_real_inputs():
@@ -98,7 +52,7 @@ def test_path_length_penalty_measures_the_spread_around_the_running_mean():
     from_mean, _ = path_length_penalty(images, ws, mean_length)
     assert torch.allclose(from_zero, from_mean + mean_length**2, rtol=1e-4)  # E[l^2] = Var[l] + E[l]^2
     from_mean.backward()
-    assert generator.const.grad.abs().sum() > 0
+    assert generator.synthesis.b4.const.grad.abs().sum() > 0
 
 
 def test_adaptive_augmentation_probability_follows_overfitting():
@@ -231,6 +185,27 @@ def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_se
     assert texture.shape == (2, 3, 16, 16) and 0 <= texture.min() and texture.max() <= 1
     assert history[-1] < 0.8 * history[0]
     assert set(metrics) == {"psnr", "ssim", "l1"} and metrics["psnr"].shape == (2,)
+
+
+def test_pretrained_networks_start_the_texture_model_where_shapes_match(tmp_path, mofa_checkpoint, caplog):
+    """A 2D StyleGAN2 of the texture's size and channel schedule (an NVIDIA-format pickle): the texture generator
+    and its EMA take every tensor; the uv-mode discriminator (4 input channels) keeps its own fromRGB."""
+    from facegen.nets.stylegan import Discriminator
+    from tests.gan_files import randomised, write_network_pickle
+
+    sizes = {"channel_base": 256, "channel_max": 32}
+    generator = randomised(Generator(16, 3, 16, 16, 2, **sizes), 0)
+    discriminator = randomised(Discriminator(16, 3, **sizes), 1)
+    path = write_network_pickle(tmp_path / "ffhq-tiny.pkl", generator, discriminator)
+    with caplog.at_level("INFO"):
+        model = texture_model(mofa_checkpoint, pretrained=str(path))
+    z = torch.randn(2, 16)
+    assert torch.equal(model.generator_ema(z, 0.7, "const"), generator(z, 0.7, "const"))
+    own = model.discriminator.state_dict()
+    assert torch.equal(own["b16.conv0.weight"], discriminator.b16.conv0.weight)
+    assert own["b16.fromrgb.weight"].shape[1] == 4
+    assert "G 48/48 tensors; G_ema 48/48 tensors; D 17/18 tensors (kept 1: b16.fromrgb.weight)" in caplog.text
+    assert "pretrained" not in model.hparams  # a run-time choice, not part of checkpoints
 
 
 def test_a_checkpoint_of_another_face_model_is_rejected(mofa_checkpoint, ict_facegen_npz):
@@ -391,7 +366,7 @@ def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mof
     root, _ = mofa_setup
     model = texture_model(mofa_checkpoint)
     with torch.no_grad():
-        model.discriminator.out.bias.fill_(float("nan"))
+        model.discriminator.b4.out.bias.fill_(float("nan"))
     data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
     trainer = L.Trainer(
         max_steps=3,

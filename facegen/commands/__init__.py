@@ -23,6 +23,7 @@ class ExtraCommand:
 
 
 EXTRA_COMMANDS: dict[str, ExtraCommand] = {
+    "gan": ExtraCommand("facegen.commands.gan", "import and describe pretrained StyleGAN2 networks"),
     "model": ExtraCommand("facegen.commands.model", "convert, inspect and download face models"),
     "prepare": ExtraCommand("facegen.commands.prepare", "photos -> aligned, landmarked face crops in shards"),
     "synth": ExtraCommand("facegen.commands.synth", "render random faces of a face model into shards"),

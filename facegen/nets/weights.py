@@ -68,6 +68,20 @@ def _renamed(state: Mapping[str, Tensor], depths: Sequence[int]) -> dict[str, Te
     return renamed
 
 
+def misfit(state: Mapping[str, Tensor], expected: Mapping[str, Tensor]) -> str | None:
+    """What keeps ``state`` from loading where ``expected`` (a state dict) is: missing, unexpected and
+    mis-shaped tensors, a few named each; None when it fits."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    problems = [
+        f"{label} {len(keys)} ({', '.join(keys[:SHOWN_KEYS])}{', ...' if len(keys) > SHOWN_KEYS else ''})"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if keys
+    ]
+    return "; ".join(problems) or None
+
+
 def load_backbone_weights(backbone: nn.Module, path: str | Path, depths: Sequence[int] | None = None) -> str:
     """Load ``path`` into ``backbone`` (a ResNetEncoder with ``depths``, or a TimmEncoder) and return a one-line
     report. Accepted key layouts: the backbone's own, facegen's MoFA (``encoder.backbone.``), torchvision's
@@ -86,17 +100,10 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path, depths: Sequenc
         state = {f"model.{key}": value for key, value in state.items()}  # a bare timm state dict
     ignored = sorted(key for key in state if CLASSIFIER_KEYS.match(key.removeprefix("model.")))
     state = {key: value for key, value in state.items() if key not in ignored}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        problems = [
-            f"{label} {len(keys)} ({', '.join(keys[:SHOWN_KEYS])}{', ...' if len(keys) > SHOWN_KEYS else ''})"
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-            if keys
-        ]
+    problems = misfit(state, expected)
+    if problems:
         raise ConfigError(
-            f"model.encoder_weights {path} does not fit the encoder: {'; '.join(problems)}; check model.backbone, "
+            f"model.encoder_weights {path} does not fit the encoder: {problems}; check model.backbone, "
             "depths and width"
         )
     backbone.load_state_dict(state)

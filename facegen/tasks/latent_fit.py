@@ -64,7 +64,7 @@ def fit_latent(
         history: list[float] = []
 
         def loss_of(ws: Tensor) -> Tensor:
-            texture = to_unit(generator.synthesis(ws, noise_mode="none"))
+            texture = to_unit(generator.synthesis(ws, noise_mode="const"))
             rendered = render_texture(decoder, texture, condition)
             photometric = photometric_loss(rendered, condition.image, visible, "l1") / 3  # per colour value
             loss = photometric + fit.prior * (ws - w_avg).pow(2).sum(-1).mean() / ws.shape[-1]
@@ -88,7 +88,7 @@ def fit_latent(
         wplus = w.detach().unsqueeze(1).repeat(1, num_ws, 1).requires_grad_(True)
         run(wplus, lambda p: p, fit.wplus_steps)
         with torch.no_grad():
-            texture = to_unit(generator.synthesis(wplus, noise_mode="none"))
+            texture = to_unit(generator.synthesis(wplus, noise_mode="const"))
             rendered = render_texture(decoder, texture, condition)
             metrics = reconstruction_metrics(rendered, condition.image, visible)
     return FittedTexture(texture.detach(), rendered, history, metrics)

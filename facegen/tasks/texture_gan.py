@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from facegen.callbacks.image_logger import FaceImageLogger
@@ -40,6 +40,7 @@ from facegen.geometry.precision import float32
 from facegen.geometry.sh import sh_shading
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
+from facegen.nets.gan_import import read_gan, transfer
 from facegen.nets.stylegan import Discriminator, Generator, to_unit
 from facegen.predictions import GeneratedTextures, ReconstructedTextures
 from facegen.tasks.base import FaceTask
@@ -65,7 +66,8 @@ Mode = Literal["uv", "image"]
 
 @dataclass
 class Regularization:
-    """R1 weight gamma and interval; path-length weight (0: off) and interval; ADA target and speed."""
+    """R1 weight gamma and interval; path-length weight (0: off) and interval; ADA target and speed; the
+    probability of style mixing in generator samples (StyleGAN2: 0.9; 0: off)."""
 
     r1_gamma: float = 1.0
     r1_interval: int = 16
@@ -74,6 +76,7 @@ class Regularization:
     ada_target: float = 0.6
     ada_speed_images: int = 100_000
     ada: bool = True
+    style_mixing: float = 0.9
 
 
 class TextureGAN(FaceTask):
@@ -92,6 +95,8 @@ class TextureGAN(FaceTask):
         metric_samples: images per side for validation KID (FID too when there are more than features).
         truncation: truncation psi for generation and validation pictures.
         latent_fit: settings of texture reconstruction in ``predict``.
+        pretrained: a StyleGAN2 file (NVIDIA network pickle, stylegan2-pytorch checkpoint, or one written by
+            ``facegen gan import``): G, G_ema and D start from its tensors wherever names and shapes match.
     """
 
     def __init__(
@@ -113,11 +118,12 @@ class TextureGAN(FaceTask):
         metric_samples: int = 256,
         truncation: float = 1.0,
         latent_fit: LatentFit | None = None,
+        pretrained: str | None = None,
     ) -> None:
         super().__init__()
         # generation and reconstruction settings are run-time choices: kept out of checkpoints so that the
-        # config of `facegen predict --ckpt_path` decides them
-        self.save_hyperparameters(ignore=["truncation", "latent_fit"])
+        # config of `facegen predict --ckpt_path` decides them; so is the file the networks start from
+        self.save_hyperparameters(ignore=["truncation", "latent_fit", "pretrained"])
         self.truncation = truncation
         self.automatic_optimization = False
         check_choice("model.mode", mode, Mode)
@@ -133,6 +139,8 @@ class TextureGAN(FaceTask):
         # image mode: D sees the crops resized to the largest power of two that fits them
         self.d_resolution = resolution if mode == "uv" else 2 ** int(math.log2(self.mofa.hparams.image_size))
         self.discriminator = Discriminator(self.d_resolution, 4 if mode == "uv" else 3, **sizes)
+        if pretrained:
+            self._start_from(pretrained)
         regularization = self.regularization
         self.augment = AdaptiveAugment(
             regularization.ada_target, regularization.ada_speed_images, adaptive=regularization.ada
@@ -142,6 +150,26 @@ class TextureGAN(FaceTask):
         self.features = build_feature_extractor(features)
         self._metric_batches: dict[str, list[Tensor]] = {}
         self._pictures: list[Tensor] = []
+
+    def _start_from(self, path: str) -> None:
+        """Copy the networks of the StyleGAN2 file at ``path`` wherever names and shapes match; one line reports
+        how many tensors each network took and which it left at their initialisation."""
+        gan = read_gan(path)
+        generator = gan.states.get("G") or gan.states.get("G_ema") or {}
+        reports = []
+        for name, module, state in (
+            ("G", self.generator, generator),
+            ("G_ema", self.generator_ema, gan.states.get("G_ema") or generator),
+            ("D", self.discriminator, gan.states.get("D") or {}),
+        ):
+            copied, left = transfer(module, state)
+            shown = (
+                f" (kept {len(left)}: {', '.join(left[:4])}{', ...' if len(left) > 4 else ''})"
+                if left
+                else ""
+            )
+            reports.append(f"{name} {copied}/{copied + len(left)} tensors{shown}")
+        rank_zero_info(f"model.pretrained {path}: " + "; ".join(reports))
 
     def train(self, mode: bool = True) -> TextureGAN:
         """Train G and D only: the frozen MoFA, the EMA generator and the feature network stay in eval mode."""
@@ -201,9 +229,12 @@ class TextureGAN(FaceTask):
         return F.interpolate(image, size=(self.d_resolution,) * 2, mode="bilinear", antialias=True)
 
     def generate(self, z: Tensor, ema: bool = False, truncation: float = 1.0) -> Tensor:
-        """z (B, z_dim) -> UV textures (B, 3, R, R) in [0, 1]."""
-        generator = self.generator_ema if ema else self.generator
-        return to_unit(generator(z, truncation, noise_mode="random" if not ema else "none"))
+        """z (B, z_dim) -> UV textures (B, 3, R, R) in [0, 1]: the training generator with random noise and
+        style mixing, or (``ema``) the EMA generator with its constant noise and ``truncation``."""
+        if ema:
+            return to_unit(self.generator_ema(z, truncation, noise_mode="const"))
+        ws = self.generator.mixed_ws(z, self.regularization.style_mixing)
+        return to_unit(self.generator.synthesis(ws, noise_mode="random"))
 
     # ------------------------------------------------------------------------------------ training
     def training_step(self, batch: FaceBatch, batch_index: int) -> None:
