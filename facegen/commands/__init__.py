@@ -23,6 +23,10 @@ class ExtraCommand:
 
 
 EXTRA_COMMANDS: dict[str, ExtraCommand] = {
+    "evaluate": ExtraCommand(
+        "facegen.commands.evaluate",
+        "score a trained model on a public benchmark (AFLW2000-3D) from your own download",
+    ),
     "gan": ExtraCommand("facegen.commands.gan", "import and describe pretrained StyleGAN2 networks"),
     "model": ExtraCommand("facegen.commands.model", "convert, inspect and download face models"),
     "prepare": ExtraCommand("facegen.commands.prepare", "photos -> aligned, landmarked face crops in shards"),

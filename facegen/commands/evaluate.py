@@ -1,0 +1,163 @@
+"""``facegen evaluate BENCHMARK``: score a trained model on a public benchmark the user downloaded.
+
+It runs ``facegen predict`` (a child process, exactly as a user would: the given config and checkpoint, the
+benchmark's photos, ``--outputs [code]``) into ``OUT/predictions`` and scores what it wrote against the ground
+truth: per-item results (``OUT/results.json``), the summary papers tabulate (``OUT/summary.json``) and the same as
+a Markdown table (``OUT/summary.md``, also printed). Rerunning skips faces already predicted.
+
+Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Literal
+
+from jsonargparse import ArgumentParser
+
+from facegen.errors import ConfigError
+
+HELP = "score a trained model on a public benchmark (AFLW2000-3D) from your own download"
+#: How faces are cropped: by the predict config's detector, or from the ground-truth landmarks (papers that crop
+#: that way; the fit then cannot refine on landmarks, so refinement is off).
+Crop = Literal["detector", "truth"]
+Benchmark = Literal["aflw2000"]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="facegen evaluate",
+        description=HELP + ". Arguments after -- go to facegen predict, e.g. -- --trainer.accelerator gpu",
+    )
+    parser.add_argument("benchmark", type=Benchmark, help="aflw2000")
+    parser.add_argument(
+        "--config",
+        type=str,
+        action="append",
+        required=True,
+        help="predict config, e.g. configs/mofa_ict.yaml (repeat for several, as with facegen predict)",
+    )
+    parser.add_argument("--ckpt_path", type=str, required=True, help="the trained model's checkpoint")
+    parser.add_argument("--root", type=str, required=True, help="the benchmark's folder as downloaded")
+    parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
+    parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")
+    parser.add_argument(
+        "--reannotated", type=str | None, default=None, help="AFLW2000-3D re-annotated 68 points .npy"
+    )
+    parser.add_argument(
+        "--limit", type=int | None, default=None, help="only the first N items (sorted by name)"
+    )
+    return parser
+
+
+def _stage(items, folder: Path, crop: Crop) -> None:
+    """Link the benchmark's photos into ``folder`` (copying where links are not allowed); with ``crop: truth``
+    write each photo's ground-truth landmarks beside it as a 1-based ``.pts`` file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        target = folder / item.photo.name
+        if not target.exists():
+            try:
+                os.symlink(item.photo.resolve(), target)
+            except OSError:
+                target.write_bytes(item.photo.read_bytes())
+        pts = target.with_suffix(".pts")
+        if crop == "truth":
+            lines = [f"{x + 1:.3f} {y + 1:.3f}" for x, y in item.landmarks]
+            pts.write_text("version: 1\nn_points: 68\n{\n" + "\n".join(lines) + "\n}\n")
+        elif pts.exists():
+            pts.unlink()
+
+
+def _predict(options, photos: Path, predictions: Path, extra: list[str]) -> None:
+    args = [arg for config in options.config for arg in ("--config", config)]
+    args += ["--ckpt_path", options.ckpt_path, "--data.init_args.predict_dir", str(photos)]
+    args += ["--out", str(predictions), "--outputs", "[code]"]
+    if options.crop == "truth":
+        args += ["--data.init_args.predict_detector", "files", "--model.init_args.refine.steps", "0"]
+    command = [sys.executable, "-m", "facegen.cli", "predict", *args, *extra]
+    print("facegen evaluate: running", " ".join(["facegen", *command[3:]]), flush=True)
+    if subprocess.run(command, check=False).returncode != 0:
+        raise ConfigError("facegen predict failed (its error is above); fix it and rerun facegen evaluate")
+
+
+def _faces_by_photo(predictions: Path) -> dict[str, list[dict]]:
+    faces: dict[str, list[dict]] = {}
+    for path in sorted(predictions.glob("*/code.json")):
+        record = json.loads(path.read_text())
+        stem = Path(record.get("photo_path") or record.get("source") or "").stem
+        faces.setdefault(stem, []).append(record)
+    return faces
+
+
+def score_aflw2000(items, predictions: Path) -> tuple[list[dict], list[dict]]:
+    """Per-item results and failures of the predictions in ``predictions`` (one folder per face)."""
+    import numpy as np
+
+    from facegen.evaluation.aflw2000 import box_nme, head_pose_degrees, matched_face, pose_errors
+
+    faces = _faces_by_photo(predictions)
+    results, failures = [], []
+    for item in items:
+        face = matched_face(faces.get(item.name, []), item.landmarks)
+        if face is None:
+            reason = "no face found" if item.name not in faces else "no face found at the annotated face"
+            failures.append({"item": item.name, "reason": reason})
+            continue
+        predicted = np.asarray(face["landmarks_photo_px"], dtype=np.float64)
+        pose = head_pose_degrees(np.asarray(face["camera_from_model"]["rotation"]))
+        results.append(
+            {
+                "item": item.name,
+                "face": face["key"],
+                "nme": box_nme(predicted, item.landmarks),
+                "yaw_gt": item.pose[1],
+                "pose_gt": list(item.pose),
+                "pose_predicted": list(pose),
+                "pose_error": list(pose_errors(pose, item.pose)),
+            }
+        )
+    return results, failures
+
+
+def markdown(summary: dict) -> str:
+    """The summary as the table papers print (NME in %, MAE in degrees)."""
+
+    def percent(value):
+        return "–" if value is None else f"{100 * value:.2f}"
+
+    def degrees(value):
+        return "–" if value is None else f"{value:.2f}"
+
+    header = "| NME [0°,30°) | NME [30°,60°) | NME [60°,90°] | NME balanced | NME all | yaw | pitch | roll | pose MAE | found |"
+    row = (
+        f"| {percent(summary['nme_0_30'])} | {percent(summary['nme_30_60'])} | {percent(summary['nme_60_90'])} "
+        f"| {percent(summary['nme_balanced'])} | {percent(summary['nme'])} | {degrees(summary.get('mae_yaw'))} "
+        f"| {degrees(summary.get('mae_pitch'))} | {degrees(summary.get('mae_roll'))} | "
+        f"{degrees(summary.get('mae_pose'))} | {summary['found']}/{summary['items']} |"
+    )
+    return "\n".join([header, "|" + " --- |" * 10, row]) + "\n"
+
+
+def run(argv: list[str]) -> int:
+    from facegen.evaluation.aflw2000 import read_aflw2000, summarise
+
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    items = read_aflw2000(options.root, options.reannotated, options.limit)
+    out = Path(options.out)
+    photos, predictions = out / "photos", out / "predictions"
+    _stage(items, photos, options.crop)
+    _predict(options, photos, predictions, extra)
+    results, failures = score_aflw2000(items, predictions)
+    summary = {"benchmark": "aflw2000", "crop": options.crop, **summarise(results, failures)}
+    (out / "results.json").write_text(json.dumps({"results": results, "failures": failures}, indent=1))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    table = markdown(summary)
+    (out / "summary.md").write_text(f"AFLW2000-3D, crop: {options.crop}\n\n{table}")
+    print(table, end="")
+    return 0

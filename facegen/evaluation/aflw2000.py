@@ -1,0 +1,161 @@
+"""AFLW2000-3D (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016): the 2,000 photos of
+the official release, each with a ``.mat`` of ``pt3d_68`` (3, 68: x, y in 1-based pixels, z), ``Pose_Para``
+(1, 7: pitch, yaw, roll in radians, translation, scale) and ``roi``; optionally the re-annotated 68 points that
+landmark papers use (a ``.npy`` of (2000, 2 or 3, 68) or (2000, 68, 2 or 3), in the order of the sorted image
+names).
+
+The scores papers tabulate: the 68-point NME, mean point-to-point distance / sqrt(w·h) of the ground-truth
+landmarks' bounding box, in bins of absolute ground-truth yaw [0°, 30°), [30°, 60°), [60°, 90°] and the mean of
+the three bins (the "balanced" mean); head-pose mean absolute error in degrees. A photo whose face was not found
+counts as a failure and is listed (NME is over the faces found).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facegen.errors import BadFileError, ConfigError
+
+#: Where users obtain the data set (registration-free mirror of the official release).
+SOURCE = "http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/3DDFA/Database/AFLW2000-3D.zip"
+#: Absolute-yaw bins in degrees: [low, high) except the last, which includes 90.
+YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+
+
+@dataclass(frozen=True)
+class AFLWItem:
+    """One annotated photo: its path, ground-truth landmarks (68, 2) in 0-based pixels and pose in degrees
+    (pitch, yaw, roll, as ``Pose_Para`` gives them)."""
+
+    name: str
+    photo: Path
+    landmarks: np.ndarray
+    pose: tuple[float, float, float]
+
+
+def read_aflw2000(
+    root: str | Path, reannotated: str | Path | None = None, limit: int | None = None
+) -> list[AFLWItem]:
+    """The items of the release at ``root`` (the folder of ``image*.jpg`` + ``.mat``), sorted by name; the
+    first ``limit`` when given. ``reannotated``: the corrected landmarks, replacing ``pt3d_68``'s x, y.
+
+    Raises:
+        ConfigError: ``root`` is not the release (naming what is missing and where it is obtained).
+        BadFileError: a ``.mat`` without ``pt3d_68``/``Pose_Para``, or a re-annotation of another size.
+    """
+    from scipy.io import loadmat
+
+    root = Path(root)
+    photos = sorted(root.glob("image*.jpg")) if root.is_dir() else []
+    if not photos:
+        raise ConfigError(
+            f"--root {root}: no image*.jpg of AFLW2000-3D there; unpack the official release ({SOURCE}) and give "
+            "its AFLW2000 folder"
+        )
+    items = []
+    for photo in photos:
+        mat = photo.with_suffix(".mat")
+        if not mat.is_file():
+            raise ConfigError(
+                f"--root {root}: {mat.name} is missing beside {photo.name} (AFLW2000-3D: {SOURCE})"
+            )
+        try:
+            data = loadmat(str(mat))
+            points = np.asarray(data["pt3d_68"], dtype=np.float64)
+            pose = np.asarray(data["Pose_Para"], dtype=np.float64).reshape(-1)[:3]
+        except (KeyError, ValueError, TypeError, OSError) as error:
+            raise BadFileError(
+                f"{mat}: not an AFLW2000-3D annotation ({type(error).__name__}: {error})"
+            ) from None
+        if points.shape != (3, 68) or pose.shape != (3,):
+            raise BadFileError(
+                f"{mat}: pt3d_68 is {points.shape} and Pose_Para {pose.shape}, expected (3, 68), (1, 7)"
+            )
+        pitch, yaw, roll = (math.degrees(a) for a in pose)
+        items.append(AFLWItem(photo.stem, photo, points[:2].T - 1.0, (pitch, yaw, roll)))
+    if reannotated is not None:
+        corrected = _reannotated(Path(reannotated), len(items))
+        items = [AFLWItem(i.name, i.photo, corrected[k], i.pose) for k, i in enumerate(items)]
+    return items[:limit] if limit else items
+
+
+def _reannotated(path: Path, count: int) -> np.ndarray:
+    if not path.is_file():
+        raise ConfigError(f"--reannotated {path} does not exist; give the re-annotated 68-point .npy")
+    try:
+        points = np.load(path, allow_pickle=False).astype(np.float64)
+    except ValueError as error:
+        raise BadFileError(f"{path}: not a numeric .npy ({error})") from None
+    if points.ndim == 3 and points.shape[1] in (2, 3) and points.shape[2] == 68:
+        points = points.transpose(0, 2, 1)
+    if points.ndim != 3 or points.shape[0] != count or points.shape[1] != 68 or points.shape[2] not in (2, 3):
+        raise BadFileError(f"{path}: shape {points.shape}; expected ({count}, 68, 2|3) or ({count}, 2|3, 68)")
+    return points[..., :2] - 1.0
+
+
+def box_nme(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean distance between ``predicted`` and ``truth`` (68, 2) over sqrt(w·h) of ``truth``'s bounding box."""
+    width, height = np.ptp(truth, axis=0)
+    return float(np.linalg.norm(predicted - truth, axis=1).mean() / math.sqrt(max(width * height, 1e-12)))
+
+
+def yaw_bin(yaw_degrees: float) -> int:
+    """Index into :data:`YAW_BINS` of an absolute yaw (beyond 90°: the last bin)."""
+    value = abs(yaw_degrees)
+    return next((i for i, (_, high) in enumerate(YAW_BINS) if value < high), len(YAW_BINS) - 1)
+
+
+def pose_errors(
+    predicted: tuple[float, float, float], truth: tuple[float, float, float]
+) -> tuple[float, ...]:
+    """Absolute (pitch, yaw, roll) errors in degrees, each wrapped into [0, 180]."""
+    return tuple(abs((p - t + 180.0) % 360.0 - 180.0) for p, t in zip(predicted, truth, strict=True))
+
+
+def summarise(results: list[dict], failures: list[dict]) -> dict:
+    """Papers' table of per-item ``results`` (``nme``, ``yaw_gt``, ``pose_error``): NME per yaw bin, their mean,
+    overall; pose MAE per angle and mean; counts."""
+    summary: dict = {"items": len(results) + len(failures), "found": len(results), "failures": len(failures)}
+    for index, (low, high) in enumerate(YAW_BINS):
+        nmes = [r["nme"] for r in results if yaw_bin(r["yaw_gt"]) == index]
+        summary[f"nme_{int(low)}_{int(high)}"] = float(np.mean(nmes)) if nmes else None
+        summary[f"count_{int(low)}_{int(high)}"] = len(nmes)
+    bins = [summary[f"nme_{int(lo)}_{int(hi)}"] for lo, hi in YAW_BINS]
+    summary["nme_balanced"] = float(np.mean([b for b in bins if b is not None])) if any(bins) else None
+    summary["nme"] = float(np.mean([r["nme"] for r in results])) if results else None
+    if results:
+        errors = np.array([r["pose_error"] for r in results])
+        for column, name in enumerate(("pitch", "yaw", "roll")):
+            summary[f"mae_{name}"] = float(errors[:, column].mean())
+        summary["mae_pose"] = float(errors.mean())
+    return summary
+
+
+def head_pose_degrees(camera_from_model: np.ndarray) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) in degrees of a model -> OpenCV-camera rotation (3, 3), in AFLW2000-3D's convention:
+    ``R = Rx(pitch) Ry(yaw) Rz(roll)`` in a camera whose y axis points up and z axis towards the viewer (the
+    face models' own axes; a frontal face is (0, 0, 0))."""
+    rotation = np.diag([1.0, -1.0, -1.0]) @ np.asarray(camera_from_model, dtype=np.float64)
+    yaw = math.asin(max(-1.0, min(1.0, rotation[0, 2])))
+    pitch = math.atan2(-rotation[1, 2], rotation[2, 2])
+    roll = math.atan2(-rotation[0, 1], rotation[0, 0])
+    return math.degrees(pitch), math.degrees(yaw), math.degrees(roll)
+
+
+def matched_face(faces: list[dict], truth: np.ndarray) -> dict | None:
+    """Of ``faces`` (``code.json`` records of one photo), the one whose landmarks' centre is nearest the centre
+    of ``truth`` (68, 2), if that is inside the ground-truth box; else None (the annotated face was missed)."""
+    low, high = truth.min(0), truth.max(0)
+    centre = (low + high) / 2
+    best, distance = None, math.inf
+    for face in faces:
+        points = np.asarray(face["landmarks_photo_px"], dtype=np.float64)
+        offset = float(np.linalg.norm(points.mean(0) - centre))
+        inside = bool(np.all(points.mean(0) >= low) and np.all(points.mean(0) <= high))
+        if inside and offset < distance:
+            best, distance = face, offset
+    return best

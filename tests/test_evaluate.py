@@ -1,0 +1,219 @@
+"""``facegen evaluate aflw2000``: the release's format read from format-exact files the tests write, the metrics
+against values computed by hand, and the command end to end (predict in a child process, then scoring)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from facegen.cli import main
+from facegen.commands.evaluate import markdown, score_aflw2000
+from facegen.errors import BadFileError, ConfigError
+from facegen.evaluation.aflw2000 import (
+    box_nme,
+    head_pose_degrees,
+    pose_errors,
+    read_aflw2000,
+    summarise,
+    yaw_bin,
+)
+
+
+def _rotation(pitch: float, yaw: float, roll: float) -> np.ndarray:
+    """Model -> OpenCV camera rotation of a head pose in AFLW2000-3D's convention (degrees)."""
+    p, y, r = (math.radians(a) for a in (pitch, yaw, roll))
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return np.diag([1.0, -1.0, -1.0]) @ rx @ ry @ rz
+
+
+def _landmarks(seed: int, offset=(100.0, 80.0), size=100.0) -> np.ndarray:
+    points = np.random.default_rng(seed).uniform(0, size, (68, 2))
+    points[0], points[1] = (0, 0), (size, size)  # the box is exactly size x size
+    return points + np.asarray(offset)
+
+
+def write_aflw(folder, items: dict[str, tuple[np.ndarray, tuple[float, float, float]]], photo=None) -> None:
+    """An AFLW2000-3D folder: ``name.jpg`` + ``name.mat`` (pt3d_68 1-based, Pose_Para radians, roi)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (points, pose) in items.items():
+        (folder / f"{name}.jpg").write_bytes(photo(name) if photo else b"")
+        pt3d = np.vstack([points.T + 1.0, np.zeros((1, 68))])
+        pose_para = np.array([[*(math.radians(a) for a in pose), 0.0, 0.0, 0.0, 1.0]])
+        savemat(
+            folder / f"{name}.mat", {"pt3d_68": pt3d, "Pose_Para": pose_para, "roi": np.array([[0, 0, 1, 1]])}
+        )
+
+
+def test_metrics_match_values_computed_by_hand():
+    truth = _landmarks(0)
+    assert box_nme(truth + np.array([3.0, 4.0]), truth) == pytest.approx(
+        5 / 100
+    )  # |(3, 4)| over sqrt(100·100)
+    assert [yaw_bin(v) for v in (0, -29.9, 30, -59, 60, 90, 97)] == [0, 0, 1, 1, 2, 2, 2]
+    assert pose_errors((179.0, 10.0, -5.0), (-179.0, 12.5, 5.0)) == pytest.approx((2.0, 2.5, 10.0))
+    assert head_pose_degrees(_rotation(12.0, -40.0, 7.0)) == pytest.approx((12.0, -40.0, 7.0))
+    assert head_pose_degrees(np.diag([1.0, -1.0, -1.0])) == pytest.approx((0.0, 0.0, 0.0))  # frontal
+    results = [
+        {"nme": 0.02, "yaw_gt": 10.0, "pose_error": [1.0, 2.0, 3.0]},
+        {"nme": 0.04, "yaw_gt": -20.0, "pose_error": [3.0, 2.0, 1.0]},
+        {"nme": 0.06, "yaw_gt": 45.0, "pose_error": [2.0, 2.0, 2.0]},
+    ]
+    summary = summarise(results, [{"item": "x", "reason": "no face found"}])
+    assert summary["nme_0_30"] == pytest.approx(0.03) and summary["nme_30_60"] == pytest.approx(0.06)
+    assert summary["nme_60_90"] is None and summary["count_60_90"] == 0
+    assert summary["nme_balanced"] == pytest.approx(0.045)  # mean of the bins with faces
+    assert summary["nme"] == pytest.approx(0.04) and summary["mae_pitch"] == pytest.approx(2.0)
+    assert (summary["items"], summary["found"], summary["failures"]) == (4, 3, 1)
+    assert "| 3.00 | 6.00 | – | 4.50 | 4.00 |" in markdown(summary)
+
+
+def test_scoring_predictions_with_a_known_offset_and_pose(tmp_path):
+    truth = {
+        "image00001": (_landmarks(1), (5.0, 20.0, -3.0)),
+        "image00002": (_landmarks(2), (0.0, -70.0, 0.0)),
+    }
+    write_aflw(tmp_path / "aflw", {**truth, "image00003": (_landmarks(3), (0.0, 35.0, 0.0))})
+    items = read_aflw2000(tmp_path / "aflw")
+    assert [i.name for i in items] == ["image00001", "image00002", "image00003"]
+    np.testing.assert_allclose(items[0].landmarks, truth["image00001"][0])  # 1-based -> 0-based
+    assert items[1].pose == pytest.approx((0.0, -70.0, 0.0))
+    predictions = tmp_path / "predictions"
+    for index, (name, (points, pose)) in enumerate(truth.items()):
+        folder = predictions / f"{name}_face0"
+        folder.mkdir(parents=True)
+        predicted_pose = (pose[0] + 1.0, pose[1] - 2.0, pose[2])
+        record = {
+            "key": f"{name}_face0",
+            "photo_path": str(tmp_path / "photos" / f"{name}.jpg"),
+            "landmarks_photo_px": (points + np.array([0.0, 2.0 * (index + 1)])).tolist(),
+            "camera_from_model": {"rotation": _rotation(*predicted_pose).tolist()},
+        }
+        (folder / "code.json").write_text(json.dumps(record))
+    # another face in the first photo, far from the annotated one: not matched
+    far = predictions / "image00001_face1"
+    far.mkdir()
+    far_record = {
+        "key": "far",
+        "photo_path": "image00001.jpg",
+        "landmarks_photo_px": (_landmarks(4) + 500).tolist(),
+    }
+    (far / "code.json").write_text(json.dumps(far_record))
+    results, failures = score_aflw2000(items, predictions)
+    assert [r["nme"] for r in results] == pytest.approx([0.02, 0.04])
+    assert [r["face"] for r in results] == ["image00001_face0", "image00002_face0"]
+    assert results[0]["pose_error"] == pytest.approx([1.0, 2.0, 0.0])
+    assert failures == [{"item": "image00003", "reason": "no face found"}]
+
+
+def test_a_root_that_is_not_the_release_is_one_line(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="no image\\*.jpg of AFLW2000-3D"):
+        read_aflw2000(tmp_path)
+    (tmp_path / "image00001.jpg").write_bytes(b"")
+    with pytest.raises(ConfigError, match="image00001.mat is missing"):
+        read_aflw2000(tmp_path)
+    savemat(tmp_path / "image00001.mat", {"something": np.zeros(3)})
+    with pytest.raises(BadFileError, match="not an AFLW2000-3D annotation"):
+        read_aflw2000(tmp_path)
+    write_aflw(tmp_path, {"image00001": (_landmarks(0), (0.0, 0.0, 0.0))})
+    np.save(tmp_path / "re.npy", np.zeros((5, 68, 2)))
+    with pytest.raises(BadFileError, match="expected \\(1, 68, 2\\|3\\)"):
+        read_aflw2000(tmp_path, tmp_path / "re.npy")
+    np.save(tmp_path / "re.npy", np.ones((1, 3, 68)) * 11)
+    assert read_aflw2000(tmp_path, tmp_path / "re.npy")[0].landmarks == pytest.approx(np.full((68, 2), 10.0))
+    args = [
+        "evaluate",
+        "aflw2000",
+        "--config",
+        "x.yaml",
+        "--ckpt_path",
+        "x.ckpt",
+        "--root",
+        str(tmp_path / "none"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unpack the official release" in err
+
+
+def test_evaluate_runs_predict_and_scores_it(tmp_path, synthetic_photos_and_checkpoint):
+    """Crop from the ground truth (no detector weights here): two synthetic faces in photos, one unreadable
+    photo that counts as a failure."""
+    photos, truth, training, checkpoint = synthetic_photos_and_checkpoint
+    items = {f"image0000{i + 1}": (truth[f"face{i}"], (0.0, 10.0 * i, 0.0)) for i in range(2)}
+    items["image00003"] = (_landmarks(5), (0.0, 65.0, 0.0))
+    root = tmp_path / "AFLW2000"
+
+    def photo(name: str) -> bytes:
+        index = int(name[-1]) - 1
+        return (photos / f"face{index}.jpg").read_bytes() if index < 2 else b"not a jpeg"
+
+    write_aflw(root, items, photo)
+    out = tmp_path / "eval"
+    args = [
+        "evaluate",
+        "aflw2000",
+        "--config",
+        str(training),
+        "--ckpt_path",
+        str(checkpoint),
+        "--root",
+        str(root),
+    ]
+    args += ["--out", str(out), "--crop", "truth", "--", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["items"], summary["found"], summary["failures"]) == (3, 2, 1)
+    assert summary["count_0_30"] == 2 and 0 < summary["nme"] < 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["failures"][0]["item"] == "image00003"
+    for result in results["results"]:  # the scores are those of what predict wrote
+        (record,) = [
+            json.loads(p.read_text()) for p in (out / "predictions").glob(f"{result['item']}*/code.json")
+        ]
+        expected = box_nme(np.asarray(record["landmarks_photo_px"]), items[result["item"]][0])
+        assert result["nme"] == pytest.approx(expected)
+    assert "NME balanced" in (out / "summary.md").read_text()
+    assert sorted(p.name for p in (out / "photos").glob("*.pts")) == [f"{n}.pts" for n in sorted(items)]
+
+
+@pytest.fixture(scope="module")
+def synthetic_photos_and_checkpoint(tmp_path_factory):
+    """Two synthetic faces pasted into JPEG photos (landmarks known) and a tiny trained MoFA checkpoint."""
+    import cv2
+
+    from facegen.data.synth import SynthJob, SynthOptions
+    from facegen.tasks import MoFA
+    from tests.test_mofa import tiny_config
+    from tests.test_predict import PHOTO_OFFSET, PHOTO_SCALE, PHOTO_SIZE, SIZE, synthetic_faces
+
+    folder = tmp_path_factory.mktemp("evaluate")
+    _, batch = synthetic_faces(MoFA(image_size=SIZE, depths=(1,), width=8), 2, seed=7)
+    matrix = np.array([[PHOTO_SCALE, 0, PHOTO_OFFSET[0]], [0, PHOTO_SCALE, PHOTO_OFFSET[1]]])
+    truth = {}
+    for i in range(2):
+        crop = (batch.image[i].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        photo = cv2.warpAffine(crop, matrix, PHOTO_SIZE, flags=cv2.INTER_CUBIC, borderValue=(90, 90, 90))
+        cv2.imwrite(str(folder / f"face{i}.jpg"), photo[..., ::-1])
+        truth[f"face{i}"] = batch.landmarks[i].numpy() * PHOTO_SCALE + np.asarray(PHOTO_OFFSET)
+    shards = folder / "shards"
+    for split, count, seed in (("train", 8, 0), ("val", 4, 1)):
+        options = SynthOptions(size=48)
+        SynthJob(
+            "builtin",
+            shards / split,
+            count,
+            samples_per_shard=count,
+            seed=seed,
+            options=options,
+            progress=False,
+        ).run()
+    training = tiny_config(folder / "fit", shards, max_steps=2)
+    main(["fit", "--config", str(training)])
+    (checkpoint,) = (folder / "fit").rglob("last.ckpt")
+    return folder, truth, training, checkpoint
