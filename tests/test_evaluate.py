@@ -217,3 +217,61 @@ def synthetic_photos_and_checkpoint(tmp_path_factory):
     main(["fit", "--config", str(training)])
     (checkpoint,) = (folder / "fit").rglob("last.ckpt")
     return folder, truth, training, checkpoint
+
+
+def test_synthetic_scores_are_zero_for_the_truth_and_one_for_the_mean_face(tmp_path, builtin):
+    from facegen.commands.synthetic_benchmark import (
+        SyntheticSettings,
+        render_benchmark,
+        score_synthetic,
+        summarise_synthetic,
+    )
+
+    truth = render_benchmark(builtin, 32, SyntheticSettings(n=3), tmp_path / "data")
+    assert sorted(p.name for p in (tmp_path / "data").glob("face_*.p*")) == [
+        f"face_{i:04d}.{ext}" for i in range(3) for ext in ("png", "pts")
+    ]
+    predictions = tmp_path / "predictions"
+    angle = math.radians(30)  # a crop rotated in-plane by 30°: its camera rotation differs by Rz(30°)
+    in_plane = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    for i in range(3):
+        folder = predictions / f"face_{i:04d}_0"
+        folder.mkdir(parents=True)
+        exact = i < 2
+        rotation = truth["camera_rotation"][i]
+        crop = np.block([[in_plane, np.zeros((2, 1))], [np.zeros((1, 2)), np.ones((1, 1))]]) @ rotation
+        record = {
+            "photo_path": str(tmp_path / "data" / f"face_{i:04d}.png"),
+            "shape": truth["shape"][i].tolist() if exact else [0.0] * truth["shape"].shape[1],
+            "expression": truth["expression"][i].tolist() if exact else [0.0] * truth["expression"].shape[1],
+            "landmarks_photo_px": (truth["landmarks"][i] + (0 if exact else 1.0)).tolist(),
+            "camera_from_model": {"rotation": crop.tolist()},
+            "crop_from_photo": np.hstack([2.0 * in_plane, np.ones((2, 1))]).tolist(),
+        }
+        (folder / "code.json").write_text(json.dumps(record))
+    results, failures = score_synthetic(builtin, truth, predictions)
+    assert not failures
+    for result in results[:2]:
+        assert result["vertex_error"] < 1e-5 and result["landmark_nme"] < 1e-9
+        assert result["rotation_error_deg"] < 0.05  # acos of a float32 rotation near the identity
+    assert results[2]["vertex_error_ratio"] == pytest.approx(1.0)  # the mean face is its own baseline
+    summary = summarise_synthetic(results, [])
+    assert summary["vertex_error_ratio"] == pytest.approx(
+        np.mean([r["vertex_error"] for r in results])
+        / np.mean([r["vertex_error_mean_face"] for r in results])
+    )
+
+
+def test_evaluate_synthetic_scores_the_encoder_and_the_fit(tmp_path, synthetic_photos_and_checkpoint):
+    _, _, training, checkpoint = synthetic_photos_and_checkpoint
+    out = tmp_path / "synthetic"
+    args = ["evaluate", "synthetic", "--config", str(training), "--ckpt_path", str(checkpoint), "--n", "3"]
+    fast = ["--trainer.enable_progress_bar", "false", "--model.init_args.refine.steps", "15"]
+    assert main([*args, "--out", str(out), "--", *fast]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for run in ("encoder", "refined"):
+        assert summary[run]["found"] == 3 and summary[run]["vertex_error_ratio"] > 0
+    assert (
+        summary["refined"]["landmark_nme"] < summary["encoder"]["landmark_nme"]
+    )  # the fit uses the landmarks
+    assert "| encoder |" in (out / "summary.md").read_text()

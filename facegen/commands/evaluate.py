@@ -5,7 +5,9 @@ benchmark's photos, ``--outputs [code]``) into ``OUT/predictions`` and scores wh
 truth: per-item results (``OUT/results.json``), the summary papers tabulate (``OUT/summary.json``) and the same as
 a Markdown table (``OUT/summary.md``, also printed). Rerunning skips faces already predicted.
 
-Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`).
+Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`) and ``synthetic`` (faces of the
+checkpoint's face model with known ground truth, :mod:`facegen.commands.synthetic_benchmark`; the encoder alone
+and after the config's fitting).
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from typing import Literal
 
 from jsonargparse import ArgumentParser
 
+from facegen.data.landmarks import write_pts
 from facegen.errors import ConfigError
 
-HELP = "score a trained model on a public benchmark (AFLW2000-3D) from your own download"
+HELP = "score a trained model on a benchmark: AFLW2000-3D from your own download, or synthetic ground truth"
 #: How faces are cropped: by the predict config's detector, or from the ground-truth landmarks (papers that crop
 #: that way; the fit then cannot refine on landmarks, so refinement is off).
 Crop = Literal["detector", "truth"]
-Benchmark = Literal["aflw2000"]
+Benchmark = Literal["aflw2000", "synthetic"]
 
 
 def build_parser() -> ArgumentParser:
@@ -33,7 +36,7 @@ def build_parser() -> ArgumentParser:
         prog="facegen evaluate",
         description=HELP + ". Arguments after -- go to facegen predict, e.g. -- --trainer.accelerator gpu",
     )
-    parser.add_argument("benchmark", type=Benchmark, help="aflw2000")
+    parser.add_argument("benchmark", type=Benchmark, help="aflw2000 or synthetic")
     parser.add_argument(
         "--config",
         type=str,
@@ -42,7 +45,13 @@ def build_parser() -> ArgumentParser:
         help="predict config, e.g. configs/mofa_ict.yaml (repeat for several, as with facegen predict)",
     )
     parser.add_argument("--ckpt_path", type=str, required=True, help="the trained model's checkpoint")
-    parser.add_argument("--root", type=str, required=True, help="the benchmark's folder as downloaded")
+    parser.add_argument(
+        "--root",
+        type=str | None,
+        default=None,
+        help="aflw2000: the release's folder as downloaded; synthetic: where to render the faces (default OUT/data)",
+    )
+    parser.add_argument("--n", type=int, default=64, help="synthetic: faces rendered")
     parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
     parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")
     parser.add_argument(
@@ -67,19 +76,25 @@ def _stage(items, folder: Path, crop: Crop) -> None:
                 target.write_bytes(item.photo.read_bytes())
         pts = target.with_suffix(".pts")
         if crop == "truth":
-            lines = [f"{x + 1:.3f} {y + 1:.3f}" for x, y in item.landmarks]
-            pts.write_text("version: 1\nn_points: 68\n{\n" + "\n".join(lines) + "\n}\n")
+            write_pts(pts, item.landmarks)
         elif pts.exists():
             pts.unlink()
 
 
-def _predict(options, photos: Path, predictions: Path, extra: list[str]) -> None:
-    args = [arg for config in options.config for arg in ("--config", config)]
-    args += ["--ckpt_path", options.ckpt_path, "--data.init_args.predict_dir", str(photos)]
+def _predict(
+    options, photos: Path, predictions: Path, extra: list[str], truth: bool, refine: bool = True
+) -> None:
+    """``facegen predict`` on ``photos`` into ``predictions``; ``truth``: crops from the landmark files beside the
+    photos; ``refine`` False: refinement off."""
+    configs = [arg for config in options.config for arg in ("--config", config)]
+    # the configs first, then the user's extra arguments, then what this benchmark needs (later ones win)
+    args = ["--ckpt_path", options.ckpt_path, "--data.init_args.predict_dir", str(photos)]
     args += ["--out", str(predictions), "--outputs", "[code]"]
-    if options.crop == "truth":
-        args += ["--data.init_args.predict_detector", "files", "--model.init_args.refine.steps", "0"]
-    command = [sys.executable, "-m", "facegen.cli", "predict", *args, *extra]
+    if truth:
+        args += ["--data.init_args.predict_detector", "files"]
+    if not refine:
+        args += ["--model.init_args.refine.steps", "0"]
+    command = [sys.executable, "-m", "facegen.cli", "predict", *configs, *extra, *args]
     print("facegen evaluate: running", " ".join(["facegen", *command[3:]]), flush=True)
     if subprocess.run(command, check=False).returncode != 0:
         raise ConfigError("facegen predict failed (its error is above); fix it and rerun facegen evaluate")
@@ -143,21 +158,84 @@ def markdown(summary: dict) -> str:
     return "\n".join([header, "|" + " --- |" * 10, row]) + "\n"
 
 
-def run(argv: list[str]) -> int:
+def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     from facegen.evaluation.aflw2000 import read_aflw2000, summarise
 
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    if options.root is None:
+        raise ConfigError("--root: give the AFLW2000-3D release's folder (image*.jpg + .mat)")
     items = read_aflw2000(options.root, options.reannotated, options.limit)
-    out = Path(options.out)
     photos, predictions = out / "photos", out / "predictions"
     _stage(items, photos, options.crop)
-    _predict(options, photos, predictions, extra)
+    truth = options.crop == "truth"  # the fit would otherwise refine onto the ground-truth landmarks
+    _predict(options, photos, predictions, extra, truth=truth, refine=not truth)
     results, failures = score_aflw2000(items, predictions)
     summary = {"benchmark": "aflw2000", "crop": options.crop, **summarise(results, failures)}
-    (out / "results.json").write_text(json.dumps({"results": results, "failures": failures}, indent=1))
+    return (
+        summary,
+        {"results": results, "failures": failures},
+        f"AFLW2000-3D, crop: {options.crop}\n\n{markdown(summary)}",
+    )
+
+
+def _checkpoint_settings(path: str) -> dict:
+    import torch
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--ckpt_path {path} does not exist; give a MoFA checkpoint")
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"])
+    except (KeyError, RuntimeError, OSError, ValueError) as error:
+        raise ConfigError(
+            f"--ckpt_path {path}: not a MoFA checkpoint with its hyperparameters ({error})"
+        ) from None
+
+
+def _synthetic(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
+    from facegen.commands.synthetic_benchmark import (
+        SyntheticSettings,
+        render_benchmark,
+        score_synthetic,
+        summarise_synthetic,
+    )
+    from facegen.morphable.registry import load_face_model
+
+    hparams = _checkpoint_settings(options.ckpt_path)
+    model = load_face_model(hparams["face_model"])
+    settings = SyntheticSettings(n=options.n)
+    photos = Path(options.root) if options.root else out / "data"
+    truth = render_benchmark(model, int(hparams["image_size"]), settings, photos)
+    summary: dict = {"benchmark": "synthetic", "faces": settings.n, "settings": str(settings)}
+    details: dict = {}
+    rows = []
+    for name, refine in (("encoder", False), ("refined", True)):
+        predictions = out / f"predictions_{name}"
+        _predict(options, photos, predictions, extra, truth=True, refine=refine)
+        results, failures = score_synthetic(model, truth, predictions)
+        summary[name] = summarise_synthetic(results, failures)
+        details[name] = {"results": results, "failures": failures}
+        s = summary[name]
+        if results:
+            rows.append(
+                f"| {name} | {s['vertex_error_mm']:.2f} | {s['vertex_error_ratio']:.3f} | "
+                f"{100 * s['landmark_nme']:.2f} | {s['rotation_error_deg']:.2f} | {s['found']}/{s['items']} |"
+            )
+    header = "| | vertex error (mm) | ratio to mean face | landmark NME (%) | rotation error (°) | found |"
+    table = "\n".join([header, "|" + " --- |" * 6, *rows]) + "\n"
+    return (
+        summary,
+        details,
+        f"Synthetic ground truth ({hparams['face_model']}, {settings.n} faces)\n\n{table}",
+    )
+
+
+def run(argv: list[str]) -> int:
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    out = Path(options.out)
+    benchmark = _aflw2000 if options.benchmark == "aflw2000" else _synthetic
+    summary, details, report = benchmark(options, out, extra)
+    (out / "results.json").write_text(json.dumps(details, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    table = markdown(summary)
-    (out / "summary.md").write_text(f"AFLW2000-3D, crop: {options.crop}\n\n{table}")
-    print(table, end="")
+    (out / "summary.md").write_text(report)
+    print(report, end="")
     return 0

@@ -29,6 +29,12 @@ def check_landmarks(landmarks: np.ndarray, source: str) -> np.ndarray:
     return array
 
 
+def write_pts(path: str | Path, landmarks: np.ndarray) -> None:
+    """A 300-W ``.pts`` file (1-based pixels) of 0-based ``landmarks`` (68, 2)."""
+    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in np.asarray(landmarks, dtype=np.float64))
+    Path(path).write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+
+
 def read_pts(path: str | Path, text: str | None = None) -> np.ndarray:
     """Landmarks (68, 2) float32, 0-based pixels, from a 300-W ``.pts`` file (or its ``text``)."""
     text = Path(path).read_text() if text is None else text

@@ -205,6 +205,7 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: l
         "albedo": code["albedo"].round(5).tolist(),
         "landmarks_photo_px": np.round(landmarks_photo, 2).tolist(),
         "intrinsics_crop": face.K[0].cpu().numpy().round(4).tolist(),
+        "crop_from_photo": face.meta.get("transform"),
     }
     if face.refinement is not None:
         steps, first, last = face.refinement
