@@ -275,3 +275,119 @@ def test_evaluate_synthetic_scores_the_encoder_and_the_fit(tmp_path, synthetic_p
         summary["refined"]["landmark_nme"] < summary["encoder"]["landmark_nme"]
     )  # the fit uses the landmarks
     assert "| encoder |" in (out / "summary.md").read_text()
+
+
+# ----------------------------------------------------------------------------- NoW
+def test_closest_points_on_a_mesh_match_a_brute_force_search():
+    from facegen.evaluation.now import _closest_on_triangles, closest_points
+
+    rng = np.random.default_rng(0)
+    vertices = rng.normal(size=(40, 3))
+    faces = np.array([rng.choice(40, 3, replace=False) for _ in range(60)])
+    points = rng.normal(size=(200, 3)) * 1.5
+    corners = vertices[faces]
+    every = _closest_on_triangles(
+        points[:, None], corners[None, :, 0], corners[None, :, 1], corners[None, :, 2]
+    )
+    brute = np.linalg.norm(every - points[:, None], axis=-1).min(1)
+    found = np.linalg.norm(closest_points(points, vertices, faces) - points, axis=1)
+    assert np.all(found >= brute - 1e-9)
+    exact = np.mean(np.isclose(found, brute))
+    assert exact > 0.9  # candidates by centroid distance: almost always the true closest triangle
+    square = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0.0]])
+    two = np.array([[0, 1, 2], [0, 2, 3]])
+    probe = np.array([[0.3, 0.6, 2.0], [2.0, 0.5, 0.0], [-1.0, -1.0, 0.0]])
+    expected = np.array([[0.3, 0.6, 0.0], [1.0, 0.5, 0.0], [0.0, 0.0, 0.0]])  # inside, edge, corner
+    np.testing.assert_allclose(closest_points(probe, square, two), expected, atol=1e-12)
+
+
+def test_now_metric_is_zero_for_the_scan_itself_and_the_offset_for_a_shifted_surface(builtin):
+    from facegen.evaluation.now import NOW_FROM_IBUG, scan_to_mesh_errors
+
+    vertices = builtin.mean.double().numpy()
+    faces = builtin.faces.numpy()
+    landmarks = vertices[builtin.landmark_indices.numpy()[list(NOW_FROM_IBUG)]]
+    angle = 0.3
+    rotation = np.array(
+        [[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]]
+    )
+    scale = 1000.0 / np.ptp(vertices, axis=0).max() * 0.2  # a 200 mm head, moved and turned
+    scan = scale * vertices @ rotation.T + np.array([10.0, -5.0, 300.0])
+    scan_landmarks = scale * landmarks @ rotation.T + np.array([10.0, -5.0, 300.0])
+    errors = scan_to_mesh_errors(vertices, faces, landmarks, scan, scan_landmarks, icp_iterations=3)
+    assert errors.max() < 1e-6 * scale
+    from facegen.geometry.normals import vertex_normals
+
+    normals = vertex_normals(builtin.mean[None], builtin.faces)[0].double().numpy()
+    shifted = scan + 2.0 * normals @ rotation.T  # the surface 2 mm out along its normals
+    aligned_only = scan_to_mesh_errors(vertices, faces, landmarks, shifted, scan_landmarks, icp_iterations=0)
+    assert abs(np.median(aligned_only) - 2.0) < 0.1
+    refined = scan_to_mesh_errors(vertices, faces, landmarks, shifted, scan_landmarks, icp_iterations=5)
+    assert refined.mean() < aligned_only.mean()  # ICP moves the open face mask forward onto the shifted scan
+
+
+def test_picked_points_files_are_read_and_bad_ones_named(tmp_path):
+    from facegen.evaluation.now import read_pp
+
+    points = "".join(f'<point x="{i}" y="{i + 0.5}" z="-{i}" active="1" name="{i}"/>' for i in range(7))
+    (tmp_path / "a.pp").write_text(f"<!DOCTYPE PickedPoints>\n<PickedPoints>{points}</PickedPoints>")
+    assert read_pp(tmp_path / "a.pp")[3] == pytest.approx([3, 3.5, -3])
+    (tmp_path / "b.pp").write_text("<PickedPoints><point x='1'/>")
+    with pytest.raises(BadFileError, match="b.pp: not a MeshLab picked-points file"):
+        read_pp(tmp_path / "b.pp")
+
+
+def test_evaluate_now_writes_the_challenge_layout_and_scores_it(
+    tmp_path, synthetic_photos_and_checkpoint, builtin
+):
+    import shutil
+
+    from facegen.data.landmarks import write_pts
+    from facegen.evaluation.now import NOW_FROM_IBUG
+
+    photos, truth, training, checkpoint = synthetic_photos_and_checkpoint
+    root = tmp_path / "NoW"
+    listed = []
+    for i, challenge in enumerate(("multiview_neutral", "selfie")):
+        folder = root / "iphone_pictures" / "FaMoS_1" / challenge
+        folder.mkdir(parents=True)
+        shutil.copy(photos / f"face{i}.jpg", folder / "IMG_0001.jpg")
+        write_pts(folder / "IMG_0001.pts", truth[f"face{i}"])  # landmark files you put beside photos are used
+        listed.append(f"FaMoS_1/{challenge}/IMG_0001.jpg")
+    lost = root / "iphone_pictures" / "FaMoS_1" / "occluded"
+    lost.mkdir()
+    shutil.copy(
+        photos / "face0.jpg", lost / "IMG_0002.jpg"
+    )  # no landmark file: the `files` detector finds none
+    listed.append("FaMoS_1/occluded/IMG_0002.jpg")
+    (root / "imagepathsvalidation.txt").write_text("\n".join(listed) + "\n")
+    vertices = builtin.mean.double().numpy() * builtin.mm_per_unit
+    (root / "scans" / "FaMoS_1").mkdir(parents=True)
+    from facegen.export.obj import obj_text
+
+    (root / "scans" / "FaMoS_1" / "natural_head_rotation.000001.obj").write_text(
+        obj_text(vertices, builtin.faces.numpy())
+    )
+    (root / "scans_lmks_onlypp" / "FaMoS_1").mkdir(parents=True)
+    lmk = vertices[builtin.landmark_indices.numpy()[list(NOW_FROM_IBUG)]]
+    points = "".join(f'<point x="{x}" y="{y}" z="{z}" name="{k}"/>' for k, (x, y, z) in enumerate(lmk))
+    (root / "scans_lmks_onlypp" / "FaMoS_1" / "natural_head_rotation.000001_picked_points.pp").write_text(
+        f"<PickedPoints>{points}</PickedPoints>"
+    )
+    out = tmp_path / "now"
+    args = ["evaluate", "now", "--config", str(training), "--ckpt_path", str(checkpoint), "--root", str(root)]
+    fast = ["--trainer.enable_progress_bar", "false", "--data.init_args.predict_detector", "files"]
+    assert main([*args, "--out", str(out), "--", *fast, "--model.init_args.refine.steps", "5"]) == 0
+    meshes = out / "predicted_meshes" / "FaMoS_1"
+    assert sorted(str(p.relative_to(meshes)) for p in meshes.rglob("*.*")) == [
+        "multiview_neutral/IMG_0001.npy",
+        "multiview_neutral/IMG_0001.obj",
+        "selfie/IMG_0001.npy",
+        "selfie/IMG_0001.obj",
+    ]
+    assert np.load(meshes / "selfie" / "IMG_0001.npy").shape == (7, 3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["items"], summary["scored"], summary["failures"]) == (3, 2, 1)
+    assert 0 < summary["median_mm"] < 20  # a mean-face-like prediction against the mean face scan
+    details = json.loads((out / "results.json").read_text())
+    assert details["failures"] == [{"item": "FaMoS_1/occluded/IMG_0002.jpg", "reason": "no face found"}]

@@ -25,7 +25,7 @@ class ExtraCommand:
 EXTRA_COMMANDS: dict[str, ExtraCommand] = {
     "evaluate": ExtraCommand(
         "facegen.commands.evaluate",
-        "score a trained model on a public benchmark (AFLW2000-3D) from your own download",
+        "score a trained model on a benchmark (AFLW2000-3D, NoW, synthetic)",
     ),
     "gan": ExtraCommand("facegen.commands.gan", "import and describe pretrained StyleGAN2 networks"),
     "model": ExtraCommand("facegen.commands.model", "convert, inspect and download face models"),

@@ -5,7 +5,8 @@ benchmark's photos, ``--outputs [code]``) into ``OUT/predictions`` and scores wh
 truth: per-item results (``OUT/results.json``), the summary papers tabulate (``OUT/summary.json``) and the same as
 a Markdown table (``OUT/summary.md``, also printed). Rerunning skips faces already predicted.
 
-Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`) and ``synthetic`` (faces of the
+Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`), ``now`` (the NoW challenge's layout
+and its metric where the scans are present, :mod:`facegen.evaluation.now`) and ``synthetic`` (faces of the
 checkpoint's face model with known ground truth, :mod:`facegen.commands.synthetic_benchmark`; the encoder alone
 and after the config's fitting).
 """
@@ -23,12 +24,13 @@ from jsonargparse import ArgumentParser
 
 from facegen.data.landmarks import write_pts
 from facegen.errors import ConfigError
+from facegen.export.face_files import read_code_records
 
-HELP = "score a trained model on a benchmark: AFLW2000-3D from your own download, or synthetic ground truth"
+HELP = "score a trained model on a benchmark: AFLW2000-3D or NoW from your own download, or synthetic ground truth"
 #: How faces are cropped: by the predict config's detector, or from the ground-truth landmarks (papers that crop
 #: that way; the fit then cannot refine on landmarks, so refinement is off).
 Crop = Literal["detector", "truth"]
-Benchmark = Literal["aflw2000", "synthetic"]
+Benchmark = Literal["aflw2000", "now", "synthetic"]
 
 
 def build_parser() -> ArgumentParser:
@@ -36,7 +38,7 @@ def build_parser() -> ArgumentParser:
         prog="facegen evaluate",
         description=HELP + ". Arguments after -- go to facegen predict, e.g. -- --trainer.accelerator gpu",
     )
-    parser.add_argument("benchmark", type=Benchmark, help="aflw2000 or synthetic")
+    parser.add_argument("benchmark", type=Benchmark, help="aflw2000, now or synthetic")
     parser.add_argument(
         "--config",
         type=str,
@@ -49,7 +51,8 @@ def build_parser() -> ArgumentParser:
         "--root",
         type=str | None,
         default=None,
-        help="aflw2000: the release's folder as downloaded; synthetic: where to render the faces (default OUT/data)",
+        help="aflw2000, now: the data set's folder as downloaded; synthetic: where to render the faces (default "
+        "OUT/data)",
     )
     parser.add_argument("--n", type=int, default=64, help="synthetic: faces rendered")
     parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
@@ -63,20 +66,20 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def _stage(items, folder: Path, crop: Crop) -> None:
-    """Link the benchmark's photos into ``folder`` (copying where links are not allowed); with ``crop: truth``
-    write each photo's ground-truth landmarks beside it as a 1-based ``.pts`` file."""
+def _stage(folder: Path, photos: dict[str, Path], landmarks: dict[str, object] | None) -> None:
+    """Link ``photos`` (file name -> photo) into ``folder`` (copying where links are not allowed); beside each,
+    the ``.pts`` of its ``landmarks`` (68, 2) when given (the crop then comes from them), else none."""
     folder.mkdir(parents=True, exist_ok=True)
-    for item in items:
-        target = folder / item.photo.name
+    for name, photo in photos.items():
+        target = folder / name
         if not target.exists():
             try:
-                os.symlink(item.photo.resolve(), target)
+                os.symlink(photo.resolve(), target)
             except OSError:
-                target.write_bytes(item.photo.read_bytes())
+                target.write_bytes(photo.read_bytes())
         pts = target.with_suffix(".pts")
-        if crop == "truth":
-            write_pts(pts, item.landmarks)
+        if landmarks is not None and name in landmarks:
+            write_pts(pts, landmarks[name])
         elif pts.exists():
             pts.unlink()
 
@@ -100,22 +103,13 @@ def _predict(
         raise ConfigError("facegen predict failed (its error is above); fix it and rerun facegen evaluate")
 
 
-def _faces_by_photo(predictions: Path) -> dict[str, list[dict]]:
-    faces: dict[str, list[dict]] = {}
-    for path in sorted(predictions.glob("*/code.json")):
-        record = json.loads(path.read_text())
-        stem = Path(record.get("photo_path") or record.get("source") or "").stem
-        faces.setdefault(stem, []).append(record)
-    return faces
-
-
 def score_aflw2000(items, predictions: Path) -> tuple[list[dict], list[dict]]:
     """Per-item results and failures of the predictions in ``predictions`` (one folder per face)."""
     import numpy as np
 
     from facegen.evaluation.aflw2000 import box_nme, head_pose_degrees, matched_face, pose_errors
 
-    faces = _faces_by_photo(predictions)
+    faces = read_code_records(predictions)
     results, failures = [], []
     for item in items:
         face = matched_face(faces.get(item.name, []), item.landmarks)
@@ -165,8 +159,11 @@ def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
         raise ConfigError("--root: give the AFLW2000-3D release's folder (image*.jpg + .mat)")
     items = read_aflw2000(options.root, options.reannotated, options.limit)
     photos, predictions = out / "photos", out / "predictions"
-    _stage(items, photos, options.crop)
-    truth = options.crop == "truth"  # the fit would otherwise refine onto the ground-truth landmarks
+    truth = options.crop == "truth"
+    given = {item.photo.name: item.landmarks for item in items} if truth else None
+    _stage(
+        photos, {item.photo.name: item.photo for item in items}, given
+    )  # the fit would otherwise refine onto the ground-truth landmarks
     _predict(options, photos, predictions, extra, truth=truth, refine=not truth)
     results, failures = score_aflw2000(items, predictions)
     summary = {"benchmark": "aflw2000", "crop": options.crop, **summarise(results, failures)}
@@ -228,11 +225,44 @@ def _synthetic(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     )
 
 
+def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
+    from facegen.commands.now_benchmark import read_now, score_now, write_challenge_layout
+    from facegen.data.landmarks import read_pts
+    from facegen.evaluation.now import summarise_now
+    from facegen.morphable.registry import load_face_model
+
+    if options.root is None:
+        raise ConfigError(
+            "--root: give the NoW download's folder (imagepathsvalidation.txt, iphone_pictures/, scans/)"
+        )
+    root = Path(options.root)
+    items = read_now(root, options.limit)
+    model = load_face_model(_checkpoint_settings(options.ckpt_path)["face_model"])
+    photos, predictions = out / "photos", out / "predictions"
+    given = {  # landmark files you put beside the photos are used, as by facegen predict
+        f"{i.name}.jpg": read_pts(i.photo.with_suffix(".pts"))
+        for i in items
+        if i.photo.with_suffix(".pts").is_file()
+    }
+    _stage(photos, {f"{item.name}.jpg": item.photo for item in items}, given)
+    _predict(options, photos, predictions, extra, truth=False)
+    meshes, failures = write_challenge_layout(items, predictions, model, out / "predicted_meshes")
+    results, errors, missing = score_now(root, items, meshes, model)
+    summary = {"benchmark": "now", **summarise_now(errors, len(items), failures + missing)}
+    rows = ""
+    if errors:
+        rows = f"| {summary['median_mm']:.3f} | {summary['mean_mm']:.3f} | {summary['std_mm']:.3f} | {summary['scored']}/{summary['items']} |\n"
+    table = "| median (mm) | mean (mm) | std (mm) | scored |\n| --- | --- | --- | --- |\n" + rows
+    details = {"results": results, "failures": failures, "not_scored": missing}
+    report = f"NoW validation: predictions in the challenge's layout in {out / 'predicted_meshes'}\n\n{table}"
+    return summary, details, report
+
+
 def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
     out = Path(options.out)
-    benchmark = _aflw2000 if options.benchmark == "aflw2000" else _synthetic
+    benchmark = {"aflw2000": _aflw2000, "now": _now, "synthetic": _synthetic}[options.benchmark]
     summary, details, report = benchmark(options, out, extra)
     (out / "results.json").write_text(json.dumps(details, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -8,7 +8,6 @@ NME by the ground-truth box, and the rotation error (geodesic angle) in the phot
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from facegen.data.synth import RandomSkinAlbedo, SynthOptions, sample_code, smoo
 from facegen.decoder import FaceDecoder
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
+from facegen.export.face_files import read_code_records
 from facegen.geometry.rotations import rotation_angle_between
 from facegen.morphable.model import MorphableModel
 
@@ -82,10 +82,7 @@ def _photo_rotation(record: dict) -> np.ndarray:
 
 def score_synthetic(model: MorphableModel, truth: dict, predictions: Path) -> tuple[list[dict], list[dict]]:
     """Per-face results and failures of the predictions in ``predictions`` against ``truth``."""
-    records = {}
-    for path in predictions.glob("*/code.json"):
-        record = json.loads(path.read_text())
-        records.setdefault(Path(record.get("photo_path") or "").stem, record)
+    records = {stem: faces[0] for stem, faces in read_code_records(predictions).items()}
     region = model.mask("face") if "face" in model.mask_names else None
     mean_face = model.mean[None].double()
     results, failures = [], []

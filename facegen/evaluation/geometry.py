@@ -6,10 +6,12 @@ import torch
 from torch import Tensor
 
 
-def rigid_align(source: Tensor, target: Tensor, weights: Tensor | None = None, scale: bool = False) -> Tensor:
-    """``source`` (B, N, 3) rotated and translated (and uniformly scaled when ``scale``: a similarity, as in
-    the NoW benchmark) onto ``target`` (B, N, 3) in the least-squares sense, without reflection, weighted by
-    ``weights`` (N,) when given (Umeyama 1991)."""
+def similarity_transform(
+    source: Tensor, target: Tensor, weights: Tensor | None = None, scale: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The least-squares (weighted by ``weights`` (N,) when given) rotation (B, 3, 3), translation (B, 1, 3) and
+    uniform scale (B, 1, 1) (1 unless ``scale``) taking ``source`` (B, N, 3) onto ``target`` (B, N, 3), without
+    reflection (Umeyama 1991): ``target ≈ scale * source @ rotation^T + translation``."""
     w = (
         torch.ones(source.shape[1], dtype=source.dtype, device=source.device)
         if weights is None
@@ -26,7 +28,15 @@ def rigid_align(source: Tensor, target: Tensor, weights: Tensor | None = None, s
     if scale:
         variance = ((source - mean_s).pow(2).sum(-1, keepdim=True) * w).sum((1, 2))
         factor = (singular * diagonal).sum(-1) / variance.clamp(min=1e-12)
-    return factor.reshape(-1, 1, 1) * (source - mean_s) @ rotation.transpose(1, 2) + mean_t
+    factor = factor.reshape(-1, 1, 1)
+    return rotation, mean_t - factor * mean_s @ rotation.transpose(1, 2), factor
+
+
+def rigid_align(source: Tensor, target: Tensor, weights: Tensor | None = None, scale: bool = False) -> Tensor:
+    """``source`` (B, N, 3) rotated and translated (and uniformly scaled when ``scale``: a similarity, as in
+    the NoW benchmark) onto ``target`` (B, N, 3) by :func:`similarity_transform`."""
+    rotation, translation, factor = similarity_transform(source, target, weights, scale)
+    return factor * source @ rotation.transpose(1, 2) + translation
 
 
 def vertex_error(

@@ -215,3 +215,15 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: l
             "loss_last": last,
         }
     return record
+
+
+def read_code_records(folder: Path) -> dict[str, list[dict]]:
+    """The ``code.json`` records under ``folder`` (a ``facegen predict --out``), grouped by the stem of the photo
+    file they came from (its name in the photo folder, not where a link to it leads), in folder order."""
+    records: dict[str, list[dict]] = {}
+    for path in sorted(Path(folder).glob(f"*/{DONE_FILE}")):
+        record = json.loads(path.read_text())
+        records.setdefault(Path(record.get("source") or record.get("photo_path") or "").stem, []).append(
+            record
+        )
+    return records
