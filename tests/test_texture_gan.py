@@ -300,6 +300,41 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     assert fit["psnr"] > 0 and fit["loss_last"] <= fit["loss_first"]
     assert (reconstructed / summary["written"][0] / "side_by_side.png").is_file()
 
+    # the texture benchmark: photos with landmark files, an identity network given as TorchScript
+    from facegen.data.landmarks import write_pts
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    batch = shard_batch(root, count=2)
+    import cv2
+
+    for i in range(2):  # crops scaled x4: faces large enough for facegen predict
+        image = (batch.image[i].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        cv2.imwrite(str(photos / f"photo{i}.png"), cv2.resize(image, None, fx=4, fy=4)[..., ::-1])
+        write_pts(photos / f"photo{i}.pts", batch.landmarks[i].numpy() * 4 + 1.5)
+
+    class Identity(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
+
+    torch.jit.script(Identity()).save(str(tmp_path / "identity.pt"))
+    scores = tmp_path / "texture_scores"
+    args = [
+        "evaluate",
+        "texture",
+        "--config",
+        str(path),
+        "--ckpt_path",
+        str(checkpoint),
+        "--root",
+        str(photos),
+    ]
+    args += ["--out", str(scores), "--identity", str(tmp_path / "identity.pt")]
+    assert main([*args, "--", "--data.init_args.predict_detector", "files"]) == 0
+    scored = json.loads((scores / "summary.json").read_text())
+    assert scored["found"] == 2 and scored["psnr"] > 0 and 0 < scored["identity_cosine"] <= 1 + 1e-6
+    assert "identity cosine" in (scores / "summary.md").read_text()
+
 
 def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_checkpoint):
     import json

@@ -6,7 +6,9 @@ truth: per-item results (``OUT/results.json``), the summary papers tabulate (``O
 a Markdown table (``OUT/summary.md``, also printed). Rerunning skips faces already predicted.
 
 Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`), ``now`` (the NoW challenge's layout
-and its metric where the scans are present, :mod:`facegen.evaluation.now`) and ``synthetic`` (faces of the
+and its metric where the scans are present, :mod:`facegen.evaluation.now`), ``texture`` (texture reconstruction of
+a texture model on photos: PSNR/SSIM/L1 on visible face pixels and identity similarity under a network you give,
+:mod:`facegen.commands.texture_benchmark`) and ``synthetic`` (faces of the
 checkpoint's face model with known ground truth, :mod:`facegen.commands.synthetic_benchmark`; the encoder alone
 and after the config's fitting).
 """
@@ -30,7 +32,7 @@ HELP = "score a trained model on a benchmark: AFLW2000-3D or NoW from your own d
 #: How faces are cropped: by the predict config's detector, or from the ground-truth landmarks (papers that crop
 #: that way; the fit then cannot refine on landmarks, so refinement is off).
 Crop = Literal["detector", "truth"]
-Benchmark = Literal["aflw2000", "now", "synthetic"]
+Benchmark = Literal["aflw2000", "now", "synthetic", "texture"]
 
 
 def build_parser() -> ArgumentParser:
@@ -38,7 +40,7 @@ def build_parser() -> ArgumentParser:
         prog="facegen evaluate",
         description=HELP + ". Arguments after -- go to facegen predict, e.g. -- --trainer.accelerator gpu",
     )
-    parser.add_argument("benchmark", type=Benchmark, help="aflw2000, now or synthetic")
+    parser.add_argument("benchmark", type=Benchmark, help="aflw2000, now, synthetic or texture")
     parser.add_argument(
         "--config",
         type=str,
@@ -51,10 +53,17 @@ def build_parser() -> ArgumentParser:
         "--root",
         type=str | None,
         default=None,
-        help="aflw2000, now: the data set's folder as downloaded; synthetic: where to render the faces (default "
-        "OUT/data)",
+        help="aflw2000, now: the data set's folder as downloaded; texture: a folder of photos; synthetic: where to "
+        "render the faces (default OUT/data)",
     )
     parser.add_argument("--n", type=int, default=64, help="synthetic: faces rendered")
+    parser.add_argument(
+        "--identity",
+        type=str | None,
+        default=None,
+        help="texture: a TorchScript face-recognition network (images in [0, 255], (B, 3, H, W)) for identity "
+        "similarity; none is bundled",
+    )
     parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
     parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")
     parser.add_argument(
@@ -85,14 +94,20 @@ def _stage(folder: Path, photos: dict[str, Path], landmarks: dict[str, object] |
 
 
 def _predict(
-    options, photos: Path, predictions: Path, extra: list[str], truth: bool, refine: bool = True
+    options,
+    photos: Path,
+    predictions: Path,
+    extra: list[str],
+    truth: bool,
+    refine: bool = True,
+    code_only: bool = True,
 ) -> None:
     """``facegen predict`` on ``photos`` into ``predictions``; ``truth``: crops from the landmark files beside the
-    photos; ``refine`` False: refinement off."""
+    photos; ``refine`` False: refinement off; ``code_only``: MoFA writes only its coefficients."""
     configs = [arg for config in options.config for arg in ("--config", config)]
     # the configs first, then the user's extra arguments, then what this benchmark needs (later ones win)
     args = ["--ckpt_path", options.ckpt_path, "--data.init_args.predict_dir", str(photos)]
-    args += ["--out", str(predictions), "--outputs", "[code]"]
+    args += ["--out", str(predictions)] + (["--outputs", "[code]"] if code_only else [])
     if truth:
         args += ["--data.init_args.predict_detector", "files"]
     if not refine:
@@ -258,11 +273,40 @@ def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     return summary, details, report
 
 
+def _texture(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
+    from facegen.commands.texture_benchmark import score_textures, summarise_textures
+
+    if options.root is None or not Path(options.root).is_dir():
+        raise ConfigError(
+            f"--root {options.root}: give a folder of face photos to reconstruct the textures of"
+        )
+    predictions = out / "predictions"
+    _predict(options, Path(options.root), predictions, extra, truth=False, code_only=False)
+    results, failures = score_textures(predictions, options.identity)
+    summary = {"benchmark": "texture", **summarise_textures(results, failures)}
+    identity = summary.get("identity_cosine")
+    row = (
+        f"| {summary.get('psnr', float('nan')):.2f} | {summary.get('ssim', float('nan')):.3f} | "
+        f"{summary.get('l1', float('nan')):.4f} | {'–' if identity is None else f'{identity:.3f}'} | "
+        f"{summary['found']} |"
+    )
+    table = (
+        "| PSNR (dB) | SSIM | L1 | identity cosine | faces |\n| --- | --- | --- | --- | --- |\n" + row + "\n"
+    )
+    return (
+        summary,
+        {"results": results, "failures": failures},
+        f"Texture reconstruction (visible face pixels)\n\n{table}",
+    )
+
+
 def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
     out = Path(options.out)
-    benchmark = {"aflw2000": _aflw2000, "now": _now, "synthetic": _synthetic}[options.benchmark]
+    benchmark = {"aflw2000": _aflw2000, "now": _now, "synthetic": _synthetic, "texture": _texture}[
+        options.benchmark
+    ]
     summary, details, report = benchmark(options, out, extra)
     (out / "results.json").write_text(json.dumps(details, indent=1))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
