@@ -180,6 +180,8 @@ def test_evaluate_runs_predict_and_scores_it(tmp_path, synthetic_photos_and_chec
         assert result["nme"] == pytest.approx(expected)
     assert "NME balanced" in (out / "summary.md").read_text()
     assert sorted(p.name for p in (out / "photos").glob("*.pts")) == [f"{n}.pts" for n in sorted(items)]
+    logged = [p.read_text() for p in training.parent.glob("runs/**/metrics.csv")]  # the config's CSVLogger
+    assert any("benchmark/aflw2000/nme_balanced" in text for text in logged)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 It runs ``facegen predict`` (a child process, exactly as a user would: the given config and checkpoint, the
 benchmark's photos, ``--outputs [code]``) into ``OUT/predictions`` and scores what it wrote against the ground
 truth: per-item results (``OUT/results.json``), the summary papers tabulate (``OUT/summary.json``) and the same as
-a Markdown table (``OUT/summary.md``, also printed). Rerunning skips faces already predicted.
+a Markdown table (``OUT/summary.md``, also printed); the summary's numbers also go to the logger the config sets
+(``trainer.logger``), as ``benchmark/<name>/...``. Rerunning skips faces already predicted.
 
 Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`), ``now`` (the NoW challenge's layout
 and its metric where the scans are present, :mod:`facegen.evaluation.now`), ``texture`` (texture reconstruction of
@@ -300,6 +301,41 @@ def _texture(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     )
 
 
+def _numbers(summary: dict, prefix: str) -> dict[str, float]:
+    """The numeric entries of ``summary`` (nested dicts flattened with ``/``)."""
+    flat: dict[str, float] = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            flat.update(_numbers(value, f"{prefix}/{key}"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"{prefix}/{key}"] = float(value)
+    return flat
+
+
+def log_summary(configs: list[str], summary: dict, benchmark: str) -> str | None:
+    """Log ``summary``'s numbers as ``benchmark/<name>/...`` to the logger the configs set (``trainer.logger``;
+    the last config that sets it wins); returns the logger's name, or None when they set none."""
+    import yaml
+    from lightning.pytorch.loggers import Logger
+
+    setting = None
+    for config in configs:
+        trainer = (yaml.safe_load(Path(config).read_text()) or {}).get("trainer") or {}
+        if "logger" in trainer:
+            setting = trainer["logger"]
+    if not setting:
+        return None
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--logger", type=Logger | list[Logger] | None, default=None)
+    loggers = parser.instantiate(parser.parse_object({"logger": setting})).logger
+    names = []
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        logger.log_metrics(_numbers(summary, f"benchmark/{benchmark}"), step=0)
+        logger.finalize("success")
+        names.append(type(logger).__name__)
+    return ", ".join(names)
+
+
 def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
@@ -312,4 +348,7 @@ def run(argv: list[str]) -> int:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text(report)
     print(report, end="")
+    logged = log_summary(options.config, summary, options.benchmark)
+    if logged:
+        print(f"facegen evaluate: summary logged to {logged} (the config's trainer.logger)")
     return 0
