@@ -29,7 +29,10 @@ from facegen.data.landmarks import write_pts
 from facegen.errors import ConfigError
 from facegen.export.face_files import read_code_records
 
-HELP = "score a trained model on a benchmark: AFLW2000-3D or NoW from your own download, or synthetic ground truth"
+HELP = (
+    "score a trained model on a benchmark: AFLW2000-3D or NoW from your own download, synthetic ground truth, "
+    "or texture reconstruction of your photos"
+)
 #: How faces are cropped: by the predict config's detector, or from the ground-truth landmarks (papers that crop
 #: that way; the fit then cannot refine on landmarks, so refinement is off).
 Crop = Literal["detector", "truth"]

@@ -31,6 +31,12 @@ def build_parser() -> ArgumentParser:
         "--n-shape", "--n_shape", type=int, default=None, help="keep this many shape components"
     )
     convert.add_argument("--n-expression", "--n_expression", type=int, default=None)
+    convert.add_argument(
+        "--uv",
+        type=str,
+        default=None,
+        help="UV layout for the model: per-vertex (V, 2) or per-corner (F, 3, 2) .npy/.mat, or an .obj of its topology",
+    )
     convert.add_argument("--n-albedo", "--n_albedo", type=int, default=None)
     commands.add_subcommand("convert", convert, help="convert a model file to facegen's .npz")
 
@@ -93,6 +99,12 @@ def run(argv: list[str]) -> int:
     if command == "convert":
         model = convert(options.format, options.source, landmarks=options.landmarks, region=options.region)
         model = model.truncate(options.n_shape, options.n_expression, options.n_albedo)
+        if options.uv:
+            from facegen.morphable.uv_files import read_uv_layout
+
+            layout = read_uv_layout(options.uv, model.faces.numpy(), model.num_vertices)
+            model = model.with_uv(layout.uv_coords, layout.uv_faces)
+            print(layout.report)
         out = model.save(options.out)
         print(f"wrote {out} ({model})")
     elif command == "info":

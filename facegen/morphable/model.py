@@ -220,6 +220,13 @@ class MorphableModel(nn.Module):
             arrays["expression_names"] = arrays["expression_names"][:n_expression]
         return MorphableModel.from_arrays(arrays, source=self.name)
 
+    def with_uv(self, uv_coords: np.ndarray, uv_faces: np.ndarray) -> MorphableModel:
+        """A copy with the UV layout ``uv_coords`` (T, 2) in [0, 1], ``uv_faces`` (F, 3) (see
+        :mod:`facegen.morphable.uv_files`)."""
+        arrays = self.to_arrays()
+        arrays["uv_coords"], arrays["uv_faces"] = uv_coords.astype(np.float32), uv_faces.astype(np.int32)
+        return MorphableModel.from_arrays(arrays, source=self.name)
+
     # ------------------------------------------------------------------------------------------ I/O
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The model as the canonical dict of numpy arrays (see :func:`validate_arrays`)."""
