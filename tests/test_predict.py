@@ -205,6 +205,17 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
         assert np.array_equal(overlay[:8, :8], photo[:8, :8])  # far from the face: untouched photo
         nose = np.round(truth[key.split("_")[0]][30]).astype(int)
         assert np.abs(overlay[nose[1], nose[0]].astype(int) - photo[nose[1], nose[0]]).sum() > 0
+        # 3D landmarks project onto the fitted 2D ones; depth and normal maps cover the rendered face
+        points = np.array(code["landmarks_3d_camera"])
+        projected = points @ np.array(code["intrinsics_crop"]).T
+        assert np.allclose(projected[:, :2] / projected[:, 2:], arrays["landmarks_crop"], atol=0.05)
+        depth = cv2.imread(str(face / "depth.png"), cv2.IMREAD_UNCHANGED)
+        assert depth.dtype == np.uint16 and depth.shape == (SIZE, SIZE)
+        centre = np.round(arrays["landmarks_crop"][30]).astype(int)  # the nose tip: nearer than the face's mean
+        assert depth[centre[1], centre[0]] > 0 and depth[depth > 0].mean() > depth[centre[1], centre[0]]
+        normals = np.asarray(Image.open(face / "normals.png")).astype(float) / 255 * 2 - 1
+        assert normals[centre[1], centre[0], 2] < -0.5  # facing the camera: -z in OpenCV axes
+        assert np.all(normals[depth == 0] == -1)  # black where no face
     assert len(first_losses) == 2  # each face's own objective, not the batch mean copied into both
 
     before = (out / "face0_f0" / "code.json").stat().st_mtime_ns

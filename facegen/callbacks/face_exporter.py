@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -20,13 +19,12 @@ from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
-from facegen.export.face_files import DONE_FILE, FaceResult, write_face
+from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
 from facegen.export.files import child_folder, write_text_atomic
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
 from facegen.render.settings import Fragments
-from facegen.texture.uv import UVLayout
 
 
 class FaceExporter(BasePredictionWriter):
@@ -67,16 +65,8 @@ class FaceExporter(BasePredictionWriter):
             raise ConfigError(f"--outputs: unknown {unknown}; choose from {', '.join(OUTPUTS)}")
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
         self.outputs, self.queue, self.writers = frozenset(outputs), queue, writers
-        self.faces = face_model.faces.cpu().numpy()
-        self.expression_names = face_model.expression_names
-        self.layout: UVLayout | None = None
-        self.symmetric = False
-        self.uv: tuple[np.ndarray, np.ndarray] | None = None
-        if face_model.has_uv:
-            self.uv = (face_model.uv_coords.cpu().numpy(), face_model.uv_faces.cpu().numpy())
-            self.layout = UVLayout(face_model.faces, face_model.uv_coords, face_model.uv_faces, texture_size)
-            self.symmetric = self.layout.is_symmetric(face_model.mean)
-        elif {"texture", "albedo"} & self.outputs:
+        self.model = ModelFiles.of(face_model, texture_size)
+        if not face_model.has_uv and {"texture", "albedo"} & self.outputs:
             rank_zero_warn(
                 f"face model {face_model.name!r} has no UV layout: textured .obj files are not written"
             )
@@ -139,8 +129,8 @@ class FaceExporter(BasePredictionWriter):
         self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
         if len(batch) == 0:
             return
-        if self.layout is not None:
-            self.layout.to(batch.image.device)
+        if self.model.layout is not None:
+            self.model.layout.to(batch.image.device)
         code, decoded, render = prediction.code, prediction.decoded, prediction.render
         photo_paths = batch.photo_path or [None] * len(batch)
         for i, (key, name) in enumerate(zip(batch.key, self._batch_names, strict=True)):
@@ -161,7 +151,7 @@ class FaceExporter(BasePredictionWriter):
                 crop=batch.image[one],
                 render=render.image[one],
                 render_mask=render.mask[one],
-                fragments=one_face(render.fragments, i, self.faces.shape[0]),
+                fragments=one_face(render.fragments, i, self.model.faces.shape[0]),
                 meta={**batch.meta[i], "photo_path": photo_paths[i]},
                 photo=None,
                 refinement=refinement(prediction, i),
@@ -181,16 +171,7 @@ class FaceExporter(BasePredictionWriter):
             photo = None
         face = dataclasses.replace(face, photo=photo)
         with torch.inference_mode():
-            write_face(
-                folder,
-                face,
-                self.faces,
-                self.layout,
-                self.symmetric,
-                self.uv,
-                self.expression_names,
-                self.outputs,
-            )
+            write_face(folder, face, self.model, self.outputs)
 
     def _collect(self) -> None:
         """Wait for the oldest queued face; record it as written or failed (an error other than a file-system

@@ -7,7 +7,11 @@
 - ``albedo.obj`` + ``albedo.mtl`` + ``albedo.png``: the model's reflectance baked into the UV layout;
 - ``code.npz`` (every code part, intrinsics, landmarks) and ``code.json`` (readable: pose in degrees, translation,
   SH light, shape/expression, 68 landmarks in original-photo pixels);
-- ``overlay.png``: the render and the landmarks (detected green, fitted red) on the original photo.
+- ``overlay.png``: the render and the landmarks (detected green, fitted red) on the original photo;
+- ``depth.png`` and ``normals.png``: camera-frame depth (16-bit, 0.1 mm steps) and normals of the fit, per crop
+  pixel.
+
+``code.json`` also holds the 68 landmarks in 3D (camera frame and model space, model units).
 
 Meshes are in model space (the face model's units and axes); ``code.json`` gives the pose that places them in
 the camera frame of the crop.
@@ -32,6 +36,7 @@ from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
 from facegen.geometry.affine import apply_affine, invert_affine
+from facegen.morphable.model import MorphableModel
 from facegen.render.settings import Fragments
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
 from facegen.texture.uv import UVLayout
@@ -39,6 +44,38 @@ from facegen.texture.uv import UVLayout
 #: Written last, whatever the outputs: a face folder with this file is complete (reruns skip it unless told to
 #: overwrite). It holds the readable code, pose and landmarks.
 DONE_FILE = "code.json"
+
+
+@dataclass
+class ModelFiles:
+    """What the files of every face need from the face model: triangles (F, 3), the UV layout (None without
+    one), whether it is left-right symmetric, UV coordinates and triangles, expression names, the 68 landmark
+    vertex indices and millimetres per model unit."""
+
+    faces: np.ndarray
+    layout: UVLayout | None
+    symmetric: bool
+    uv: tuple[np.ndarray, np.ndarray] | None
+    expression_names: list[str] | None
+    landmark_indices: np.ndarray
+    mm_per_unit: float
+
+    @classmethod
+    def of(cls, model: MorphableModel, texture_size: int) -> ModelFiles:
+        layout = uv = None
+        if model.has_uv:
+            uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
+            layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, texture_size)
+        symmetric = layout is not None and layout.is_symmetric(model.mean)
+        return cls(
+            model.faces.cpu().numpy(),
+            layout,
+            symmetric,
+            uv,
+            model.expression_names,
+            model.landmark_indices.cpu().numpy(),
+            model.mm_per_unit,
+        )
 
 
 @dataclass
@@ -90,18 +127,12 @@ def _to_photo(meta: dict) -> np.ndarray | None:
 
 
 def write_face(
-    folder: Path,
-    face: FaceResult,
-    faces: np.ndarray,
-    layout: UVLayout | None,
-    symmetric: bool,
-    uv: tuple[np.ndarray, np.ndarray] | None,
-    expression_names: list[str] | None,
-    outputs: Collection[Output] = OUTPUTS,
+    folder: Path, face: FaceResult, model: ModelFiles, outputs: Collection[Output] = OUTPUTS
 ) -> None:
     """Write the chosen ``outputs`` of ``face`` into ``folder`` (created), then ``code.json`` (always, last).
-    Textured meshes need a UV ``layout``."""
+    Textured meshes need the model's UV ``layout``."""
     folder.mkdir(parents=True, exist_ok=True)
+    faces, layout, uv = model.faces, model.layout, model.uv
     vertices = face.vertices_model[0].cpu().numpy()
     if "mesh" in outputs:
         write_vertex_colour_obj(
@@ -110,13 +141,15 @@ def write_face(
         write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
     to_photo = _to_photo(face.meta)
     if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
-        _write_textures(folder, face, layout, symmetric, to_photo, outputs)
+        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs)
         for name in ("texture", "albedo"):
             if name in outputs:
                 textured = "textured" if name == "texture" else "albedo"
                 write_textured_obj(folder / f"{textured}.obj", vertices, faces, uv[0], uv[1], f"{name}.png")
     if "overlay" in outputs:
         write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
+    if "maps" in outputs:
+        _write_maps(folder, face, faces, model.mm_per_unit)
     landmarks_crop = face.landmarks[0].cpu().numpy()
     landmarks_photo = landmarks_crop if to_photo is None else apply_affine(to_photo, landmarks_crop)
     if "code" in outputs:
@@ -127,9 +160,24 @@ def write_face(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_bytes_atomic(folder / "code.npz", buffer.getvalue())
-    write_text_atomic(
-        folder / DONE_FILE, json.dumps(_readable(face, landmarks_photo, expression_names), indent=1)
+    write_text_atomic(folder / DONE_FILE, json.dumps(_readable(face, landmarks_photo, model), indent=1))
+
+
+def _write_maps(folder: Path, face: FaceResult, faces: np.ndarray, mm_per_unit: float) -> None:
+    """``depth.png`` (16-bit: camera-frame depth in 0.1 mm steps, 0 where no face) and ``normals.png`` (camera-frame
+    unit normals, OpenCV axes, as (n + 1) / 2 in RGB; black where no face), in crop pixels."""
+    fragments = face.fragments
+    covered = (fragments.pix_to_face[0] >= 0).cpu().numpy()
+    depth = fragments.zbuf[0].cpu().double().numpy() * mm_per_unit * 10
+    depth = np.where(covered, np.clip(np.round(depth), 1, 65535), 0).astype(np.uint16)
+    write_png_atomic(folder / "depth.png", depth)
+    triangle = fragments.pix_to_face[0].clamp(min=0).cpu() % len(faces)
+    corner_normals = face.normals[0].cpu()[torch.from_numpy(faces)][triangle]  # (H, W, 3, 3)
+    normal = torch.nn.functional.normalize(
+        (fragments.bary[0].cpu()[..., None] * corner_normals).sum(-2), dim=-1
     )
+    colour = ((normal + 1) / 2 * 255).round().clamp(0, 255).byte().numpy()
+    write_png_atomic(folder / "normals.png", np.where(covered[..., None], colour, 0).astype(np.uint8))
 
 
 def _write_textures(
@@ -181,7 +229,7 @@ def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
     return draw_landmarks(blended, landmarks, (230, 0, 0), radius)
 
 
-def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: list[str] | None) -> dict:
+def _readable(face: FaceResult, landmarks_photo: np.ndarray, model: ModelFiles) -> dict:
     code = {k: v[0].cpu().double().numpy() for k, v in face.code.items()}
     pitch, yaw, roll = (math.degrees(a) for a in code["rotation"])
     expression = code["expression"].round(5).tolist()
@@ -199,11 +247,13 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, expression_names: l
         },
         "sh_light_rgb_x9": code["light"].reshape(3, 9).round(5).tolist(),
         "shape": code["shape"].round(5).tolist(),
-        "expression": dict(zip(expression_names, expression, strict=True))
-        if expression_names
+        "expression": dict(zip(model.expression_names, expression, strict=True))
+        if model.expression_names
         else expression,
         "albedo": code["albedo"].round(5).tolist(),
         "landmarks_photo_px": np.round(landmarks_photo, 2).tolist(),
+        "landmarks_3d_camera": face.vertices[0, model.landmark_indices].cpu().numpy().round(5).tolist(),
+        "landmarks_3d_model": face.vertices_model[0, model.landmark_indices].cpu().numpy().round(5).tolist(),
         "intrinsics_crop": face.K[0].cpu().numpy().round(4).tolist(),
         "crop_from_photo": face.meta.get("transform"),
     }

@@ -5,6 +5,6 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 #: meshes with vertex colours, the photo texture with its textured mesh, the reflectance texture with its mesh,
-#: the overlay picture, and ``code.npz``.
-Output = Literal["mesh", "texture", "albedo", "overlay", "code"]
+#: the overlay picture, depth and normal maps, and ``code.npz``.
+Output = Literal["mesh", "texture", "albedo", "overlay", "maps", "code"]
 OUTPUTS: tuple[Output, ...] = get_args(Output)
