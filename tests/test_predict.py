@@ -211,7 +211,9 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
         assert np.allclose(projected[:, :2] / projected[:, 2:], arrays["landmarks_crop"], atol=0.05)
         depth = cv2.imread(str(face / "depth.png"), cv2.IMREAD_UNCHANGED)
         assert depth.dtype == np.uint16 and depth.shape == (SIZE, SIZE)
-        centre = np.round(arrays["landmarks_crop"][30]).astype(int)  # the nose tip: nearer than the face's mean
+        centre = np.round(arrays["landmarks_crop"][30]).astype(
+            int
+        )  # the nose tip: nearer than the face's mean
         assert depth[centre[1], centre[0]] > 0 and depth[depth > 0].mean() > depth[centre[1], centre[0]]
         normals = np.asarray(Image.open(face / "normals.png")).astype(float) / 255 * 2 - 1
         assert normals[centre[1], centre[0], 2] < -0.5  # facing the camera: -z in OpenCV axes
