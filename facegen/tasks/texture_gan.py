@@ -88,6 +88,7 @@ class TextureGAN(FaceTask):
         mode: ``uv`` or ``image`` (see the module docstring).
         resolution: UV texture side (power of two).
         z_dim, w_dim, mapping_layers, channel_base, channel_max: generator/discriminator sizes.
+        conv_clamp: activation clamp of both networks (StyleGAN2-ADA's FFHQ configs: 256; None: off).
         lr, betas: Adam for G and D (StyleGAN2: 2e-3, (0, 0.99)), with the lazy-regularisation correction.
         regularization: R1, path length, ADA.
         ema_half_life_images: images over which the EMA generator's memory halves.
@@ -110,6 +111,7 @@ class TextureGAN(FaceTask):
         mapping_layers: int = 8,
         channel_base: int = 16384,
         channel_max: int = 512,
+        conv_clamp: float | None = None,
         lr: float = 2e-3,
         betas: tuple[float, float] = (0.0, 0.99),
         regularization: Regularization | None = None,
@@ -133,7 +135,7 @@ class TextureGAN(FaceTask):
         self.mofa.freeze()
         model = self.mofa.decoder.model
         self.layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, resolution)
-        sizes = {"channel_base": channel_base, "channel_max": channel_max}
+        sizes = {"channel_base": channel_base, "channel_max": channel_max, "conv_clamp": conv_clamp}
         self.generator = Generator(resolution, 3, z_dim, w_dim, mapping_layers, **sizes)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # image mode: D sees the crops resized to the largest power of two that fits them
