@@ -50,6 +50,17 @@ def test_synth_round_trip_through_the_datamodule_reproduces_landmarks_and_pixels
     )
 
 
+def test_training_batches_carry_the_ground_truth_only_when_asked(synth_shards):
+    def first_train_batch(**options):
+        data = FaceDataModule(train=str(synth_shards), batch_size=8, num_workers=0, image_size=64, **options)
+        data.setup(None)
+        return next(iter(data.train_dataloader()))
+
+    assert "params" not in first_train_batch()  # MoFA trains without it
+    batch = first_train_batch(train_ground_truth=True)
+    assert batch["params"]["shape"].shape == (8, 80)
+
+
 def test_synth_cli_is_deterministic_per_shard_and_resumes(tmp_path, capsys):
     args = [
         "synth",

@@ -93,6 +93,8 @@ class FaceDataModule(LightningDataModule):
         samples_per_epoch: training samples per epoch over all ranks (default: counted from local shards).
         augment: training augmentation on the device (None: off).
         seed: base seed of shuffling and augmentation.
+        train_ground_truth: training batches of synthetic shards carry their ground truth too (for supervised
+            baselines, e.g. ``benchmarks/supervised_upper_bound.py``; augmented batches never do).
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class FaceDataModule(LightningDataModule):
         predict_detector: Detector = "face-alignment",
         crop: CropOptions | None = None,
         seed: int = 0,
+        train_ground_truth: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -123,7 +126,7 @@ class FaceDataModule(LightningDataModule):
         self.num_workers, self.given_image_size = num_workers, image_size
         self.image_size = image_size or DEFAULT_SIZE
         self.shuffle_buffer, self.samples_per_epoch, self.seed = shuffle_buffer, samples_per_epoch, seed
-        self.augment = augment
+        self.augment, self.train_ground_truth = augment, train_ground_truth
         self.predict_detector, self.given_crop = predict_detector, crop
         self.crop = crop or CropOptions(size=self.image_size)
         self.spec: InputSpec | None = None
@@ -241,6 +244,7 @@ class FaceDataModule(LightningDataModule):
                     self._batches_per_rank(urls),
                     self.shuffle_buffer,
                     self.seed,
+                    with_params=self.train_ground_truth,
                 )
             else:
                 self.streams[split] = ShardStream(urls, self.eval_batch_size, self.image_size, "eval")

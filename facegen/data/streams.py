@@ -137,7 +137,8 @@ class ShardStream(IterableDataset):
         urls: shard URLs (:func:`expand_shards`).
         batch_size: samples per batch; ``drop_last`` drops a short final batch (eval keeps it).
         image_size: resize crops to this size (None keeps the stored size, which must then agree).
-        mode: ``train`` or ``eval`` (only eval batches carry the ground-truth ``params`` of synthetic shards).
+        mode: ``train`` or ``eval``.
+        with_params: decode the ground-truth ``params`` of synthetic shards (default: in eval mode only).
         batches_per_rank: train only; batches each rank yields per epoch.
         shuffle_buffer: train only; samples held for shuffling.
         seed: base seed of shard and sample shuffling.
@@ -152,6 +153,7 @@ class ShardStream(IterableDataset):
         batches_per_rank: int | None = None,
         shuffle_buffer: int = 1000,
         seed: int = 0,
+        with_params: bool | None = None,
     ) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be train or eval, got {mode!r}")
@@ -160,6 +162,7 @@ class ShardStream(IterableDataset):
         self.urls, self.batch_size, self.image_size = list(urls), batch_size, image_size
         self.mode, self.batches_per_rank = mode, batches_per_rank
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.with_params = mode == "eval" if with_params is None else with_params
         self.epoch = 0
         self.skip_batches = 0  # train: batches of this epoch already consumed (resuming mid-epoch)
 
@@ -205,7 +208,7 @@ class ShardStream(IterableDataset):
     def _decoded(self, raw_samples: Iterator[dict], state: dict) -> Iterator[dict]:
         for raw in raw_samples:
             try:
-                sample = decode_sample(raw, self.image_size, with_params=self.mode == "eval")
+                sample = decode_sample(raw, self.image_size, with_params=self.with_params)
             except BadSample as error:
                 self._bad(state, error.reason, str(error))
                 continue
