@@ -12,12 +12,6 @@ from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter
 
 
-def write_pts(path: Path, landmarks: np.ndarray) -> None:
-    """A 300-W .pts file (1-based pixels) for 0-based ``landmarks`` (68, 2)."""
-    rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in landmarks)
-    path.write_text(f"version: 1\nn_points:  68\n{{\n{rows}\n}}\n")
-
-
 def face_photo(size: tuple[int, int], landmarks: np.ndarray, seed: int = 0) -> np.ndarray:
     """(H, W, 3) uint8 noise photo with a bright 3x3 dot at each landmark (to check where crops put them)."""
     rng = np.random.default_rng(seed)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from facegen.data.alignment import crop_template, face_mask, warp_crop
-from facegen.data.landmarks import LandmarkFileError, read_dlib_xml, read_pts
+from facegen.data.landmarks import LandmarkFileError, read_dlib_xml, read_pts, write_pts
 from facegen.geometry.affine import apply_affine, estimate_similarity, invert_affine
 from facegen.geometry.landmarks import MIRROR_PERMUTATION, mirror_landmarks
-from tests.data_helpers import face_photo, template_landmarks, write_pts
+from tests.data_helpers import face_photo, template_landmarks
 
 
 def test_mirror_permutation_is_an_involution_that_maps_a_symmetric_face_onto_itself(builtin):

@@ -15,9 +15,10 @@ from PIL import Image
 from facegen.cli import main
 from facegen.data import detectors
 from facegen.data.detectors import DetectorUnavailable, FaceAlignmentDetector
+from facegen.data.landmarks import write_pts
 from facegen.data.prepare import CropOptions, PrepareJob
 from facegen.data.streams import ShardStream, expand_shards
-from tests.data_helpers import face_photo, template_landmarks, write_pts
+from tests.data_helpers import face_photo, template_landmarks
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from facegen.cli import main
+from facegen.data.landmarks import write_pts
 from facegen.data.synth import SynthOptions, sample_code
 from facegen.export import read_obj
 from facegen.losses import landmark_error
@@ -22,7 +23,7 @@ from facegen.morphable.registry import load_face_model
 from facegen.tasks import MoFA, RefineOptions, refine_code
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
-from tests.data_helpers import face_batch, write_pts
+from tests.data_helpers import face_batch
 
 SIZE = 64
 #: crop -> photo similarity of the synthetic photos: scale and offset in photo pixels.

@@ -103,8 +103,18 @@ def closest_points(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray) 
     return out
 
 
-def _transform(points: np.ndarray, rotation: np.ndarray, translation: np.ndarray, scale: float) -> np.ndarray:
-    return scale * points @ rotation.T + translation
+def _fitted(points: np.ndarray, source: np.ndarray, target: np.ndarray, scale: bool) -> np.ndarray:
+    """``points`` (N, 3) moved by the least-squares rigid (``scale``: similarity) transform of ``source`` onto
+    ``target`` (M, 3) (:func:`similarity_transform`)."""
+    rotation, translation, factor = (
+        t[0].numpy()
+        for t in similarity_transform(
+            torch.from_numpy(np.ascontiguousarray(source, dtype=np.float64))[None],
+            torch.from_numpy(np.ascontiguousarray(target, dtype=np.float64))[None],
+            scale=scale,
+        )
+    )
+    return float(factor.reshape(())) * points @ rotation.T + translation.reshape(3)
 
 
 def scan_to_mesh_errors(
@@ -117,18 +127,9 @@ def scan_to_mesh_errors(
 ) -> np.ndarray:
     """Distances (N,) from every ``scan`` vertex (N, 3) to the predicted surface (``vertices`` (V, 3), ``faces``)
     after the similarity alignment of its 7 ``landmarks`` onto ``scan_landmarks`` (7, 3) and rigid ICP."""
-    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))[None]  # noqa: E731
-    rotation, translation, scale = (
-        t[0].numpy()
-        for t in similarity_transform(as_tensor(landmarks), as_tensor(scan_landmarks), scale=True)
-    )
-    aligned = _transform(vertices, rotation, translation.reshape(3), float(scale.reshape(())))
+    aligned = _fitted(vertices, landmarks, scan_landmarks, scale=True)
     for _ in range(icp_iterations):
-        closest = closest_points(scan, aligned, faces)
-        rotation, translation, _ = (
-            t[0].numpy() for t in similarity_transform(as_tensor(closest), as_tensor(scan))
-        )
-        aligned = _transform(aligned, rotation, translation.reshape(3), 1.0)
+        aligned = _fitted(aligned, closest_points(scan, aligned, faces), scan, scale=False)
     return np.linalg.norm(closest_points(scan, aligned, faces) - scan, axis=1)
 
 

@@ -388,7 +388,9 @@ def rosinality_generator_state(state: dict[str, Tensor], latent_avg: Tensor | No
         block = f"synthesis.b{8 * 2 ** (index // 2)}"
         layers[f"convs.{index}"] = noises[str(index + 1)] = f"{block}.conv{index % 2}"
         layers[f"to_rgbs.{index // 2}"] = f"{block}.torgb"
-    renames = [(r"style\.(\d+)\.(weight|bias)", r"mapping.fc\1.\2"), (r"input\.input", "synthesis.b4.const")]
+    mapping_layers = len([k for k in state if re.fullmatch(r"style\.\d+\.weight", k)])
+    renames = [(rf"style\.{i + 1}\.(weight|bias)", rf"mapping.fc{i}.\1") for i in range(mapping_layers)]
+    renames += [(r"input\.input", "synthesis.b4.const")]  # style.0 is the pixel norm: no tensors
     renames += [(rf"noises\.noise_{i}", f"{name}.noise_const") for i, name in noises.items()]
     renames += [
         (rf"{re.escape(theirs)}\.{pattern}", rf"{ours}.{replacement}")
@@ -397,9 +399,7 @@ def rosinality_generator_state(state: dict[str, Tensor], latent_avg: Tensor | No
     ]
     out = {}
     for key, value in _rename(state, renames).items():
-        if match := re.fullmatch(r"mapping\.fc(\d+)\.(weight|bias)", key):  # style.0 is the pixel norm
-            key = f"mapping.fc{int(match.group(1)) - 1}.{match.group(2)}"
-        elif key == "synthesis.b4.const" or re.fullmatch(r"synthesis\.b\d+\.(conv\d|torgb)\.weight", key):
+        if key == "synthesis.b4.const" or re.fullmatch(r"synthesis\.b\d+\.(conv\d|torgb)\.weight", key):
             value = value[0]  # a leading batch dimension of 1
         elif key.endswith("noise_const"):
             value = value.reshape(value.shape[-2:])

@@ -493,6 +493,12 @@ class Discriminator(nn.Module):
         return self.b4(x).squeeze(1)
 
 
+def seeded_latents(seeds: list[int], z_dim: int) -> Tensor:
+    """z (B, z_dim) for ``seeds``, each drawn from N(0, I) by a CPU generator seeded with it (the same seed gives
+    the same z on any device)."""
+    return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed)) for seed in seeds])
+
+
 def to_unit(image: Tensor) -> Tensor:
     """Generator output (about [-1, 1]) -> [0, 1]."""
     return (image.clamp(-1, 1) + 1) / 2

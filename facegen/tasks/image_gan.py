@@ -14,7 +14,7 @@ from facegen.callbacks.image_exporter import ImageExporter
 from facegen.data.batch import SeedBatch
 from facegen.errors import ConfigError, check_choice
 from facegen.nets.gan_import import read_gan
-from facegen.nets.stylegan import NoiseMode, to_unit
+from facegen.nets.stylegan import NoiseMode, seeded_latents, to_unit
 from facegen.predictions import GeneratedImages
 
 #: Which generator of the file: the moving average of the weights (what papers show) or the trained one.
@@ -66,9 +66,7 @@ class ImageGAN(LightningModule):
                 "ImageGAN generates from seeds: use data: class_path: facegen.data.SeedDataModule"
             )
         seeds = batch.seeds.tolist()
-        z = torch.stack(
-            [torch.randn(self.generator.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        ).to(self.device)
+        z = seeded_latents(seeds, self.generator.z_dim).to(self.device)
         image = self.generator(z, self.truncation, self.noise_mode, self.cutoff)
         return GeneratedImages(seeds, to_unit(image), self.truncation)
 

@@ -41,7 +41,7 @@ from facegen.geometry.sh import sh_shading
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
 from facegen.nets.gan_import import read_gan, transfer
-from facegen.nets.stylegan import Discriminator, Generator, to_unit
+from facegen.nets.stylegan import Discriminator, Generator, seeded_latents, to_unit
 from facegen.predictions import GeneratedTextures, ReconstructedTextures
 from facegen.tasks.base import FaceTask
 from facegen.tasks.conditioning import (
@@ -388,9 +388,7 @@ class TextureGAN(FaceTask):
     @torch.no_grad()
     def generated(self, seeds: list[int]) -> GeneratedTextures:
         """One texture per seed (the EMA generator at ``truncation``), shown on the mean shape."""
-        z = torch.stack(
-            [torch.randn(self.hparams.z_dim, generator=torch.Generator().manual_seed(seed)) for seed in seeds]
-        ).to(self.device)
+        z = seeded_latents(seeds, self.hparams.z_dim).to(self.device)
         texture = self.generate(z, ema=True, truncation=self.truncation)
         model = self.mofa.decoder.model
         vertices = model.mean.expand(len(seeds), -1, -1)
