@@ -18,6 +18,7 @@ from PIL import Image
 from facegen.cli import main
 from facegen.data import FaceDataModule
 from facegen.data.keys import unique_stems
+from facegen.data.landmarks import write_pts
 from facegen.data.photos import decode_image
 from facegen.data.sample import decode_sample
 from facegen.data.streams import ShardStream, count_samples, expand_shards
@@ -28,7 +29,6 @@ from tests.data_helpers import (
     good_sample,
     sample_members,
     template_landmarks,
-    write_pts,
     write_raw_tar,
     write_shard,
 )
