@@ -21,6 +21,7 @@ LAYERS = {
     "nets": 5,
     "evaluation": 5,
     "export": 5,
+    "fitting": 5,
     "data": 6,
     "predictions": 7,
     "callbacks": 8,

@@ -19,7 +19,7 @@ from facegen.data.batch import FaceBatch
 from facegen.decoder import CodeLayout, FaceCode
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
-from facegen.tasks import LossWeights, MoFA, RefineOptions
+from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions
 from tests.conftest import ROOT
 from tests.data_helpers import face_batch
 
@@ -73,16 +73,21 @@ def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
     assert grad.abs().sum() > 0
 
 
+def photometric(**settings) -> RefineOptions:
+    """A fitting schedule with only the photometric stage."""
+    return RefineOptions(photometric=PhotometricStage(**settings))
+
+
 def test_refinement_uses_its_own_loss_weights_when_given():
     model, batch = tiny_mofa(), random_batch()
     code = model(batch.image)
     weights = LossWeights(landmark=2e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
-    _, history = model.refined(batch, code, RefineOptions(steps=1, weights=weights))
-    _, default = model.refined(batch, code, RefineOptions(steps=1))
+    history = model.refined(batch, code, photometric(steps=1, weights=weights)).history
+    default = model.refined(batch, code, photometric(steps=1)).history
     assert history[0] == pytest.approx(model.weighted_loss(batch, code, weights).item())
     assert default[0] == pytest.approx(model.weighted_loss(batch, code).item()) != history[0]
-    model.refine = RefineOptions(steps=1, weights=weights)  # the model's refinement weights are the fallback
-    _, fallback = model.refined(batch, code, RefineOptions(steps=1))
+    model.refine = photometric(steps=1, weights=weights)  # the model's refinement weights are the fallback
+    fallback = model.refined(batch, code, photometric(steps=1)).history
     assert fallback[0] == pytest.approx(history[0])
     raster = tiny_mofa(
         photometric="raster"
@@ -126,7 +131,7 @@ def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(folder / "checkpoints")
     config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
     config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
-    config["model"]["init_args"]["refine"]["steps"] = 40
+    config["model"]["init_args"]["refine"]["photometric"]["steps"] = 40
     data = config["data"]["init_args"]
     data.update(
         train=str(shards / "train"),

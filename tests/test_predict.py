@@ -20,7 +20,7 @@ from facegen.data.synth import SynthOptions, sample_code
 from facegen.export import read_obj
 from facegen.losses import landmark_error
 from facegen.morphable.registry import load_face_model
-from facegen.tasks import MoFA, RefineOptions, refine_code
+from facegen.tasks import MoFA, PhotometricStage, refine_code
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 from tests.data_helpers import face_batch
@@ -44,7 +44,7 @@ def test_refinement_without_a_trained_encoder_fits_landmarks_within_2px_at_224()
     model = MoFA(image_size=224, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 2, seed=3)
     start = model(batch.image)
-    refined, history = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=200, lr=0.02))
+    refined, history = refine_code(model.weighted_loss, batch, start, PhotometricStage(steps=200, lr=0.02))
     before, _ = landmark_error(model.decoder(start).landmarks, batch.landmarks)
     after, _ = landmark_error(model.decoder(refined).landmarks, batch.landmarks)
     assert history[-1] < 0.1 * history[0]
@@ -55,11 +55,13 @@ def test_refinement_only_moves_the_free_parts():
     model = MoFA(image_size=SIZE, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 1, seed=1)
     start = model(batch.image)
-    refined, _ = refine_code(model.weighted_loss, batch, start, RefineOptions(steps=3, parts=("rotation",)))
+    refined, _ = refine_code(
+        model.weighted_loss, batch, start, PhotometricStage(steps=3, parts=("rotation",))
+    )
     assert not torch.equal(refined.rotation, start.rotation)
     assert torch.equal(refined.shape, start.shape) and torch.equal(refined.light, start.light)
     with pytest.raises(ValueError, match="parts"):
-        RefineOptions(parts=("pose",))
+        PhotometricStage(parts=("pose",))
 
 
 def test_unwrap_recovers_a_known_texture_on_visible_texels():
@@ -140,7 +142,7 @@ def predict_config(folder: Path, photos: Path, refine_steps: int) -> Path:
                 "image_size": SIZE,
                 "depths": [1],
                 "width": 8,
-                "refine": {"steps": refine_steps, "lr": 0.03},
+                "refine": {"photometric": {"steps": refine_steps, "lr": 0.03}},
             },
         },
         "data": {
@@ -255,7 +257,7 @@ def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
     out = tmp_path / "out"
     photo_data = ["--data.init_args.predict_dir", str(photos), "--data.init_args.predict_detector", "files"]
     run = ["--config", str(training), "--ckpt_path", str(checkpoint), *photo_data, "--out", str(out)]
-    main(["predict", *run, "--model.init_args.refine.steps", "0", "--texture_size", "32"])
+    main(["predict", *run, "--model.init_args.refine", "null", "--texture_size", "32"])
     # predicting with the training config opens no log version; its config is kept beside the predictions
     assert [p.name for p in (tmp_path / "fit" / "runs" / "mofa").iterdir()] == ["version_0"]
     assert yaml.safe_load((out / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)

@@ -356,7 +356,7 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
             "init_args": {
                 "mofa": {"checkpoint": str(mofa_checkpoint)},
                 **TINY_GAN,
-                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"steps": 3}},
+                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"photometric": {"steps": 3}}},
             },
         },
         "data": {

@@ -115,7 +115,7 @@ def _predict(
     if truth:
         args += ["--data.init_args.predict_detector", "files"]
     if not refine:
-        args += ["--model.init_args.refine.steps", "0"]
+        args += ["--model.init_args.refine", "null"]
     command = [sys.executable, "-m", "facegen.cli", "predict", *configs, *extra, *args]
     print("facegen evaluate: running", " ".join(["facegen", *command[3:]]), flush=True)
     if subprocess.run(command, check=False).returncode != 0:

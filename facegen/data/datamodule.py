@@ -265,13 +265,15 @@ class FaceDataModule(LightningDataModule):
         if split not in self.streams:
             raise ConfigError(f"data.{split} is not set")
         accelerated = self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
-        return _EpochLoader(
-            self.streams[split],
-            self,
-            num_workers=self.num_workers,
-            pin_memory=accelerated,
-            prefetch_factor=2 if self.num_workers > 0 else None,
-        )
+        stream = self.streams[split]
+        settings = {
+            "num_workers": self.num_workers,
+            "pin_memory": accelerated,
+            "prefetch_factor": 2 if self.num_workers > 0 else None,
+        }
+        if isinstance(stream, ShardStream):  # epochs and resumption; a photo folder is read once
+            return _EpochLoader(stream, self, **settings)
+        return DataLoader(stream, batch_size=None, **settings)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

@@ -7,7 +7,7 @@ from facegen.tasks.conditioning import MoFASource
 from facegen.tasks.image_gan import ImageGAN
 from facegen.tasks.latent_fit import LatentFit
 from facegen.tasks.mofa import LossWeights, MoFA
-from facegen.tasks.refine import RefineOptions, refine_code
+from facegen.tasks.refine import Fitted, PhotometricStage, RefineOptions, refine_code
 from facegen.tasks.texture_gan import Regularization, TextureGAN
 
 __all__ = [
@@ -17,6 +17,8 @@ __all__ = [
     "LossWeights",
     "MoFA",
     "MoFASource",
+    "Fitted",
+    "PhotometricStage",
     "RefineOptions",
     "Regularization",
     "TextureGAN",

@@ -23,8 +23,9 @@ class LatentFit:
     """Texture reconstruction from a photo: ``w_steps`` on one W, then ``wplus_steps`` on W+ (per layer), Adam at
     ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
     ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
-    provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA
-    refinement of the geometry first (loss weights: ``refine.weights``, else the MoFA's training weights)."""
+    provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA's
+    fitting schedule for the geometry first (photometric loss weights: ``refine.photometric.weights``, else the
+    MoFA's training weights)."""
 
     w_steps: int = 100
     wplus_steps: int = 100

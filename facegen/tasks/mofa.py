@@ -5,6 +5,7 @@ landmark and statistical terms train the encoder without labels."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Literal
@@ -20,6 +21,7 @@ from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
+from facegen.fitting import LandmarkModel, fit_landmarks, fit_pose
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -43,7 +45,7 @@ from facegen.predictions import Reconstruction
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import Backend, RasterSettings
 from facegen.tasks.base import FaceTask, Schedule
-from facegen.tasks.refine import RefineOptions, refine_code
+from facegen.tasks.refine import Fitted, RefineOptions, clone_out_of_inference, refine_code
 
 #: Where the albedo comes from (see :class:`MoFA`).
 Reflectance = Literal["auto", "model", "learned"]
@@ -80,13 +82,14 @@ class MoFA(FaceTask):
         on_nonfinite: ``stop`` raises naming the step and loss term; ``skip`` skips the batch (single device).
         fov, fill: the camera's field of view (degrees) and default framing, as in the data.
         backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
-        refine: test-time refinement of each predicted code on MoFA's losses (``predict``), with its own loss
-            weights when ``refine.weights`` is set; with an untrained encoder this is pure optimisation from
-            the mean face.
+        refine: the fitting schedule after the encoder (``predict``, ``val/refined_*``, texture reconstruction):
+            closed-form + Levenberg-Marquardt pose, Levenberg-Marquardt identity and expression on the landmarks,
+            then Adam on MoFA's objective with ``refine.photometric.weights`` (:class:`RefineOptions`); with an
+            untrained encoder this is pure fitting from the mean face.
         validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
             and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
-            the encoder's own over the whole validation set; 0 (or ``refine.steps: 0``) turns it off. Lightning's
-            sanity check (whose metrics are not logged) does not refine.
+            the encoder's own over the whole validation set; 0 (or no refinement stage) turns it off.
+            Lightning's sanity check (whose metrics are not logged) does not refine.
     """
 
     def __init__(
@@ -261,8 +264,8 @@ class MoFA(FaceTask):
         code = self(batch.image)
         metrics = self.evaluate(batch, code)
         sanity_check = self._trainer is not None and self._trainer.sanity_checking  # not logged: not refined
-        if batch_index < self.validate_refined and self.refine.steps > 0 and not sanity_check:
-            refined, _ = self.refined(batch, code)
+        if batch_index < self.validate_refined and self.refine.active and not sanity_check:
+            refined = self.refined(batch, code).code
             metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=len(batch), sync_dist=True)
 
@@ -324,20 +327,20 @@ class MoFA(FaceTask):
         return InputSpec(hparams.image_size, hparams.face_model, hparams.fov, hparams.fill)
 
     def predict_step(self, batch: FaceBatch, batch_index: int) -> Reconstruction:
-        """The reconstruction of ``batch``, refined when ``refine.steps`` > 0."""
+        """The reconstruction of ``batch``, fitted when ``refine`` has a stage."""
         return self.reconstruct(batch, refine=True)
 
     @torch.no_grad()
     def reconstruct(self, batch: FaceBatch, refine: bool = False, geometry: bool = False) -> Reconstruction:
-        """The encoder's code for ``batch`` (refined with ``refine`` when asked and ``refine.steps`` > 0), decoded
+        """The encoder's code for ``batch`` (fitted with ``refine`` when asked and it has a stage), decoded
         into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
         code = self(batch.image).upcast()
         history: list[float] = []
         face_loss = None
-        if refine and self.refine.steps and len(batch):
+        if refine and self.refine.active and len(batch):
             faces = [batch.take([i]) for i in range(len(batch))]
             before = self.face_losses(faces, code)
-            code, history = self.refined(batch, code)
+            code, history, _ = self.refined(batch, code)
             face_loss = torch.stack([before, self.face_losses(faces, code)], 1)
         decoder = self.decoder
         decoded = decoder(code)
@@ -384,17 +387,39 @@ class MoFA(FaceTask):
         return torch.stack(losses)
 
     def refinement_weights(self, options: RefineOptions | None = None) -> LossWeights:
-        """The loss weights of a refinement: those of ``options``, else those of ``refine``, else the training ones."""
-        return (options.weights if options is not None else None) or self.refine.weights or self.weights
+        """The loss weights of a fitting's photometric stage: those of ``options``, else those of ``refine``,
+        else the training ones."""
+        given = options.photometric.weights if options is not None else None
+        return given or self.refine.photometric.weights or self.weights
 
-    def refined(
-        self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None
-    ) -> tuple[FaceCode, list[float]]:
-        """``code`` refined on ``batch`` with ``options`` (default: ``refine``) and the loss before each step.
-        Loss weights: those of ``options``, else those of ``refine``, else the training ones."""
+    def refined(self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None) -> Fitted:
+        """``code`` fitted to ``batch`` with the schedule ``options`` (default: ``refine``): the landmark stages
+        on ``batch.landmarks`` weighted by ``landmark_weights``, then the photometric stage."""
         options = options or self.refine
-        weights = self.refinement_weights(options)
-        return refine_code(lambda b, c: self.weighted_loss(b, c, weights), batch, code.upcast(), options)
+        code = code.upcast()
+        seconds: dict[str, float] = {}
+        if options.pose.active or options.landmarks.active:
+            landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
+            weights = self.landmark_weights.expand(len(batch), -1)
+            with torch.inference_mode(False), torch.no_grad():
+                code, target = clone_out_of_inference((code, batch.landmarks))
+                if options.pose.active:
+                    start = time.perf_counter()
+                    code, _ = fit_pose(landmarks, code, target, weights, batch.size, options.pose)
+                    seconds["pose"] = time.perf_counter() - start
+                if options.landmarks.active:
+                    start = time.perf_counter()
+                    code, _ = fit_landmarks(landmarks, code, target, weights, batch.size, options.landmarks)
+                    seconds["landmarks"] = time.perf_counter() - start
+        history: list[float] = []
+        if options.photometric.steps:
+            start = time.perf_counter()
+            weights = self.refinement_weights(options)
+            code, history = refine_code(
+                lambda b, c: self.weighted_loss(b, c, weights), batch, code, options.photometric
+            )
+            seconds["photometric"] = time.perf_counter() - start
+        return Fitted(code, history, seconds)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -1,10 +1,12 @@
-"""Test-time refinement: analysis-by-synthesis on MoFA's own losses, starting from a code (the encoder's, or the
-untrained encoder's mean face) and optimising chosen parts of it per face with Adam."""
+"""The fitting schedule after the encoder (:class:`RefineOptions`) and its photometric stage: analysis-by-synthesis
+on MoFA's own losses, optimising chosen parts of a code per face with Adam. The landmark stages are in
+:mod:`facegen.fitting`."""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -12,16 +14,17 @@ from torch import Tensor
 from facegen.data.batch import FaceBatch
 from facegen.decoder.code import PARTS, FaceCode
 from facegen.errors import ConfigError
+from facegen.fitting import LandmarkStage, PoseStage
 from facegen.losses.weights import LossWeights
 
 
 @dataclass
-class RefineOptions:
-    """``steps`` of Adam at ``lr`` on the code ``parts`` (the others stay as predicted); 0 steps: no refinement.
-    Each step is one decode, render and loss evaluation of the whole batch. ``weights``: the loss weights of
-    the refinement objective (default: the model's training weights). Weaker priors and a stronger landmark
-    term than in training suit refinement: started from the encoder's estimate, it can afford to let the data
-    decide the fine shape, where the encoder, still pixels off, needs strong priors."""
+class PhotometricStage:
+    """Stage 3: ``steps`` of Adam at ``lr`` on the code ``parts`` (the others stay) against MoFA's whole
+    objective (photometric + landmarks + priors) with loss ``weights`` (default: the model's training
+    weights); each step is one decode, render and loss evaluation of the batch. Weaker priors and a stronger
+    landmark term than in training suit fitting: the landmark stages have placed the face, so the data can
+    decide the fine shape."""
 
     steps: int = 0
     lr: float = 0.02
@@ -32,13 +35,38 @@ class RefineOptions:
         unknown = set(self.parts) - set(PARTS)
         if unknown or self.steps < 0 or self.lr <= 0:
             raise ConfigError(
-                f"refine: steps must be >= 0, lr > 0 and parts among {PARTS}; got steps={self.steps}, "
-                f"lr={self.lr}, unknown parts {sorted(unknown)}"
+                f"refine.photometric: steps must be >= 0, lr > 0 and parts among {PARTS}; got "
+                f"steps={self.steps}, lr={self.lr}, unknown parts {sorted(unknown)}"
             )
 
 
+@dataclass
+class RefineOptions:
+    """The fitting schedule that follows the encoder (or starts from the mean face): stage 1 rigid pose from
+    the landmarks (closed form, then Levenberg-Marquardt), stage 2 pose + identity + expression on the
+    landmarks (Levenberg-Marquardt with priors), stage 3 the photometric objective (Adam). A stage with no
+    iterations is skipped; all off (the default): no fitting."""
+
+    pose: PoseStage = field(default_factory=PoseStage)
+    landmarks: LandmarkStage = field(default_factory=LandmarkStage)
+    photometric: PhotometricStage = field(default_factory=PhotometricStage)
+
+    @property
+    def active(self) -> bool:
+        return self.pose.active or self.landmarks.active or self.photometric.steps > 0
+
+
+class Fitted(NamedTuple):
+    """A fitting's result: the code, the photometric stage's objective (batch mean) before each of its steps,
+    and the seconds each stage took (``pose``, ``landmarks``, ``photometric``; stages that ran)."""
+
+    code: FaceCode
+    history: list[float]
+    seconds: dict[str, float]
+
+
 def refine_code(
-    loss_of, batch: FaceBatch, code: FaceCode, options: RefineOptions
+    loss_of, batch: FaceBatch, code: FaceCode, options: PhotometricStage
 ) -> tuple[FaceCode, list[float]]:
     """Optimise ``code`` so that ``loss_of(batch, code)`` (a scalar, e.g. MoFA's weighted loss) falls.
 

@@ -400,8 +400,8 @@ class TextureGAN(FaceTask):
         decoder, model = self.mofa.decoder, self.mofa.decoder.model
         condition = self.condition(batch)
         fit = self.latent_fit
-        if fit.refine is not None and fit.refine.steps and len(batch):
-            code, _ = self.mofa.refined(batch, condition.code, fit.refine)
+        if fit.refine is not None and fit.refine.active and len(batch):
+            code = self.mofa.refined(batch, condition.code, fit.refine).code
             condition = condition._replace(code=code, decoded=decoder(code))
         if len(batch):
             texture, rendered, history, metrics = fit_latent(self.generator_ema, decoder, condition, fit)

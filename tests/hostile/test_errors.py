@@ -15,7 +15,7 @@ import yaml
 from facegen.cli import main, user_error
 from facegen.errors import ConfigError
 from facegen.morphable.builtin import builtin_model
-from facegen.tasks import MoFA, RefineOptions
+from facegen.tasks import MoFA
 from tests.conftest import ROOT
 from tests.data_helpers import face_batch
 
@@ -141,11 +141,10 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path):
 
 
 def test_refinement_off_works_with_the_quickstart_config(monkeypatch):
-    """The README's ``--model.init_args.refine.steps 0`` with the quickstart's ``validate_refined: 1``."""
+    """The README's ``--model.init_args.refine null`` with the quickstart's ``validate_refined: 1``."""
     init = yaml.safe_load(open(QUICKSTART))["model"]["init_args"]
-    refine = RefineOptions(**{**init["refine"], "steps": 0})
-    model = MoFA(**{**init, "refine": refine, "depths": [1], "width": 8, "image_size": 32})
-    monkeypatch.setattr(model, "refined", lambda *args: pytest.fail("refined although refine.steps is 0"))
+    model = MoFA(**{**init, "refine": None, "depths": [1], "width": 8, "image_size": 32})
+    monkeypatch.setattr(model, "refined", lambda *args: pytest.fail("refined although refine is null"))
     batch = face_batch(torch.rand(2, 3, 32, 32), torch.rand(2, 68, 2) * 31)
     model.validation_step(batch, 0)
 

@@ -1,0 +1,352 @@
+"""The landmark stages of the fitting engine: rigid pose (closed form, then Levenberg-Marquardt) and identity +
+expression + pose by Levenberg-Marquardt on the 68 landmarks with Gaussian priors, batched over faces.
+
+Only the landmark vertices of the face model enter (mean and bases restricted to them), so a stage costs
+microseconds per face. The cost of a face is the MoFA landmark term plus priors:
+``sum_j w_j |s (p_j - q_j)|^2 / sum_j w_j + shape_prior |alpha|^2 + expression_prior |beta|^2`` with p the
+projected model landmarks, q the observed ones (crop pixels), s = 224 / crop size, alpha and beta in standard
+deviations.
+
+The jaw contour (landmarks 0-16) of a 2D annotation follows the face's silhouette, not fixed vertices. With
+``contour: sliding`` each cheek landmark (0-5 and 11-16) moves, before every round of iterations, to the vertex of
+its horizontal band of the model (the same height on the same side, in the face region) that lies furthest out
+in the image: the silhouette point of that band in the current pose.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from facegen.decoder import FaceCode, FaceDecoder
+from facegen.errors import ConfigError
+from facegen.fitting.levenberg import SolveResult, levenberg_marquardt
+from facegen.fitting.pose import Pose, closed_form_pose, reprojection_error
+from facegen.geometry.camera import MODEL_TO_OPENCV
+from facegen.geometry.rotations import euler_to_matrix, matrix_to_euler
+
+#: How the jaw contour landmarks correspond to the model (see the module docstring).
+Contour = Literal["fixed", "sliding"]
+#: The cheek landmarks that slide (the chin, 6-10, stays on its vertices).
+SLIDING = (0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16)
+#: Yaw (degrees) beyond which the side turned away shows a silhouette instead of its jaw line.
+TURNED_AWAY = 10.0
+#: Landmark sizes are measured at this crop size (MoFA's landmark loss units).
+REFERENCE_SIZE = 224.0
+
+
+@dataclass
+class PoseStage:
+    """Stage 1: the closed-form pose (``closed_form``, from the current shape's landmarks; kept per face only
+    where it fits better than the code's pose), then ``iterations`` of Levenberg-Marquardt on the 6 pose
+    parameters."""
+
+    closed_form: bool = False
+    iterations: int = 0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ConfigError(f"refine.pose.iterations must be >= 0, got {self.iterations}")
+
+    @property
+    def active(self) -> bool:
+        return self.closed_form or self.iterations > 0
+
+
+@dataclass
+class LandmarkStage:
+    """Stage 2: ``rounds`` x ``iterations`` of Levenberg-Marquardt on pose, shape and expression against the
+    landmarks, with Gaussian priors of these weights (the ratio to the landmark term in (pixels at 224²)²);
+    ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round."""
+
+    iterations: int = 0
+    rounds: int = 1
+    shape_prior: float = 0.05
+    expression_prior: float = 0.05
+    contour: Contour = "fixed"
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.rounds < 1 or self.shape_prior < 0 or self.expression_prior < 0:
+            raise ConfigError(
+                "refine.landmarks: iterations >= 0, rounds >= 1 and priors >= 0, got "
+                f"iterations={self.iterations}, rounds={self.rounds}, shape_prior={self.shape_prior}, "
+                f"expression_prior={self.expression_prior}"
+            )
+        if self.contour not in ("fixed", "sliding"):
+            raise ConfigError(f"refine.landmarks.contour must be 'fixed' or 'sliding', got {self.contour!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.iterations > 0
+
+
+class LandmarkBases(NamedTuple):
+    """Per-face landmark geometry in the model frame: mean (B, 68, 3), shape (B, Ks, 68, 3) and expression
+    (B, Ke, 68, 3) bases scaled by their standard deviations (coefficients in standard deviations)."""
+
+    mean: Tensor
+    shape: Tensor
+    expression: Tensor
+
+
+class LandmarkModel:
+    """The landmark vertices of ``decoder``'s face model with its camera, for codes of ``shape``/``expression``
+    coefficients."""
+
+    def __init__(self, decoder: FaceDecoder, n_shape: int, n_expression: int) -> None:
+        model = decoder.model
+        self.n_shape, self.n_expression = n_shape, n_expression
+        self.vertex_mean = model.mean
+        self.vertex_shape = model.shape_basis[:n_shape] * model.shape_std[:n_shape, None, None]
+        self.vertex_expression = (
+            model.expression_basis[:n_expression] * model.expression_std[:n_expression, None, None]
+        )
+        self.landmark_indices = model.landmark_indices
+        self.K = decoder.intrinsics
+        self.base = decoder.base_translation
+        self.unit = decoder.translation_unit
+        self.flip = MODEL_TO_OPENCV.to(self.K)
+        self.candidates = contour_candidates(model) if len(self.landmark_indices) == 68 else None
+
+    def bases(self, indices: Tensor) -> LandmarkBases:
+        """The geometry of vertices ``indices`` (B, 68)."""
+        return LandmarkBases(
+            self.vertex_mean[indices],
+            self.vertex_shape[:, indices].permute(1, 0, 2, 3),
+            self.vertex_expression[:, indices].permute(1, 0, 2, 3),
+        )
+
+    def fixed_indices(self, batch: int) -> Tensor:
+        return self.landmark_indices.expand(batch, -1)
+
+    def points(self, bases: LandmarkBases, shape: Tensor, expression: Tensor) -> Tensor:
+        """(B, 68, 3) model-frame landmark positions of the coefficients (B, Ks), (B, Ke)."""
+        return (
+            bases.mean
+            + torch.einsum("bk,bkjc->bjc", shape, bases.shape)
+            + torch.einsum("bk,bkjc->bjc", expression, bases.expression)
+        )
+
+    def pose_of(self, code: FaceCode) -> Pose:
+        """The code's rigid model -> camera transform."""
+        return Pose(euler_to_matrix(code.rotation) @ self.flip, self.base + code.translation * self.unit)
+
+    def code_pose(self, pose: Pose) -> tuple[Tensor, Tensor]:
+        """(rotation, translation) code parts of a rigid transform (inverse of :meth:`pose_of`)."""
+        return matrix_to_euler(pose.rotation @ self.flip), (pose.translation - self.base) / self.unit
+
+    def project(self, rotation: Tensor, translation: Tensor, points: Tensor) -> Tensor:
+        """Pixels (..., N, 2) of model points (..., N, 3) under code pose parts (..., 3), (..., 3)."""
+        matrix = euler_to_matrix(rotation) @ self.flip
+        camera = points @ matrix.transpose(-1, -2) + (self.base + translation * self.unit).unsqueeze(-2)
+        uv = camera[..., :2] / camera[..., 2:3]
+        return uv * self.K.diagonal()[:2] + self.K[:2, 2]
+
+    def silhouette(self, code: FaceCode) -> Tensor:
+        """(B, 68) landmark vertices with the cheek landmarks of the side turned away from the camera (by more
+        than :data:`TURNED_AWAY`) slid to that side's silhouette in the current pose; the side facing the camera
+        shows its jaw line, where the fixed vertices lie."""
+        indices = self.fixed_indices(code.batch_size).clone()
+        if self.candidates is None:
+            return indices
+        candidates, side = self.candidates  # (12, C) vertex indices (-1 pads), (12,) +1 / -1
+        valid = candidates >= 0
+        safe = candidates.clamp(min=0)
+        with torch.no_grad():
+            geometry = (
+                self.vertex_mean[safe]
+                + torch.einsum("bk,kjcd->bjcd", code.shape, self.vertex_shape[:, safe])
+                + torch.einsum("bk,kjcd->bjcd", code.expression, self.vertex_expression[:, safe])
+            )  # (B, 12, C, 3)
+            pixels = self.project(code.rotation[:, None], code.translation[:, None], geometry)
+            # the model's +x axis in the camera frame (the first column of the rotation): its image direction
+            # is "outward" for the +x side, its depth tells which side is turned away (OpenCV z: away)
+            axis = self.pose_of(code).rotation[:, :, 0]  # (B, 3)
+            sideways = torch.nn.functional.normalize(axis[:, :2], dim=-1)  # (B, 2)
+            outward = (pixels * sideways[:, None, None]).sum(-1) * side[:, None]  # (B, 12, C)
+            outward = outward.masked_fill(~valid, float("-inf"))
+            best = outward.argmax(-1)  # (B, 12)
+            away = axis[:, 2:3] * side > math.sin(math.radians(TURNED_AWAY))  # (B, 12)
+        chosen = torch.gather(safe.expand(code.batch_size, -1, -1), 2, best[..., None])[..., 0]
+        sliding = list(SLIDING)
+        indices[:, sliding] = torch.where(away, chosen, indices[:, sliding])
+        return indices
+
+
+def contour_candidates(model) -> tuple[Tensor, Tensor] | None:
+    """For each sliding landmark, the vertices of its horizontal band: (12, C) indices padded with -1 and the
+    side (12,) (+1: the model's +x side). Bands are half the vertical spacing of neighbouring jaw landmarks
+    high, on the landmark's side of the chin, in the face region when the model has one, and not behind the
+    landmark (a side turned away shows the cheek in front of its jaw line)."""
+    mean = model.mean
+    jaw = mean[model.landmark_indices[:17]]
+    region = (
+        model.mask("face") if "face" in model.mask_names else torch.ones_like(mean[:, 0], dtype=torch.bool)
+    )
+    spacing = (jaw[1:, 1] - jaw[:-1, 1]).abs().mean()
+    middle = jaw[8, 0]
+    bands, sides = [], []
+    for j in SLIDING:
+        side = 1.0 if jaw[j, 0] > middle else -1.0
+        band = (
+            region
+            & ((mean[:, 1] - jaw[j, 1]).abs() <= spacing / 2)
+            & ((mean[:, 0] - middle) * side > 0)
+            & (mean[:, 2] >= jaw[j, 2])
+        )
+        members = torch.nonzero(band)[:, 0]
+        if members.numel() == 0:
+            return None
+        bands.append(members)
+        sides.append(side)
+    width_max = max(len(b) for b in bands)
+    padded = torch.full((len(bands), width_max), -1, dtype=torch.long, device=mean.device)
+    for row, members in enumerate(bands):
+        padded[row, : len(members)] = members
+    return padded, torch.tensor(sides, device=mean.device)
+
+
+class LandmarkProblem:
+    """Residuals of pose (+ shape + expression) against landmarks, with analytic Jacobians.
+
+    Args:
+        model: the landmark model (camera and bases).
+        target: (B, 68, 2) observed landmarks in pixels (NaN-free), ``root`` (B, 68) square roots of their
+            normalised weights, ``scale`` pixels -> pixels at 224².
+        bases: the landmark geometry (a pose-only problem: ``mean`` is the current shape's landmarks and the
+            bases have no components).
+        priors: (2,) square roots of the shape and expression prior weights.
+    Parameters per face: rotation (3, Euler), translation (3, code units), shape (Ks), expression (Ke).
+    """
+
+    def __init__(
+        self,
+        model: LandmarkModel,
+        target: Tensor,
+        root: Tensor,
+        scale: float,
+        bases: LandmarkBases,
+        priors: Tensor,
+    ) -> None:
+        self.model, self.target, self.root, self.scale = model, target, root, scale
+        self.bases, self.priors = bases, priors
+        self.n_shape = bases.shape.shape[1]
+
+    def __call__(self, params: Tensor, with_jacobian: bool) -> tuple[Tensor, Tensor | None]:
+        model, bases = self.model, self.bases
+        shape, expression = params[:, 6 : 6 + self.n_shape], params[:, 6 + self.n_shape :]
+        points = model.points(bases, shape, expression)  # (B, 68, 3) model frame
+        rotation = euler_to_matrix(params[:, :3]) @ model.flip
+        camera = points @ rotation.transpose(1, 2) + (model.base + params[:, 3:6] * model.unit)[:, None]
+        depth = camera[..., 2:3]
+        focal = model.K.diagonal()[:2]
+        pixels = camera[..., :2] / depth * focal + model.K[:2, 2]
+        weight = (self.root * self.scale)[..., None]  # (B, 68, 1)
+        data = ((pixels - self.target) * weight).flatten(1)
+        residual = torch.cat([data, shape * self.priors[0], expression * self.priors[1]], -1)
+        if not with_jacobian:
+            return residual, None
+        # d pixel / d camera point: (B, 68, 2, 3)
+        inverse = 1.0 / depth[..., 0]
+        projection = torch.zeros(*camera.shape[:2], 2, 3, dtype=camera.dtype, device=camera.device)
+        projection[..., 0, 0] = focal[0] * inverse
+        projection[..., 1, 1] = focal[1] * inverse
+        projection[..., :, 2] = -focal * camera[..., :2] * inverse[..., None].pow(2)
+        projection = projection * weight[..., None]
+        # rotation: d R / d euler_i applied to the points
+        angles = params[:, :3]
+        d_rotation = torch.func.vmap(torch.func.jacfwd(lambda a: euler_to_matrix(a) @ model.flip))(angles)
+        d_camera = torch.einsum("bpqi,bjq->bjpi", d_rotation, points)  # (B, 68, 3, 3 angles)
+        columns = [
+            projection @ d_camera,
+            projection * model.unit,
+            torch.einsum("bjpn,bnm,bkjm->bjpk", projection, rotation, bases.shape),
+            torch.einsum("bjpn,bnm,bkjm->bjpk", projection, rotation, bases.expression),
+        ]
+        data_jacobian = torch.cat(columns, -1).flatten(1, 2)  # (B, 136, P)
+        n_coefficients = params.shape[1] - 6
+        prior = torch.zeros(
+            params.shape[0], n_coefficients, params.shape[1], dtype=params.dtype, device=params.device
+        )
+        scales = torch.cat(
+            [self.priors[0].expand(self.n_shape), self.priors[1].expand(n_coefficients - self.n_shape)]
+        )
+        prior[:, :, 6:] = torch.diag(scales)
+        return residual, torch.cat([data_jacobian, prior], 1)
+
+
+def root_weights(weights: Tensor, target: Tensor) -> Tensor:
+    """(B, 68) square roots of the weights normalised to sum 1 per face; NaN landmarks get weight 0."""
+    weights = weights * torch.isfinite(target).all(-1)
+    return (weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)).sqrt()
+
+
+def fit_pose(
+    model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: PoseStage
+) -> tuple[FaceCode, SolveResult | None]:
+    """Stage 1 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68)."""
+    bases = model.bases(model.fixed_indices(code.batch_size))
+    points = model.points(bases, code.shape, code.expression)
+    clean = torch.nan_to_num(target)
+    root = root_weights(weights, target)
+    K = model.K.expand(code.batch_size, 3, 3)
+    if stage.closed_form:
+        current = model.pose_of(code)
+        candidate = closed_form_pose(points, clean, K, root.pow(2))
+        rotation, translation = model.code_pose(candidate)
+        proposal = code._replace(
+            rotation=rotation.to(code.rotation), translation=translation.to(code.rotation)
+        )
+        cost_now = reprojection_error(current, points, clean, K, root.pow(2))
+        cost_new = reprojection_error(candidate, points, clean, K, root.pow(2))
+        take = (cost_new < cost_now) | ~torch.isfinite(cost_now)
+        code = code._replace(
+            rotation=torch.where(take[:, None], proposal.rotation, code.rotation),
+            translation=torch.where(take[:, None], proposal.translation, code.translation),
+        )
+    if stage.iterations == 0:
+        return code, None
+    params = torch.cat([code.rotation, code.translation], -1)
+    empty = points.new_zeros(code.batch_size, 0, *points.shape[1:])
+    problem = LandmarkProblem(
+        model, clean, root, REFERENCE_SIZE / size, LandmarkBases(points, empty, empty), points.new_zeros(2)
+    )
+    result = levenberg_marquardt(problem, params, stage.iterations)
+    return code._replace(rotation=result.params[:, :3], translation=result.params[:, 3:]), result
+
+
+def fit_landmarks(
+    model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: LandmarkStage
+) -> tuple[FaceCode, list[SolveResult]]:
+    """Stage 2 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68): pose, shape
+    and expression (the code's sizes, at most the model's) move; the other parts stay."""
+    n_shape, n_expression = code.shape.shape[1], code.expression.shape[1]
+    if (n_shape, n_expression) != (model.n_shape, model.n_expression):
+        raise ValueError(
+            f"code has {n_shape} shape / {n_expression} expression entries, the landmark model "
+            f"{model.n_shape} / {model.n_expression}"
+        )
+    clean = torch.nan_to_num(target)
+    root = root_weights(weights, target)
+    priors = torch.tensor([stage.shape_prior, stage.expression_prior], device=clean.device).sqrt()
+    priors = priors.to(clean)
+    results = []
+    for _ in range(stage.rounds if stage.iterations else 0):
+        indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(len(clean))
+        bases = model.bases(indices)
+        params = torch.cat([code.rotation, code.translation, code.shape, code.expression], -1)
+        problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
+        result = levenberg_marquardt(problem, params, stage.iterations)
+        p = result.params
+        code = code._replace(
+            rotation=p[:, :3],
+            translation=p[:, 3:6],
+            shape=p[:, 6 : 6 + n_shape],
+            expression=p[:, 6 + n_shape :],
+        )
+        results.append(result)
+    return code, results

@@ -1,0 +1,179 @@
+"""The fitting engine: the closed-form pose is exact on noiseless landmarks, the analytic Jacobians equal
+autodiff, Levenberg-Marquardt never raises the cost and a bad face does not disturb the others, the staged
+schedule of MoFA from the mean face, and the silhouette correspondences of the jaw contour."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from facegen.data.synth import SynthOptions, sample_code
+from facegen.errors import ConfigError
+from facegen.fitting import (
+    LandmarkModel,
+    LandmarkStage,
+    PoseStage,
+    closed_form_pose,
+    fit_landmarks,
+    fit_pose,
+    levenberg_marquardt,
+)
+from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, root_weights
+from facegen.fitting.levenberg import autodiff_problem
+from facegen.losses import landmark_error
+from facegen.tasks import MoFA, RefineOptions
+from tests.data_helpers import face_batch
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def model() -> MoFA:
+    return MoFA(image_size=SIZE, depths=(1,), width=8).eval()
+
+
+def faces(model: MoFA, count: int, seed: int = 0, **spread):
+    """Random codes (the synthetic data's distribution, or ``spread`` overriding it) and their landmarks."""
+    code = sample_code(model.layout, count, SynthOptions(**spread), torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return code, model.decoder(code).landmarks
+
+
+def test_closed_form_pose_is_exact_on_noiseless_landmarks(model):
+    code, landmarks = faces(model, 16, yaw=70.0, pitch=25.0, roll=30.0)
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    points = landmark_model.points(
+        landmark_model.bases(landmark_model.fixed_indices(16)), code.shape, code.expression
+    )
+    K = model.decoder.intrinsics.expand(16, 3, 3)
+    pose = closed_form_pose(points, landmarks, K, torch.ones(16, 68))
+    truth = landmark_model.pose_of(code)
+    assert (pose.rotation - truth.rotation).abs().max() < 1e-5  # float32 landmarks
+    assert (pose.translation - truth.translation).norm(dim=-1).max() < 1e-3 * truth.translation.norm(
+        dim=-1
+    ).min()
+
+
+def test_pose_stage_from_the_mean_face_recovers_the_rotation(model):
+    code, landmarks = faces(model, 8, seed=1, shape=0.0, expression=0.0)  # the mean face's own landmarks
+    start = model.layout.zeros(8)
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    fitted, result = fit_pose(landmark_model, start, landmarks, torch.ones(8, 68), SIZE, PoseStage(True, 3))
+    assert (
+        landmark_model.pose_of(fitted).rotation - landmark_model.pose_of(code).rotation
+    ).abs().max() < 1e-4
+    assert (result.cost[1:] <= result.cost[:-1]).all()
+
+
+def test_landmark_jacobian_equals_autodiff(model):
+    torch.set_default_dtype(torch.float64)
+    try:
+        double = MoFA(image_size=SIZE, depths=(1,), width=8).double().eval()
+        code, landmarks = faces(double, 3, seed=2)
+        landmark_model = LandmarkModel(double.decoder, double.layout.shape, double.layout.expression)
+        bases = landmark_model.bases(landmark_model.fixed_indices(3))
+        root = root_weights(torch.rand(3, 68), landmarks)
+        priors = torch.tensor([0.3, 0.2])
+        params = torch.cat([code.rotation, code.translation, code.shape, code.expression], -1)
+        params = params + 0.05 * torch.randn(params.shape, generator=torch.Generator().manual_seed(0))
+        analytic = LandmarkProblem(landmark_model, landmarks, root, 1.7, bases, priors)
+
+        def single(p, target, weights, mean, shape, expression):
+            problem = LandmarkProblem(
+                landmark_model,
+                target[None],
+                weights[None],
+                1.7,
+                type(bases)(mean[None], shape[None], expression[None]),
+                priors,
+            )
+            return problem(p[None], False)[0][0]
+
+        residual, jacobian = analytic(params, True)
+        expected_residual, expected = autodiff_problem(single, (landmarks, root, *bases))(params, True)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    torch.testing.assert_close(residual, expected_residual)
+    torch.testing.assert_close(jacobian, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_levenberg_marquardt_never_raises_the_cost_and_a_bad_face_stays_alone():
+    """A Rosenbrock valley per face; face 1 starts where the residual is not finite."""
+
+    def problem(params, with_jacobian):
+        x, y = params[:, 0], params[:, 1]
+        residual = torch.stack([1 - x, 10 * (y - x.pow(2))], -1) * params[:, 2:3]
+        if not with_jacobian:
+            return residual, None
+        zero = torch.zeros_like(x)
+        rows = [
+            torch.stack([-torch.ones_like(x), zero, zero], -1),
+            torch.stack([-20 * x, 10 + zero, zero], -1),
+        ]
+        return residual, torch.stack(rows, 1) * params[:, 2:3, None]
+
+    start = torch.tensor([[-1.2, 1.0, 1.0], [float("nan"), 1.0, 1.0], [0.5, -0.5, 1.0]], dtype=torch.float64)
+    # the third parameter only scales the residual: keep it fixed by zeroing its Jacobian column above
+    result = levenberg_marquardt(problem, start, iterations=60)
+    assert result.finite.tolist() == [True, False, True]
+    good = result.cost[:, [0, 2]]
+    assert (good[1:] <= good[:-1]).all()
+    torch.testing.assert_close(
+        result.params[[0, 2], :2], torch.ones(2, 2, dtype=torch.float64), atol=1e-6, rtol=0
+    )
+    assert torch.isnan(result.params[1, 0])  # not moved
+
+
+def test_nan_landmarks_of_one_face_leave_the_others_alone(model):
+    code, landmarks = faces(model, 3, seed=4)
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    stage = LandmarkStage(iterations=5, contour="fixed")
+    start = model.layout.zeros(3)
+    alone, _ = fit_landmarks(landmark_model, start, landmarks, torch.ones(3, 68), SIZE, stage)
+    broken = landmarks.clone()
+    broken[1] = float("nan")
+    together, _ = fit_landmarks(landmark_model, start, broken, torch.ones(3, 68), SIZE, stage)
+    torch.testing.assert_close(together.shape[[0, 2]], alone.shape[[0, 2]])
+    assert torch.isfinite(together.shape[1]).all()
+
+
+def test_the_staged_schedule_fits_landmarks_from_the_mean_face(model):
+    code, landmarks = faces(model, 4, seed=5)
+    rendered = model.decoder.render(model.decoder(code), code.light, background=0.3)
+    batch = face_batch(rendered.image.detach(), landmarks, rendered.mask.float())
+    start = model(batch.image)
+    options = RefineOptions(
+        PoseStage(True, 3), LandmarkStage(iterations=8, shape_prior=0.01, contour="fixed")
+    )
+    fitted = model.refined(batch, start, options)
+    assert set(fitted.seconds) == {"pose", "landmarks"} and fitted.history == []
+    before, _ = landmark_error(model.decoder(start).landmarks, landmarks)
+    after, _ = landmark_error(model.decoder(fitted.code).landmarks, landmarks)
+    assert before.min() > 3 and after.max() < 0.5, (before, after)
+
+
+def test_silhouette_moves_only_the_jaw_of_the_side_turned_away(model):
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    frontal = model.layout.zeros(2)
+    assert torch.equal(landmark_model.silhouette(frontal), landmark_model.fixed_indices(2))
+    yawed = frontal._replace(
+        rotation=torch.tensor([[0.0, math.radians(40), 0.0], [0.0, -math.radians(40), 0.0]])
+    )
+    slid = landmark_model.silhouette(yawed)
+    moved = slid != landmark_model.fixed_indices(2)
+    sliding = torch.tensor(SLIDING)
+    assert moved[:, sliding].any(1).all() and not moved[:, [i for i in range(68) if i not in SLIDING]].any()
+    left, right = sliding[:6], sliding[6:]  # the two sides move under opposite yaws
+    assert moved[0, left].any() != moved[0, right].any()
+    assert moved[0, left].any() != moved[1, left].any()
+
+
+def test_stage_settings_are_checked():
+    with pytest.raises(ConfigError, match="refine.landmarks"):
+        LandmarkStage(iterations=-1)
+    with pytest.raises(ConfigError, match="refine.landmarks.contour"):
+        LandmarkStage(contour="loose")
+    with pytest.raises(ConfigError, match="refine.pose.iterations"):
+        PoseStage(iterations=-2)
