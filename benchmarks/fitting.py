@@ -9,12 +9,15 @@ The photos' landmark files (iBUG ``.pts`` beside each photo, or a dlib XML) give
 the fit uses, so the photo NME measures how well the face model and the fitting explain real landmark
 configurations (jaw silhouettes, expressions, poses), not a detector's accuracy. Synthetic faces are rendered as
 ``facegen evaluate synthetic`` renders them (a wider field of view, larger poses and stronger directional light
-than the training data) and fitted with the model's default camera, from their exact landmarks or with
-``--landmark_noise`` pixels of Gaussian noise (a detector's error; the NME is measured against the exact ones).
+than the training data) and fitted with the model's default camera; ``--shards`` takes faces of synthetic
+shards instead (e.g. the quickstart's validation set, rendered as in training). Synthetic faces are fitted from
+their exact landmarks or with ``--landmark_noise`` pixels (at 224²) of Gaussian noise (a detector's error; the NME
+is measured against the exact ones).
 
     python benchmarks/fitting.py --config configs/mofa_ict.yaml --model models/ict_face.npz \\
         --photos ../shared/assets/photos/annotated ../shared/assets/photos/pseudo --synthetic 64
-    python benchmarks/fitting.py --config configs/mofa.yaml --checkpoint runs/mofa/checkpoints/last.ckpt --synthetic 64
+    python benchmarks/fitting.py --config configs/mofa.yaml --checkpoint runs/mofa/checkpoints/last.ckpt \
+        --synthetic 64 --shards data/synth/builtin-128/val
 """
 
 from __future__ import annotations
@@ -96,19 +99,28 @@ def stages(model: MoFA, batch, options: RefineOptions):
             yield name, code, fitted.seconds[name]
 
 
-def measure(
-    model: MoFA,
-    source: str,
-    photos: str,
-    options: RefineOptions,
-    batch_size: int,
-    truth=None,
-    noise: float = 0.0,
-):
+def shard_batches(model: MoFA, shards: str, batch_size: int, limit: int):
+    """The first ``limit`` faces of synthetic shards (with their ground truth), in batches."""
+    module = FaceDataModule(val=shards, batch_size=batch_size, num_workers=0)
+    module.follow_task(model.input_spec)
+    module.setup("validate")
+    seen = 0
+    for raw in module.val_dataloader():
+        batch = module.on_after_batch_transfer(raw, 0)
+        batch = batch.take(range(min(len(batch), limit - seen)))
+        seen += len(batch)
+        yield batch
+        if seen >= limit:
+            return
+
+
+def measure(model: MoFA, source: str, found_batches, options: RefineOptions, truth=None, noise: float = 0.0):
+    """Fit every batch of ``found_batches`` stage by stage and print the rows; ``truth(batch, i, vertices)``
+    scores face i's fitted vertices against its ground truth; ``noise``: landmark noise in pixels at 224²."""
     rows: dict[str, list[dict]] = {}
     seconds = dict.fromkeys(STAGES, 0.0)
     generator = torch.Generator().manual_seed(0)
-    for batch in batches(model, photos, batch_size):
+    for batch in found_batches:
         clean = batch.landmarks
         jitter = torch.randn(clean.shape, generator=generator) * noise * batch.size / 224
         noisy = dataclasses.replace(batch, landmarks=clean + jitter)
@@ -131,8 +143,7 @@ def measure(
                     "yaw_deg": float(code.rotation[i, 1].rad2deg()),
                 }
                 if truth is not None:
-                    number = int(Path(batch.photo_path[i]).stem.split("_")[-1])
-                    row.update(truth(number, vertices[i]))
+                    row.update(truth(batch, i, vertices[i]))
                 rows.setdefault(stage, []).append(row)
                 print(json.dumps({"source": source, **row}), flush=True)
     for stage, found in rows.items():
@@ -154,23 +165,44 @@ def measure(
 def synthetic_truth(model: MoFA, folder: Path, n: int):
     """Render ``n`` benchmark faces into ``folder``; returns the scorer of a face's fitted vertices."""
     arrays = render_benchmark(model.decoder.model, model.hparams.image_size, SyntheticSettings(n=n), folder)
-    face_model, region = model.decoder.model, model.region
+    face_model = model.decoder.model
     with torch.no_grad():
         truth = face_model(
             shape=torch.as_tensor(arrays["shape"]).float(),
             expression=torch.as_tensor(arrays["expression"]).float(),
         ).vertices
-    mean_errors = vertex_error(face_model.mean.expand_as(truth), truth, region, scale=True)
 
-    def score(number: int, vertices: torch.Tensor) -> dict:
-        error = vertex_error(vertices[None], truth[number : number + 1], region, scale=True)[0]
-        return {
-            "vertex_error_mm": float(error * face_model.mm_per_unit),
-            "vertex_error_ratio": float(error / mean_errors[number]),
-            "yaw_true_deg": float(np.rad2deg(arrays["rotation"][number, 1])),
-        }
+    def score(batch, i: int, vertices: torch.Tensor) -> dict:
+        number = int(Path(batch.photo_path[i]).stem.split("_")[-1])
+        return vertex_scores(model, vertices, truth[number], float(arrays["rotation"][number, 1]))
 
     return score
+
+
+def shard_truth(model: MoFA):
+    """The scorer of a face's fitted vertices against its shard's ground truth."""
+
+    def score(batch, i: int, vertices: torch.Tensor) -> dict:
+        params = batch.params
+        with torch.no_grad():
+            truth = model.decoder.model(
+                shape=params["shape"][i : i + 1], expression=params["expression"][i : i + 1]
+            ).vertices[0]
+        return vertex_scores(model, vertices, truth, float(params["rotation"][i, 1]))
+
+    return score
+
+
+def vertex_scores(model: MoFA, vertices: torch.Tensor, truth: torch.Tensor, yaw: float) -> dict:
+    """Vertex error (V, 3) against ``truth`` after similarity alignment, in mm and relative to the mean face's."""
+    face_model, region = model.decoder.model, model.region
+    error = vertex_error(vertices[None], truth[None], region, scale=True)[0]
+    baseline = vertex_error(face_model.mean[None], truth[None], region, scale=True)[0]
+    return {
+        "vertex_error_mm": float(error * face_model.mm_per_unit),
+        "vertex_error_ratio": float(error / baseline),
+        "yaw_true_deg": float(np.rad2deg(yaw)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photos", nargs="*", default=[], help="folders of photos with landmark files")
     parser.add_argument("--synthetic", type=int, default=0, help="also fit this many synthetic faces")
+    parser.add_argument("--shards", help="also fit synthetic shards (their ground truth scores the fit)")
+    parser.add_argument("--shard_faces", type=int, default=64, help="faces taken from --shards")
     parser.add_argument(
         "--landmark_noise",
         type=float,
@@ -199,11 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args, config)
     options = model.refine
     for photos in args.photos:
-        measure(model, Path(photos).name, photos, options, args.batch_size)
+        measure(model, Path(photos).name, batches(model, photos, args.batch_size), options)
     if args.synthetic:
         with tempfile.TemporaryDirectory(prefix="fitting-") as folder:
             truth = synthetic_truth(model, Path(folder), args.synthetic)
-            measure(model, "synthetic", folder, options, args.batch_size, truth, args.landmark_noise)
+            found = batches(model, folder, args.batch_size)
+            measure(model, "synthetic", found, options, truth, args.landmark_noise)
+    if args.shards:
+        found = shard_batches(model, args.shards, args.batch_size, args.shard_faces)
+        measure(model, "shards", found, options, shard_truth(model), args.landmark_noise)
     return 0
 
 

@@ -1,13 +1,13 @@
 """`facegen predict` throughput on real photos: faces per second end to end, and seconds per face in each stage:
-crop (decode + landmarks from the side files + alignment), encode, fit (refinement), geometry (decoding for the
+crop (decode + landmarks from the side files + alignment), encode, fit (the fitting schedule), geometry (decoding for the
 writers) and each writer (vertex-colour meshes, textures, textured meshes, overlay, coefficients).
 
 The writers run in FaceExporter's background thread, overlapping the next batch's work, so the stage times
 (each summed over its own thread) can add up to more than the wall time per face. Photos come with landmark files (the shared assets' dlib XML / .pts), so no detector runs; the model is untrained
-(the encoder's cost does not depend on its weights). Prints one JSON line per refinement setting. Examples:
+(the encoder's cost does not depend on its weights). Prints one JSON line per fitting setting. Examples:
 
-    python benchmarks/predict.py                                  # ../shared/assets photos, no fitting and 300 steps
-    python benchmarks/predict.py --photos PHOTOS --refine 0 --texture-size 512 --model models/ict_face.npz
+    python benchmarks/predict.py        # ../shared/assets photos, no fitting and configs/mofa.yaml's schedule
+    python benchmarks/predict.py --photos PHOTOS --fit none --texture-size 512 --model models/ict_face.npz
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+import yaml
+from fitting import schedule  # benchmarks/fitting.py
 from lightning.pytorch import Trainer
 
 from facegen.callbacks.face_exporter import FaceExporter
 from facegen.data import FaceDataModule
 from facegen.data import photo_stream as photo_stream_module
 from facegen.export import face_files
-from facegen.tasks import MoFA, RefineOptions
+from facegen.tasks import MoFA
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Writer stages: functions of facegen.export.face_files timed where write_face calls them.
@@ -65,8 +67,9 @@ class Timings:
         self._restore.clear()
 
 
-def run(args, refine_steps: int) -> dict:
-    model = MoFA(face_model=args.model, image_size=args.size, refine=RefineOptions(steps=refine_steps))
+def run(args, fit: str) -> dict:
+    refine = schedule(yaml.safe_load(Path(args.config).read_text())) if fit == "config" else None
+    model = MoFA(face_model=args.model, image_size=args.size, refine=refine)
     data = FaceDataModule(
         predict_dir=args.photos,
         predict_detector="files",
@@ -103,7 +106,7 @@ def run(args, refine_steps: int) -> dict:
     per_face = {k: round(v / max(faces, 1), 4) for k, v in sorted(stages.items())}
     return {
         "benchmark": "predict",
-        "refine_steps": refine_steps,
+        "fit": fit if fit == "none" else args.config,
         "faces": faces,
         "seconds": round(total, 2),
         "faces_per_second": round(faces / total, 3),
@@ -127,10 +130,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="crop size")
     parser.add_argument("--texture-size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--refine", type=int, nargs="+", default=[0, 300], help="refinement steps to measure")
+    parser.add_argument(
+        "--fit",
+        nargs="+",
+        choices=("none", "config"),
+        default=["none", "config"],
+        help="measure without fitting and/or with --config's fitting schedule (model.init_args.refine)",
+    )
+    parser.add_argument("--config", default=str(ROOT / "configs" / "mofa.yaml"))
     args = parser.parse_args()
-    for steps in args.refine:
-        print(json.dumps(run(args, steps)), flush=True)
+    for fit in args.fit:
+        print(json.dumps(run(args, fit)), flush=True)
 
 
 if __name__ == "__main__":
