@@ -185,6 +185,7 @@ def test_face_alignment_runs_its_real_code_path_offline(random_fan_home, monkeyp
     monkeypatch.setattr(detector._model.face_detector, "detect_from_image", lambda image: [box])
     (face,) = detector.detect(image)  # the random FAN still gives 68 landmarks for the box
     assert face.landmarks.shape == (68, 2) and np.isfinite(face.landmarks).all()
+    assert face.confidence.shape == (68,) and ((face.confidence >= 0) & (face.confidence <= 1)).all()
     assert face.bbox == (10.0, 12.0, 80.0, 85.0) and face.score == pytest.approx(0.9)
 
 
@@ -300,6 +301,32 @@ def test_a_detector_is_built_only_for_a_photo_without_landmarks_and_errors_name_
     rejects = [reject for batch in stream for reject in batch["rejects"]]
     assert built == [("face-alignment", "cpu", "data.predict_detector")]
     assert [(r.photo, r.reason) for r in rejects] == [("c.png", "no_face")]
+
+
+def test_detector_confidences_reach_the_batches_and_the_shards(tmp_path, monkeypatch):
+    from facegen.data.photo_stream import PhotoFolderStream
+    from facegen.data.photos import Photo
+    from facegen.data.prepare import _encode, process_photo
+    from facegen.data.sample import decode_sample
+
+    landmarks = template_landmarks(0.5, (80.0, 80.0))
+    Image.fromarray(face_photo((160, 160), landmarks)).save(tmp_path / "a.png")
+    confidence = np.linspace(0.2, 0.9, 68, dtype=np.float32)
+
+    class Finder:
+        name = "stub"
+
+        def detect(self, image):
+            return [
+                detectors.DetectedFace(landmarks, detectors.landmark_bbox(landmarks), 0.9, "stub", confidence)
+            ]
+
+    monkeypatch.setattr(detectors, "build_detector", lambda *args: Finder())
+    (batch,) = PhotoFolderStream(str(tmp_path), 4, CropOptions(size=64), "face-alignment")
+    np.testing.assert_array_equal(batch["confidence"][0].numpy(), confidence)
+    photo = Photo("a.png", "a", (tmp_path / "a.png").read_bytes(), [], None)
+    ((sample, _),) = _encode(process_photo(photo, Finder(), CropOptions(size=64))).samples
+    np.testing.assert_array_equal(decode_sample(sample)["confidence"], confidence)
 
 
 def test_faces_left_out_of_a_photo_are_reported_with_the_reason():

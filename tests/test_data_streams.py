@@ -144,6 +144,24 @@ def test_bad_samples_are_skipped_counted_and_never_crash(tmp_path, caplog):
     assert "bad_image" in caplog.text and "missing_key" in caplog.text and "bad_landmarks" in caplog.text
 
 
+def test_landmark_confidences_travel_through_shards_and_bad_ones_are_skipped(tmp_path, caplog):
+    confidence = np.linspace(0, 1, 68, dtype=np.float32)
+    carried = good_sample("carried")
+    carried["confidence.npy"] = encode_array(confidence)
+    outside = good_sample("outside")
+    outside["confidence.npy"] = encode_array(confidence * 2)
+    short = good_sample("short")
+    short["confidence.npy"] = encode_array(confidence[:5])
+    write_shard(tmp_path / "shard-000000.tar", [carried, outside, short, good_sample("plain")])
+    data = FaceDataModule(val=str(tmp_path / "shard-000000.tar"), batch_size=4, num_workers=0, image_size=32)
+    data.setup("validate")
+    (batch,) = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
+    assert batch.key == ["carried", "plain"] and data.skipped_samples == 2
+    torch.testing.assert_close(batch.confidence[0], torch.from_numpy(confidence))
+    assert (batch.confidence[1] == 1).all()  # a sample without confidences trusts every landmark
+    assert "confidence outside [0, 1]" in caplog.text and "confidence must be finite (68,)" in caplog.text
+
+
 def test_a_pattern_that_matches_nothing_is_an_error_at_setup(tmp_path):
     data = FaceDataModule(train=str(tmp_path / "shard-{000000..000003}.tar"), num_workers=0)
     with pytest.raises(FileNotFoundError, match="data.train.*shard-000000.tar"):
@@ -161,6 +179,7 @@ def test_augmentation_moves_landmarks_with_the_pixels_and_mirrors_their_order():
     image[0, :, y, x] = 1.0
     image = torch.nn.functional.max_pool2d(image, 3, 1, 1)  # 3x3 dots
     batch = face_batch(image, landmarks, params={"shape": torch.zeros(1, 3)})
+    batch.confidence = torch.linspace(0, 1, 68)[None]
     augment = FaceAugmentation(flip=1.0, rotate=10, scale=0.1, translate=0.05, colour_probability=0.0)
     out = augment(batch, torch.Generator().manual_seed(1))
     assert out.params is None and batch.params is not None  # ground truth no longer holds; the input is kept
@@ -169,6 +188,7 @@ def test_augmentation_moves_landmarks_with_the_pixels_and_mirrors_their_order():
     assert out.image[0, 0, y.clamp(0, size - 1), x.clamp(0, size - 1)].mean() > 0.5
     # after the flip, landmark 36 (the subject's right eye corner) is again on the image's left
     assert moved[36, 0] < moved[45, 0]
+    assert out.confidence[0, 36] == batch.confidence[0, 45]  # confidences follow their landmarks
 
 
 def test_datamodule_renders_synthetic_data_on_first_use(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import subprocess
@@ -76,6 +77,22 @@ def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
 def photometric(**settings) -> RefineOptions:
     """A fitting schedule with only the photometric stage."""
     return RefineOptions(photometric=PhotometricStage(**settings))
+
+
+def test_landmarks_count_by_the_detector_confidence():
+    model, batch = tiny_mofa(), random_batch(2)
+    code = model(batch.image)
+    wrong = batch.landmarks.clone()
+    wrong[:, 40] += 30.0  # one landmark far off, with zero confidence
+    doubt = torch.ones(2, 68).index_fill(1, torch.tensor([40]), 0.0)
+
+    def landmark_term(landmarks, confidence) -> float:
+        face = dataclasses.replace(batch, landmarks=landmarks, confidence=confidence)
+        return model.loss_terms(face, code)["landmark"].item()
+
+    assert landmark_term(wrong, doubt) == pytest.approx(landmark_term(batch.landmarks, doubt))
+    assert landmark_term(wrong, torch.ones(2, 68)) > landmark_term(batch.landmarks, torch.ones(2, 68))
+    assert model.point_weights(dataclasses.replace(batch, confidence=doubt))[:, 40].eq(0).all()
 
 
 def test_refinement_uses_its_own_loss_weights_when_given():

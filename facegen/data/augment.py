@@ -97,8 +97,16 @@ class FaceAugmentation(nn.Module):
         landmarks = batch.landmarks @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
         permutation = torch.as_tensor(MIRROR_PERMUTATION, device=image.device)
         landmarks = torch.where(flipped[:, None, None], landmarks[:, permutation], landmarks)
+        confidence = batch.confidence
+        if confidence is not None:
+            confidence = torch.where(flipped[:, None], confidence[:, permutation], confidence)
         warped = kornia.geometry.transform.warp_affine(image, affine, **warp)
         mask = kornia.geometry.transform.warp_affine(batch.mask, affine, dsize=size, align_corners=True)
         return replace(
-            batch, image=self.colour(warped, generator), mask=mask, landmarks=landmarks, params=None
+            batch,
+            image=self.colour(warped, generator),
+            mask=mask,
+            landmarks=landmarks,
+            confidence=confidence,
+            params=None,
         )

@@ -31,6 +31,8 @@ class FaceBatch:
     Attributes:
         image: (B, 3, S, S) float in [0, 1].
         landmarks: (B, 68, 2) float, iBUG-68 points in crop pixels (detected, or the synthetic ground truth).
+        confidence: (B, 68) float in [0, 1], the detector's confidence in each landmark (ones for landmark
+            files, synthetic faces and backends without one); None: all ones.
         mask: (B, 1, S, S) float in [0, 1], the face region the losses compare.
         key: B unique sample keys.
         meta: B dicts of sample metadata (``source``, ``bbox``, ``transform`` photo -> crop pixels, ...).
@@ -50,6 +52,7 @@ class FaceBatch:
     photo_path: list[str | None] | None = None
     rejects: list[Reject] = field(default_factory=list)
     skipped: int = 0
+    confidence: Tensor | None = None
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -72,6 +75,7 @@ class FaceBatch:
             photo_path=raw.get("photo_path"),
             rejects=[Reject(*reject) for reject in raw.get("rejects", [])],
             skipped=int(raw.get("skipped", 0)),
+            confidence=raw["confidence"].float() if "confidence" in raw else None,
         )
 
     def take(self, indices: Sequence[int]) -> FaceBatch:
@@ -90,6 +94,7 @@ class FaceBatch:
             meta=[self.meta[i] for i in indices],
             params=None if self.params is None else {k: rows(v) for k, v in self.params.items()},
             photo_path=None if self.photo_path is None else [self.photo_path[i] for i in indices],
+            confidence=None if self.confidence is None else rows(self.confidence),
         )
 
     def keep_only(self, indices: Sequence[int]) -> None:

@@ -105,12 +105,15 @@ class DetectorUnavailable(FacegenError, RuntimeError):
 
 @dataclass
 class DetectedFace:
-    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score."""
+    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score, and
+    ``confidence`` (68,) float32 in [0, 1] per landmark when the backend gives one (face-alignment: its heatmap
+    peaks), else None."""
 
     landmarks: np.ndarray
     bbox: tuple[float, float, float, float]
     score: float
     detector: str
+    confidence: np.ndarray | None = None
 
 
 class LandmarkDetector(Protocol):
@@ -164,16 +167,18 @@ class FaceAlignmentDetector:
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         with warnings.catch_warnings():  # "No faces were detected" is a normal outcome here
             warnings.filterwarnings("ignore", message="No faces were detected")
-            landmarks, _, boxes = self._model.get_landmarks_from_image(
+            landmarks, scores, boxes = self._model.get_landmarks_from_image(
                 image, return_bboxes=True, return_landmark_score=True
             )
         if landmarks is None:
             return []
         faces = []
-        for points, box in zip(landmarks, boxes, strict=True):
+        for points, peaks, box in zip(landmarks, scores, boxes, strict=True):
             points = np.asarray(points, np.float32)[:, :2]
             score = float(box[4]) if len(box) > 4 else 1.0
-            faces.append(DetectedFace(points, tuple(float(v) for v in box[:4]), score, self.name))
+            confidence = np.clip(np.nan_to_num(np.asarray(peaks, np.float32).reshape(-1)), 0.0, 1.0)
+            box = tuple(float(v) for v in box[:4])
+            faces.append(DetectedFace(points, box, score, self.name, confidence))
         return faces
 
 

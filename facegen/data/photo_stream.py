@@ -73,6 +73,9 @@ class PhotoFolderStream(IterableDataset):
                         "key": face_key(result.key, face_index),
                         "image": face.crop.transpose(2, 0, 1),
                         "landmarks": face.landmarks,
+                        "confidence": face.confidence
+                        if face.confidence is not None
+                        else np.ones(len(face.landmarks), np.float32),
                         "mask": mask[None],
                         "meta": meta,
                         "photo_path": self._photo_path(result.name),
@@ -92,6 +95,7 @@ class PhotoFolderStream(IterableDataset):
             batch = {
                 "image": torch.zeros(0, 3, size, size, dtype=torch.uint8),
                 "landmarks": torch.zeros(0, 68, 2),
+                "confidence": torch.zeros(0, 68),
                 "mask": torch.zeros(0, 1, size, size, dtype=torch.uint8),
                 "key": [],
                 "meta": [],

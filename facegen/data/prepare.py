@@ -61,7 +61,8 @@ class CropOptions:
 @dataclass
 class CroppedFace:
     """A face ready for a shard or the encoder: ``crop`` (S, S, 3) uint8, ``landmarks`` (68, 2) crop pixels,
-    ``mask`` (S, S) uint8 or None, ``transform`` (2, 3) photo -> crop pixels, and where it came from."""
+    ``mask`` (S, S) uint8 or None, ``transform`` (2, 3) photo -> crop pixels, where it came from, and the
+    backend's per-landmark ``confidence`` (68,) in [0, 1] or None."""
 
     crop: np.ndarray
     landmarks: np.ndarray
@@ -71,6 +72,7 @@ class CroppedFace:
     score: float
     detector: str
     photo_size: tuple[int, int]  # (H, W)
+    confidence: np.ndarray | None = None
 
     def meta(self, source: str, index: int) -> dict:
         return {
@@ -104,7 +106,15 @@ def crop_face(image: np.ndarray, face: DetectedFace, options: CropOptions) -> Cr
     crop = warp_crop(image, transform, options.size)
     mask = None if options.mask == "none" else face_mask(landmarks, options.size, options.mask)
     return CroppedFace(
-        crop, landmarks, mask, transform, face.bbox, face.score, face.detector, tuple(image.shape[:2])
+        crop,
+        landmarks,
+        mask,
+        transform,
+        face.bbox,
+        face.score,
+        face.detector,
+        tuple(image.shape[:2]),
+        face.confidence,
     )
 
 
@@ -182,7 +192,10 @@ def _encode(result: PhotoResult) -> EncodedPhoto:
         meta = face.meta(result.name, index)
         mask = None if face.mask is None else encode_image(face.mask, "png")
         image = encode_image(face.crop, "jpg")
-        samples.append((encode_sample(face_key(result.key, index), image, face.landmarks, meta, mask), meta))
+        sample = encode_sample(
+            face_key(result.key, index), image, face.landmarks, meta, mask, confidence=face.confidence
+        )
+        samples.append((sample, meta))
     return EncodedPhoto(result.name, samples, result.reject, result.detail, result.dropped)
 
 

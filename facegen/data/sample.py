@@ -4,6 +4,8 @@ Keys of one sample (WebDataset convention, the part after the first dot is the e
 - ``__key__``: unique, no dots (:mod:`facegen.data.keys` makes them from photo paths);
 - ``jpg`` (or ``png``): the aligned face crop, RGB;
 - ``landmarks.npy``: (68, 2) float32, crop pixels, OpenCV pixel centres;
+- ``confidence.npy`` (optional): (68,) float32 in [0, 1], the landmark detector's confidence per landmark
+  (absent: 1 for every landmark);
 - ``mask.png`` (optional): 8-bit face/skin mask of the crop;
 - ``params.npz`` (synthetic data): the ground-truth code and camera;
 - ``json``: source file, bounding box, detector, score, crop transform (original -> crop, 2x3).
@@ -60,6 +62,7 @@ def encode_sample(
     mask: bytes | None = None,
     params: dict[str, np.ndarray] | None = None,
     image_format: str = "jpg",
+    confidence: np.ndarray | None = None,
 ) -> dict[str, bytes | str]:
     """A shard sample (see the module docstring) from already encoded image/mask bytes."""
     sample: dict[str, bytes | str] = {
@@ -70,6 +73,8 @@ def encode_sample(
     }
     if mask is not None:
         sample["mask.png"] = mask
+    if confidence is not None:
+        sample["confidence.npy"] = encode_array(np.asarray(confidence, np.float32))
     if params is not None:
         buffer = io.BytesIO()
         np.savez(buffer, **{name: np.asarray(value) for name, value in params.items()})
@@ -96,11 +101,12 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
 
     Returns:
         dict with ``key``, ``image`` (3, S, S) uint8, ``landmarks`` (68, 2) float32 (scaled when the image was
-        resized to ``image_size``), ``mask`` (1, S, S) uint8 (255 everywhere when absent), ``meta`` and, when
-        present and ``with_params``, ``params`` {name: array}.
+        resized to ``image_size``), ``confidence`` (68,) float32 (ones when absent), ``mask`` (1, S, S) uint8
+        (255 everywhere when absent), ``meta`` and, when present and ``with_params``, ``params`` {name: array}.
 
     Raises:
-        BadSample: missing image or landmarks, undecodable image, malformed landmark array or params.
+        BadSample: missing image or landmarks, undecodable image, malformed landmark or confidence array or
+        params.
     """
     key = raw.get("__key__", "?")
     image_key = next((k for k in IMAGE_KEYS if k in raw), None)
@@ -120,6 +126,7 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
         raise BadSample(
             "bad_landmarks", f"sample {key}: landmarks must be finite (68, 2), got {landmarks.shape}"
         )
+    confidence = _confidence(raw.get("confidence.npy"), key)
     width, height = image.size
     mask = None
     if "mask.png" in raw:
@@ -141,6 +148,7 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
         "key": key,
         "image": image_array,
         "landmarks": landmarks,
+        "confidence": confidence,
         "mask": mask_array,
         "meta": _decode_json(raw.get("json"), key),
     }
@@ -151,6 +159,23 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
         except Exception as error:
             raise BadSample("bad_params", f"sample {key}: unreadable params.npz ({error})") from None
     return decoded
+
+
+def _confidence(data: bytes | None, key: str) -> np.ndarray:
+    """(68,) float32 landmark confidences of a sample (ones when it has none)."""
+    if data is None:
+        return np.ones(NUM_LANDMARKS, np.float32)
+    try:
+        confidence = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:
+        raise BadSample("bad_landmarks", f"sample {key}: unreadable confidence.npy ({error})") from None
+    if confidence.shape != (NUM_LANDMARKS,) or not np.isfinite(confidence).all():
+        raise BadSample(
+            "bad_landmarks", f"sample {key}: confidence must be finite (68,), got {confidence.shape}"
+        )
+    if confidence.min() < 0 or confidence.max() > 1:
+        raise BadSample("bad_landmarks", f"sample {key}: confidence outside [0, 1]")
+    return confidence.astype(np.float32)
 
 
 def _decode_json(data: bytes | None, key: str) -> dict:

@@ -112,11 +112,12 @@ def reader_identity() -> tuple[int, int]:
 
 
 def collate(samples: list[dict]) -> dict:
-    """Stack decoded samples: image (B, 3, H, W) uint8, landmarks (B, 68, 2), mask (B, 1, H, W) uint8, key,
-    meta, and ``params`` {name: (B, n)} only when every sample has them."""
+    """Stack decoded samples: image (B, 3, H, W) uint8, landmarks (B, 68, 2), confidence (B, 68), mask
+    (B, 1, H, W) uint8, key, meta, and ``params`` {name: (B, n)} only when every sample has them."""
     batch = {
         "image": torch.from_numpy(np.stack([s["image"] for s in samples])),
         "landmarks": torch.from_numpy(np.stack([s["landmarks"] for s in samples])),
+        "confidence": torch.from_numpy(np.stack([s["confidence"] for s in samples])),
         "mask": torch.from_numpy(np.stack([s["mask"] for s in samples])),
         "key": [s["key"] for s in samples],
         "meta": [s["meta"] for s in samples],

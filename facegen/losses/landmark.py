@@ -23,11 +23,12 @@ def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] |
 
 def landmark_loss(prediction: Tensor, target: Tensor, weights: Tensor, image_size: int) -> Tensor:
     """Weighted mean squared distance between landmarks (B, 68, 2) in pixels, in units of (image_size / 224)²
-    pixels, so a weight means the same at every resolution."""
+    pixels, so a weight means the same at every resolution. ``weights``: (68,) or per face (B, 68); each face's
+    mean is normalised by its own weights, then the faces are averaged."""
     scale = 224.0 / image_size
     squared = ((prediction - target) * scale).pow(2).sum(-1)  # (B, 68)
-    weights = weights.to(squared)
-    return (squared * weights).sum(-1).mean() / weights.sum()
+    weights = weights.to(squared).expand_as(squared)
+    return ((squared * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)).mean()
 
 
 def landmark_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

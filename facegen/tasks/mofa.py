@@ -222,7 +222,7 @@ class MoFA(FaceTask):
             )
             if (weights or self.weights).ssim > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
-        terms["landmark"] = landmark_loss(decoded.landmarks, batch.landmarks, self.landmark_weights, size)
+        terms["landmark"] = landmark_loss(decoded.landmarks, batch.landmarks, self.point_weights(batch), size)
         terms["shape"] = coefficient_prior(code.shape)
         terms["expression"] = coefficient_prior(code.expression)
         terms["light"] = light_prior(code.light)
@@ -386,6 +386,12 @@ class MoFA(FaceTask):
         ]
         return torch.stack(losses)
 
+    def point_weights(self, batch: FaceBatch) -> Tensor:
+        """(B, 68) weight of each landmark of each face: the model's ``landmark_weights`` (jaw, or the 68 given)
+        times the detector's confidence when the batch carries one."""
+        weights = self.landmark_weights.expand(len(batch), -1)
+        return weights if batch.confidence is None else weights * batch.confidence.to(weights)
+
     def refinement_weights(self, options: RefineOptions | None = None) -> LossWeights:
         """The loss weights of a fitting's photometric stage: those of ``options``, else those of ``refine``,
         else the training ones."""
@@ -394,13 +400,13 @@ class MoFA(FaceTask):
 
     def refined(self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None) -> Fitted:
         """``code`` fitted to ``batch`` with the schedule ``options`` (default: ``refine``): the landmark stages
-        on ``batch.landmarks`` weighted by ``landmark_weights``, then the photometric stage."""
+        on ``batch.landmarks`` weighted by :meth:`point_weights`, then the photometric stage."""
         options = options or self.refine
         code = code.upcast()
         seconds: dict[str, float] = {}
         if options.pose.active or options.landmarks.active:
             landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
-            weights = self.landmark_weights.expand(len(batch), -1)
+            weights = self.point_weights(batch)
             with torch.inference_mode(False), torch.no_grad():
                 code, target = clone_out_of_inference((code, batch.landmarks))
                 if options.pose.active:
