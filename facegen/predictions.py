@@ -32,6 +32,7 @@ class Reconstruction(NamedTuple):
         render: the faces rendered on black: image (B, 3, S, S) and coverage mask (B, 1, S, S).
         fit_loss: the fitting objective (mean over the batch) before each refinement step; empty without one.
         face_loss: (B, 2) each face's own fitting objective before and after the refinement; None without one.
+        fit_diverged: (B,) bool, faces whose fit diverged (their code is the encoder's); None without a fit.
         geometry: (B, 3, S, S) the shape shaded grey under a frontal light, for pictures; None unless asked.
     """
 
@@ -45,6 +46,7 @@ class Reconstruction(NamedTuple):
     render: RenderOutput
     fit_loss: list[float]
     face_loss: Tensor | None = None
+    fit_diverged: Tensor | None = None
     geometry: Tensor | None = None
 
 

@@ -154,6 +154,26 @@ def test_the_staged_schedule_fits_landmarks_from_the_mean_face(model):
     assert before.min() > 3 and after.max() < 0.5, (before, after)
 
 
+def test_a_face_whose_fit_diverges_gets_its_starting_code_back_and_is_reported(model, monkeypatch):
+    import facegen.tasks.mofa as mofa_module
+
+    code, landmarks = faces(model, 3, seed=6)
+    batch = face_batch(torch.rand(3, 3, SIZE, SIZE), landmarks)
+    real = mofa_module.fit_landmarks
+
+    def diverging(*args):
+        fitted, results = real(*args)
+        return fitted._replace(shape=fitted.shape.index_fill(0, torch.tensor([1]), float("inf"))), results
+
+    monkeypatch.setattr(mofa_module, "fit_landmarks", diverging)
+    start = model(batch.image)
+    fitted = model.refined(batch, start, RefineOptions(landmarks=LandmarkStage(iterations=3)))
+    assert fitted.diverged.tolist() == [False, True, False]
+    assert torch.equal(fitted.code.shape[1], start.shape[1]) and not torch.equal(
+        fitted.code.shape[0], start.shape[0]
+    )
+
+
 def test_silhouette_moves_only_the_jaw_of_the_side_turned_away(model):
     landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
     frontal = model.layout.zeros(2)

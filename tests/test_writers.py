@@ -48,6 +48,7 @@ def reconstruction(count: int = 2) -> Reconstruction:
         render=decoder.render(decoded, code.light, background=0.0),
         fit_loss=[3.0, 2.0, 1.0],
         face_loss=torch.tensor([[3.5, 1.5], [2.5, 0.5], [4.0, 1.0]])[:count],
+        fit_diverged=torch.tensor([False, True, False])[:count],
     )
 
 
@@ -69,6 +70,7 @@ def test_face_exporter_writes_a_hand_made_reconstruction(tmp_path):
         {"photo": "broken.jpg", "reason": "unreadable", "detail": "truncated file"}
     ]
     assert summary["faces_dropped"] == 1 and summary["dropped"][0]["photo"] == "crowd.jpg"
+    assert summary["faces_fit_diverged"] == 1 and summary["fit_diverged"][0]["face"] == "face1"
     for i, name in enumerate(summary["written"]):
         mesh = read_obj(tmp_path / name / "reflectance.obj")
         assert np.allclose(mesh["vertices"], prediction.vertices_model[i].numpy(), atol=1e-5)

@@ -78,6 +78,7 @@ class FaceExporter(BasePredictionWriter):
         self.rejected: list[dict] = []  # photos that gave no face
         self.dropped: list[dict] = []  # faces left out of photos that gave others
         self.failed: list[dict] = []
+        self.diverged: list[dict] = []  # faces whose fit diverged (written with the encoder's code)
         self.names = OutputNames()
         self._batch_names: list[str] = []
         self._pending: deque[tuple[str, str, Future]] = deque()
@@ -133,6 +134,13 @@ class FaceExporter(BasePredictionWriter):
             self.model.layout.to(batch.image.device)
         code, decoded, render = prediction.code, prediction.decoded, prediction.render
         photo_paths = batch.photo_path or [None] * len(batch)
+        if prediction.fit_diverged is not None:
+            reason = "the fit diverged (non-finite code): written with the encoder's code"
+            self.diverged += [
+                {"face": key, "reason": reason}
+                for key, bad in zip(batch.key, prediction.fit_diverged.tolist(), strict=True)
+                if bad
+            ]
         for i, (key, name) in enumerate(zip(batch.key, self._batch_names, strict=True)):
             one = slice(i, i + 1)
             face = FaceResult(
@@ -197,6 +205,7 @@ class FaceExporter(BasePredictionWriter):
             "photos_rejected": len(self.rejected),
             "faces_dropped": len(self.dropped),
             "faces_failed": len(self.failed),
+            "faces_fit_diverged": len(self.diverged),
             "seconds": round(seconds, 2),
             "seconds_per_face": round(seconds / max(1, len(self.written)), 3),
             "refinement_steps": self._refinement_steps,
@@ -206,6 +215,7 @@ class FaceExporter(BasePredictionWriter):
             "rejected": self.rejected,
             "dropped": self.dropped,
             "failed": self.failed,
+            "fit_diverged": self.diverged,
         }
         if trainer.world_size > 1:
             summary["rank"] = trainer.global_rank
@@ -223,6 +233,7 @@ class FaceExporter(BasePredictionWriter):
                 else ""
             )
             + (f", {len(self.failed)} failed to write" if self.failed else "")
+            + (f", {len(self.diverged)} fits diverged (summary.json lists them)" if self.diverged else "")
         )
 
 

@@ -336,11 +336,11 @@ class MoFA(FaceTask):
         into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
         code = self(batch.image).upcast()
         history: list[float] = []
-        face_loss = None
+        face_loss = diverged = None
         if refine and self.refine.active and len(batch):
             faces = [batch.take([i]) for i in range(len(batch))]
             before = self.face_losses(faces, code)
-            code, history, _ = self.refined(batch, code)
+            code, history, _, diverged = self.refined(batch, code)
             face_loss = torch.stack([before, self.face_losses(faces, code)], 1)
         decoder = self.decoder
         decoded = decoder(code)
@@ -362,6 +362,7 @@ class MoFA(FaceTask):
             render=decoder.render(decoded, code.light, background=0.0),
             fit_loss=history,
             face_loss=face_loss,
+            fit_diverged=diverged,
             geometry=grey,
         )
 
@@ -402,7 +403,7 @@ class MoFA(FaceTask):
         """``code`` fitted to ``batch`` with the schedule ``options`` (default: ``refine``): the landmark stages
         on ``batch.landmarks`` weighted by :meth:`point_weights`, then the photometric stage."""
         options = options or self.refine
-        code = code.upcast()
+        code = start = code.upcast()
         seconds: dict[str, float] = {}
         if options.pose.active or options.landmarks.active:
             landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
@@ -410,22 +411,27 @@ class MoFA(FaceTask):
             with torch.inference_mode(False), torch.no_grad():
                 code, target = clone_out_of_inference((code, batch.landmarks))
                 if options.pose.active:
-                    start = time.perf_counter()
+                    started = time.perf_counter()
                     code, _ = fit_pose(landmarks, code, target, weights, batch.size, options.pose)
-                    seconds["pose"] = time.perf_counter() - start
+                    seconds["pose"] = time.perf_counter() - started
                 if options.landmarks.active:
-                    start = time.perf_counter()
+                    started = time.perf_counter()
                     code, _ = fit_landmarks(landmarks, code, target, weights, batch.size, options.landmarks)
-                    seconds["landmarks"] = time.perf_counter() - start
+                    seconds["landmarks"] = time.perf_counter() - started
         history: list[float] = []
         if options.photometric.steps:
-            start = time.perf_counter()
+            started = time.perf_counter()
             weights = self.refinement_weights(options)
             code, history = refine_code(
                 lambda b, c: self.weighted_loss(b, c, weights), batch, code, options.photometric
             )
-            seconds["photometric"] = time.perf_counter() - start
-        return Fitted(code, history, seconds)
+            seconds["photometric"] = time.perf_counter() - started
+        diverged = ~torch.isfinite(code.flatten()).all(-1)
+        if diverged.any():
+            code = FaceCode(
+                *(torch.where(diverged[:, None], old, new) for old, new in zip(start, code, strict=True))
+            )
+        return Fitted(code, history, seconds, diverged)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(

@@ -58,11 +58,13 @@ class RefineOptions:
 
 class Fitted(NamedTuple):
     """A fitting's result: the code, the photometric stage's objective (batch mean) before each of its steps,
-    and the seconds each stage took (``pose``, ``landmarks``, ``photometric``; stages that ran)."""
+    the seconds each stage took (``pose``, ``landmarks``, ``photometric``; stages that ran), and ``diverged``
+    (B,) bool: faces whose fit ended in a non-finite code, given back their starting code."""
 
     code: FaceCode
     history: list[float]
     seconds: dict[str, float]
+    diverged: Tensor
 
 
 def refine_code(
