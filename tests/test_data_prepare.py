@@ -343,3 +343,65 @@ def test_faces_left_out_of_a_photo_are_reported_with_the_reason():
     assert len(result.faces) == 1 and result.reject is None
     assert len(result.dropped) == 2
     assert "< --min-face-size 40" in result.dropped[0] and "beyond --max-faces 1" in result.dropped[1]
+
+
+class DotFinder:
+    """A stub backend that finds the brightest pixel, only in views ``accept(view)`` allows: every landmark
+    of its face lies on that pixel."""
+
+    name = "dots"
+
+    def __init__(self, accept) -> None:
+        self.accept, self.views = accept, []
+
+    def detect(self, image):
+        self.views.append(image.shape[:2])
+        if not self.accept(image):
+            return []
+        y, x = np.unravel_index(image[..., 0].argmax(), image.shape[:2])
+        points = np.tile(np.array([x, y], np.float32), (68, 1))
+        return [detectors.DetectedFace(points, (x - 5.0, y - 5.0, x + 5.0, y + 5.0), 0.8, "dots")]
+
+
+def test_a_detector_retries_larger_and_turned_and_maps_the_landmarks_back():
+    image = np.zeros((100, 150, 3), np.uint8)
+    image[30:33, 110:113] = 255  # a 3x3 dot centred on (111, 31)
+    larger = detectors.RetryingDetector(DotFinder(lambda view: view.shape[1] >= 300))
+    (face,) = larger.detect(image)
+    np.testing.assert_allclose(face.landmarks[0], (111, 31), atol=1.0)
+    turned_backend = DotFinder(lambda view: view.shape[:2] not in ((100, 150), (200, 300)))
+    turned = detectors.RetryingDetector(turned_backend)
+    (face,) = turned.detect(image)
+    assert turned_backend.views[:2] == [(100, 150), (200, 300)] and len(turned_backend.views) == 3
+    np.testing.assert_allclose(face.landmarks[0], (111, 31), atol=1.0)
+    x0, y0, x1, y1 = face.bbox
+    assert x0 < 111 < x1 and y0 < 31 < y1
+    never = detectors.RetryingDetector(DotFinder(lambda view: False))
+    assert never.detect(image) == []
+    assert detectors.miss_reason(never) == (
+        "dots found no face (tried as is, 2x larger, turned +30 degrees, turned -30 degrees)"
+    )
+
+
+def test_a_detector_chain_falls_back_and_says_why_it_found_nothing():
+    class Broken:
+        name = "broken"
+
+        def detect(self, image):
+            raise detectors.DetectorUnavailable("broken has no weights")
+
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[20, 20] = 255
+    chain = detectors.DetectorChain([Broken(), detectors.RetryingDetector(DotFinder(lambda view: True))])
+    with pytest.warns(UserWarning, match="broken cannot start"):
+        (face,) = chain.detect(image)
+    assert face.detector == "dots"
+    blind = detectors.DetectorChain([Broken(), detectors.RetryingDetector(DotFinder(lambda view: False))])
+    with pytest.warns(UserWarning):
+        assert blind.detect(image) == []
+    assert detectors.miss_reason(blind).startswith("broken unavailable; dots found no face (tried as is")
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(detectors.DetectorUnavailable, match="no detector can start"),
+    ):
+        detectors.DetectorChain([Broken()]).detect(image)

@@ -7,6 +7,11 @@ Backends:
   the wheel (no download at run time; ``pip install "facegen[mediapipe]"``). The mesh is reduced to the iBUG 68
   scheme with :data:`MEDIAPIPE_TO_IBUG68`.
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
+- ``auto``: face-alignment, and MediaPipe where it finds no face (or cannot start).
+
+Every backend retries a photo where it finds no face: twice as large when the photo is small, then turned by
++-30 degrees in the image plane (:class:`RetryingDetector`); a photo that still gives no face is rejected with
+what was tried.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
+import cv2
 import numpy as np
 
 from facegen.errors import ConfigError, FacegenError, check_choice
 
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
-Detector = Literal["face-alignment", "mediapipe", "files"]
+Detector = Literal["face-alignment", "mediapipe", "auto", "files"]
 DETECTORS = get_args(Detector)
 
 #: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
@@ -239,12 +245,115 @@ def build_detector(
     """The named backend; ``files`` returns None (landmark files only). ``setting``: the option that chose it,
     named in error messages."""
     if name == "face-alignment":
-        return FaceAlignmentDetector(device=device, setting=setting)
+        return RetryingDetector(FaceAlignmentDetector(device=device, setting=setting))
     if name == "mediapipe":
-        return MediaPipeDetector()
+        return RetryingDetector(MediaPipeDetector())
+    if name == "auto":
+        return DetectorChain(
+            [LazyDetector(backend, device, setting) for backend in ("face-alignment", "mediapipe")]
+        )
     if name == "files":
         return None
     raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+def miss_reason(detector: LandmarkDetector) -> str:
+    """Why ``detector`` found no face in the photo it was last given (what it tried)."""
+    return getattr(detector, "miss", "") or f"{detector.name} found no face"
+
+
+class RetryingDetector:
+    """``backend``, retried on a photo where it finds no face: at ``upscale`` times the size when the photo's
+    longer side is under ``small`` pixels, then turned by each of ``angles`` (degrees) about its centre on a
+    canvas that holds all of it. Landmarks and boxes of a retry are mapped back to the photo's pixels."""
+
+    def __init__(
+        self,
+        backend: LandmarkDetector,
+        small: int = 640,
+        upscale: float = 2.0,
+        angles: tuple[float, ...] = (30.0, -30.0),
+    ) -> None:
+        self.backend, self.small, self.upscale, self.angles = backend, small, upscale, angles
+        self.name = backend.name
+        self.miss = ""
+
+    def attempts(self, height: int, width: int) -> list[tuple[str, np.ndarray, tuple[int, int]]]:
+        """(label, 2 x 3 photo -> attempt affine, attempt size (W, H)) of every try, in order."""
+        tries = [("as is", np.eye(2, 3), (width, height))]
+        if max(height, width) < self.small:
+            size = (round(width * self.upscale), round(height * self.upscale))
+            tries.append((f"{self.upscale:g}x larger", np.eye(2, 3) * self.upscale, size))
+        centre = ((width - 1) / 2, (height - 1) / 2)
+        for angle in self.angles:
+            matrix = cv2.getRotationMatrix2D(centre, angle, 1.0)
+            cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+            size = (int(np.ceil(height * sin + width * cos)), int(np.ceil(height * cos + width * sin)))
+            matrix[:, 2] += ((size[0] - 1) / 2 - centre[0], (size[1] - 1) / 2 - centre[1])
+            tries.append((f"turned {angle:+g} degrees", matrix, size))
+        return tries
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        height, width = image.shape[:2]
+        tried = []
+        for label, matrix, size in self.attempts(height, width):
+            identity = np.allclose(matrix, np.eye(2, 3))
+            view = image if identity else cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR)
+            faces = self.backend.detect(np.ascontiguousarray(view))
+            if faces:
+                self.miss = ""
+                return (
+                    faces
+                    if identity
+                    else [_mapped(face, cv2.invertAffineTransform(matrix)) for face in faces]
+                )
+            tried.append(label)
+        self.miss = f"{self.name} found no face (tried {', '.join(tried)})"
+        return []
+
+
+def _mapped(face: DetectedFace, inverse: np.ndarray) -> DetectedFace:
+    """``face`` detected in a transformed photo, in the photo's pixels (``inverse``: attempt -> photo, 2 x 3)."""
+    landmarks = (face.landmarks @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
+    x0, y0, x1, y1 = face.bbox
+    corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]) @ inverse[:, :2].T + inverse[:, 2]
+    box = (*corners.min(0).tolist(), *corners.max(0).tolist())
+    return DetectedFace(landmarks, tuple(float(v) for v in box), face.score, face.detector, face.confidence)
+
+
+class DetectorChain:
+    """The first of ``detectors`` that finds a face; one that cannot start (:class:`DetectorUnavailable`) is
+    skipped with its reason, and only when none can start is that an error."""
+
+    def __init__(self, detectors: list[LandmarkDetector]) -> None:
+        self.detectors = detectors
+        self.name = "+".join(detector.name for detector in detectors)
+        self.miss = ""
+        self._unavailable: dict[str, str] = {}
+
+    def detect(self, image: np.ndarray) -> list[DetectedFace]:
+        reasons = []
+        for detector in self.detectors:
+            if detector.name in self._unavailable:
+                reasons.append(f"{detector.name} unavailable")
+                continue
+            try:
+                faces = detector.detect(image)
+            except DetectorUnavailable as error:
+                self._unavailable[detector.name] = str(error)
+                warnings.warn(
+                    f"{detector.name} cannot start, trying the next detector: {error}", stacklevel=2
+                )
+                reasons.append(f"{detector.name} unavailable")
+                continue
+            if faces:
+                self.miss = ""
+                return faces
+            reasons.append(miss_reason(detector))
+        if len(self._unavailable) == len(self.detectors):
+            raise DetectorUnavailable("no detector can start:\n" + "\n".join(self._unavailable.values()))
+        self.miss = "; ".join(reasons)
+        return []
 
 
 class LazyDetector:
@@ -259,6 +368,11 @@ class LazyDetector:
         if self._backend is None:
             self._backend = build_detector(self.name, self.device, self.setting)
         return self._backend.detect(image)
+
+    @property
+    def miss(self) -> str:
+        """Why the last photo gave no face (empty before the backend is built)."""
+        return "" if self._backend is None else miss_reason(self._backend)
 
 
 def lazy_detector(name: Detector, device: str = "cpu", setting: str = "--detector") -> LazyDetector | None:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facegen.data.alignment import crop_template, face_mask, warp_crop
-from facegen.data.detectors import DetectedFace, LandmarkDetector, landmark_bbox, lazy_detector
+from facegen.data.detectors import DetectedFace, LandmarkDetector, landmark_bbox, lazy_detector, miss_reason
 from facegen.data.keys import face_key
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
 from facegen.data.sample import encode_image, encode_sample
@@ -136,7 +136,7 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
             photo.name, photo.key, reject="no_face", detail="no landmark file beside the photo"
         )
     if not faces:
-        return PhotoResult(photo.name, photo.key, reject="no_face", detail=f"{detector.name} found no face")
+        return PhotoResult(photo.name, photo.key, reject="no_face", detail=miss_reason(detector))
 
     def size(face: DetectedFace) -> float:
         x0, y0, x1, y1 = landmark_bbox(face.landmarks)
