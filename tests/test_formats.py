@@ -265,22 +265,30 @@ def _write_obj(path, vertices, uv=None, quads=None):
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_ict_folder_reader_synthetic(tmp_path):
+def write_ict_folder(folder):
+    """A FaceXModel folder in ICT-FaceKit's format (a 120 x 100 grid, two identity modes, jawOpen); returns
+    (neutral (12000, 3), quads, uv, modes)."""
     cols, rows = 120, 100  # 12,000 vertices: more than the 11,248 of the head region
     u, v = np.meshgrid(np.linspace(-1, 1, cols), np.linspace(-1, 1, rows))
     neutral = np.stack([u, v, np.cos(u)], -1).reshape(-1, 3)
     index = np.arange(rows * cols).reshape(rows, cols)
     quads = np.stack([index[:-1, :-1], index[:-1, 1:], index[1:, 1:], index[1:, :-1]], -1).reshape(-1, 4)
     uv = np.stack([(u + 1) / 2, (v + 1) / 2], -1).reshape(-1, 2)
-    _write_obj(tmp_path / "generic_neutral_mesh.obj", neutral, uv, quads)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_obj(folder / "generic_neutral_mesh.obj", neutral, uv, quads)
     modes = {f"identity{k:03d}": RNG.standard_normal(neutral.shape) * 0.01 for k in range(2)}
     modes.update({"jawOpen": RNG.standard_normal(neutral.shape) * 0.01})
     for name, delta in modes.items():
-        _write_obj(tmp_path / f"{name}.obj", neutral + delta)
+        _write_obj(folder / f"{name}.obj", neutral + delta)
     landmarks = RNG.choice(9409, 68).tolist()
-    (tmp_path / "vertex_indices.json").write_text(
+    (folder / "vertex_indices.json").write_text(
         json.dumps({"expressions": ["eyeBlink_L", "jawOpen"], "idx_to_landmark_verts": landmarks})
     )
+    return neutral, quads, uv, modes
+
+
+def test_ict_folder_reader_synthetic(tmp_path):
+    neutral, quads, uv, modes = write_ict_folder(tmp_path)
     model = convert("ict", tmp_path)
     assert model.num_vertices == 11248 and model.units == "cm" and model.expression_names == ["jawOpen"]
     kept = (quads < 11248).all(1)
@@ -354,6 +362,34 @@ def test_model_cli_errors_are_clear(tmp_path, capsys):
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.startswith("facegen: error: FLAME model not found") and "flame.is.tue.mpg.de" in err
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_named_model_is_fetched_converted_and_cached_on_first_use(tmp_path, monkeypatch):
+    from facegen.morphable import download
+    from facegen.morphable.registry import load_face_model
+
+    fetched = []
+
+    def fake_download(cache):
+        fetched.append(cache)
+        write_ict_folder(tmp_path / "FaceXModel")
+        return tmp_path / "FaceXModel"
+
+    monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(download, "download_ict", fake_download)
+    model = load_face_model("ict-face")
+    assert model.num_vertices == 9409 and (tmp_path / "cache" / "models" / "ict-face.npz").is_file()
+    assert load_face_model("ict-face").num_vertices == 9409 and fetched == [tmp_path / "cache"]  # cached
+    monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "offline"))
+
+    def offline(cache):
+        raise download.DownloadError("could not download the archive: no network")
+
+    monkeypatch.setattr(download, "download_ict", offline)
+    with pytest.raises(
+        download.DownloadError, match="facegen model convert ict .*offline/models/ict-face.npz"
+    ):
+        load_face_model("ict-face")
 
 
 def test_model_download_offline_names_url_and_offline_path(tmp_path, monkeypatch, capsys):

@@ -321,3 +321,27 @@ def test_outputs_choose_the_files_and_done_faces_are_skipped_before_any_computat
         p.name for p in (out / "face1_f0").iterdir()
     }
     assert not (out / "face1_f0" / "albedo.png").exists()
+
+
+def test_the_photo_config_fits_ict_to_the_shared_photos_without_training(
+    tmp_path, assets, ict_facegen_npz, monkeypatch
+):
+    """The README's photo command: ICT-FaceKit by name (from the cache), no checkpoint, the staged fit."""
+    from facegen.data.landmarks import read_pts
+    from facegen.evaluation.aflw2000 import box_nme
+
+    (tmp_path / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "cache" / "models" / "ict-face.npz").write_bytes(ict_facegen_npz.read_bytes())
+    monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "cache"))
+    photos, out = assets / "photos" / "annotated", tmp_path / "out"
+    config = str(Path(__file__).parents[1] / "configs" / "photos_ict.yaml")
+    args = ["predict", "--config", config, "--data.init_args.predict_dir", str(photos), "--out", str(out)]
+    main([*args, "--outputs", "[code]", "--trainer.enable_progress_bar", "false"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["faces_written"] == 4 and summary["fit_diverged"] == []
+    for face in summary["written"]:
+        code = json.loads((out / face / "code.json").read_text())
+        truth = read_pts(photos / f"{code['source'].rsplit('.', 1)[0]}.pts")
+        # the fit follows the annotated landmarks it was given (1.7 % on average in benchmarks/fitting.py)
+        assert box_nme(np.array(code["landmarks_photo_px"]), truth) < 0.03
+        assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]

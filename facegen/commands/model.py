@@ -4,7 +4,6 @@ Bad files and settings raise facegen's user errors, which ``facegen`` prints as 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from jsonargparse import ArgumentParser
@@ -89,7 +88,7 @@ def _print_info(info: dict) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from facegen.morphable.download import ICT_URL, DownloadError, download_ict
+    from facegen.morphable.download import cache_folder, fetch_ict
     from facegen.morphable.registry import convert, load_face_model
 
     parser = build_parser()
@@ -113,14 +112,7 @@ def run(argv: list[str]) -> int:
         info = describe(model, path)
         print(json.dumps(info, indent=2)) if options.json else _print_info(info)
     else:
-        cache = Path(options.cache or os.environ.get("FACEGEN_CACHE", Path.home() / ".cache" / "facegen"))
-        try:
-            folder = download_ict(cache)
-        except DownloadError as error:
-            raise DownloadError(
-                f"{error}. The ICT-FaceKit archive is {ICT_URL}. Offline: download it elsewhere, unpack it and run "
-                f"`facegen model convert ict --source ICT-FaceKit-*/FaceXModel --out {options.out}`."
-            ) from None
+        folder = fetch_ict(Path(options.cache) if options.cache else cache_folder(), options.out)
         model = convert("ict", folder, region=options.region)
         out = model.save(options.out)
         print(f"wrote {out} ({model})")

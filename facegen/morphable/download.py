@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import urllib.error
@@ -51,6 +52,22 @@ def download_file(url: str, target: Path, timeout: float = 20.0) -> Path:
         raise DownloadError(f"could not download {url}: {error}") from error
     partial.replace(target)
     return target
+
+
+def cache_folder() -> Path:
+    """Where facegen keeps what it downloads: ``$FACEGEN_CACHE``, else ``~/.cache/facegen``."""
+    return Path(os.environ.get("FACEGEN_CACHE", Path.home() / ".cache" / "facegen")).expanduser()
+
+
+def fetch_ict(cache_dir: Path, out: str | Path) -> Path:
+    """:func:`download_ict`, whose error also says how to do it by hand into ``out`` (the canonical .npz)."""
+    try:
+        return download_ict(cache_dir)
+    except DownloadError as error:
+        raise DownloadError(
+            f"{error}. The ICT-FaceKit archive is {ICT_URL}. Offline: download it elsewhere, unpack it and run "
+            f"`facegen model convert ict --source ICT-FaceKit-*/FaceXModel --region REGION --out {out}`."
+        ) from None
 
 
 def download_ict(cache_dir: Path) -> Path:

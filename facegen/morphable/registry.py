@@ -1,4 +1,5 @@
-"""Which reader handles which format, and how a config names a face model (``builtin`` or a canonical .npz)."""
+"""Which reader handles which format, and how a config names a face model: ``builtin``, a canonical .npz, or
+an openly licensed model facegen fetches by name on first use (:data:`NAMED_MODELS`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,24 @@ FORMATS: dict[str, Callable[..., MorphableModel]] = {
 }
 
 
+#: name -> (format, region): models downloaded (pinned, checksummed) and converted into the cache on first use.
+NAMED_MODELS = {"ict-face": ("ict", "face"), "ict-head": ("ict", "head")}
+
+
+def fetched_model(name: str, cache: Path | None = None) -> Path:
+    """The canonical .npz of the named model ``name`` in ``cache`` (default: :func:`cache_folder`), downloaded
+    and converted when it is not there yet."""
+    from facegen.morphable.download import cache_folder, fetch_ict
+
+    format, region = NAMED_MODELS[name]
+    cache = cache or cache_folder()
+    path = cache / "models" / f"{name}.npz"
+    if not path.is_file():
+        folder = fetch_ict(cache, path)
+        convert(format, folder, region=region).save(path)
+    return path
+
+
 def convert(format: str, source: str | Path | None, **options) -> MorphableModel:
     """Read ``source`` in ``format`` (one of :data:`FORMATS`) into a :class:`MorphableModel`."""
     if format not in FORMATS:
@@ -47,13 +66,17 @@ def convert(format: str, source: str | Path | None, **options) -> MorphableModel
 
 
 def load_face_model(spec: str | Path) -> MorphableModel:
-    """The face model a config names: ``builtin`` or the path of a canonical ``.npz``."""
+    """The face model a config names: ``builtin``, a name of :data:`NAMED_MODELS` (fetched on first use) or the
+    path of a canonical ``.npz``."""
     if str(spec) == "builtin":
         return _builtin()
+    if str(spec) in NAMED_MODELS:
+        return MorphableModel.load(fetched_model(str(spec)))
     path = Path(spec).expanduser()
     if path.suffix != ".npz":
         raise ConfigError(
-            f"face model {spec!r}: give 'builtin' or a canonical .npz; convert other formats first with "
+            f"face model {spec!r}: give 'builtin', one of {sorted(NAMED_MODELS)} or a canonical .npz; convert "
+            "other formats first with "
             f"`facegen model convert FORMAT --source {spec} --out model.npz`"
         )
     return MorphableModel.load(path)
