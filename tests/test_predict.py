@@ -345,3 +345,31 @@ def test_the_photo_config_fits_ict_to_the_shared_photos_without_training(
         # the fit follows the annotated landmarks it was given (1.7 % on average in benchmarks/fitting.py)
         assert box_nme(np.array(code["landmarks_photo_px"]), truth) < 0.03
         assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
+
+
+def test_bad_photos_are_reported_and_the_good_face_is_fitted(tmp_path, synthetic_photos):
+    """A 1x1 image, NaN landmarks and a photo without landmarks beside a good one, through the staged fit."""
+    photos, _ = synthetic_photos
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for suffix in (".png", ".pts"):
+        (folder / f"good{suffix}").write_bytes((photos / f"face0{suffix}").read_bytes())
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "dot.png")
+    Image.fromarray(np.full((80, 80, 3), 100, np.uint8)).save(folder / "nan.png")
+    (folder / "nan.pts").write_text("version: 1\nn_points: 68\n{\n" + "nan nan\n" * 68 + "}\n")
+    config = predict_config(tmp_path, folder, 5)
+    spec = yaml.safe_load(config.read_text())
+    spec["model"]["init_args"]["refine"].update(
+        pose={"closed_form": True, "iterations": 2}, landmarks={"iterations": 3}
+    )
+    config.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    main(["predict", "--config", str(config), "--out", str(out), "--outputs", "[code]"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["written"] == ["good_f0"] and summary["fit_diverged"] == []
+    details = {reject["photo"]: reject["detail"] for reject in summary["rejected"]}
+    assert set(details) == {"dot.png", "nan.png"}, summary["rejected"]
+    assert details["dot.png"] == "no landmark file beside the photo"
+    assert details["nan.png"] == "nan.pts: landmarks contain NaN or inf"  # the bad file, named
+    code = json.loads((out / "good_f0" / "code.json").read_text())
+    assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]

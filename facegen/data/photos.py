@@ -26,13 +26,14 @@ class UnreadableImage(ValueError):
 @dataclass
 class Photo:
     """One input photo: ``name`` (relative path, unique), ``key`` (the unique key stem of its faces), its encoded
-    bytes and any known landmarks."""
+    bytes, any known landmarks, and why a landmark file beside it could not be used (``landmark_problem``)."""
 
     name: str
     key: str
     data: bytes
     known_landmarks: list[np.ndarray] = field(default_factory=list)  # each (68, 2), original pixels
     landmark_source: str | None = None
+    landmark_problem: str | None = None
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
@@ -134,16 +135,17 @@ class PhotoInput:
                 self._xml_landmarks.setdefault(key, []).extend(faces)
                 self._xml_source[key] = f"dlib-xml:{Path(name).name}"
 
-    def _known_landmarks(self, name: str, archive) -> tuple[list[np.ndarray], str | None]:
+    def _known_landmarks(self, name: str, archive) -> tuple[list[np.ndarray], str | None, str | None]:
+        """(landmarks, their source, why a landmark file beside the photo was not usable)."""
         pts = str(Path(name).with_suffix(".pts"))
         if pts in self._available or (self.kind == "glob" and Path(pts).is_file()):
             try:
-                return [read_pts(pts, self._read(pts, archive).decode("utf-8", "replace"))], "pts"
-            except LandmarkFileError:
-                return [], None  # a broken side file falls back to detection; prepare records it
+                return [read_pts(pts, self._read(pts, archive).decode("utf-8", "replace"))], "pts", None
+            except LandmarkFileError as error:
+                return [], None, str(error)  # a broken side file falls back to detection, and is reported
         if name in self._xml_landmarks:
-            return self._xml_landmarks[name], self._xml_source[name]
-        return [], None
+            return self._xml_landmarks[name], self._xml_source[name], None
+        return [], None, None
 
     def iter_photos(self, start: int = 0, stop: int | None = None) -> Iterator[Photo | tuple[str, str]]:
         """Photos ``names[start:stop]`` in order; an unreadable file yields ``(name, reason)`` instead."""
@@ -158,10 +160,10 @@ class PhotoInput:
                 except OSError as error:
                     yield name, f"cannot read file ({error})"
                     continue
-                known, source = (
-                    self._known_landmarks(name, archive) if self.use_landmark_files else ([], None)
+                known, source, problem = (
+                    self._known_landmarks(name, archive) if self.use_landmark_files else ([], None, None)
                 )
-                yield Photo(name, self.keys[name], data, known, source)
+                yield Photo(name, self.keys[name], data, known, source, problem)
         finally:
             if archive is not None:
                 archive.close()

@@ -132,11 +132,11 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
     elif detector is not None:
         faces = detector.detect(image)
     else:
-        return PhotoResult(
-            photo.name, photo.key, reject="no_face", detail="no landmark file beside the photo"
-        )
+        detail = photo.landmark_problem or "no landmark file beside the photo"
+        return PhotoResult(photo.name, photo.key, reject="no_face", detail=detail)
     if not faces:
-        return PhotoResult(photo.name, photo.key, reject="no_face", detail=miss_reason(detector))
+        detail = miss_reason(detector) + (f"; {photo.landmark_problem}" if photo.landmark_problem else "")
+        return PhotoResult(photo.name, photo.key, reject="no_face", detail=detail)
 
     def size(face: DetectedFace) -> float:
         x0, y0, x1, y1 = landmark_bbox(face.landmarks)
