@@ -32,30 +32,24 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from jsonargparse import ArgumentParser
 
 from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
 from facegen.data import FaceDataModule
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
-from facegen.fitting import LandmarkModel, LandmarkStage, PoseStage
-from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions
+from facegen.fitting import LandmarkModel
+from facegen.tasks import MoFA, RefineOptions
 
 STAGES = ("start", "pose", "landmarks", "photometric")
 
 
 def schedule(config: dict) -> RefineOptions:
-    """The config's ``model.init_args.refine`` as a :class:`RefineOptions`."""
-    refine = config["model"]["init_args"].get("refine") or {}
-    photometric = dict(refine.get("photometric") or {})
-    if photometric.get("weights") is not None:
-        photometric["weights"] = LossWeights(**photometric["weights"])
-    if "parts" in photometric:
-        photometric["parts"] = tuple(photometric["parts"])
-    return RefineOptions(
-        PoseStage(**(refine.get("pose") or {})),
-        LandmarkStage(**(refine.get("landmarks") or {})),
-        PhotometricStage(**photometric),
-    )
+    """The config's ``model.init_args.refine`` as a :class:`RefineOptions`, parsed as the CLI parses it."""
+    parser = ArgumentParser()
+    parser.add_argument("--refine", type=RefineOptions | None, default=None)
+    parsed = parser.parse_object({"refine": config["model"]["init_args"].get("refine")})
+    return parser.instantiate(parsed).refine or RefineOptions()
 
 
 def build_model(args, config: dict) -> MoFA:

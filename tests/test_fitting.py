@@ -21,7 +21,6 @@ from facegen.fitting import (
     levenberg_marquardt,
 )
 from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, root_weights
-from facegen.fitting.levenberg import autodiff_problem
 from facegen.losses import landmark_error
 from facegen.tasks import MoFA, RefineOptions
 from tests.data_helpers import face_batch
@@ -65,6 +64,16 @@ def test_pose_stage_from_the_mean_face_recovers_the_rotation(model):
         landmark_model.pose_of(fitted).rotation - landmark_model.pose_of(code).rotation
     ).abs().max() < 1e-4
     assert (result.cost[1:] <= result.cost[:-1]).all()
+
+
+def autodiff_problem(residual, data):
+    """A batched problem from a per-face ``residual(params (P,), *data_b) -> (M,)``; Jacobians by forward-mode
+    autodiff (``torch.func.jacfwd``), vmapped over the faces."""
+    residuals, jacobian = torch.func.vmap(residual), torch.func.vmap(torch.func.jacfwd(residual))
+    return lambda params, with_jacobian: (
+        residuals(params, *data),
+        jacobian(params, *data) if with_jacobian else None,
+    )
 
 
 def test_landmark_jacobian_equals_autodiff(model):

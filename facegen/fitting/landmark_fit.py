@@ -15,6 +15,7 @@ in the image: the silhouette point of that band in the current pose.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
@@ -98,27 +99,34 @@ class LandmarkModel:
     coefficients."""
 
     def __init__(self, decoder: FaceDecoder, n_shape: int, n_expression: int) -> None:
-        model = decoder.model
+        self.decoder, self.face_model = decoder, decoder.model
         self.n_shape, self.n_expression = n_shape, n_expression
-        self.vertex_mean = model.mean
-        self.vertex_shape = model.shape_basis[:n_shape] * model.shape_std[:n_shape, None, None]
-        self.vertex_expression = (
-            model.expression_basis[:n_expression] * model.expression_std[:n_expression, None, None]
-        )
-        self.landmark_indices = model.landmark_indices
+        self.landmark_indices = self.face_model.landmark_indices
         self.K = decoder.intrinsics
         self.base = decoder.base_translation
         self.unit = decoder.translation_unit
         self.flip = MODEL_TO_OPENCV.to(self.K)
-        self.candidates = contour_candidates(model) if len(self.landmark_indices) == 68 else None
+
+    def vertex_bases(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean (*I, 3), shape (Ks, *I, 3) and expression (Ke, *I, 3) bases, scaled by their standard
+        deviations, of the vertices ``indices`` (any shape *I); only those vertices are gathered."""
+        model, ks, ke = self.face_model, self.n_shape, self.n_expression
+        extra = (None,) * (indices.dim() + 1)
+        return (
+            model.mean[indices],
+            model.shape_basis[:ks, indices] * model.shape_std[(slice(0, ks), *extra)],
+            model.expression_basis[:ke, indices] * model.expression_std[(slice(0, ke), *extra)],
+        )
 
     def bases(self, indices: Tensor) -> LandmarkBases:
         """The geometry of vertices ``indices`` (B, 68)."""
-        return LandmarkBases(
-            self.vertex_mean[indices],
-            self.vertex_shape[:, indices].permute(1, 0, 2, 3),
-            self.vertex_expression[:, indices].permute(1, 0, 2, 3),
-        )
+        mean, shape, expression = self.vertex_bases(indices)
+        return LandmarkBases(mean, shape.permute(1, 0, 2, 3), expression.permute(1, 0, 2, 3))
+
+    @functools.cached_property
+    def candidates(self) -> tuple[Tensor, Tensor] | None:
+        """The sliding landmarks' bands (:func:`contour_candidates`), built when first needed."""
+        return contour_candidates(self.face_model) if len(self.landmark_indices) == 68 else None
 
     def fixed_indices(self, batch: int) -> Tensor:
         return self.landmark_indices.expand(batch, -1)
@@ -132,19 +140,27 @@ class LandmarkModel:
         )
 
     def pose_of(self, code: FaceCode) -> Pose:
-        """The code's rigid model -> camera transform."""
-        return Pose(euler_to_matrix(code.rotation) @ self.flip, self.base + code.translation * self.unit)
+        """The code's rigid model -> camera transform (the decoder's)."""
+        return Pose(*self.decoder.camera_pose(code))
 
     def code_pose(self, pose: Pose) -> tuple[Tensor, Tensor]:
         """(rotation, translation) code parts of a rigid transform (inverse of :meth:`pose_of`)."""
         return matrix_to_euler(pose.rotation @ self.flip), (pose.translation - self.base) / self.unit
 
-    def project(self, rotation: Tensor, translation: Tensor, points: Tensor) -> Tensor:
-        """Pixels (..., N, 2) of model points (..., N, 3) under code pose parts (..., 3), (..., 3)."""
+    def camera(self, rotation: Tensor, translation: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
+        """The model -> camera rotation (..., 3, 3) of code pose parts (..., 3), (..., 3) and the model points
+        (..., N, 3) in the camera frame."""
         matrix = euler_to_matrix(rotation) @ self.flip
         camera = points @ matrix.transpose(-1, -2) + (self.base + translation * self.unit).unsqueeze(-2)
-        uv = camera[..., :2] / camera[..., 2:3]
-        return uv * self.K.diagonal()[:2] + self.K[:2, 2]
+        return matrix, camera
+
+    def pixels(self, camera: Tensor) -> Tensor:
+        """Pixels (..., N, 2) of camera-frame points (..., N, 3)."""
+        return camera[..., :2] / camera[..., 2:3] * self.K.diagonal()[:2] + self.K[:2, 2]
+
+    def project(self, rotation: Tensor, translation: Tensor, points: Tensor) -> Tensor:
+        """Pixels (..., N, 2) of model points (..., N, 3) under code pose parts (..., 3), (..., 3)."""
+        return self.pixels(self.camera(rotation, translation, points)[1])
 
     def silhouette(self, code: FaceCode) -> Tensor:
         """(B, 68) landmark vertices with the cheek landmarks of the side turned away from the camera (by more
@@ -157,10 +173,11 @@ class LandmarkModel:
         valid = candidates >= 0
         safe = candidates.clamp(min=0)
         with torch.no_grad():
+            mean, shape, expression = self.vertex_bases(safe)
             geometry = (
-                self.vertex_mean[safe]
-                + torch.einsum("bk,kjcd->bjcd", code.shape, self.vertex_shape[:, safe])
-                + torch.einsum("bk,kjcd->bjcd", code.expression, self.vertex_expression[:, safe])
+                mean
+                + torch.einsum("bk,kjcd->bjcd", code.shape, shape)
+                + torch.einsum("bk,kjcd->bjcd", code.expression, expression)
             )  # (B, 12, C, 3)
             pixels = self.project(code.rotation[:, None], code.translation[:, None], geometry)
             # the model's +x axis in the camera frame (the first column of the rotation): its image direction
@@ -240,11 +257,10 @@ class LandmarkProblem:
         model, bases = self.model, self.bases
         shape, expression = params[:, 6 : 6 + self.n_shape], params[:, 6 + self.n_shape :]
         points = model.points(bases, shape, expression)  # (B, 68, 3) model frame
-        rotation = euler_to_matrix(params[:, :3]) @ model.flip
-        camera = points @ rotation.transpose(1, 2) + (model.base + params[:, 3:6] * model.unit)[:, None]
+        rotation, camera = model.camera(params[:, :3], params[:, 3:6], points)
         depth = camera[..., 2:3]
         focal = model.K.diagonal()[:2]
-        pixels = camera[..., :2] / depth * focal + model.K[:2, 2]
+        pixels = model.pixels(camera)
         weight = (self.root * self.scale)[..., None]  # (B, 68, 1)
         data = ((pixels - self.target) * weight).flatten(1)
         residual = torch.cat([data, shape * self.priors[0], expression * self.priors[1]], -1)
@@ -295,18 +311,16 @@ def fit_pose(
     root = root_weights(weights, target)
     K = model.K.expand(code.batch_size, 3, 3)
     if stage.closed_form:
-        current = model.pose_of(code)
-        candidate = closed_form_pose(points, clean, K, root.pow(2))
-        rotation, translation = model.code_pose(candidate)
-        proposal = code._replace(
-            rotation=rotation.to(code.rotation), translation=translation.to(code.rotation)
+        weight = root.pow(2)
+        candidate = closed_form_pose(points, clean, K, weight)
+        cost_now = reprojection_error(model.pose_of(code), points, clean, K, weight)
+        take = (reprojection_error(candidate, points, clean, K, weight) < cost_now) | ~torch.isfinite(
+            cost_now
         )
-        cost_now = reprojection_error(current, points, clean, K, root.pow(2))
-        cost_new = reprojection_error(candidate, points, clean, K, root.pow(2))
-        take = (cost_new < cost_now) | ~torch.isfinite(cost_now)
+        rotation, translation = model.code_pose(candidate)
         code = code._replace(
-            rotation=torch.where(take[:, None], proposal.rotation, code.rotation),
-            translation=torch.where(take[:, None], proposal.translation, code.translation),
+            rotation=torch.where(take[:, None], rotation.to(code.rotation), code.rotation),
+            translation=torch.where(take[:, None], translation.to(code.rotation), code.translation),
         )
     if stage.iterations == 0:
         return code, None
@@ -332,8 +346,7 @@ def fit_landmarks(
         )
     clean = torch.nan_to_num(target)
     root = root_weights(weights, target)
-    priors = torch.tensor([stage.shape_prior, stage.expression_prior], device=clean.device).sqrt()
-    priors = priors.to(clean)
+    priors = clean.new_tensor([stage.shape_prior, stage.expression_prior]).sqrt()
     results = []
     for _ in range(stage.rounds if stage.iterations else 0):
         indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(len(clean))

@@ -1,8 +1,7 @@
 """Batched Levenberg-Marquardt for small nonlinear least-squares problems, one independent problem per face.
 
 Each face has P parameters and M residuals; the cost is the sum of squared residuals. The problem gives its
-residuals and, when asked, their Jacobian (analytic, or :func:`autodiff_problem`'s forward-mode autodiff
-vmapped over the faces); the damped normal equations
+residuals and, when asked, their Jacobian; the damped normal equations
 ``(J^T J + lambda diag(J^T J)) delta = -J^T r`` are solved in float64, and each face keeps its own damping:
 a step that lowers its cost is taken and the damping falls tenfold, otherwise the step is refused and the
 damping rises tenfold. The iteration count is fixed (nothing spins), and a face whose cost is not finite at the
@@ -16,7 +15,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.func import jacfwd, vmap
 
 #: problem(params (B, P), jacobian: bool) -> residuals (B, M) and, when asked, their Jacobian (B, M, P).
 Problem = Callable[[Tensor, bool], tuple[Tensor, Tensor | None]]
@@ -29,17 +27,6 @@ class SolveResult(NamedTuple):
     params: Tensor
     cost: Tensor
     finite: Tensor
-
-
-def autodiff_problem(residual: Callable[..., Tensor], data: tuple[Tensor, ...]) -> Problem:
-    """A :data:`Problem` from a per-face ``residual(params (P,), *data_b) -> (M,)`` written with torch operations
-    only; ``data`` are batched tensors passed sliced per face; Jacobians by ``torch.func.jacfwd``."""
-    residuals, jacobian = vmap(residual), vmap(jacfwd(residual))
-
-    def problem(params: Tensor, with_jacobian: bool) -> tuple[Tensor, Tensor | None]:
-        return residuals(params, *data), (jacobian(params, *data) if with_jacobian else None)
-
-    return problem
 
 
 def levenberg_marquardt(

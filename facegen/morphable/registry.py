@@ -37,8 +37,8 @@ FORMATS: dict[str, Callable[..., MorphableModel]] = {
 }
 
 
-#: name -> (format, region): models downloaded (pinned, checksummed) and converted into the cache on first use.
-NAMED_MODELS = {"ict-face": ("ict", "face"), "ict-head": ("ict", "head")}
+#: name -> ICT-FaceKit region: models downloaded (pinned, checksummed) and converted into the cache on first use.
+NAMED_MODELS = {"ict-face": "face", "ict-head": "head"}
 
 
 def fetched_model(name: str, cache: Path | None = None) -> Path:
@@ -46,12 +46,10 @@ def fetched_model(name: str, cache: Path | None = None) -> Path:
     and converted when it is not there yet."""
     from facegen.morphable.download import cache_folder, fetch_ict
 
-    format, region = NAMED_MODELS[name]
     cache = cache or cache_folder()
     path = cache / "models" / f"{name}.npz"
     if not path.is_file():
-        folder = fetch_ict(cache, path)
-        convert(format, folder, region=region).save(path)
+        convert("ict", fetch_ict(cache, path), region=NAMED_MODELS[name]).save(path)
     return path
 
 
