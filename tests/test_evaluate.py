@@ -15,7 +15,9 @@ from facegen.commands.evaluate import markdown, score_aflw2000
 from facegen.errors import BadFileError, ConfigError
 from facegen.evaluation.aflw2000 import (
     box_nme,
+    box_nme_3d,
     head_pose_degrees,
+    photo_depth,
     pose_errors,
     read_aflw2000,
     summarise,
@@ -70,7 +72,27 @@ def test_metrics_match_values_computed_by_hand():
     assert summary["nme_balanced"] == pytest.approx(0.045)  # mean of the bins with faces
     assert summary["nme"] == pytest.approx(0.04) and summary["mae_pitch"] == pytest.approx(2.0)
     assert (summary["items"], summary["found"], summary["failures"]) == (4, 3, 1)
-    assert "| 3.00 | 6.00 | – | 4.50 | 4.00 |" in markdown(summary)
+    assert "| 2D | 3.00 | 6.00 | – | 4.50 | 4.00 |" in markdown(summary)
+    assert summary["nme_3d"] is None and "| 3D | – | – | – | – | – |" in markdown(summary)
+
+
+def test_3d_nme_compares_centred_depths_in_the_photos_pixel_scale():
+    truth = _landmarks(0)
+    depth = np.random.default_rng(1).uniform(-20.0, 20.0, 68)
+    signs = np.where(np.arange(68) % 2 == 0, 1.0, -1.0)  # a zero-mean depth error of 12 px per point
+    predicted = np.column_stack([truth + np.array([3.0, 4.0]), depth + 500.0 + 12.0 * signs])
+    assert box_nme_3d(predicted, np.column_stack([truth, depth])) == pytest.approx(13 / 100)  # |(3, 4, 12)|
+    # a predicted face in the camera: the crop is the photo scaled by 2 and moved; focal 1000 px at depth 500
+    focal, mean_depth, scale = 1000.0, 500.0, 2.0
+    centred = depth - depth.mean()
+    camera_z = mean_depth - centred * scale * mean_depth / focal  # nearer the camera = larger pt3d_68 z
+    record = {
+        "landmarks_3d_camera": np.column_stack([np.zeros((68, 2)), camera_z]).tolist(),
+        "intrinsics_crop": [[focal, 0, 64], [0, focal, 64], [0, 0, 1]],
+        "crop_from_photo": [[scale, 0, -30.0], [0, scale, 7.0]],
+    }
+    np.testing.assert_allclose(photo_depth(record), centred, atol=1e-9)
+    assert photo_depth({"landmarks_photo_px": []}) is None  # records without 3D landmarks: no 3D score
 
 
 def test_scoring_predictions_with_a_known_offset_and_pose(tmp_path):
@@ -93,6 +115,10 @@ def test_scoring_predictions_with_a_known_offset_and_pose(tmp_path):
             "photo_path": str(tmp_path / "photos" / f"{name}.jpg"),
             "landmarks_photo_px": (points + np.array([0.0, 2.0 * (index + 1)])).tolist(),
             "camera_from_model": {"rotation": _rotation(*predicted_pose).tolist()},
+            # flat predicted depth against the flat ground truth: the 3D error is the 2D one
+            "landmarks_3d_camera": [[0.0, 0.0, 50.0]] * 68,
+            "intrinsics_crop": [[800.0, 0, 112], [0, 800.0, 112], [0, 0, 1]],
+            "crop_from_photo": [[1.0, 0, 0], [0, 1.0, 0]],
         }
         (folder / "code.json").write_text(json.dumps(record))
     # another face in the first photo, far from the annotated one: not matched
@@ -106,6 +132,7 @@ def test_scoring_predictions_with_a_known_offset_and_pose(tmp_path):
     (far / "code.json").write_text(json.dumps(far_record))
     results, failures = score_aflw2000(items, predictions)
     assert [r["nme"] for r in results] == pytest.approx([0.02, 0.04])
+    assert [r["nme_3d"] for r in results] == pytest.approx([0.02, 0.04])
     assert [r["face"] for r in results] == ["image00001_face0", "image00002_face0"]
     assert results[0]["pose_error"] == pytest.approx([1.0, 2.0, 0.0])
     assert failures == [{"item": "image00003", "reason": "no face found"}]
@@ -169,7 +196,7 @@ def test_evaluate_runs_predict_and_scores_it(tmp_path, synthetic_photos_and_chec
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["items"], summary["found"], summary["failures"]) == (3, 2, 1)
-    assert summary["count_0_30"] == 2 and 0 < summary["nme"] < 1
+    assert summary["count_0_30"] == 2 and 0 < summary["nme"] < 1 and 0 < summary["nme_3d"] < 1
     results = json.loads((out / "results.json").read_text())
     assert results["failures"][0]["item"] == "image00003"
     for result in results["results"]:  # the scores are those of what predict wrote
@@ -178,6 +205,7 @@ def test_evaluate_runs_predict_and_scores_it(tmp_path, synthetic_photos_and_chec
         ]
         expected = box_nme(np.asarray(record["landmarks_photo_px"]), items[result["item"]][0])
         assert result["nme"] == pytest.approx(expected)
+        assert result["nme_3d"] >= result["nme"]  # the same x, y errors plus depth (flat in the written truth)
     assert "NME balanced" in (out / "summary.md").read_text()
     assert sorted(p.name for p in (out / "photos").glob("*.pts")) == [f"{n}.pts" for n in sorted(items)]
     logged = [p.read_text() for p in training.parent.glob("runs/**/metrics.csv")]  # the config's CSVLogger

@@ -126,7 +126,14 @@ def score_aflw2000(items, predictions: Path) -> tuple[list[dict], list[dict]]:
     """Per-item results and failures of the predictions in ``predictions`` (one folder per face)."""
     import numpy as np
 
-    from facegen.evaluation.aflw2000 import box_nme, head_pose_degrees, matched_face, pose_errors
+    from facegen.evaluation.aflw2000 import (
+        box_nme,
+        box_nme_3d,
+        head_pose_degrees,
+        matched_face,
+        photo_depth,
+        pose_errors,
+    )
 
     faces = read_code_records(predictions)
     results, failures = [], []
@@ -138,11 +145,18 @@ def score_aflw2000(items, predictions: Path) -> tuple[list[dict], list[dict]]:
             continue
         predicted = np.asarray(face["landmarks_photo_px"], dtype=np.float64)
         pose = head_pose_degrees(np.asarray(face["camera_from_model"]["rotation"]))
+        depth = photo_depth(face)
+        nme_3d = None
+        if depth is not None:
+            nme_3d = box_nme_3d(
+                np.column_stack([predicted, depth]), np.column_stack([item.landmarks, item.depth])
+            )
         results.append(
             {
                 "item": item.name,
                 "face": face["key"],
                 "nme": box_nme(predicted, item.landmarks),
+                "nme_3d": nme_3d,
                 "yaw_gt": item.pose[1],
                 "pose_gt": list(item.pose),
                 "pose_predicted": list(pose),
@@ -161,14 +175,23 @@ def markdown(summary: dict) -> str:
     def degrees(value):
         return "–" if value is None else f"{value:.2f}"
 
-    header = "| NME [0°,30°) | NME [30°,60°) | NME [60°,90°] | NME balanced | NME all | yaw | pitch | roll | pose MAE | found |"
-    row = (
-        f"| {percent(summary['nme_0_30'])} | {percent(summary['nme_30_60'])} | {percent(summary['nme_60_90'])} "
-        f"| {percent(summary['nme_balanced'])} | {percent(summary['nme'])} | {degrees(summary.get('mae_yaw'))} "
-        f"| {degrees(summary.get('mae_pitch'))} | {degrees(summary.get('mae_roll'))} | "
-        f"{degrees(summary.get('mae_pose'))} | {summary['found']}/{summary['items']} |"
+    header = (
+        "| landmarks | NME [0°,30°) | NME [30°,60°) | NME [60°,90°] | NME balanced | NME all "
+        "| yaw | pitch | roll | pose MAE | found |"
     )
-    return "\n".join([header, "|" + " --- |" * 10, row]) + "\n"
+    pose = (
+        f"| {degrees(summary.get('mae_yaw'))} | {degrees(summary.get('mae_pitch'))} "
+        f"| {degrees(summary.get('mae_roll'))} | {degrees(summary.get('mae_pose'))} "
+        f"| {summary['found']}/{summary['items']} |"
+    )
+    rows = []
+    for label, metric in (("2D", "nme"), ("3D", "nme_3d")):
+        rows.append(
+            f"| {label} | {percent(summary[f'{metric}_0_30'])} | {percent(summary[f'{metric}_30_60'])} "
+            f"| {percent(summary[f'{metric}_60_90'])} | {percent(summary[f'{metric}_balanced'])} "
+            f"| {percent(summary[metric])} " + (pose if metric == "nme" else "| | | | | |")
+        )
+    return "\n".join([header, "|" + " --- |" * 11, *rows]) + "\n"
 
 
 def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:

@@ -5,7 +5,9 @@ landmark papers use (a ``.npy`` of (2000, 2 or 3, 68) or (2000, 68, 2 or 3), in 
 names).
 
 The scores papers tabulate: the 68-point NME, mean point-to-point distance / sqrt(w·h) of the ground-truth
-landmarks' bounding box, in bins of absolute ground-truth yaw [0°, 30°), [30°, 60°), [60°, 90°] and the mean of
+landmarks' bounding box, in 2D and in 3D (``pt3d_68``'s z, in the same pixel scale, against the predicted
+landmarks' depth brought to photo pixels; both depths centred on their mean, as 3D alignment papers compare
+them), in bins of absolute ground-truth yaw [0°, 30°), [30°, 60°), [60°, 90°] and the mean of
 the three bins (the "balanced" mean); head-pose mean absolute error in degrees. A photo whose face was not found
 counts as a failure and is listed (NME is over the faces found).
 """
@@ -28,12 +30,14 @@ YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 
 @dataclass(frozen=True)
 class AFLWItem:
-    """One annotated photo: its path, ground-truth landmarks (68, 2) in 0-based pixels and pose in degrees
-    (pitch, yaw, roll, as ``Pose_Para`` gives them)."""
+    """One annotated photo: its path, ground-truth landmarks (68, 2) in 0-based pixels, their depth (68,) in the
+    same pixel scale (larger towards the viewer, arbitrary origin) and pose in degrees (pitch, yaw, roll, as
+    ``Pose_Para`` gives them)."""
 
     name: str
     photo: Path
     landmarks: np.ndarray
+    depth: np.ndarray
     pose: tuple[float, float, float]
 
 
@@ -76,10 +80,19 @@ def read_aflw2000(
                 f"{mat}: pt3d_68 is {points.shape} and Pose_Para {pose.shape}, expected (3, 68), (1, 7)"
             )
         pitch, yaw, roll = (math.degrees(a) for a in pose)
-        items.append(AFLWItem(photo.stem, photo, points[:2].T - 1.0, (pitch, yaw, roll)))
+        items.append(AFLWItem(photo.stem, photo, points[:2].T - 1.0, points[2].copy(), (pitch, yaw, roll)))
     if reannotated is not None:
         corrected = _reannotated(Path(reannotated), len(items))
-        items = [AFLWItem(i.name, i.photo, corrected[k], i.pose) for k, i in enumerate(items)]
+        items = [
+            AFLWItem(
+                i.name,
+                i.photo,
+                corrected[k, :, :2],
+                corrected[k, :, 2] if corrected.shape[2] == 3 else i.depth,
+                i.pose,
+            )
+            for k, i in enumerate(items)
+        ]
     return items[:limit] if limit else items
 
 
@@ -94,13 +107,45 @@ def _reannotated(path: Path, count: int) -> np.ndarray:
         points = points.transpose(0, 2, 1)
     if points.ndim != 3 or points.shape[0] != count or points.shape[1] != 68 or points.shape[2] not in (2, 3):
         raise BadFileError(f"{path}: shape {points.shape}; expected ({count}, 68, 2|3) or ({count}, 2|3, 68)")
-    return points[..., :2] - 1.0
+    points = points.copy()
+    points[..., :2] -= 1.0  # 1-based pixels like pt3d_68
+    return points
 
 
 def box_nme(predicted: np.ndarray, truth: np.ndarray) -> float:
     """Mean distance between ``predicted`` and ``truth`` (68, 2) over sqrt(w·h) of ``truth``'s bounding box."""
     width, height = np.ptp(truth, axis=0)
     return float(np.linalg.norm(predicted - truth, axis=1).mean() / math.sqrt(max(width * height, 1e-12)))
+
+
+def box_nme_3d(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """:func:`box_nme` of (68, 3) points (x, y in pixels, depth in the same scale): depths are centred on their
+    mean first (their origins are arbitrary); normalised by the 2D box of ``truth``'s x, y."""
+    predicted, truth = np.array(predicted, dtype=np.float64), np.array(truth, dtype=np.float64)
+    predicted[:, 2] -= predicted[:, 2].mean()
+    truth[:, 2] -= truth[:, 2].mean()
+    width, height = np.ptp(truth[:, :2], axis=0)
+    return float(np.linalg.norm(predicted - truth, axis=1).mean() / math.sqrt(max(width * height, 1e-12)))
+
+
+def photo_depth(record: dict) -> np.ndarray | None:
+    """Depth (68,) of a predicted face's landmarks in original-photo pixels, larger towards the viewer (as
+    ``pt3d_68``'s z), from a ``code.json`` record: the camera-frame landmark depth Z scaled by the crop's focal
+    length over the landmarks' mean depth (the perspective camera's local pixel scale) and by the crop-to-photo
+    scale. None when the record lacks the 3D landmarks, intrinsics or crop transform."""
+    try:
+        points = np.asarray(record["landmarks_3d_camera"], dtype=np.float64)
+        focal = float(np.asarray(record["intrinsics_crop"], dtype=np.float64)[0, 0])
+        affine = np.asarray(record["crop_from_photo"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
+    if points.shape != (68, 3) or affine.shape != (2, 3):
+        return None
+    crop_per_photo_px = math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
+    mean_depth = float(points[:, 2].mean())
+    if crop_per_photo_px <= 0 or mean_depth <= 0:
+        return None
+    return -(points[:, 2] - mean_depth) * focal / mean_depth / crop_per_photo_px
 
 
 def yaw_bin(yaw_degrees: float) -> int:
@@ -117,16 +162,22 @@ def pose_errors(
 
 
 def summarise(results: list[dict], failures: list[dict]) -> dict:
-    """Papers' table of per-item ``results`` (``nme``, ``yaw_gt``, ``pose_error``): NME per yaw bin, their mean,
-    overall; pose MAE per angle and mean; counts."""
+    """Papers' table of per-item ``results`` (``nme``, optional ``nme_3d``, ``yaw_gt``, ``pose_error``): each NME
+    per yaw bin, their mean, overall (the 3D ones over the faces that have one); pose MAE per angle and mean;
+    counts."""
     summary: dict = {"items": len(results) + len(failures), "found": len(results), "failures": len(failures)}
     for index, (low, high) in enumerate(YAW_BINS):
-        nmes = [r["nme"] for r in results if yaw_bin(r["yaw_gt"]) == index]
-        summary[f"nme_{int(low)}_{int(high)}"] = float(np.mean(nmes)) if nmes else None
-        summary[f"count_{int(low)}_{int(high)}"] = len(nmes)
-    bins = [summary[f"nme_{int(lo)}_{int(hi)}"] for lo, hi in YAW_BINS]
-    summary["nme_balanced"] = float(np.mean([b for b in bins if b is not None])) if any(bins) else None
-    summary["nme"] = float(np.mean([r["nme"] for r in results])) if results else None
+        summary[f"count_{int(low)}_{int(high)}"] = sum(yaw_bin(r["yaw_gt"]) == index for r in results)
+    for metric in ("nme", "nme_3d"):
+        scored = [r for r in results if r.get(metric) is not None]
+        bins = []
+        for index, (low, high) in enumerate(YAW_BINS):
+            values = [r[metric] for r in scored if yaw_bin(r["yaw_gt"]) == index]
+            bins.append(float(np.mean(values)) if values else None)
+            summary[f"{metric}_{int(low)}_{int(high)}"] = bins[-1]
+        present = [b for b in bins if b is not None]
+        summary[f"{metric}_balanced"] = float(np.mean(present)) if present else None
+        summary[metric] = float(np.mean([r[metric] for r in scored])) if scored else None
     if results:
         errors = np.array([r["pose_error"] for r in results])
         for column, name in enumerate(("pitch", "yaw", "roll")):
