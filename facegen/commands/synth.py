@@ -24,7 +24,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--n", type=int, required=True, help="number of faces")
     parser.add_argument("--samples-per-shard", "--samples_per_shard", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="shard i is drawn from the seed (seed, i)")
-    parser.add_argument("--batch-size", "--batch_size", type=int, default=16, help="faces rendered at once")
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=64, help="faces rendered at once")
     parser.add_argument("--options", type=SynthOptions, default=SynthOptions(), help="face distributions")
     parser.add_argument("--progress", type=bool, default=True)
     return parser

@@ -129,7 +129,7 @@ class SynthJob:
     n: int
     samples_per_shard: int = 1000
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int = 64
     options: SynthOptions = field(default_factory=SynthOptions)
     progress: bool = True
     fov: float = DEFAULT_FOV
