@@ -205,7 +205,9 @@ def test_evaluate_runs_predict_and_scores_it(tmp_path, synthetic_photos_and_chec
         ]
         expected = box_nme(np.asarray(record["landmarks_photo_px"]), items[result["item"]][0])
         assert result["nme"] == pytest.approx(expected)
-        assert result["nme_3d"] >= result["nme"]  # the same x, y errors plus depth (flat in the written truth)
+        assert (
+            result["nme_3d"] >= result["nme"]
+        )  # the same x, y errors plus depth (flat in the written truth)
     assert "NME balanced" in (out / "summary.md").read_text()
     assert sorted(p.name for p in (out / "photos").glob("*.pts")) == [f"{n}.pts" for n in sorted(items)]
     logged = [p.read_text() for p in training.parent.glob("runs/**/metrics.csv")]  # the config's CSVLogger

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +20,7 @@ from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
 from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
-from facegen.export.files import child_folder, write_text_atomic
+from facegen.export.files import child_folder, write_text_atomic, write_video_atomic
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
@@ -36,6 +36,10 @@ class FaceExporter(BasePredictionWriter):
     ``overwrite``) and repeated keys are dropped from the batch then, so they are not encoded, fitted or written
     again. Files are written by ``writers`` background threads while the next batch computes (at most ``queue``
     faces wait); their heavy parts (PNG encoding, torch) release the GIL, so two threads keep 2 cores busy.
+
+    Faces of video frames (``meta`` with ``video``) are written per frame like photos; with ``overlay`` among
+    the outputs, each video also gets ``<video>_overlay.mp4``: the overlays of its first face, frame by frame,
+    at the sampled frame rate (frames without a face are left out and listed as rejected).
 
     It reads only :class:`~facegen.predictions.Reconstruction` predictions and the face model it is given.
 
@@ -84,6 +88,8 @@ class FaceExporter(BasePredictionWriter):
         self._pending: deque[tuple[str, str, Future]] = deque()
         self._refinement_steps = 0
         self._started = time.perf_counter()
+        self._video_frames: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
+        self._video_fps: dict[str, float | None] = {}
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._reset()
@@ -98,6 +104,10 @@ class FaceExporter(BasePredictionWriter):
         keep, self._batch_names = [], []
         for i, key in enumerate(batch.key):
             name = self.names.name(key)
+            meta = batch.meta[i]
+            if name is not None and meta.get("video") is not None and meta.get("face_index", 0) == 0:
+                self._video_frames[meta["video"]].append((meta["frame"], meta["time"], name))
+                self._video_fps[meta["video"]] = meta.get("fps")
             if name is None:
                 self.failed.append(
                     {"face": key, "error": "duplicate key: an earlier face of this run has it"}
@@ -134,6 +144,7 @@ class FaceExporter(BasePredictionWriter):
             self.model.layout.to(batch.image.device)
         code, decoded, render = prediction.code, prediction.decoded, prediction.render
         photo_paths = batch.photo_path or [None] * len(batch)
+        photo_pixels = batch.photo_pixels or [None] * len(batch)
         if prediction.fit_diverged is not None:
             reason = "the fit diverged (non-finite code): written with the encoder's code"
             self.diverged += [
@@ -161,7 +172,7 @@ class FaceExporter(BasePredictionWriter):
                 render_mask=render.mask[one],
                 fragments=one_face(render.fragments, i, self.model.faces.shape[0]),
                 meta={**batch.meta[i], "photo_path": photo_paths[i]},
-                photo=None,
+                photo=photo_pixels[i],
                 refinement=refinement(prediction, i),
             )
             future = self._pool.submit(self._write, child_folder(self.out, name), face)
@@ -170,14 +181,16 @@ class FaceExporter(BasePredictionWriter):
             self._collect()
 
     def _write(self, folder: Path, face: FaceResult) -> None:
-        """Runs in the writer thread: read the original photo, then write every chosen file of ``face``."""
+        """Runs in the writer thread: read the original photo (unless the face came with it, as video frames
+        do), then write every chosen file of ``face``."""
         path = face.meta.get("photo_path")
-        try:
-            photo = read_photo(path) if path else None
-        except (OSError, UnreadableImage) as error:  # the photo moved since it was cropped: use the crop
-            rank_zero_warn(f"{path}: {error}; texture and overlay use the crop")
-            photo = None
-        face = dataclasses.replace(face, photo=photo)
+        if face.photo is None:
+            try:
+                photo = read_photo(path) if path else None
+            except (OSError, UnreadableImage) as error:  # the photo moved since it was cropped: use the crop
+                rank_zero_warn(f"{path}: {error}; texture and overlay use the crop")
+                photo = None
+            face = dataclasses.replace(face, photo=photo)
         with torch.inference_mode():
             write_face(folder, face, self.model, self.outputs)
 
@@ -197,6 +210,7 @@ class FaceExporter(BasePredictionWriter):
         while self._pending:
             self._collect()
         self._pool.shutdown()
+        videos = self._write_videos()
         seconds = time.perf_counter() - self._started
         summary = {
             "out": str(self.out),
@@ -216,6 +230,7 @@ class FaceExporter(BasePredictionWriter):
             "dropped": self.dropped,
             "failed": self.failed,
             "fit_diverged": self.diverged,
+            "videos": videos,
         }
         if trainer.world_size > 1:
             summary["rank"] = trainer.global_rank
@@ -235,6 +250,35 @@ class FaceExporter(BasePredictionWriter):
             + (f", {len(self.failed)} failed to write" if self.failed else "")
             + (f", {len(self.diverged)} fits diverged (summary.json lists them)" if self.diverged else "")
         )
+
+    def _write_videos(self) -> list[dict]:
+        """Per video: its frames with a face, and ``<video>_overlay.mp4`` of their overlays (when written)."""
+        import cv2
+
+        records = []
+        for video, frames in sorted(self._video_frames.items()):
+            frames.sort()
+            record = {"video": video, "frames_with_face": len(frames), "overlay_video": None}
+            overlays = [child_folder(self.out, name) / "overlay.png" for _, _, name in frames]
+            overlays = [path for path in overlays if path.is_file()]
+            if overlays and "overlay" in self.outputs:
+                fps = self._video_fps.get(video) or _frame_rate([time for _, time, _ in frames])
+                pictures = (cv2.imread(str(path))[..., ::-1] for path in overlays)
+                target = child_folder(self.out, f"{video}_overlay.mp4")  # video: a key stem, safe
+                try:
+                    write_video_atomic(target, pictures, fps)
+                    record["overlay_video"] = target.name
+                except OSError as error:
+                    self.failed.append({"face": video, "error": str(error)})
+                    rank_zero_warn(f"{target}: could not write the overlay video ({error})")
+            records.append(record)
+        return records
+
+
+def _frame_rate(times: list[float]) -> float:
+    """Frames per second of frames at ``times`` (seconds, sorted): from their median spacing; 25 for one."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    return 1.0 / gaps[len(gaps) // 2] if gaps else 25.0
 
 
 def one_face(fragments: Fragments, index: int, num_faces: int) -> Fragments:

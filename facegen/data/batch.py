@@ -39,6 +39,7 @@ class FaceBatch:
         params: synthetic ground truth, {code part: (B, k)} (:class:`facegen.decoder.FaceCode`'s parts, plus
             ``focal`` (B, 1) in pixels); None for real photos and for augmented batches.
         photo_path: B source photos, when predicting from a photo folder (never taken from shard metadata).
+        photo_pixels: B original images (H, W, 3) uint8 RGB where they are not files (video frames), else None.
         rejects: photos of this batch that gave no face (predicting from photos).
         skipped: bad samples the reader dropped since the previous batch.
     """
@@ -50,6 +51,7 @@ class FaceBatch:
     meta: list[dict]
     params: dict[str, Tensor] | None = None
     photo_path: list[str | None] | None = None
+    photo_pixels: list | None = None
     rejects: list[Reject] = field(default_factory=list)
     skipped: int = 0
     confidence: Tensor | None = None
@@ -73,6 +75,9 @@ class FaceBatch:
             meta=list(raw["meta"]),
             params=raw.get("params"),
             photo_path=raw.get("photo_path"),
+            photo_pixels=None
+            if raw.get("photo_pixels") is None  # the loader turns the arrays into tensors
+            else [p.numpy() if isinstance(p, Tensor) else p for p in raw["photo_pixels"]],
             rejects=[Reject(*reject) for reject in raw.get("rejects", [])],
             skipped=int(raw.get("skipped", 0)),
             confidence=raw["confidence"].float() if "confidence" in raw else None,
@@ -94,6 +99,7 @@ class FaceBatch:
             meta=[self.meta[i] for i in indices],
             params=None if self.params is None else {k: rows(v) for k, v in self.params.items()},
             photo_path=None if self.photo_path is None else [self.photo_path[i] for i in indices],
+            photo_pixels=None if self.photo_pixels is None else [self.photo_pixels[i] for i in indices],
             confidence=None if self.confidence is None else rows(self.confidence),
         )
 

@@ -82,8 +82,9 @@ class FaceDataModule(LightningDataModule):
 
     Args:
         train, val, test, predict: shard URL patterns (brace expansion, ``::`` lists, folders, globs, URLs).
-        predict_dir: a folder, glob or tar of photos to predict on; faces are cropped as ``facegen prepare``
-            does with ``predict_detector`` and ``crop`` (default: the task's image size and framing).
+        predict_dir: a folder, glob or tar of photos to predict on, and video files in a folder or glob (their
+            frames sampled at ``video_fps``, None: every frame); faces are cropped as ``facegen prepare`` does
+            with ``predict_detector`` and ``crop`` (default: the task's image size and framing).
         synthetic: render synthetic shards when missing and use them for splits not given above.
         batch_size: per rank; ``eval_batch_size`` for val/test/predict (default: ``batch_size``).
         num_workers: dataloader processes per rank.
@@ -116,10 +117,14 @@ class FaceDataModule(LightningDataModule):
         crop: CropOptions | None = None,
         seed: int = 0,
         train_ground_truth: bool = False,
+        video_fps: float | None = 10.0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be at least 1, got {batch_size}")
+        if video_fps is not None and video_fps <= 0:
+            raise ConfigError(f"data.video_fps must be > 0 (or null: every frame), got {video_fps}")
+        self.video_fps = video_fps
         self.sources = {"train": train, "val": val, "test": test, "predict": predict}
         self.predict_dir, self.synthetic = predict_dir, synthetic
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
@@ -226,7 +231,11 @@ class FaceDataModule(LightningDataModule):
                 from facegen.data.photo_stream import PhotoFolderStream
 
                 self.streams[split] = PhotoFolderStream(
-                    self.predict_dir, self.eval_batch_size, self.crop, self.predict_detector
+                    self.predict_dir,
+                    self.eval_batch_size,
+                    self.crop,
+                    self.predict_detector,
+                    video_fps=self.video_fps,
                 )
                 continue
             source = self._source(split)

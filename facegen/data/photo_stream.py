@@ -13,19 +13,27 @@ from torch.utils.data import IterableDataset
 from facegen.data.batch import Reject
 from facegen.data.detectors import Detector, lazy_detector
 from facegen.data.keys import face_key
-from facegen.data.photos import PhotoInput
+from facegen.data.photos import Photo, PhotoInput
 from facegen.data.prepare import CropOptions, process_photo
 from facegen.data.streams import collate, reader_identity
+from facegen.data.video import UnreadableVideo, read_frames
 
 
 class PhotoFolderStream(IterableDataset):
-    """Batches of face crops from the photos of ``source`` (folder, glob or tar).
+    """Batches of face crops from the photos and videos of ``source`` (folder, glob or tar; videos from folders
+    and globs).
 
     Each batch is like a shard batch (``image`` (B, 3, S, S) uint8, ``landmarks``, ``mask``, ``key``, ``meta``
     with ``source`` and ``transform``) plus ``photo_path``: [B] the photo each face was cropped from (only this
-    stream sets it: a shard's metadata never decides which file predict reads), and ``rejects``:
-    :class:`~facegen.data.batch.Reject` records of the photos read since the previous batch. A final batch may hold no face, only
-    rejects (B = 0).
+    stream sets it: a shard's metadata never decides which file predict reads; None for video frames),
+    ``photo_pixels``: [B] the video frame (H, W, 3) uint8 a face was cropped from (None for photos), and
+    ``rejects``: :class:`~facegen.data.batch.Reject` records of the photos read since the previous batch. A
+    final batch may hold no face, only rejects (B = 0).
+
+    Videos come after the photos, each frame sampled at ``video_fps`` (None: every frame) treated as a photo
+    named ``<video>#<frame index>`` with key stem ``<video key>_t<frame index>``; its faces' ``meta`` add
+    ``video`` (the video's key stem), ``frame``, ``time`` (seconds) and ``fps``. A video is read by one
+    dataloader worker, so its frames arrive in order.
     """
 
     def __init__(
@@ -35,9 +43,10 @@ class PhotoFolderStream(IterableDataset):
         crop: CropOptions | None = None,
         detector: Detector = "face-alignment",
         device: str = "cpu",
+        video_fps: float | None = None,
     ) -> None:
         self.photos = PhotoInput(
-            source, setting="data.predict_dir"
+            source, setting="data.predict_dir", videos=True
         )  # fails now, at setup, when nothing matches
         self.batch_size, self.crop, self.detector, self.device = (
             batch_size,
@@ -45,22 +54,47 @@ class PhotoFolderStream(IterableDataset):
             detector,
             device,
         )
+        self.video_fps = video_fps
 
     def _photo_path(self, name: str) -> str:
         if self.photos.kind == "dir":
             return str(Path(self.photos.spec, name).resolve())
         return str(Path(name).resolve()) if self.photos.kind == "glob" else f"{self.photos.spec}::{name}"
 
+    def _items(self, reader: int, readers: int) -> Iterator[tuple[Photo, dict | None] | Reject]:
+        """This reader's photos and video frames (with their video metadata), or rejects of unreadable ones."""
+        photos = self.photos
+        for index, photo in enumerate(photos.iter_photos()):
+            if index % readers == reader:
+                yield Reject(photo[0], "unreadable", photo[1]) if isinstance(photo, tuple) else (photo, None)
+        for index, name in enumerate(photos.videos, start=len(photos.names)):
+            if index % readers != reader:
+                continue
+            path, stem = photos.video_path(name), photos.keys[name]
+            if path is None:
+                yield Reject(name, "unreadable", "videos are read from folders, not from tar archives")
+                continue
+            try:
+                for frame in read_frames(path, self.video_fps):
+                    video = {"video": stem, "frame": frame.index, "time": frame.time, "fps": self.video_fps}
+                    yield (
+                        Photo(
+                            f"{name}#{frame.index}", f"{stem}_t{frame.index:06d}", b"", pixels=frame.pixels
+                        ),
+                        video,
+                    )
+            except UnreadableVideo as error:
+                yield Reject(name, "unreadable", str(error))
+
     def __iter__(self) -> Iterator[dict]:
         reader, readers = reader_identity()
         detector = lazy_detector(self.detector, self.device, setting="data.predict_detector")
         pending, rejects = [], []
-        for index, photo in enumerate(self.photos.iter_photos()):
-            if index % readers != reader:
+        for item in self._items(reader, readers):
+            if isinstance(item, Reject):
+                rejects.append(item)
                 continue
-            if isinstance(photo, tuple):
-                rejects.append(Reject(photo[0], "unreadable", photo[1]))
-                continue
+            photo, video = item
             result = process_photo(photo, detector, self.crop)
             rejects += [Reject(result.name, "face_dropped", detail) for detail in result.dropped]
             if result.reject:
@@ -77,8 +111,9 @@ class PhotoFolderStream(IterableDataset):
                         if face.confidence is not None
                         else np.ones(len(face.landmarks), np.float32),
                         "mask": mask[None],
-                        "meta": meta,
-                        "photo_path": self._photo_path(result.name),
+                        "meta": meta if video is None else {**meta, **video},
+                        "photo_path": self._photo_path(result.name) if video is None else None,
+                        "photo_pixels": photo.pixels,
                     }
                 )
                 if len(pending) == self.batch_size:
@@ -101,6 +136,7 @@ class PhotoFolderStream(IterableDataset):
                 "meta": [],
             }
         batch["photo_path"] = [face["photo_path"] for face in faces]
+        batch["photo_pixels"] = [face["photo_pixels"] for face in faces]
         batch["rejects"] = list(rejects)
         batch["skipped"] = torch.tensor(0)
         return batch

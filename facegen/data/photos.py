@@ -15,6 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facegen.data.keys import unique_stems
 from facegen.data.landmarks import LandmarkFileError, is_dlib_xml, read_dlib_xml, read_pts
+from facegen.data.video import VIDEO_SUFFIXES, is_video
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -26,7 +27,8 @@ class UnreadableImage(ValueError):
 @dataclass
 class Photo:
     """One input photo: ``name`` (relative path, unique), ``key`` (the unique key stem of its faces), its encoded
-    bytes, any known landmarks, and why a landmark file beside it could not be used (``landmark_problem``)."""
+    bytes (or its decoded ``pixels``, (H, W, 3) uint8 RGB, for a video frame), any known landmarks, and why a
+    landmark file beside it could not be used (``landmark_problem``)."""
 
     name: str
     key: str
@@ -34,6 +36,7 @@ class Photo:
     known_landmarks: list[np.ndarray] = field(default_factory=list)  # each (68, 2), original pixels
     landmark_source: str | None = None
     landmark_problem: str | None = None
+    pixels: np.ndarray | None = None
 
 
 def eight_bit(image: Image.Image) -> Image.Image:
@@ -83,10 +86,17 @@ class PhotoInput:
     Photos are listed in sorted order, so chunking them into shards is the same on every run.
     Landmark side files: ``<photo stem>.pts`` beside a photo, and dlib XML files in the folder or archive.
     ``keys``: the unique key stem of each photo's faces (:func:`facegen.data.keys.unique_stems`); ``setting``:
-    the option named in errors (``--input`` for prepare, ``data.predict_dir`` for predict).
+    the option named in errors (``--input`` for prepare, ``data.predict_dir`` for predict); ``videos``: also
+    list video files (``videos``, :data:`facegen.data.video.VIDEO_SUFFIXES`), keyed with the photos.
     """
 
-    def __init__(self, spec: str | Path, use_landmark_files: bool = True, setting: str = "--input") -> None:
+    def __init__(
+        self,
+        spec: str | Path,
+        use_landmark_files: bool = True,
+        setting: str = "--input",
+        videos: bool = False,
+    ) -> None:
         self.spec = str(spec)
         self.use_landmark_files = use_landmark_files
         path = Path(self.spec)
@@ -106,11 +116,13 @@ class PhotoInput:
         if self.kind != "glob" and not files:
             raise FileNotFoundError(f"{setting} {self.spec}: no files found")
         self.names = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES)]
-        if not self.names:
+        self.videos = [f for f in files if is_video(f)] if videos else []
+        if not self.names and not self.videos:
+            looked = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if videos else ())
             raise FileNotFoundError(
-                f"{setting} {self.spec}: no photos found (looked for {', '.join(IMAGE_SUFFIXES)})"
+                f"{setting} {self.spec}: no photos found (looked for {', '.join(looked)})"
             )
-        self.keys = unique_stems(self.names)
+        self.keys = unique_stems(self.names + self.videos)
         self._available = set(files)
         self._xml_landmarks: dict[str, list[np.ndarray]] = {}
         self._xml_source: dict[str, str] = {}
@@ -118,6 +130,12 @@ class PhotoInput:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def video_path(self, name: str) -> Path | None:
+        """The file of video ``name``; None inside a tar archive (videos are read from files)."""
+        if self.kind == "tar":
+            return None
+        return Path(self._root, name) if self.kind == "dir" else Path(name)
 
     def _read(self, name: str, archive: tarfile.TarFile | None) -> bytes:
         if archive is not None:

@@ -121,7 +121,7 @@ def crop_face(image: np.ndarray, face: DetectedFace, options: CropOptions) -> Cr
 def process_photo(photo: Photo, detector: LandmarkDetector | None, options: CropOptions) -> PhotoResult:
     """Detect (or read) the faces of ``photo`` and crop them; never raises for a bad photo."""
     try:
-        image = decode_image(photo.data, photo.name)
+        image = photo.pixels if photo.pixels is not None else decode_image(photo.data, photo.name)
     except UnreadableImage as error:
         return PhotoResult(photo.name, photo.key, reject="unreadable", detail=str(error))
     if photo.known_landmarks:

@@ -238,6 +238,9 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, model: ModelFiles) 
         "source": face.meta.get("source"),
         "photo_path": face.meta.get("photo_path"),
         "face_index": face.meta.get("face_index"),
+        "video": {name: face.meta.get(name) for name in ("video", "frame", "time")}
+        if face.meta.get("video") is not None
+        else None,
         "pose_degrees": {"pitch": pitch, "yaw": yaw, "roll": roll},
         "translation_code": code["translation"].tolist(),
         "camera_from_model": {

@@ -4,7 +4,9 @@ output folder inside its output root."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -49,4 +51,32 @@ def child_folder(root: Path, name: str) -> Path:
         or not path.resolve().is_relative_to(root.resolve())
     ):
         raise PermissionError(f"{path}: refusing to write outside the output folder {root}")
+    return path
+
+
+def write_video_atomic(path: Path, frames: Iterable[np.ndarray], fps: float) -> Path:
+    """RGB ``frames`` (each (H, W, 3) uint8, read one at a time; frames of another size than the first are
+    resized to it) as an MPEG-4 video (OpenCV's FFmpeg, codec ``mp4v``) at ``fps`` frames per second, written
+    under a temporary name and renamed.
+
+    Raises:
+        OSError: naming the path, when no frame is given or the encoder cannot be opened.
+    """
+    path, frames = Path(path), iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise OSError(f"{path}: no frames to write")
+    height, width = first.shape[:2]
+    temporary = path.with_name(f".{path.stem}.part{path.suffix}")
+    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+    if not writer.isOpened():
+        raise OSError(f"{path}: OpenCV cannot open an MPEG-4 video writer")
+    try:
+        for frame in itertools.chain([first], frames):
+            if frame.shape[:2] != (height, width):
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    finally:
+        writer.release()
+    os.replace(temporary, path)
     return path

@@ -334,10 +334,18 @@ def fit_pose(
 
 
 def fit_landmarks(
-    model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: LandmarkStage
+    model: LandmarkModel,
+    code: FaceCode,
+    target: Tensor,
+    weights: Tensor,
+    size: int,
+    stage: LandmarkStage,
+    fixed_identity: bool = False,
 ) -> tuple[FaceCode, list[SolveResult]]:
     """Stage 2 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68): pose, shape
-    and expression (the code's sizes, at most the model's) move; the other parts stay."""
+    and expression (the code's sizes, at most the model's) move; the other parts stay. ``fixed_identity``:
+    the shape stays too (only pose and expression move), e.g. for the frames of a video that share one
+    identity."""
     n_shape, n_expression = code.shape.shape[1], code.expression.shape[1]
     if (n_shape, n_expression) != (model.n_shape, model.n_expression):
         raise ValueError(
@@ -351,15 +359,20 @@ def fit_landmarks(
     for _ in range(stage.rounds if stage.iterations else 0):
         indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(len(clean))
         bases = model.bases(indices)
-        params = torch.cat([code.rotation, code.translation, code.shape, code.expression], -1)
+        moving = [code.rotation, code.translation, code.expression]
+        if fixed_identity:  # the identity folded into the mean: a problem without shape components
+            neutral = model.points(bases, code.shape, torch.zeros_like(code.expression))
+            bases = LandmarkBases(neutral, bases.shape[:, :0], bases.expression)
+        else:
+            moving.insert(2, code.shape)
         problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
-        result = levenberg_marquardt(problem, params, stage.iterations)
-        p = result.params
+        result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations)
+        p, free_shape = result.params, 0 if fixed_identity else n_shape
         code = code._replace(
             rotation=p[:, :3],
             translation=p[:, 3:6],
-            shape=p[:, 6 : 6 + n_shape],
-            expression=p[:, 6 + n_shape :],
+            shape=code.shape if fixed_identity else p[:, 6 : 6 + n_shape],
+            expression=p[:, 6 + free_shape :],
         )
         results.append(result)
     return code, results

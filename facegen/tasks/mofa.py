@@ -46,6 +46,7 @@ from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import Backend, RasterSettings
 from facegen.tasks.base import FaceTask, Schedule
 from facegen.tasks.refine import Fitted, RefineOptions, clone_out_of_inference, refine_code
+from facegen.tasks.video import VideoOptions, VideoTracks
 
 #: Where the albedo comes from (see :class:`MoFA`).
 Reflectance = Literal["auto", "model", "learned"]
@@ -90,6 +91,8 @@ class MoFA(FaceTask):
             and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
             the encoder's own over the whole validation set; 0 (or no refinement stage) turns it off.
             Lightning's sanity check (whose metrics are not logged) does not refine.
+        video: how ``predict`` ties the faces of a video's frames together: one identity per video, pose,
+            expression and light smoothed in time (:class:`~facegen.tasks.video.VideoOptions`).
     """
 
     def __init__(
@@ -123,12 +126,15 @@ class MoFA(FaceTask):
         backend: Backend = "torch",
         refine: RefineOptions | None = None,
         validate_refined: int = 0,
+        video: VideoOptions | None = None,
     ) -> None:
         super().__init__()
         # refinement settings are run-time choices, not part of the trained model: kept out of checkpoints so
         # that the config of `facegen predict/validate --ckpt_path` decides them; the encoder's initial weights
         # too (a checkpoint holds the trained ones, and must load where the initial file is absent)
-        self.save_hyperparameters(ignore=["refine", "validate_refined", "encoder_weights", "pretrained"])
+        self.save_hyperparameters(
+            ignore=["refine", "validate_refined", "encoder_weights", "pretrained", "video"]
+        )
         if image_size < 16:
             raise ConfigError(f"model.image_size must be at least 16 pixels, got {image_size}")
         choices = {
@@ -148,6 +154,7 @@ class MoFA(FaceTask):
         self.weights = weights or LossWeights()
         self.refine = refine or RefineOptions()
         self.validate_refined = validate_refined
+        self.videos = VideoTracks(video or VideoOptions())
         model = load_face_model(face_model)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
@@ -326,14 +333,21 @@ class MoFA(FaceTask):
         hparams = self.hparams
         return InputSpec(hparams.image_size, hparams.face_model, hparams.fov, hparams.fill)
 
+    def on_predict_start(self) -> None:
+        self.videos.reset()
+
     def predict_step(self, batch: FaceBatch, batch_index: int) -> Reconstruction:
-        """The reconstruction of ``batch``, fitted when ``refine`` has a stage."""
-        return self.reconstruct(batch, refine=True)
+        """The reconstruction of ``batch``, fitted when ``refine`` has a stage; faces of video frames tied
+        together in time (``video``)."""
+        return self.reconstruct(batch, refine=True, video=True)
 
     @torch.no_grad()
-    def reconstruct(self, batch: FaceBatch, refine: bool = False, geometry: bool = False) -> Reconstruction:
+    def reconstruct(
+        self, batch: FaceBatch, refine: bool = False, geometry: bool = False, video: bool = False
+    ) -> Reconstruction:
         """The encoder's code for ``batch`` (fitted with ``refine`` when asked and it has a stage), decoded
-        into everything a writer or a picture needs; ``geometry``: also the grey shaded shape."""
+        into everything a writer or a picture needs; ``geometry``: also the grey shaded shape; ``video``: faces
+        of video frames tied together in time (:attr:`videos`)."""
         code = self(batch.image).upcast()
         history: list[float] = []
         face_loss = diverged = None
@@ -341,7 +355,11 @@ class MoFA(FaceTask):
             faces = [batch.take([i]) for i in range(len(batch))]
             before = self.face_losses(faces, code)
             code, history, _, diverged = self.refined(batch, code)
+            if video:
+                code = self.videos.apply(batch, code, self._refit_with_identity)
             face_loss = torch.stack([before, self.face_losses(faces, code)], 1)
+        elif video and len(batch):
+            code = self.videos.apply(batch, code, lambda faces, given: given)
         decoder = self.decoder
         decoded = decoder(code)
         rotation, translation = decoder.camera_pose(code)
@@ -432,6 +450,20 @@ class MoFA(FaceTask):
                 *(torch.where(diverged[:, None], old, new) for old, new in zip(start, code, strict=True))
             )
         return Fitted(code, history, seconds, diverged)
+
+    def _refit_with_identity(self, batch: FaceBatch, code: FaceCode) -> FaceCode:
+        """``code`` with pose and expression fitted again to ``batch``'s landmarks, its identity kept (the
+        landmark stage of ``refine``; unchanged without one)."""
+        if not self.refine.landmarks.active:
+            return code
+        landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
+        weights = self.point_weights(batch)
+        with torch.inference_mode(False), torch.no_grad():
+            code, target = clone_out_of_inference((code, batch.landmarks))
+            code, _ = fit_landmarks(
+                landmarks, code, target, weights, batch.size, self.refine.landmarks, fixed_identity=True
+            )
+        return code
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
