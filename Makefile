@@ -39,8 +39,8 @@ bench: install
 	$(BIN)/python benchmarks/render.py
 
 lint: install
-	$(BIN)/ruff check facegen tests benchmarks
-	$(BIN)/ruff format --check facegen tests benchmarks
+	$(BIN)/ruff check facegen tests benchmarks docs
+	$(BIN)/ruff format --check facegen tests benchmarks docs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache lightning_logs wandb

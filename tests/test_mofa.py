@@ -39,6 +39,8 @@ def test_code_layout_follows_the_face_model(ict_facegen_npz):
     assert tiny_mofa().layout == CodeLayout(shape=80, expression=16, albedo=80)
     ict = tiny_mofa(face_model=str(ict_facegen_npz), albedo_rank=6)
     assert ict.layout == CodeLayout(shape=80, expression=53, albedo=6)  # no albedo basis: a learned one
+    learned = tiny_mofa(reflectance="learned", albedo_rank=5)  # a learned basis on a model that has its own
+    assert learned.layout.albedo == 5 and learned.decoder(learned(random_batch(2).image)).albedo.shape[0] == 2
     with pytest.raises(ValueError, match="has no albedo basis.*reflectance: learned"):
         tiny_mofa(face_model=str(ict_facegen_npz), reflectance="model")
 

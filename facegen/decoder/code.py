@@ -63,10 +63,14 @@ class CodeLayout:
     def for_model(
         cls, model, shape: int = 80, expression: int = 64, albedo: int = 80, albedo_rank: int | None = None
     ) -> CodeLayout:
-        """MoFA's sizes, capped by what ``model`` (a MorphableModel) has. Without an albedo basis the albedo
-        part has ``albedo_rank`` entries (a learned basis) or ``albedo``."""
+        """MoFA's sizes, capped by what ``model`` (a MorphableModel) has. With a learned albedo basis
+        (``albedo_rank``, also on a model that has its own) the albedo part has ``albedo_rank`` entries; else the
+        model's basis capped at ``albedo``, or ``albedo`` for a model without one."""
         n_albedo = model.n_albedo if model.has_albedo and model.albedo_basis is not None else None
-        albedo_size = min(albedo, n_albedo) if n_albedo is not None else (albedo_rank or albedo)
+        if albedo_rank is not None:
+            albedo_size = albedo_rank
+        else:
+            albedo_size = min(albedo, n_albedo) if n_albedo is not None else albedo
         return cls(
             shape=min(shape, model.n_shape),
             expression=min(expression, model.n_expression),

@@ -1,0 +1,32 @@
+"""docs/make_figure.py, the README's picture: run on a synthetic photo with a landmark file and the built-in
+model, it writes photo | overlay | two views of the textured mesh | UV texture."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+
+from docs.make_figure import GAP, HEIGHT
+from docs.make_figure import main as make_figure
+from tests.test_predict import synthetic_photos  # noqa: F401  (the fixture)
+
+
+def test_the_figure_shows_the_photo_overlay_two_views_and_the_texture(tmp_path, synthetic_photos, capsys):  # noqa: F811
+    photos, _ = synthetic_photos
+    for name in ("face0.png", "face0.pts"):
+        shutil.copy(photos / name, tmp_path / name)
+    out = tmp_path / "figure.jpg"
+    extra = ["--model.init_args.face_model", "builtin", "--model.init_args.image_size", "64"]
+    make_figure(["--photo", str(tmp_path / "face0.png"), "--out", str(out), "--", *extra])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["face"] == "face0_f0"
+    picture = cv2.imread(str(out))
+    assert picture.shape == (HEIGHT, 5 * HEIGHT + 4 * GAP, 3)
+    panels = [picture[:, i * (HEIGHT + GAP) : i * (HEIGHT + GAP) + HEIGHT].astype(int) for i in range(5)]
+    assert np.abs(panels[0] - panels[1]).mean() > 2  # the overlay differs from the photo
+    for view in panels[2:4]:  # each view shows the mesh on white
+        assert (view.min(-1) < 200).mean() > 0.1 and (view.min(-1) > 245).mean() > 0.1
+    assert np.abs(panels[2] - panels[3]).mean() > 5  # turned
