@@ -7,7 +7,10 @@ one summary per source and stage (``summary``).
 
 The photos' landmark files (iBUG ``.pts`` beside each photo, or a dlib XML) give both the crops and the landmarks
 the fit uses, so the photo NME measures how well the face model and the fitting explain real landmark
-configurations (jaw silhouettes, expressions, poses), not a detector's accuracy. Synthetic faces are rendered as
+configurations (jaw silhouettes, expressions, poses), not a detector's accuracy; with ``--detector NAME`` the
+crops and the fitted landmarks come from that detector instead (its 68 points and, when it gives them and the
+schedule's ``dense`` weight is on, its dense points on a face model with dense landmarks) and the files are only
+the ground truth, so the NME is that of detector + fit. Synthetic faces are rendered as
 ``facegen evaluate synthetic`` renders them (a wider field of view, larger poses and stronger directional light
 than the training data) and fitted with the model's default camera; ``--shards`` takes faces of synthetic
 shards instead (e.g. the quickstart's validation set, rendered as in training). Synthetic faces are fitted from
@@ -18,6 +21,8 @@ is measured against the exact ones).
         --photos ../shared/assets/photos/annotated ../shared/assets/photos/pseudo --synthetic 64
     python benchmarks/fitting.py --config configs/mofa.yaml --checkpoint runs/mofa/checkpoints/last.ckpt \
         --synthetic 64 --shards data/synth/builtin-128/val
+    python benchmarks/fitting.py --config configs/photos_ict.yaml --model models/ict_face_dense.npz \
+        --photos ../shared/assets/photos/annotated --detector litert
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from jsonargparse import ArgumentParser
 
 from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
 from facegen.data import FaceDataModule
+from facegen.data.photos import PhotoInput
+from facegen.decoder.code import FaceCode
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
 from facegen.fitting import LandmarkModel
@@ -63,16 +70,45 @@ def build_model(args, config: dict) -> MoFA:
     return MoFA(**init, refine=schedule(config)).eval()
 
 
-def batches(model: MoFA, photos: str, batch_size: int):
+def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files"):
+    """Batches of the photos' faces: from their landmark files, or (``detector``) from that detector, each
+    detected face with the landmark file's matching face in crop pixels as ``meta["truth"]`` (faces without
+    one are left out)."""
     module = FaceDataModule(
-        predict_dir=photos, predict_detector="files", batch_size=batch_size, num_workers=0
+        predict_dir=photos, predict_detector=detector, batch_size=batch_size, num_workers=0
     )
     module.follow_task(model.input_spec)
     module.setup("predict")
+    truth: dict[str, list[np.ndarray]] = {}
+    if detector != "files":
+        stream = module.streams["predict"]
+        stream.photos.use_landmark_files = False  # the files are the ground truth, not the input
+        truth = {
+            p.name: p.known_landmarks for p in PhotoInput(photos).iter_photos() if not isinstance(p, tuple)
+        }
     for raw in module.predict_dataloader():
         batch = module.on_after_batch_transfer(raw, 0)
+        if detector != "files":
+            keep = []
+            for i, meta in enumerate(batch.meta):
+                matched = matching_truth(truth.get(meta["source"], []), meta)
+                if matched is not None:
+                    meta["truth"] = matched
+                    keep.append(i)
+            batch = batch.take(keep)
         if len(batch):
             yield batch
+
+
+def matching_truth(faces: list[np.ndarray], meta: dict) -> np.ndarray | None:
+    """The annotated face (68, 2) photo pixels whose centre lies in the detected box, in crop pixels."""
+    x0, y0, x1, y1 = meta["bbox"]
+    for points in faces:
+        cx, cy = points.mean(0)
+        if x0 <= cx <= x1 and y0 <= cy <= y1:
+            transform = np.asarray(meta["transform"])
+            return (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
+    return None
 
 
 def stages(model: MoFA, batch, options: RefineOptions):
@@ -94,7 +130,9 @@ def stages(model: MoFA, batch, options: RefineOptions):
 
 
 def shard_batches(model: MoFA, shards: str, batch_size: int, limit: int):
-    """The first ``limit`` faces of synthetic shards (with their ground truth), in batches."""
+    """The first ``limit`` faces of synthetic shards (with their ground truth), in batches; when the face model
+    has dense landmarks, their exact projections from the ground-truth code ride along as the batch's dense
+    landmarks (what a perfect dense detector would give)."""
     module = FaceDataModule(val=shards, batch_size=batch_size, num_workers=0)
     module.follow_task(model.input_spec)
     module.setup("validate")
@@ -103,9 +141,20 @@ def shard_batches(model: MoFA, shards: str, batch_size: int, limit: int):
         batch = module.on_after_batch_transfer(raw, 0)
         batch = batch.take(range(min(len(batch), limit - seen)))
         seen += len(batch)
+        if model.decoder.model.dense_scheme is not None:
+            batch = dataclasses.replace(batch, dense_landmarks=exact_dense(model, batch.params))
         yield batch
         if seen >= limit:
             return
+
+
+def exact_dense(model: MoFA, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(B, N, 2) crop pixels of the face model's dense landmarks on the ground-truth faces ``params``."""
+    decoder = model.decoder
+    code = FaceCode(**{part: params[part] for part in FaceCode._fields})
+    with torch.no_grad():
+        points = decoder.model.dense_points(decoder(code).vertices)
+    return points[..., :2] / points[..., 2:] * decoder.intrinsics.diagonal()[:2] + decoder.intrinsics[:2, 2]
 
 
 def measure(model: MoFA, source: str, found_batches, options: RefineOptions, truth=None, noise: float = 0.0):
@@ -118,6 +167,12 @@ def measure(model: MoFA, source: str, found_batches, options: RefineOptions, tru
         clean = batch.landmarks
         jitter = torch.randn(clean.shape, generator=generator) * noise * batch.size / 224
         noisy = dataclasses.replace(batch, landmarks=clean + jitter)
+        if batch.dense_landmarks is not None:
+            dense_jitter = (
+                torch.randn(batch.dense_landmarks.shape, generator=generator) * noise * batch.size / 224
+            )
+            noisy = dataclasses.replace(noisy, dense_landmarks=batch.dense_landmarks + dense_jitter)
+        reference = [meta.get("truth") for meta in batch.meta]
         for stage, code, spent in stages(model, noisy, options):
             seconds[stage] += spent
             with torch.no_grad():
@@ -128,7 +183,7 @@ def measure(model: MoFA, source: str, found_batches, options: RefineOptions, tru
                     decoded.pixels, 1, contour.silhouette(code)[..., None].expand(-1, -1, 2)
                 )
             for i in range(len(batch)):
-                observed = clean[i].numpy()
+                observed = clean[i].numpy() if reference[i] is None else reference[i]
                 row = {
                     "face": batch.key[i],
                     "stage": stage,
@@ -221,13 +276,18 @@ def main(argv: list[str] | None = None) -> int:
         help="Gaussian noise (pixels at 224²) on the synthetic landmarks",
     )
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--detector",
+        default="files",
+        help="landmarks of --photos from this detector (files: the annotations)",
+    )
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
     torch.manual_seed(0)
     model = build_model(args, config)
     options = model.refine
     for photos in args.photos:
-        measure(model, Path(photos).name, batches(model, photos, args.batch_size), options)
+        measure(model, Path(photos).name, batches(model, photos, args.batch_size, args.detector), options)
     if args.synthetic:
         with tempfile.TemporaryDirectory(prefix="fitting-") as folder:
             truth = synthetic_truth(model, Path(folder), args.synthetic)

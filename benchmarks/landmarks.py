@@ -1,17 +1,19 @@
 """Landmark accuracy of each detector backend on the shared annotated photos (``../shared/assets`` or
-``$FACEGEN_ASSETS``): mean error in pixels and NME (over the outer-eye-corner distance), one JSON line per photo
-and backend, then a mean per backend. Backends that cannot start (not installed, no weights) are reported as
-skipped. Example:
+``$FACEGEN_ASSETS``): mean error in pixels, NME over the outer-eye-corner distance and over sqrt(w·h) of the
+annotation's box (as AFLW2000-3D reports it), seconds per photo; one JSON line per photo and backend, then a mean
+per backend. Backends that cannot start (not installed, no weights) are reported as skipped. Example:
 
-    python benchmarks/landmarks.py                     # mediapipe and face-alignment
-    python benchmarks/landmarks.py --backends mediapipe
+    python benchmarks/landmarks.py                     # litert, mediapipe and face-alignment
+    python benchmarks/landmarks.py --backends litert
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ def annotated_photos() -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["mediapipe", "face-alignment"])
+    parser.add_argument("--backends", nargs="+", default=["litert", "mediapipe", "face-alignment"])
     args = parser.parse_args()
     photos = annotated_photos()
     for backend in args.backends:
@@ -42,10 +44,13 @@ def main() -> None:
         except DetectorUnavailable as error:
             print(json.dumps({"backend": backend, "skipped": str(error).splitlines()[0]}))
             continue
-        errors = []
+        errors, box_errors, seconds = [], [], []
         for photo in photos:
             truth = read_pts(photo.with_suffix(".pts"))
-            faces = detector.detect(decode_image(photo.read_bytes(), photo.name))
+            image = decode_image(photo.read_bytes(), photo.name)
+            started = time.perf_counter()
+            faces = detector.detect(image)
+            seconds.append(time.perf_counter() - started)
             if not faces:
                 print(json.dumps({"backend": backend, "photo": photo.name, "found": 0}))
                 continue
@@ -53,7 +58,10 @@ def main() -> None:
                 np.linalg.norm(f.landmarks - truth, axis=1).mean() for f in faces
             )  # the right face
             nme = distance / np.linalg.norm(truth[36] - truth[45])
+            width, height = np.ptp(truth, axis=0)
+            box_nme = distance / math.sqrt(width * height)
             errors.append(nme)
+            box_errors.append(box_nme)
             print(
                 json.dumps(
                     {
@@ -62,13 +70,21 @@ def main() -> None:
                         "found": len(faces),
                         "error_px": round(float(distance), 2),
                         "nme": round(float(nme), 4),
+                        "box_nme": round(float(box_nme), 4),
+                        "seconds": round(seconds[-1], 3),
                     }
                 )
             )
         if errors:
             print(
                 json.dumps(
-                    {"backend": backend, "photos": len(errors), "mean_nme": round(float(np.mean(errors)), 4)}
+                    {
+                        "backend": backend,
+                        "photos": len(errors),
+                        "mean_nme": round(float(np.mean(errors)), 4),
+                        "mean_box_nme": round(float(np.mean(box_errors)), 4),
+                        "seconds_per_photo": round(float(np.mean(seconds)), 3),
+                    }
                 )
             )
 

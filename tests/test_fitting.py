@@ -170,8 +170,8 @@ def test_a_face_whose_fit_diverges_gets_its_starting_code_back_and_is_reported(m
     batch = face_batch(torch.rand(3, 3, SIZE, SIZE), landmarks)
     real = mofa_module.fit_landmarks
 
-    def diverging(*args):
-        fitted, results = real(*args)
+    def diverging(*args, **kwargs):
+        fitted, results = real(*args, **kwargs)
         return fitted._replace(shape=fitted.shape.index_fill(0, torch.tensor([1]), float("inf"))), results
 
     monkeypatch.setattr(mofa_module, "fit_landmarks", diverging)

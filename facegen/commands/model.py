@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser
 
+from facegen.errors import ConfigError
 from facegen.morphable.model import MorphableModel
 
 HELP = "convert, inspect and download face models"
@@ -37,6 +38,14 @@ def build_parser() -> ArgumentParser:
         help="UV layout for the model: per-vertex (V, 2) or per-corner (F, 3, 2) .npy/.mat, or an .obj of its topology",
     )
     convert.add_argument("--n-albedo", "--n_albedo", type=int, default=None)
+    convert.add_argument(
+        "--dense-landmarks",
+        "--dense_landmarks",
+        type=str,
+        default=None,
+        help="register MediaPipe's 468-point face mesh onto the model: 'mediapipe' (its canonical mesh, "
+        "downloaded once into the cache) or that mesh's .obj",
+    )
     commands.add_subcommand("convert", convert, help="convert a model file to facegen's .npz")
 
     info = ArgumentParser(description="Describe a face model: 'builtin' or a canonical .npz.")
@@ -76,6 +85,9 @@ def describe(model: MorphableModel, path: Path | None = None) -> dict:
         "unique_landmark_vertices": int(model.landmark_indices.unique().numel()),
         "masks": {name: int(model.mask(name).sum()) for name in model.mask_names},
         "expression_names": model.expression_names,
+        "dense_landmarks": None
+        if model.dense_scheme is None
+        else f"{model.dense_scheme} ({model.num_dense})",
         "file_bytes": None if path is None else path.stat().st_size,
     }
 
@@ -104,6 +116,22 @@ def run(argv: list[str]) -> int:
             layout = read_uv_layout(options.uv, model.faces.numpy(), model.num_vertices)
             model = model.with_uv(layout.uv_coords, layout.uv_faces)
             print(layout.report)
+        if options.dense_landmarks:
+            from facegen.morphable.dense import (
+                dense_report,
+                fetch_canonical_mesh,
+                read_canonical_mesh,
+                with_dense_landmarks,
+            )
+
+            given = options.dense_landmarks
+            path = fetch_canonical_mesh(cache_folder()) if given == "mediapipe" else Path(given)
+            if not path.is_file():
+                raise ConfigError(
+                    f"--dense-landmarks {given}: give 'mediapipe' or the path of MediaPipe's canonical_face_model.obj"
+                )
+            model, found = with_dense_landmarks(model, read_canonical_mesh(path))
+            print(dense_report(model, found))
         out = model.save(options.out)
         print(f"wrote {out} ({model})")
     elif command == "info":

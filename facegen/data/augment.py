@@ -125,4 +125,5 @@ class FaceAugmentation(nn.Module):
             landmarks=landmarks,
             confidence=confidence,
             params=None,
+            dense_landmarks=None,  # not moved with the image (no mirror order for a dense scheme)
         )

@@ -40,6 +40,8 @@ class FaceBatch:
             ``focal`` (B, 1) in pixels); None for real photos and for augmented batches.
         photo_path: B source photos, when predicting from a photo folder (never taken from shard metadata).
         photo_pixels: B original images (H, W, 3) uint8 RGB where they are not files (video frames), else None.
+        dense_landmarks: (B, N, 2) float crop pixels of a dense landmark scheme (MediaPipe's 468) when the
+            detector gave them (NaN rows for faces without), else None.
         rejects: photos of this batch that gave no face (predicting from photos).
         skipped: bad samples the reader dropped since the previous batch.
     """
@@ -55,6 +57,7 @@ class FaceBatch:
     rejects: list[Reject] = field(default_factory=list)
     skipped: int = 0
     confidence: Tensor | None = None
+    dense_landmarks: Tensor | None = None
 
     def __len__(self) -> int:
         return self.image.shape[0]
@@ -81,6 +84,7 @@ class FaceBatch:
             rejects=[Reject(*reject) for reject in raw.get("rejects", [])],
             skipped=int(raw.get("skipped", 0)),
             confidence=raw["confidence"].float() if "confidence" in raw else None,
+            dense_landmarks=raw["dense_landmarks"].float() if "dense_landmarks" in raw else None,
         )
 
     def take(self, indices: Sequence[int]) -> FaceBatch:
@@ -101,6 +105,7 @@ class FaceBatch:
             photo_path=None if self.photo_path is None else [self.photo_path[i] for i in indices],
             photo_pixels=None if self.photo_pixels is None else [self.photo_pixels[i] for i in indices],
             confidence=None if self.confidence is None else rows(self.confidence),
+            dense_landmarks=None if self.dense_landmarks is None else rows(self.dense_landmarks),
         )
 
     def keep_only(self, indices: Sequence[int]) -> None:

@@ -6,8 +6,10 @@ Backends:
 - ``mediapipe``: MediaPipe 0.10.21's full-range face detector and 468-point face mesh, whose models ship inside
   the wheel (no download at run time; ``pip install "facegen[mediapipe]"``). The mesh is reduced to the iBUG 68
   scheme with :data:`MEDIAPIPE_TO_IBUG68`.
+- ``litert``: the same MediaPipe models run with LiteRT (``pip install "facegen[litert]"``: numpy 2, nothing
+  downgraded), taken once from the mediapipe wheel on PyPI into the cache (:mod:`facegen.data.litert_face`).
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
-- ``auto``: face-alignment, and MediaPipe where it finds no face (or cannot start).
+- ``auto``: face-alignment, then LiteRT, then MediaPipe where the previous finds no face (or cannot start).
 
 Every backend retries a photo where it finds no face: twice as large when the photo is small, then turned by
 +-30 degrees in the image plane (:class:`RetryingDetector`); a photo that still gives no face is rejected with
@@ -25,84 +27,11 @@ import cv2
 import numpy as np
 
 from facegen.errors import ConfigError, FacegenError, check_choice
+from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
 
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
-Detector = Literal["face-alignment", "mediapipe", "auto", "files"]
+Detector = Literal["face-alignment", "mediapipe", "litert", "auto", "files"]
 DETECTORS = get_args(Detector)
-
-#: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
-MEDIAPIPE_TO_IBUG68 = np.array(
-    [
-        127,
-        234,
-        93,
-        58,
-        172,
-        136,
-        149,
-        148,
-        152,
-        377,
-        378,
-        365,
-        397,
-        288,
-        323,
-        454,
-        356,
-        70,
-        63,
-        105,
-        66,
-        107,
-        336,
-        296,
-        334,
-        293,
-        300,
-        168,
-        197,
-        5,
-        4,
-        75,
-        97,
-        2,
-        326,
-        305,
-        33,
-        160,
-        158,
-        133,
-        153,
-        144,
-        362,
-        385,
-        387,
-        263,
-        373,
-        380,
-        61,
-        39,
-        37,
-        0,
-        267,
-        269,
-        291,
-        405,
-        314,
-        17,
-        84,
-        181,
-        78,
-        82,
-        13,
-        312,
-        308,
-        317,
-        14,
-        87,
-    ],
-)
 
 
 class DetectorUnavailable(FacegenError, RuntimeError):
@@ -111,15 +40,17 @@ class DetectorUnavailable(FacegenError, RuntimeError):
 
 @dataclass
 class DetectedFace:
-    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score, and
+    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score,
     ``confidence`` (68,) float32 in [0, 1] per landmark when the backend gives one (face-alignment: its heatmap
-    peaks), else None."""
+    peaks), else None, and ``dense`` (N, 2) float32 photo pixels of a dense scheme (MediaPipe's 468 points from
+    the ``litert`` and ``mediapipe`` backends), else None."""
 
     landmarks: np.ndarray
     bbox: tuple[float, float, float, float]
     score: float
     detector: str
     confidence: np.ndarray | None = None
+    dense: np.ndarray | None = None
 
 
 class LandmarkDetector(Protocol):
@@ -216,13 +147,14 @@ class MediaPipeDetector:
             box = detection.location_data.relative_bounding_box
             x0, y0 = box.xmin * width, box.ymin * height
             x1, y1 = x0 + box.width * width, y0 + box.height * height
-            landmarks = self._mesh_landmarks(image, (x0, y0, x1, y1))
-            if landmarks is not None:
-                faces.append(DetectedFace(landmarks, (x0, y0, x1, y1), float(detection.score[0]), self.name))
+            mesh = self._mesh_landmarks(image, (x0, y0, x1, y1))
+            if mesh is not None:
+                box, score = (x0, y0, x1, y1), float(detection.score[0])
+                faces.append(DetectedFace(mesh[MEDIAPIPE_TO_IBUG68], box, score, self.name, dense=mesh))
         return faces
 
     def _mesh_landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
-        """(68, 2) landmarks from the face mesh run on a square crop of twice the detection's size."""
+        """(468, 2) face-mesh points from the mesh run on a square crop of twice the detection's size."""
         height, width = image.shape[:2]
         centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         half = max(box[2] - box[0], box[3] - box[1])
@@ -236,7 +168,7 @@ class MediaPipeDetector:
         crop_h, crop_w = crop.shape[:2]
         mesh = np.array([(p.x * crop_w, p.y * crop_h) for p in points], np.float32)
         # MediaPipe's coordinates start at the image's edge; facegen's at the first pixel's centre
-        return mesh[MEDIAPIPE_TO_IBUG68] + np.array([left - 0.5, top - 0.5], np.float32)
+        return mesh + np.array([left - 0.5, top - 0.5], np.float32)
 
 
 def build_detector(
@@ -248,13 +180,31 @@ def build_detector(
         return RetryingDetector(FaceAlignmentDetector(device=device, setting=setting))
     if name == "mediapipe":
         return RetryingDetector(MediaPipeDetector())
+    if name == "litert":
+        return RetryingDetector(_litert(setting))
     if name == "auto":
         return DetectorChain(
-            [LazyDetector(backend, device, setting) for backend in ("face-alignment", "mediapipe")]
+            [LazyDetector(backend, device, setting) for backend in ("face-alignment", "litert", "mediapipe")]
         )
     if name == "files":
         return None
     raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+
+
+def _litert(setting: str) -> LandmarkDetector:
+    from facegen.data.litert_face import LiteRTFaceMesh, ModelsUnavailable, fetch_models
+    from facegen.morphable.download import cache_folder
+
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError as error:
+        raise DetectorUnavailable(
+            f'{setting} litert: LiteRT is not installed ({error}); install it with: pip install "facegen[litert]"'
+        ) from None
+    try:
+        return LiteRTFaceMesh(fetch_models(cache_folder()))
+    except ModelsUnavailable as error:
+        raise DetectorUnavailable(f"{setting} litert: {error}") from None
 
 
 def miss_reason(detector: LandmarkDetector) -> str:
@@ -315,10 +265,13 @@ class RetryingDetector:
 def _mapped(face: DetectedFace, inverse: np.ndarray) -> DetectedFace:
     """``face`` detected in a transformed photo, in the photo's pixels (``inverse``: attempt -> photo, 2 x 3)."""
     landmarks = (face.landmarks @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
+    dense = None if face.dense is None else (face.dense @ inverse[:, :2].T + inverse[:, 2]).astype(np.float32)
     x0, y0, x1, y1 = face.bbox
     corners = np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]) @ inverse[:, :2].T + inverse[:, 2]
     box = (*corners.min(0).tolist(), *corners.max(0).tolist())
-    return DetectedFace(landmarks, tuple(float(v) for v in box), face.score, face.detector, face.confidence)
+    return DetectedFace(
+        landmarks, tuple(float(v) for v in box), face.score, face.detector, face.confidence, dense
+    )
 
 
 class DetectorChain:

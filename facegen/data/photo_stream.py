@@ -26,7 +26,8 @@ class PhotoFolderStream(IterableDataset):
     Each batch is like a shard batch (``image`` (B, 3, S, S) uint8, ``landmarks``, ``mask``, ``key``, ``meta``
     with ``source`` and ``transform``) plus ``photo_path``: [B] the photo each face was cropped from (only this
     stream sets it: a shard's metadata never decides which file predict reads; None for video frames),
-    ``photo_pixels``: [B] the video frame (H, W, 3) uint8 a face was cropped from (None for photos), and
+    ``photo_pixels``: [B] the video frame (H, W, 3) uint8 a face was cropped from (None for photos),
+    ``dense_landmarks`` (B, N, 2) crop pixels when the detector gives dense points (NaN for faces without), and
     ``rejects``: :class:`~facegen.data.batch.Reject` records of the photos read since the previous batch. A
     final batch may hold no face, only rejects (B = 0).
 
@@ -114,6 +115,7 @@ class PhotoFolderStream(IterableDataset):
                         "meta": meta if video is None else {**meta, **video},
                         "photo_path": self._photo_path(result.name) if video is None else None,
                         "photo_pixels": photo.pixels,
+                        "dense": face.dense,
                     }
                 )
                 if len(pending) == self.batch_size:
@@ -137,6 +139,15 @@ class PhotoFolderStream(IterableDataset):
             }
         batch["photo_path"] = [face["photo_path"] for face in faces]
         batch["photo_pixels"] = [face["photo_pixels"] for face in faces]
+        dense = [face["dense"] for face in faces]
+        count = next((len(d) for d in dense if d is not None), None)
+        if (
+            count is not None
+        ):  # faces without dense points (a landmark file, another backend): NaN, not fitted
+            missing = np.full((count, 2), np.nan, np.float32)
+            batch["dense_landmarks"] = torch.from_numpy(
+                np.stack([d if d is not None and len(d) == count else missing for d in dense])
+            )
         batch["rejects"] = list(rejects)
         batch["skipped"] = torch.tensor(0)
         return batch

@@ -61,8 +61,9 @@ class CropOptions:
 @dataclass
 class CroppedFace:
     """A face ready for a shard or the encoder: ``crop`` (S, S, 3) uint8, ``landmarks`` (68, 2) crop pixels,
-    ``mask`` (S, S) uint8 or None, ``transform`` (2, 3) photo -> crop pixels, where it came from, and the
-    backend's per-landmark ``confidence`` (68,) in [0, 1] or None."""
+    ``mask`` (S, S) uint8 or None, ``transform`` (2, 3) photo -> crop pixels, where it came from, the
+    backend's per-landmark ``confidence`` (68,) in [0, 1] or None, and its ``dense`` landmarks (N, 2) in crop
+    pixels or None."""
 
     crop: np.ndarray
     landmarks: np.ndarray
@@ -73,6 +74,7 @@ class CroppedFace:
     detector: str
     photo_size: tuple[int, int]  # (H, W)
     confidence: np.ndarray | None = None
+    dense: np.ndarray | None = None
 
     def meta(self, source: str, index: int) -> dict:
         return {
@@ -115,6 +117,7 @@ def crop_face(image: np.ndarray, face: DetectedFace, options: CropOptions) -> Cr
         face.detector,
         tuple(image.shape[:2]),
         face.confidence,
+        None if face.dense is None else apply_affine(transform, face.dense).astype(np.float32),
     )
 
 

@@ -50,7 +50,8 @@ DONE_FILE = "code.json"
 class ModelFiles:
     """What the files of every face need from the face model: triangles (F, 3), the UV layout (None without
     one), whether it is left-right symmetric, UV coordinates and triangles, expression names, the 68 landmark
-    vertex indices and millimetres per model unit."""
+    vertex indices, millimetres per model unit, and the dense landmarks (scheme, corner vertices (N, 3) and
+    barycentric weights (N, 3); None without them)."""
 
     faces: np.ndarray
     layout: UVLayout | None
@@ -59,6 +60,14 @@ class ModelFiles:
     expression_names: list[str] | None
     landmark_indices: np.ndarray
     mm_per_unit: float
+    dense: tuple[str, np.ndarray, np.ndarray] | None = None
+
+    def dense_points(self, vertices: np.ndarray) -> np.ndarray | None:
+        """(N, 3) dense landmarks on a mesh's ``vertices`` (V, 3), or None without dense landmarks."""
+        if self.dense is None:
+            return None
+        _, corners, weights = self.dense
+        return (vertices[corners] * weights[..., None]).sum(1)
 
     @classmethod
     def of(cls, model: MorphableModel, texture_size: int) -> ModelFiles:
@@ -75,6 +84,13 @@ class ModelFiles:
             model.expression_names,
             model.landmark_indices.cpu().numpy(),
             model.mm_per_unit,
+            None
+            if model.dense_scheme is None
+            else (
+                model.dense_scheme,
+                model.faces[model.dense_triangles].cpu().numpy(),
+                model.dense_barycentrics.cpu().double().numpy(),
+            ),
         )
 
 
@@ -152,6 +168,7 @@ def write_face(
         _write_maps(folder, face, faces, model.mm_per_unit)
     landmarks_crop = face.landmarks[0].cpu().numpy()
     landmarks_photo = landmarks_crop if to_photo is None else apply_affine(to_photo, landmarks_crop)
+    dense = _dense_landmarks(face, model, to_photo)
     if "code" in outputs:
         arrays = {f"code_{k}": v[0].cpu().numpy() for k, v in face.code.items()}
         arrays.update(
@@ -160,7 +177,25 @@ def write_face(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_bytes_atomic(folder / "code.npz", buffer.getvalue())
-    write_text_atomic(folder / DONE_FILE, json.dumps(_readable(face, landmarks_photo, model), indent=1))
+    record = _readable(face, landmarks_photo, model)
+    if dense is not None:
+        record["dense_landmarks"] = dense
+    write_text_atomic(folder / DONE_FILE, json.dumps(record, indent=1))
+
+
+def _dense_landmarks(face: FaceResult, model: ModelFiles, to_photo: np.ndarray | None) -> dict | None:
+    """The model's dense landmarks on the fitted face: in model space, in the camera frame and in photo pixels."""
+    camera = model.dense_points(face.vertices[0].cpu().double().numpy())
+    if camera is None:
+        return None
+    projected = camera @ face.K[0].cpu().double().numpy().T
+    pixels = projected[:, :2] / projected[:, 2:]
+    return {
+        "scheme": model.dense[0],
+        "model": model.dense_points(face.vertices_model[0].cpu().double().numpy()).round(5).tolist(),
+        "camera": camera.round(5).tolist(),
+        "photo_px": np.round(pixels if to_photo is None else apply_affine(to_photo, pixels), 2).tolist(),
+    }
 
 
 def _write_maps(folder: Path, face: FaceResult, faces: np.ndarray, mm_per_unit: float) -> None:

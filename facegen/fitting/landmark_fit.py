@@ -62,20 +62,29 @@ class PoseStage:
 class LandmarkStage:
     """Stage 2: ``rounds`` x ``iterations`` of Levenberg-Marquardt on pose, shape and expression against the
     landmarks, with Gaussian priors of these weights (the ratio to the landmark term in (pixels at 224²)²);
-    ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round."""
+    ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round;
+    ``dense``: the weight of the detector's dense landmarks (MediaPipe's 468, on the face model's registered
+    dense points) relative to the 68 (1: all dense points together count as much as the 68; 0: not used)."""
 
     iterations: int = 0
     rounds: int = 1
     shape_prior: float = 0.05
     expression_prior: float = 0.05
     contour: Contour = "fixed"
+    dense: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.rounds < 1 or self.shape_prior < 0 or self.expression_prior < 0:
+        if (
+            self.iterations < 0
+            or self.rounds < 1
+            or self.shape_prior < 0
+            or self.expression_prior < 0
+            or self.dense < 0
+        ):
             raise ConfigError(
-                "refine.landmarks: iterations >= 0, rounds >= 1 and priors >= 0, got "
+                "refine.landmarks: iterations >= 0, rounds >= 1, priors >= 0 and dense >= 0, got "
                 f"iterations={self.iterations}, rounds={self.rounds}, shape_prior={self.shape_prior}, "
-                f"expression_prior={self.expression_prior}"
+                f"expression_prior={self.expression_prior}, dense={self.dense}"
             )
         if self.contour not in ("fixed", "sliding"):
             raise ConfigError(f"refine.landmarks.contour must be 'fixed' or 'sliding', got {self.contour!r}")
@@ -122,6 +131,22 @@ class LandmarkModel:
         """The geometry of vertices ``indices`` (B, 68)."""
         mean, shape, expression = self.vertex_bases(indices)
         return LandmarkBases(mean, shape.permute(1, 0, 2, 3), expression.permute(1, 0, 2, 3))
+
+    def with_dense(self, bases: LandmarkBases) -> LandmarkBases:
+        """``bases`` (B, J points) followed by the face model's N dense landmarks (barycentric combinations of
+        their triangles' corners): (B, J + N) points."""
+        model = self.face_model
+        corners = model.faces[model.dense_triangles]  # (N, 3)
+        weights = model.dense_barycentrics.to(bases.mean)[..., None]  # (N, 3, 1)
+        mean, shape, expression = (
+            (part * weights).sum(-2) for part in self.vertex_bases(corners)
+        )  # (N, 3), (Ks, N, 3), (Ke, N, 3)
+        batch = bases.mean.shape[0]
+        return LandmarkBases(
+            torch.cat([bases.mean, mean.expand(batch, -1, -1)], 1),
+            torch.cat([bases.shape, shape.expand(batch, -1, -1, -1)], 2),
+            torch.cat([bases.expression, expression.expand(batch, -1, -1, -1)], 2),
+        )
 
     @functools.cached_property
     def candidates(self) -> tuple[Tensor, Tensor] | None:
@@ -341,17 +366,24 @@ def fit_landmarks(
     size: int,
     stage: LandmarkStage,
     fixed_identity: bool = False,
+    dense: Tensor | None = None,
 ) -> tuple[FaceCode, list[SolveResult]]:
     """Stage 2 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68): pose, shape
     and expression (the code's sizes, at most the model's) move; the other parts stay. ``fixed_identity``:
     the shape stays too (only pose and expression move), e.g. for the frames of a video that share one
-    identity."""
+    identity. ``dense``: (B, N, 2) dense landmarks (NaN where missing) fitted on the face model's dense points
+    with ``stage.dense`` (ignored when 0)."""
     n_shape, n_expression = code.shape.shape[1], code.expression.shape[1]
     if (n_shape, n_expression) != (model.n_shape, model.n_expression):
         raise ValueError(
             f"code has {n_shape} shape / {n_expression} expression entries, the landmark model "
             f"{model.n_shape} / {model.n_expression}"
         )
+    use_dense = dense is not None and stage.dense > 0
+    if use_dense:
+        share = stage.dense * weights.shape[1] / dense.shape[1]
+        weights = torch.cat([weights, torch.full(dense.shape[:2], share).to(weights)], 1)
+        target = torch.cat([target, dense.to(target)], 1)
     clean = torch.nan_to_num(target)
     root = root_weights(weights, target)
     priors = clean.new_tensor([stage.shape_prior, stage.expression_prior]).sqrt()
@@ -359,6 +391,8 @@ def fit_landmarks(
     for _ in range(stage.rounds if stage.iterations else 0):
         indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(len(clean))
         bases = model.bases(indices)
+        if use_dense:
+            bases = model.with_dense(bases)
         moving = [code.rotation, code.translation, code.expression]
         if fixed_identity:  # the identity folded into the mean: a problem without shape components
             neutral = model.points(bases, code.shape, torch.zeros_like(code.expression))

@@ -64,6 +64,9 @@ class MorphableModel(nn.Module):
         units: length unit of the vertices, one of ``UNIT_TO_MM``.
         name: a human-readable model name.
         expression_names: (Ke,) names of the expression components (blendshape models).
+        dense_triangles: (N,) triangle of each point of a dense landmark scheme, ``dense_barycentrics`` (N, 3)
+            its weights there, ``dense_scheme`` the scheme's name (``mediapipe``: MediaPipe's 468-point face
+            mesh; :mod:`facegen.morphable.dense`); optional.
     """
 
     def __init__(
@@ -84,6 +87,9 @@ class MorphableModel(nn.Module):
         units: str = "mm",
         name: str = "",
         expression_names: list[str] | None = None,
+        dense_triangles: Tensor | None = None,
+        dense_barycentrics: Tensor | None = None,
+        dense_scheme: str | None = None,
     ) -> None:
         super().__init__()
         arrays = {
@@ -99,6 +105,8 @@ class MorphableModel(nn.Module):
             "albedo_std": albedo_std,
             "uv_coords": uv_coords,
             "uv_faces": uv_faces,
+            "dense_triangles": dense_triangles,
+            "dense_barycentrics": dense_barycentrics,
         }
         arrays.update({f"mask_{k}": v for k, v in (masks or {}).items()})
         arrays = {k: _as_numpy(v) for k, v in arrays.items() if v is not None}
@@ -107,9 +115,14 @@ class MorphableModel(nn.Module):
             dtype = torch.long if key in _INDEX_FIELDS else (torch.bool if key.startswith("mask_") else None)
             tensor = torch.as_tensor(value, dtype=dtype) if dtype else torch.as_tensor(value).float()
             self.register_buffer(key, tensor.contiguous(), persistent=False)  # strided views index slowly
-        for key in ("albedo_mean", "albedo_basis", "albedo_std", "uv_coords", "uv_faces"):
+        for key in _OPTIONAL_FIELDS:
             if key not in arrays:
                 setattr(self, key, None)
+        if (dense_triangles is None) != (dense_scheme is None):
+            raise ModelFileError(
+                f"{name or 'MorphableModel'}: dense landmarks need both their arrays and a scheme"
+            )
+        self.dense_scheme = dense_scheme
         self.mask_names = sorted(k[len("mask_") :] for k in arrays if k.startswith("mask_"))
         self.units = units
         self.name = name
@@ -143,6 +156,25 @@ class MorphableModel(nn.Module):
     @property
     def has_uv(self) -> bool:
         return self.uv_coords is not None
+
+    @property
+    def num_dense(self) -> int:
+        """Points of the dense landmark scheme (0 without one)."""
+        return 0 if self.dense_triangles is None else self.dense_triangles.shape[0]
+
+    def dense_points(self, vertices: Tensor) -> Tensor:
+        """(B, N, 3) dense landmarks on meshes ``vertices`` (B, V, 3) of this model (any frame and units).
+
+        Raises:
+            ValueError: the model has no dense landmarks (naming the command that adds them).
+        """
+        if self.dense_triangles is None:
+            raise ValueError(
+                f"face model {self.name!r} has no dense landmarks; add them with `facegen model convert ... "
+                "--dense-landmarks mediapipe`"
+            )
+        corners = vertices[:, self.faces[self.dense_triangles]]  # (B, N, 3 corners, 3)
+        return (corners * self.dense_barycentrics[None, :, :, None]).sum(2)
 
     @property
     def mm_per_unit(self) -> float:
@@ -243,6 +275,8 @@ class MorphableModel(nn.Module):
                 arrays[key] = value.astype(np.int32) if key in _INDEX_FIELDS else value
         if self.expression_names is not None:
             arrays["expression_names"] = np.array(self.expression_names)
+        if self.dense_scheme is not None:
+            arrays["dense_scheme"] = np.array(self.dense_scheme)
         return arrays
 
     @classmethod
@@ -258,6 +292,7 @@ class MorphableModel(nn.Module):
         units = str(arrays.pop("units", "mm"))
         name = str(arrays.pop("name", Path(source).stem))
         names = arrays.pop("expression_names", None)
+        scheme = arrays.pop("dense_scheme", None)
         masks = {k[len("mask_") :]: arrays.pop(k) for k in list(arrays) if k.startswith("mask_")}
         unknown = set(arrays) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS)
         if unknown:
@@ -272,6 +307,7 @@ class MorphableModel(nn.Module):
             units=units,
             name=name,
             expression_names=None if names is None else [str(n) for n in names],
+            dense_scheme=None if scheme is None else str(scheme),
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -347,8 +383,16 @@ _REQUIRED_FIELDS = (
     "faces",
     "landmark_indices",
 )
-_OPTIONAL_FIELDS = ("albedo_mean", "albedo_basis", "albedo_std", "uv_coords", "uv_faces")
-_INDEX_FIELDS = ("faces", "landmark_indices", "uv_faces")
+_OPTIONAL_FIELDS = (
+    "albedo_mean",
+    "albedo_basis",
+    "albedo_std",
+    "uv_coords",
+    "uv_faces",
+    "dense_triangles",
+    "dense_barycentrics",
+)
+_INDEX_FIELDS = ("faces", "landmark_indices", "uv_faces", "dense_triangles")
 
 
 def _as_numpy(value) -> np.ndarray:
@@ -409,12 +453,26 @@ def validate_arrays(arrays: dict[str, np.ndarray], units: str, source: str) -> N
     for key, value in arrays.items():
         if key.startswith("mask_") and value.shape != (num_vertices,):
             fail(key, f"must be ({num_vertices},), got {value.shape}")
+    if ("dense_triangles" in arrays) != ("dense_barycentrics" in arrays):
+        fail("dense_barycentrics", "and dense_triangles go together")
+    if "dense_triangles" in arrays:
+        triangles, weights = arrays["dense_triangles"], arrays["dense_barycentrics"]
+        if triangles.ndim != 1 or weights.shape != (len(triangles), 3):
+            fail(
+                "dense_barycentrics",
+                f"must be (N, 3) for N = {triangles.shape} triangles, got {weights.shape}",
+            )
+        _check_indices("dense_triangles", triangles, len(faces), fail)
+        if (weights < -1e-4).any() or not np.allclose(weights.sum(1), 1, atol=1e-3):
+            fail("dense_barycentrics", "are not barycentric weights (non-negative, summing to 1)")
 
 
 def _check_indices(field: str, indices: np.ndarray, upper: int, fail) -> None:
     if indices.dtype.kind not in "iu":
         fail(field, f"must hold integers, got dtype {indices.dtype}")
-    if field != "landmark_indices" and (indices.ndim != 2 or indices.shape[1] != 3 or indices.shape[0] == 0):
+    if field not in ("landmark_indices", "dense_triangles") and (
+        indices.ndim != 2 or indices.shape[1] != 3 or indices.shape[0] == 0
+    ):
         fail(field, f"must be (F, 3) with F > 0, got {indices.shape}")
     if indices.size and (indices.min() < 0 or indices.max() >= upper):
         fail(

@@ -21,7 +21,7 @@ from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
-from facegen.fitting import LandmarkModel, fit_landmarks, fit_pose
+from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks, fit_pose
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -156,6 +156,12 @@ class MoFA(FaceTask):
         self.validate_refined = validate_refined
         self.videos = VideoTracks(video or VideoOptions())
         model = load_face_model(face_model)
+        if self.refine.landmarks.dense > 0 and model.dense_scheme is None:
+            raise ConfigError(
+                f"model.refine.landmarks.dense: face model {face_model!r} has no dense landmarks; add them with "
+                f"`facegen model convert npz --source {face_model} --out DENSE.npz --dense-landmarks mediapipe` "
+                "and use DENSE.npz, or set dense: 0"
+            )
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
         raster = RasterSettings(backend=backend)
@@ -423,19 +429,19 @@ class MoFA(FaceTask):
         options = options or self.refine
         code = start = code.upcast()
         seconds: dict[str, float] = {}
-        if options.pose.active or options.landmarks.active:
+        if options.pose.active:
+            started = time.perf_counter()
             landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
-            weights = self.point_weights(batch)
             with torch.inference_mode(False), torch.no_grad():
                 code, target = clone_out_of_inference((code, batch.landmarks))
-                if options.pose.active:
-                    started = time.perf_counter()
-                    code, _ = fit_pose(landmarks, code, target, weights, batch.size, options.pose)
-                    seconds["pose"] = time.perf_counter() - started
-                if options.landmarks.active:
-                    started = time.perf_counter()
-                    code, _ = fit_landmarks(landmarks, code, target, weights, batch.size, options.landmarks)
-                    seconds["landmarks"] = time.perf_counter() - started
+                code, _ = fit_pose(
+                    landmarks, code, target, self.point_weights(batch), batch.size, options.pose
+                )
+            seconds["pose"] = time.perf_counter() - started
+        if options.landmarks.active:
+            started = time.perf_counter()
+            code = self._fit_landmarks(batch, code, options.landmarks)
+            seconds["landmarks"] = time.perf_counter() - started
         history: list[float] = []
         if options.photometric.steps:
             started = time.perf_counter()
@@ -456,12 +462,28 @@ class MoFA(FaceTask):
         landmark stage of ``refine``; unchanged without one)."""
         if not self.refine.landmarks.active:
             return code
+        return self._fit_landmarks(batch, code, self.refine.landmarks, fixed_identity=True)
+
+    def _fit_landmarks(
+        self, batch: FaceBatch, code: FaceCode, stage: LandmarkStage, fixed_identity: bool = False
+    ) -> FaceCode:
+        """The landmark stage on ``batch``: its 68 landmarks weighted by :meth:`point_weights`, and its dense
+        landmarks when ``stage.dense`` is on and the face model has them."""
         landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
-        weights = self.point_weights(batch)
+        wanted = stage.dense > 0 and self.decoder.model.dense_scheme is not None
         with torch.inference_mode(False), torch.no_grad():
-            code, target = clone_out_of_inference((code, batch.landmarks))
+            code, target, dense = clone_out_of_inference(
+                (code, batch.landmarks, batch.dense_landmarks if wanted else None)
+            )
             code, _ = fit_landmarks(
-                landmarks, code, target, weights, batch.size, self.refine.landmarks, fixed_identity=True
+                landmarks,
+                code,
+                target,
+                self.point_weights(batch),
+                batch.size,
+                stage,
+                fixed_identity=fixed_identity,
+                dense=dense,
             )
         return code
 

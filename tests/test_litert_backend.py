@@ -1,0 +1,114 @@
+"""The ``litert`` landmark backend: anchors, decoding, weighted NMS, letterbox and region geometry checked by
+hand; the model download against a file index the tests write; the detector on the shared photos when its
+models are in the cache (facegen downloads them on first use; tests never do)."""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+
+import numpy as np
+import pytest
+
+from facegen.data import detectors
+from facegen.data import litert_face as lite
+from facegen.data.detectors import DetectorUnavailable, build_detector
+from facegen.data.landmarks import read_pts
+from facegen.morphable.download import cache_folder
+
+
+def test_anchors_and_decoding_follow_the_ssd_layout():
+    anchors = lite.ssd_anchors()
+    assert anchors.shape == (2304, 2)
+    np.testing.assert_allclose(anchors[0], [0.5 / 48, 0.5 / 48])
+    np.testing.assert_allclose(anchors[48 + 2], [2.5 / 48, 1.5 / 48])  # row-major: x varies fastest
+    raw = np.zeros((2304, 16), np.float32)
+    raw[50, :4] = [19.2, -9.6, 38.4, 57.6]  # offsets and sizes in input pixels
+    raw[50, 4:6] = [-19.2, 0.0]
+    scores = np.full(2304, -50.0, np.float32)
+    scores[50] = 3.0
+    boxes, keypoints, kept = lite.decode(raw, scores, anchors)
+    np.testing.assert_allclose(boxes, [[2.5 / 48 + 0.1, 1.5 / 48 - 0.05, 0.2, 0.3]], rtol=1e-6)
+    np.testing.assert_allclose(keypoints[0, 0], [2.5 / 48 - 0.1, 1.5 / 48], rtol=1e-6)
+    assert kept == pytest.approx([1 / (1 + math.exp(-3))])
+
+
+def test_weighted_nms_merges_overlapping_boxes_by_score():
+    boxes = np.array([[0.5, 0.5, 0.2, 0.2], [0.52, 0.5, 0.2, 0.2], [0.1, 0.1, 0.05, 0.05]])
+    keypoints = np.zeros((3, 6, 2))
+    keypoints[:, 0, 0] = [1.0, 2.0, 9.0]
+    merged = lite.weighted_nms(boxes, keypoints, np.array([0.9, 0.6, 0.7]))
+    assert len(merged) == 2
+    box, points, score = merged[0]
+    assert score == pytest.approx(0.9)
+    np.testing.assert_allclose(box[0], (0.5 * 0.9 + 0.52 * 0.6) / 1.5)
+    assert points[0, 0] == pytest.approx((1.0 * 0.9 + 2.0 * 0.6) / 1.5)
+    assert merged[1][2] == pytest.approx(0.7)
+
+
+def test_letterbox_and_region_map_pixels_back_to_the_photo():
+    photo = np.zeros((60, 120, 3), np.uint8)
+    photo[20, 90] = 255
+    boxed, scale, offset = lite.letterbox(photo, 192)
+    assert boxed.shape == (192, 192, 3) and boxed.min() == pytest.approx(-1.0)
+    y, x = np.unravel_index(boxed[..., 0].argmax(), boxed.shape[:2])
+    # input pixel centre -> normalised edge coordinate -> photo pixel centre, as the detector's outputs go
+    back = ((np.array([x, y]) + 0.5) - offset) / scale - 0.5
+    np.testing.assert_allclose(back, [90, 20], atol=0.6)
+    detection = lite.Detection(
+        np.array([50.0, 30.0, 20.0, 10.0]), np.array([[45.0, 25.0], [55.0, 35.0]]), 0.9
+    )
+    region = lite.region_of(detection)
+    assert region.side == pytest.approx(30.0) and region.angle == pytest.approx(math.pi / 4)
+    matrix = lite.region_matrix(region, 192)
+    np.testing.assert_allclose(matrix @ [95.5, 95.5, 1], [50, 30])  # the crop's centre is the region's
+    corner = matrix @ [-0.5, -0.5, 1]  # the crop's top-left edge: half a side left and up, turned 45 degrees
+    np.testing.assert_allclose(corner, [50, 30 - 15 * math.sqrt(2)], atol=1e-9)
+
+
+def test_models_come_from_the_wheel_and_are_checked(tmp_path):
+    index = tmp_path / "index"
+    (index / "mediapipe" / "0.10.21").mkdir(parents=True)
+    wheel = tmp_path / "mediapipe-0.10.21-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for inside, _ in lite.MODELS.values():
+            archive.writestr(inside, b"not the model")
+    listing = {"urls": [{"filename": wheel.name, "size": 10, "url": wheel.as_uri()}]}
+    (index / "mediapipe" / "0.10.21" / "json").write_text(json.dumps(listing))
+    with pytest.raises(lite.ModelsUnavailable, match="is not the expected file"):
+        lite.fetch_models(tmp_path / "cache", index=index.as_uri())
+    with pytest.raises(lite.ModelsUnavailable, match="pip download mediapipe==0.10.21 --no-deps"):
+        lite.fetch_models(tmp_path / "cache", index=(tmp_path / "nowhere").as_uri())
+    assert not list((tmp_path / "cache").rglob("*.tflite"))  # nothing half-written under a model's name
+
+
+def test_a_backend_without_its_models_is_one_line(monkeypatch):
+    def offline(cache):
+        raise lite.ModelsUnavailable("cannot download MediaPipe's face models (offline)")
+
+    monkeypatch.setattr(lite, "fetch_models", offline)
+    with pytest.raises(DetectorUnavailable, match="--detector litert: cannot download") as error:
+        build_detector("litert")
+    assert "\n" not in str(error.value)
+    assert "litert" in detectors.DETECTORS
+
+
+@pytest.mark.skipif(
+    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
+    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
+)
+def test_the_backend_finds_the_annotated_faces(assets):
+    detector = build_detector("litert")
+    errors = []
+    for pts in sorted((assets / "photos" / "annotated").glob("*.pts")):
+        photo = next(p for p in pts.parent.glob(f"{pts.stem}.*") if p.suffix != ".pts")
+        from facegen.data.photos import read_photo
+
+        truth = read_pts(pts, pts.read_text())
+        (face,) = [
+            f for f in detector.detect(read_photo(str(photo))) if f.bbox[0] < truth[:, 0].mean() < f.bbox[2]
+        ]
+        width, height = np.ptp(truth, axis=0)
+        errors.append(np.linalg.norm(face.landmarks - truth, axis=1).mean() / math.sqrt(width * height))
+    assert len(errors) == 4 and max(errors) < 0.08 and np.mean(errors) < 0.05  # measured: 4.4 % on average
