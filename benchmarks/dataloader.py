@@ -6,6 +6,7 @@ this process on data made here (synthetic shards, generated photos), so ratios a
 
     python benchmarks/dataloader.py                      # 512 synthetic crops at 224², workers 1 and 2
     python benchmarks/dataloader.py --samples 2048 --workers 1 2 4
+    python benchmarks/dataloader.py --workers 1 --backends files --compare-decoders
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -33,8 +35,9 @@ def emit(record: dict) -> dict:
     return record
 
 
-def raw_decode_rate(shards: list[str], repeats: int) -> float:
-    """JPEG crops decoded to RGB arrays per second in a plain loop (one process)."""
+def raw_decode_rate(shards: list[str], repeats: int, decoder: str) -> float:
+    """JPEG crops decoded to RGB arrays per second in a plain loop (one process), with ``decoder``: ``opencv``
+    (``cv2.imdecode`` + BGR -> RGB, the loader's decoder) or ``pil`` (``Image.open`` + ``convert("RGB")``)."""
     jpegs = []
     for shard in shards:
         with tarfile.open(shard) as archive:
@@ -42,8 +45,13 @@ def raw_decode_rate(shards: list[str], repeats: int) -> float:
     started = time.perf_counter()
     for _ in range(repeats):
         for data in jpegs:
-            with Image.open(io.BytesIO(data)) as image:
-                np.asarray(image.convert("RGB"))
+            if decoder == "opencv":
+                cv2.cvtColor(
+                    cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB
+                )
+            else:
+                with Image.open(io.BytesIO(data)) as image:
+                    np.asarray(image.convert("RGB"))
     return repeats * len(jpegs) / (time.perf_counter() - started)
 
 
@@ -58,6 +66,45 @@ def loader_rate(shards: list[str], workers: int, batch_size: int, samples: int, 
     for batch in iterator:
         count += batch["image"].shape[0]
     return count / (time.perf_counter() - started)
+
+
+def compare_decoders(shards: list[str], batch_size: int, samples: int, rounds: int = 3) -> None:
+    """The stream (in this process, and through one worker) with PIL's and with OpenCV's image decoding swapped
+    in, alternating ``rounds`` times: the decoder's share of the loader, side by side."""
+    from facegen.data import sample
+
+    fast = sample._decode_pixels
+
+    def pil(data: bytes, grey: bool) -> np.ndarray:
+        return np.asarray(sample._open_image(data, "L" if grey else "RGB"))
+
+    def in_process() -> float:
+        stream = ShardStream(shards, batch_size, 224, "train", batches_per_rank=samples // batch_size)
+        started, count = time.perf_counter(), 0
+        for batch in stream:
+            count += batch["image"].shape[0]
+        return count / (time.perf_counter() - started)
+
+    rates: dict[str, dict[str, list[float]]] = {"in_process": {}, "one_worker": {}}
+    try:
+        for _ in range(rounds):
+            for name, decode in (("pil", pil), ("opencv", fast)):
+                sample._decode_pixels = decode
+                rates["in_process"].setdefault(name, []).append(round(in_process(), 1))
+                one = loader_rate(shards, 1, batch_size, samples, 1)
+                rates["one_worker"].setdefault(name, []).append(round(one, 1))
+    finally:
+        sample._decode_pixels = fast
+    for where, found in rates.items():
+        speedup = float(np.median(found["opencv"]) / np.median(found["pil"]))
+        emit(
+            {
+                "measure": "decoder_side_by_side",
+                "where": where,
+                "samples_per_s": found,
+                "speedup": round(speedup, 2),
+            }
+        )
 
 
 def prepare_rates(folder: Path, work: Path, backends: list[str]) -> None:
@@ -108,6 +155,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="passes over the data per measurement")
     parser.add_argument("--photos", type=int, default=64, help="photos for the prepare measurement")
     parser.add_argument("--backends", nargs="+", default=["files", "mediapipe", "face-alignment"])
+    parser.add_argument(
+        "--compare-decoders", action="store_true", help="also PIL against OpenCV decoding, side by side"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,14 +171,15 @@ def main() -> None:
             progress=False,
         ).run()
         shards = expand_shards(str(work / "synth"))
-        decode = emit(
-            {"measure": "raw_jpeg_decode", "samples_per_s": round(raw_decode_rate(shards, args.repeats), 1)}
-        )
-        ratios = {}
+        rates = {decoder: raw_decode_rate(shards, args.repeats, decoder) for decoder in ("opencv", "pil")}
+        for decoder, rate in rates.items():
+            emit({"measure": "raw_jpeg_decode", "decoder": decoder, "samples_per_s": round(rate, 1)})
+        ratios, pil_ratios = {}, {}
         for workers in args.workers:
             rate = loader_rate(shards, workers, args.batch_size, args.samples, args.repeats)
             per_worker = rate / workers
-            ratios[workers] = round(per_worker / decode["samples_per_s"], 3)
+            ratios[workers] = round(per_worker / rates["opencv"], 3)
+            pil_ratios[workers] = round(per_worker / rates["pil"], 3)
             emit(
                 {
                     "measure": "train_loader",
@@ -136,11 +187,21 @@ def main() -> None:
                     "samples_per_s": round(rate, 1),
                     "samples_per_s_per_worker": round(per_worker, 1),
                     "ratio_to_raw_decode": ratios[workers],
+                    "ratio_to_raw_pil_decode": pil_ratios[workers],
                 }
             )
+        if args.compare_decoders:
+            compare_decoders(shards, args.batch_size, args.samples)
         photo_folder(work / "photos", shards, args.photos)
         prepare_rates(work / "photos", work, args.backends)
-        emit({"summary": "train loader per worker / raw JPEG decode", "ratios": ratios, "target": 0.85})
+        emit(
+            {
+                "summary": "train loader per worker / raw JPEG decode with the same decoder (OpenCV)",
+                "ratios": ratios,
+                "ratios_to_pil": pil_ratios,
+                "target": 0.85,
+            }
+        )
 
 
 if __name__ == "__main__":

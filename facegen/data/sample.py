@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -96,6 +97,19 @@ def _open_image(data: bytes, mode: str) -> Image.Image:
         return pil if pil.mode == mode else pil.convert(mode)
 
 
+def _decode_pixels(data: bytes, grey: bool) -> np.ndarray:
+    """(H, W, 3) RGB or, with ``grey``, (H, W) uint8 pixels of encoded image ``data``. 8-bit grey and colour
+    images (what facegen writes) go through OpenCV's decoder, straight into an array (about half the time of
+    PIL's open, decode and copy); anything else (16-bit, float, alpha, palette, CMYK) through PIL, which scales
+    high bit depths (:func:`facegen.data.photos.eight_bit`)."""
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if array is not None and array.dtype == np.uint8 and (array.ndim == 2 or array.shape[2] == 3):
+        if array.ndim == 2:
+            return array if grey else cv2.cvtColor(array, cv2.COLOR_GRAY2RGB)
+        return cv2.cvtColor(array, cv2.COLOR_BGR2GRAY if grey else cv2.COLOR_BGR2RGB)
+    return np.asarray(_open_image(data, "L" if grey else "RGB"))
+
+
 def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = True) -> dict:
     """Decode and check one raw shard sample.
 
@@ -115,7 +129,7 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
     if "landmarks.npy" not in raw:
         raise BadSample("missing_key", f"sample {key} has no landmarks.npy")
     try:
-        image = _open_image(raw[image_key], "RGB")
+        image = _decode_pixels(raw[image_key], grey=False)
     except Exception as error:  # PIL raises many types for corrupt data
         raise BadSample("bad_image", f"sample {key}: cannot decode {image_key} ({error})") from None
     try:
@@ -127,23 +141,27 @@ def decode_sample(raw: dict, image_size: int | None = None, with_params: bool = 
             "bad_landmarks", f"sample {key}: landmarks must be finite (68, 2), got {landmarks.shape}"
         )
     confidence = _confidence(raw.get("confidence.npy"), key)
-    width, height = image.size
+    height, width = image.shape[:2]
     mask = None
     if "mask.png" in raw:
         try:
-            mask = _open_image(raw["mask.png"], "L")
+            mask = _decode_pixels(raw["mask.png"], grey=True)
         except Exception as error:
             raise BadSample("bad_image", f"sample {key}: cannot decode mask.png ({error})") from None
-        if mask.size != image.size:
-            raise BadSample("bad_image", f"sample {key}: mask {mask.size} and image {image.size} differ")
+        if mask.shape != image.shape[:2]:
+            raise BadSample(
+                "bad_image",
+                f"sample {key}: mask {mask.shape[::-1]} and image {image.shape[1::-1]} differ",
+            )
     if image_size is not None and (width, height) != (image_size, image_size):
-        image = image.resize((image_size, image_size), Image.BILINEAR)
-        mask = None if mask is None else mask.resize((image_size, image_size), Image.BILINEAR)
+        size = (image_size, image_size)
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+        mask = None if mask is None else np.asarray(Image.fromarray(mask).resize(size, Image.BILINEAR))
         scale = np.array([image_size / width, image_size / height], np.float32)
         landmarks = (landmarks + 0.5) * scale - 0.5
-    image_array = np.asarray(image).transpose(2, 0, 1)
+    image_array = image.transpose(2, 0, 1)
     size = image_array.shape[1:]
-    mask_array = np.full((1, *size), 255, np.uint8) if mask is None else np.asarray(mask)[None]
+    mask_array = np.full((1, *size), 255, np.uint8) if mask is None else mask[None]
     decoded = {
         "key": key,
         "image": image_array,
