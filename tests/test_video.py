@@ -22,7 +22,7 @@ from facegen.export.files import write_video_atomic
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks
 from facegen.tasks import MoFA
 from facegen.tasks.video import VideoOptions, VideoTracks
-from tests.test_predict import PHOTO_OFFSET, PHOTO_SCALE, PHOTO_SIZE, SIZE, synthetic_faces
+from tests.test_predict import PHOTO_OFFSET, PHOTO_SCALE, PHOTO_SIZE, SIZE, predict_config, synthetic_faces
 
 
 def grey_frames(count: int, size=(64, 48)) -> list[np.ndarray]:
@@ -144,23 +144,12 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
             return [detectors.DetectedFace(points, detectors.landmark_bbox(points), 0.9, "stub")]
 
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Tracker())
-    config = {
-        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False},
-        "model": {
-            "class_path": "facegen.tasks.MoFA",
-            "init_args": {
-                "image_size": SIZE,
-                "depths": [1],
-                "width": 8,
-                "refine": {"pose": {"closed_form": True, "iterations": 3}, "landmarks": {"iterations": 5}},
-                "video": {"smoothing": 0.5, "identity_frames": 4},  # all in the first batch
-            },
-        },
-        "data": {
-            "class_path": "facegen.data.FaceDataModule",
-            "init_args": {"predict_dir": str(videos), "batch_size": 4, "num_workers": 0, "video_fps": 20},
-        },
-    }
+    config = yaml.safe_load(predict_config(tmp_path, videos, 0).read_text())  # the predict tests' config
+    config["model"]["init_args"].update(
+        refine={"pose": {"closed_form": True, "iterations": 3}, "landmarks": {"iterations": 5}},
+        video={"smoothing": 0.5, "identity_frames": 4},  # all in the first batch
+    )
+    config["data"]["init_args"].update(predict_detector="face-alignment", video_fps=20)  # the stub above
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
     main(["predict", "--config", str(tmp_path / "video.yaml"), "--out", str(out), "--texture_size", "32"])
