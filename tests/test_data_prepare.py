@@ -204,7 +204,9 @@ def test_face_alignment_without_weights_says_which_file_to_place_where(tmp_path,
     message = str(raised.value)
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert (
-        "s3fd-619a316812.pth" in message and "2DFAN4-11f355bf06.pth.tar" in message and "mediapipe" in message
+        "s3fd-619a316812.pth" in message
+        and "2DFAN4-11f355bf06.pth.tar" in message
+        and "--detector litert" in message
     )
 
 

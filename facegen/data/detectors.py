@@ -98,7 +98,8 @@ class FaceAlignmentDetector:
                 "  s3fd-619a316812.pth      from https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth\n"
                 "  2DFAN4-11f355bf06.pth.tar from "
                 "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar\n"
-                f"or use {setting} mediapipe (no download) or landmark files beside the photos ({setting} files)."
+                f"or use {setting} litert (MediaPipe's models, fetched once from PyPI) or landmark files beside the photos "
+                f"({setting} files)."
             ) from None
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
