@@ -226,3 +226,25 @@ def test_a_schedule_with_dense_landmarks_needs_a_model_that_has_them():
             width=8,
             refine=RefineOptions(landmarks=LandmarkStage(iterations=2, dense=1.0)),
         )
+
+
+def test_the_canonical_mesh_is_downloaded_once_and_checked(tmp_path, monkeypatch):
+    from facegen.errors import ConfigError
+    from facegen.morphable import dense as dense_module
+
+    canonical, _ = surface_samples(load_face_model("builtin"))
+    write_canonical_obj(tmp_path / "good.obj", canonical)
+    (tmp_path / "short.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    monkeypatch.setattr(dense_module, "CANONICAL_URL", (tmp_path / "short.obj").as_uri())
+    with pytest.raises(BadFileError, match="468 vertices"):
+        dense_module.fetch_canonical_mesh(tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("*.obj"))  # a wrong download does not stay in the cache
+    monkeypatch.setattr(dense_module, "CANONICAL_URL", (tmp_path / "missing.obj").as_uri())
+    with pytest.raises(ConfigError, match="--dense-landmarks FILE.obj") as error:
+        dense_module.fetch_canonical_mesh(tmp_path / "cache")
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(dense_module, "CANONICAL_URL", (tmp_path / "good.obj").as_uri())
+    path = dense_module.fetch_canonical_mesh(tmp_path / "cache")
+    assert read_canonical_mesh(path).vertices.shape == (468, 3)
+    (tmp_path / "good.obj").unlink()
+    assert dense_module.fetch_canonical_mesh(tmp_path / "cache") == path  # cached: no second download

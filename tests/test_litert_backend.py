@@ -81,6 +81,7 @@ def test_models_come_from_the_wheel_and_are_checked(tmp_path):
     with pytest.raises(lite.ModelsUnavailable, match="pip download mediapipe==0.10.21 --no-deps"):
         lite.fetch_models(tmp_path / "cache", index=(tmp_path / "nowhere").as_uri())
     assert not list((tmp_path / "cache").rglob("*.tflite"))  # nothing half-written under a model's name
+    assert not list((tmp_path / "cache").rglob("*.whl"))  # the downloaded wheel is removed
 
 
 def test_a_backend_without_its_models_is_one_line(monkeypatch):

@@ -166,3 +166,20 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
     assert all(b > a for a, b in zip(centres, centres[1:], strict=False))  # the fit follows the face
     overlay = list(read_frames(out / "clip_overlay.mp4"))
     assert len(overlay) == 6 and overlay[0].pixels.shape == (240, 260, 3)
+
+
+def test_a_broken_video_is_a_rejected_item_and_a_bad_rate_is_one_line(tmp_path):
+    from facegen.data import FaceDataModule
+    from facegen.data.photo_stream import PhotoFolderStream
+    from facegen.data.prepare import CropOptions
+
+    (tmp_path / "broken.mp4").write_bytes(b"not a video" * 50)
+    write_video_atomic(tmp_path / "fine.mp4", grey_frames(3), fps=10)  # frames without faces: no face each
+    batches = list(PhotoFolderStream(str(tmp_path), 4, CropOptions(size=64), "files", video_fps=None))
+    rejects = [(r.photo, r.reason) for batch in batches for r in batch["rejects"]]
+    assert ("broken.mp4", "unreadable") in rejects
+    assert [r for r in rejects if r[0].startswith("fine.mp4#")] == [
+        (f"fine.mp4#{i}", "no_face") for i in range(3)
+    ]
+    with pytest.raises(ConfigError, match="data.video_fps must be > 0"):
+        FaceDataModule(predict_dir=str(tmp_path), video_fps=0)

@@ -148,13 +148,13 @@ class MediaPipeDetector:
             box = detection.location_data.relative_bounding_box
             x0, y0 = box.xmin * width, box.ymin * height
             x1, y1 = x0 + box.width * width, y0 + box.height * height
-            mesh = self._mesh_landmarks(image, (x0, y0, x1, y1))
+            mesh = self._mesh(image, (x0, y0, x1, y1))
             if mesh is not None:
                 box, score = (x0, y0, x1, y1), float(detection.score[0])
                 faces.append(DetectedFace(mesh[MEDIAPIPE_TO_IBUG68], box, score, self.name, dense=mesh))
         return faces
 
-    def _mesh_landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    def _mesh(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
         """(468, 2) face-mesh points from the mesh run on a square crop of twice the detection's size."""
         height, width = image.shape[:2]
         centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2

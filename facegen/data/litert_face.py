@@ -15,8 +15,6 @@ landmark model, whose 468 points are mapped back to the photo. The 68 iBUG point
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
 import urllib.request
@@ -28,6 +26,7 @@ import cv2
 import numpy as np
 
 from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.morphable.download import DownloadError, download_file, sha256
 
 WHEEL = ("mediapipe", "0.10.21")
 #: model file -> (path inside the wheel, SHA-256)
@@ -71,12 +70,9 @@ def model_folder(cache: Path) -> Path:
     return Path(cache) / "mediapipe-models"
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def fetch_models(cache: Path, index: str = "https://pypi.org/pypi") -> Path:
-    """The folder holding the two models, taken from the mediapipe wheel on PyPI when missing.
+    """The folder holding the two models, taken from the mediapipe wheel on PyPI when missing (the wheel is
+    streamed to the folder, unpacked and removed).
 
     Raises:
         ModelsUnavailable: offline, or the download does not hold the expected files.
@@ -93,17 +89,22 @@ def fetch_models(cache: Path, index: str = "https://pypi.org/pypi") -> Path:
         with urllib.request.urlopen(f"{index}/{name}/{version}/json", timeout=60) as response:
             files = json.load(response)["urls"]
         wheel = min((f for f in files if f["filename"].endswith(".whl")), key=lambda f: f["size"])
-        with urllib.request.urlopen(wheel["url"], timeout=600) as response:
-            archive = zipfile.ZipFile(io.BytesIO(response.read()))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        archive = download_file(wheel["url"], folder / wheel["filename"], timeout=600)
+    except (DownloadError, OSError, ValueError, KeyError) as error:
         raise ModelsUnavailable(f"cannot download MediaPipe's face models ({error}); {by_hand}") from None
-    folder.mkdir(parents=True, exist_ok=True)
-    for model, (inside, digest) in MODELS.items():
-        data = archive.read(inside)
-        if _sha256(data) != digest:
-            raise ModelsUnavailable(f"{wheel['filename']}: {inside} is not the expected file; {by_hand}")
-        (folder / f".{model}.part").write_bytes(data)
-        (folder / f".{model}.part").replace(folder / model)
+    try:
+        with zipfile.ZipFile(archive) as wheel_file:
+            for model, (inside, digest) in MODELS.items():
+                partial = folder / f".{model}.part"
+                partial.write_bytes(wheel_file.read(inside))
+                if sha256(partial) != digest:
+                    partial.unlink()
+                    raise ModelsUnavailable(f"{archive.name}: {inside} is not the expected file; {by_hand}")
+                partial.replace(folder / model)
+    except (KeyError, zipfile.BadZipFile) as error:
+        raise ModelsUnavailable(f"{archive.name}: not the mediapipe wheel ({error}); {by_hand}") from None
+    finally:
+        archive.unlink(missing_ok=True)
     return folder
 
 

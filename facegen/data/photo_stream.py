@@ -139,15 +139,13 @@ class PhotoFolderStream(IterableDataset):
             }
         batch["photo_path"] = [face["photo_path"] for face in faces]
         batch["photo_pixels"] = [face["photo_pixels"] for face in faces]
+        # faces without dense points (a landmark file, another backend) get NaN rows, which the fit ignores
         dense = [face["dense"] for face in faces]
         count = next((len(d) for d in dense if d is not None), None)
-        if (
-            count is not None
-        ):  # faces without dense points (a landmark file, another backend): NaN, not fitted
+        if count is not None:
             missing = np.full((count, 2), np.nan, np.float32)
-            batch["dense_landmarks"] = torch.from_numpy(
-                np.stack([d if d is not None and len(d) == count else missing for d in dense])
-            )
+            rows = [d if d is not None and len(d) == count else missing for d in dense]
+            batch["dense_landmarks"] = torch.from_numpy(np.stack(rows))
         batch["rejects"] = list(rejects)
         batch["skipped"] = torch.tensor(0)
         return batch

@@ -16,8 +16,6 @@ use (:func:`fetch_canonical_mesh`) or read from a given file.
 
 from __future__ import annotations
 
-import hashlib
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,15 +25,15 @@ from torch import Tensor
 
 from facegen.errors import BadFileError, ConfigError
 from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.morphable.download import DownloadError, download_file
 from facegen.morphable.model import MorphableModel
 
-#: The dense landmark schemes facegen can register, with their point counts.
-SCHEMES = {"mediapipe": 468}
+#: Points of MediaPipe's face mesh, the dense landmark scheme facegen registers.
+MEDIAPIPE_POINTS = 468
 CANONICAL_URL = (
     "https://raw.githubusercontent.com/google-ai-edge/mediapipe/v0.10.21/"
     "mediapipe/modules/face_geometry/data/canonical_face_model.obj"
 )
-CANONICAL_TRIANGLES = 898
 #: iBUG points that anchor the registration: all but the jaw contour (0-16).
 ANCHORS = np.arange(17, 68)
 
@@ -57,7 +55,7 @@ class DenseCorrespondence(NamedTuple):
     distance_mm: np.ndarray
 
 
-def read_canonical_mesh(path: str | Path, points: int = SCHEMES["mediapipe"]) -> CanonicalMesh:
+def read_canonical_mesh(path: str | Path, points: int = MEDIAPIPE_POINTS) -> CanonicalMesh:
     """The vertices and triangles of an ``.obj`` (``v``, ``f`` with optional ``/vt`` indices), in centimetres as
     MediaPipe writes it, returned in millimetres.
 
@@ -90,28 +88,23 @@ def fetch_canonical_mesh(cache: Path) -> Path:
 
     Raises:
         ConfigError: offline or blocked, naming the URL and where to put the file by hand.
+        BadFileError: the download is not the canonical mesh (it is removed).
     """
     target = Path(cache) / "mediapipe" / "canonical_face_model.obj"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
     try:
-        with urllib.request.urlopen(CANONICAL_URL, timeout=60) as response:
-            partial.write_bytes(response.read())
-    except OSError as error:
-        partial.unlink(missing_ok=True)
+        download_file(CANONICAL_URL, target, timeout=60)
+    except DownloadError as error:
         raise ConfigError(
-            f"cannot download MediaPipe's canonical face model ({error}); download {CANONICAL_URL} by hand and "
-            f"give it as --dense-landmarks FILE.obj, or place it at {target}"
+            f"{error}; download it by hand and give it as --dense-landmarks FILE.obj, or place it at {target}"
         ) from None
-    read_canonical_mesh(partial)  # raises naming the file when it is not the canonical mesh
-    partial.replace(target)
+    try:
+        read_canonical_mesh(target)
+    except BadFileError:
+        target.unlink()
+        raise
     return target
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------- geometry

@@ -91,14 +91,16 @@ def refine_code(
 
 
 def clone_out_of_inference(value):
-    """``value`` with every tensor (also inside dicts, NamedTuples and dataclasses) cloned; called outside inference mode, the
-    clones are ordinary tensors that autograd can use."""
+    """``value`` with every tensor (also inside dicts, lists, tuples, NamedTuples and dataclasses) cloned;
+    called outside inference mode, the clones are ordinary tensors that autograd can use."""
     if isinstance(value, Tensor):
         return value.clone()
     if isinstance(value, dict):
         return {key: clone_out_of_inference(item) for key, item in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(clone_out_of_inference(item) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(clone_out_of_inference(item) for item in value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: clone_out_of_inference(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return dataclasses.replace(value, **fields)
