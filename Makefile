@@ -12,8 +12,9 @@ STAMP       := $(VENV)/.facegen-installed
 CONSTRAINTS := $(VENV)/constraints.txt
 INDEX_ARGS  := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 MOFA_CKPT   := runs/mofa/checkpoints/last.ckpt
+FACES_CKPT  := runs/stylegan_synth/checkpoints/last.ckpt
 
-.PHONY: install test demo texture-demo bench lint clean
+.PHONY: install test demo texture-demo composite-demo bench lint clean
 
 install: $(STAMP)
 
@@ -34,6 +35,13 @@ demo: install
 texture-demo: install
 	test -f $(MOFA_CKPT) || $(MAKE) demo
 	$(BIN)/facegen fit --config configs/texture_gan.yaml
+
+# the texture paper's pipeline offline: the MoFA of `make demo` and the 2D face generator of
+# configs/stylegan_synth.yaml, each trained first when its checkpoint is missing, then composite training
+composite-demo: install
+	test -f $(MOFA_CKPT) || $(MAKE) demo
+	test -f $(FACES_CKPT) || $(BIN)/facegen fit --config configs/stylegan_synth.yaml
+	$(BIN)/facegen fit --config configs/texture_gan_composite.yaml
 
 bench: install
 	$(BIN)/python benchmarks/render.py

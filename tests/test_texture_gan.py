@@ -179,12 +179,46 @@ def test_latent_fitting_lowers_the_reconstruction_error(mofa_checkpoint, mofa_se
     torch.manual_seed(0)
     model = texture_model(mofa_checkpoint).eval()
     condition = model.condition(shard_batch(root, count=2))
-    fit = LatentFit(w_steps=15, wplus_steps=15, lr=0.1)
+    fit = LatentFit(steps=30, lr=0.1)
     fitted = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
     texture, history, metrics = fitted.texture, fitted.loss, fitted.metrics
     assert texture.shape == (2, 3, 16, 16) and 0 <= texture.min() and texture.max() <= 1
     assert history[-1] < 0.8 * history[0]
     assert set(metrics) == {"psnr", "ssim", "l1"} and metrics["psnr"].shape == (2,)
+
+
+def test_the_reconstruction_protocol_ramps_the_rate_fades_the_latent_noise_and_keeps_noise_maps_white():
+    from facegen.tasks.latent_fit import LatentFit, noise_penalty
+
+    fit = LatentFit(steps=100)
+    assert fit.learning_rate(0) == 0 and fit.learning_rate(50) == pytest.approx(fit.lr)
+    assert fit.learning_rate(2) == pytest.approx(0.4 * fit.lr) and fit.learning_rate(99) < 0.01 * fit.lr
+    assert fit.latent_noise(0) == fit.w_noise and fit.latent_noise(75) == 0 and fit.latent_noise(90) == 0
+    generator = torch.Generator().manual_seed(0)
+    white = [torch.randn(2, 1, 32, 32, generator=generator)]
+    smooth = [
+        torch.nn.functional.interpolate(
+            torch.randn(2, 1, 8, 8, generator=generator), size=32, mode="bilinear"
+        )
+    ]
+    assert noise_penalty(white) < 0.01 * noise_penalty(smooth)
+    with pytest.raises(ValueError, match="model.latent_fit.space"):
+        LatentFit(space="z")
+
+
+def test_given_noise_maps_replace_the_noise_mode():
+    generator = tiny_generator().eval()
+    for layer in generator.modules():
+        if hasattr(layer, "noise_strength"):
+            layer.noise_strength.data.fill_(0.5)
+    ws = generator.ws(torch.randn(2, 16))
+    layers = [m for m in generator.synthesis.modules() if hasattr(m, "noise_const")]
+    const = [layer.noise_const.expand(2, 1, -1, -1) for layer in layers]
+    assert [m.shape[-1] for m in generator.synthesis.noise_maps(2)] == [m.shape[-1] for m in const]
+    assert torch.allclose(generator.synthesis(ws, noise=const), generator.synthesis(ws, "const"), atol=1e-6)
+    assert not torch.allclose(
+        generator.synthesis(ws, noise=generator.synthesis.noise_maps(2)), generator.synthesis(ws, "const")
+    )
 
 
 def test_pretrained_networks_start_the_texture_model_where_shapes_match(tmp_path, mofa_checkpoint, caplog):
@@ -238,7 +272,7 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     config["model"]["init_args"].update(
         mofa={"checkpoint": str(mofa_checkpoint)},
         **TINY_GAN,
-        latent_fit={"w_steps": 3, "wplus_steps": 3},
+        latent_fit={"steps": 6},
     )
     config["data"]["init_args"].update(
         synthetic=None,
@@ -356,7 +390,7 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
             "init_args": {
                 "mofa": {"checkpoint": str(mofa_checkpoint)},
                 **TINY_GAN,
-                "latent_fit": {"w_steps": 4, "wplus_steps": 4, "refine": {"photometric": {"steps": 3}}},
+                "latent_fit": {"steps": 8, "refine": {"photometric": {"steps": 3}}},
             },
         },
         "data": {
@@ -383,14 +417,22 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
         ] > 0
 
 
-@pytest.mark.parametrize("name", ["texture_gan.yaml", "texture_gan_ffhq.yaml"])
-def test_texture_configs_parse(capsys, name):
+@pytest.mark.parametrize(
+    "name, task",
+    [
+        ("texture_gan.yaml", "TextureGAN"),
+        ("texture_gan_ffhq.yaml", "TextureGAN"),
+        ("texture_gan_composite.yaml", "TextureGAN"),
+        ("stylegan_synth.yaml", "FaceStyleGAN"),
+    ],
+)
+def test_texture_configs_parse(capsys, name, task):
     from facegen.cli import main
     from tests.conftest import ROOT
 
     with pytest.raises(SystemExit) as raised:
         main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
-    assert raised.value.code == 0 and "facegen.tasks.TextureGAN" in capsys.readouterr().out
+    assert raised.value.code == 0 and f"facegen.tasks.{task}" in capsys.readouterr().out
 
 
 def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mofa_checkpoint):
@@ -426,7 +468,7 @@ def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setu
     model = texture_model(mofa_checkpoint).eval()
     condition = model.condition(shard_batch(root, count=1))
     fit = LatentFit(
-        w_steps=4, wplus_steps=0, lr=0.1, perceptual=str(tmp_path / "features.pt"), perceptual_weight=1e-4
+        steps=4, space="w+", lr=0.1, perceptual=str(tmp_path / "features.pt"), perceptual_weight=1e-4
     )
     history = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit).loss
     assert len(history) == 4 and history[-1] < history[0]
@@ -447,3 +489,279 @@ def test_bad_settings_get_clear_errors(tmp_path, mofa_checkpoint):
         build_feature_extractor(f"torchscript:{tmp_path / 'missing.pt'}")
     with pytest.raises(ValueError, match="model.mode"):
         texture_model(mofa_checkpoint, mode="pixels")
+
+
+# ---------------------------------------------------------------------------------------------- the paper's pipeline
+#: A 2D face generator of the tiny texture model's sizes (16², 16-d latents), so every tensor transfers.
+TINY_2D = {k: v for k, v in TINY_GAN.items() if k != "metric_samples"}
+
+
+@pytest.fixture(scope="module")
+def face_stylegan_checkpoint(mofa_setup, tmp_path_factory):
+    """A tiny FaceStyleGAN fitted a few steps through the CLI on the 48 px shards (configs/stylegan_synth.yaml)."""
+    import yaml
+
+    from facegen.cli import main
+    from tests.conftest import ROOT
+
+    root, _ = mofa_setup
+    out = tmp_path_factory.mktemp("stylegan")
+    config = yaml.safe_load((ROOT / "configs" / "stylegan_synth.yaml").read_text())
+    config["trainer"].update(
+        max_steps=6,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(out),
+        accelerator="cpu",
+    )
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(out / "checkpoints")
+    config["model"]["init_args"].update(image_size=48, metric_samples=8, **TINY_2D)
+    config["data"]["init_args"].update(
+        synthetic=None, train=str(root / "train"), val=str(root / "val"), batch_size=4, num_workers=0
+    )
+    path = out / "stylegan.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path)])
+    (metrics_file,) = out.glob("runs/stylegan_synth/version_*/metrics.csv")
+    assert "val/kid_image" in metrics_file.read_text()
+    assert list(out.glob("runs/stylegan_synth/version_*/images/faces-*.png"))
+    return out / "checkpoints" / "last.ckpt", path
+
+
+def test_a_face_stylegan_checkpoint_is_a_2d_generator_for_every_reader(face_stylegan_checkpoint, tmp_path):
+    import json
+
+    from facegen.cli import main
+    from facegen.nets.gan_import import read_gan
+    from facegen.tasks import ImageGAN
+
+    checkpoint, config = face_stylegan_checkpoint
+    gan = read_gan(checkpoint)
+    assert set(gan.states) == {"G", "G_ema", "D"} and gan.generator.resolution == 16
+    assert gan.discriminator.channel_max == 32
+    saved = torch.load(checkpoint, weights_only=True)["state_dict"]  # tensors and plain data only
+    ema = gan.build_generator("G_ema")
+    assert torch.equal(
+        ema.state_dict()["synthesis.b16.conv1.weight"], saved["generator_ema.synthesis.b16.conv1.weight"]
+    )
+
+    out = tmp_path / "faces"
+    args = ["predict", "--config", str(config), "--ckpt_path", str(checkpoint), "--out", str(out)]
+    main([*args, "--data", "facegen.data.SeedDataModule", "--data.seeds", "0-1"])
+    assert sorted(p.name for p in out.glob("*.png")) == ["seed_000000.png", "seed_000001.png"]
+    assert json.loads((out / "summary.json").read_text())["written"] == [0, 1]
+    z = torch.randn(1, 16)
+    with torch.no_grad():
+        assert torch.equal(ImageGAN(str(checkpoint)).generator(z, 1.0, "const"), ema(z, 1.0, "const"))
+
+
+def test_pose_directions_move_the_predicted_pose_to_the_target_with_the_smallest_step():
+    from facegen.tasks.reposing import PoseAugment, PoseDirections
+
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(400, 8, generator=generator)
+    true_basis = torch.randn(8, 2, generator=generator) * 0.1
+    pose = w @ true_basis + torch.tensor([0.05, -0.1]) + 1e-3 * torch.randn(400, 2, generator=generator)
+    directions = PoseDirections(8)
+    assert directions.fit(w, pose, ridge=1e-3) > 0.99 and bool(directions.fitted)
+    assert torch.allclose(directions.basis, true_basis, atol=2e-3)
+    target = directions.targets(5, PoseAugment(max_yaw=0.8, max_pitch=0.2), torch.Generator().manual_seed(1))
+    assert (target[:, 1].abs() <= 0.8).all() and ((target[:, 0] - directions.mean_pose[0]).abs() <= 0.2).all()
+    shift = directions.shift(w[:5], target)
+    assert torch.allclose(directions.predict(w[:5] + shift), target, atol=1e-5)
+    # the smallest such step lies in the span of the directions: nothing orthogonal to them changes
+    projector = directions.basis @ torch.linalg.pinv(directions.basis)
+    assert torch.allclose(shift @ projector.T, shift, atol=1e-5)
+
+
+def composite_model(mofa_checkpoint, gan_checkpoint, **kwargs):
+    from facegen.tasks import PoseAugment
+
+    return texture_model(
+        mofa_checkpoint,
+        mode="composite",
+        pretrained=str(gan_checkpoint),
+        pose=PoseAugment(samples=16),
+        **kwargs,
+    )
+
+
+def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
+    mofa_checkpoint, face_stylegan_checkpoint, tmp_path
+):
+    import lightning as L
+
+    from facegen.data import SeedDataModule
+    from facegen.nets.gan_import import read_gan
+
+    checkpoint, _ = face_stylegan_checkpoint
+    torch.manual_seed(0)
+    model = composite_model(mofa_checkpoint, checkpoint)
+    gan = read_gan(checkpoint)
+    # transfer learning: both networks start as the 2D ones, every tensor
+    assert all(torch.equal(v, gan.states["G"][k]) for k, v in model.generator.state_dict().items())
+    assert all(torch.equal(v, gan.states["D"][k]) for k, v in model.discriminator.state_dict().items())
+    frozen = [p.clone() for p in (*model.scene_generator.parameters(), *model.mofa.parameters())]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    data = SeedDataModule(train_seeds="0-15", val_seeds="100-107", batch_size=4)
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    assert bool(model.directions.fitted) and model.directions.basis.abs().sum() > 0
+    changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert {"generator", "discriminator"} <= changed
+    after = (*model.scene_generator.parameters(), *model.mofa.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(frozen, after, strict=True))
+    trainer.validate(model, data, verbose=False)
+    assert torch.isfinite(trainer.callback_metrics["val/kid_render"])
+    assert list((tmp_path / "images").glob("textures-*.png"))
+    assert "val/kid_uv" not in trainer.callback_metrics  # no real UV textures in this mode
+
+    # re-posing moves the fitted pose; mirroring flips the image, same targets
+    model.eval()
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(2))
+    plain = model.scene_condition(z, repose=False)
+    reposed = model.scene_condition(z, repose=True, rng=torch.Generator().manual_seed(3))
+    assert not torch.allclose(plain.code.rotation, reposed.code.rotation)
+    from facegen.tasks.reposing import render_scene
+
+    def scene(flip: float):
+        model.pose.flip = flip
+        return render_scene(
+            model.scene_generator,
+            z,
+            48,
+            model.directions,
+            model.pose,
+            "const",
+            torch.Generator().manual_seed(3),
+        )
+
+    mirrored, upright = scene(1.0), scene(0.0)
+    assert mirrored.flipped.all() and not upright.flipped.any()
+    assert torch.allclose(mirrored.image, upright.image.flip(-1), atol=1e-6)
+
+    # generation pairs each texture with the geometry fitted to the 2D image of the same seed
+    generated = model.generated([0, 1])
+    mean = model.mofa.decoder.model.mean
+    assert generated.vertices_model.shape == (2, *mean.shape) and not torch.allclose(
+        generated.vertices_model[0], mean
+    )
+    assert torch.allclose(generated.vertices_model, model.generated([0, 1]).vertices_model)
+
+
+def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_checkpoint, tmp_path):
+    from facegen.data import SeedDataModule
+    from facegen.data.batch import SeedBatch
+    from facegen.errors import BadFileError
+    from facegen.nets.gan_import import read_gan
+
+    checkpoint, _ = face_stylegan_checkpoint
+    with pytest.raises(ValueError, match="model.mode composite needs model.pretrained"):
+        texture_model(mofa_checkpoint, mode="composite")
+    with pytest.raises(ValueError, match="model.resolution 32 differs from the 2D generator's 16"):
+        composite_model(mofa_checkpoint, checkpoint, resolution=32)
+    with pytest.raises(ValueError, match="seed batches are for mode composite"):
+        texture_model(mofa_checkpoint).condition(SeedBatch(torch.arange(2)))
+    with pytest.raises(ValueError, match="data.train_seeds has 2 seeds, fewer than data.batch_size 4"):
+        SeedDataModule(train_seeds="0-1", batch_size=4)
+    with pytest.raises(ValueError, match="data.train_seeds: give the training seeds"):
+        SeedDataModule().train_dataloader()
+    with pytest.raises(BadFileError, match="without StyleGAN2 networks"):
+        read_gan(mofa_checkpoint)
+
+
+def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_path, monkeypatch):
+    """configs/texture_gan_ffhq.yaml (composite mode) with stand-ins: a Deep3DFaceRecon front-BFM file (a dome)
+    converted with a UV file, a MoFA trained two steps on its synthetic faces, and an NVIDIA network pickle in place
+    of the FFHQ network; only sizes, devices and run lengths are shrunk for the CPU."""
+    import numpy as np
+    import scipy.io
+    import yaml
+
+    from facegen.cli import main
+    from facegen.data import SynthOptions
+    from facegen.data.synth import SynthJob
+    from facegen.nets.stylegan import Discriminator
+    from tests.conftest import ROOT
+    from tests.gan_files import randomised, write_network_pickle
+    from tests.test_formats import dome
+    from tests.test_mofa import tiny_config
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    vertices, faces = dome(12, 12)
+    count, rng = len(vertices), np.random.default_rng(0)
+    bfm = tmp_path / "bfm"
+    bfm.mkdir()
+    mat = {
+        "meanshape": vertices.reshape(1, -1).astype(np.float32),  # decimetres
+        "idBase": (rng.standard_normal((3 * count, 8)) * 0.01).astype(np.float32),
+        "exBase": (rng.standard_normal((3 * count, 6)) * 0.01).astype(np.float32),
+        "meantex": rng.uniform(60, 200, (1, 3 * count)).astype(np.float32),
+        "texBase": (rng.standard_normal((3 * count, 5)) * 0.5).astype(np.float32),
+        "tri": (faces + 1).astype(np.float64),
+        "keypoints": (rng.choice(count, 68) + 1).astype(np.float64).reshape(1, -1),
+    }
+    scipy.io.savemat(bfm / "BFM_model_front.mat", mat)
+    np.save(tmp_path / "uv.npy", (vertices[:, :2] - vertices[:, :2].min(0)) / np.ptp(vertices[:, :2], axis=0))
+    model = tmp_path / "bfm_front.npz"
+    args = [
+        "model",
+        "convert",
+        "bfm-front",
+        "--source",
+        str(bfm),
+        "--out",
+        str(model),
+        "--uv",
+        str(tmp_path / "uv.npy"),
+    ]
+    assert main(args) == 0
+
+    options = SynthOptions(size=48)
+    for split, seed in (("train", 0), ("val", 1)):
+        SynthJob(
+            str(model), tmp_path / split, 8, samples_per_shard=8, seed=seed, options=options, progress=False
+        ).run()
+    mofa_config = tiny_config(tmp_path / "mofa", tmp_path, max_steps=2)
+    config = yaml.safe_load(mofa_config.read_text())
+    config["model"]["init_args"]["face_model"] = str(model)
+    mofa_config.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(mofa_config)])
+
+    sizes = {"channel_base": 256, "channel_max": 32, "conv_clamp": 256}
+    ffhq = write_network_pickle(
+        tmp_path / "ffhq-stand-in.pkl",
+        randomised(Generator(16, 3, 16, 16, 2, **sizes), 0),
+        randomised(Discriminator(16, 3, **sizes), 1),
+    )
+    config = yaml.safe_load((ROOT / "configs" / "texture_gan_ffhq.yaml").read_text())
+    config["trainer"].update(
+        accelerator="cpu", devices=1, strategy="auto", max_steps=4, val_check_interval=1, log_every_n_steps=1
+    )
+    config["trainer"].update(default_root_dir=str(tmp_path / "texture"), enable_progress_bar=False)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config["model"]["init_args"].update(
+        mofa={"checkpoint": str(tmp_path / "mofa" / "checkpoints" / "last.ckpt")},
+        face_model=str(model),
+        pretrained=str(ffhq),
+        pose={"samples": 8},
+        features="random",
+        metric_samples=4,
+        **{k: v for k, v in TINY_GAN.items() if k != "metric_samples"},
+    )
+    config["data"]["init_args"].update(train_seeds="0-7", val_seeds="100-103", batch_size=4)
+    path = tmp_path / "texture_gan_ffhq.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(path)]) == 0
+    assert list((tmp_path / "runs").rglob("*.ckpt")) and list(
+        (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    )

@@ -1,4 +1,5 @@
-"""``SeedDataModule``: batches of random seeds, to ``facegen predict`` generated textures reproducibly."""
+"""``SeedDataModule``: batches of seeds, to ``facegen predict`` generated images and textures reproducibly, and to
+train the texture model in ``composite`` mode (each seed is a face of the frozen 2D generator)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,41 @@ def collate_seeds(items: list[torch.Tensor]) -> SeedBatch:
 
 
 class SeedDataModule(LightningDataModule):
-    """Predict batches (:class:`~facegen.data.batch.SeedBatch`) for the seeds of ``seeds`` (e.g. ``"0-15"``)."""
+    """Batches (:class:`~facegen.data.batch.SeedBatch`) of seeds (e.g. ``"0-15"``): ``seeds`` to predict,
+    ``train_seeds`` (shuffled each epoch, incomplete last batch dropped) and ``val_seeds`` to fit. (Named apart
+    from ``FaceDataModule``'s ``train``/``val`` folders, which a config switching data modules would carry over.)"""
 
-    def __init__(self, seeds: str | list[int] = "0-7", batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        seeds: str | list[int] = "0-7",
+        batch_size: int = 8,
+        train_seeds: str | list[int] | None = None,
+        val_seeds: str | list[int] | None = None,
+    ) -> None:
         super().__init__()
         self.seeds, self.batch_size = parse_seeds(seeds), batch_size
+        self.train = parse_seeds(train_seeds) if train_seeds is not None else None
+        self.val = parse_seeds(val_seeds) if val_seeds is not None else None
+        if self.train is not None and len(self.train) < batch_size:
+            raise ConfigError(
+                f"data.train_seeds has {len(self.train)} seeds, fewer than data.batch_size {batch_size}: give more seeds"
+            )
+
+    def _loader(self, seeds: list[int], shuffle: bool = False) -> DataLoader:
+        tensor = torch.tensor(seeds, dtype=torch.long)
+        return DataLoader(
+            tensor, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle, collate_fn=collate_seeds
+        )
 
     def predict_dataloader(self) -> DataLoader:
-        seeds = torch.tensor(self.seeds, dtype=torch.long)
-        return DataLoader(seeds, batch_size=self.batch_size, collate_fn=collate_seeds)
+        return self._loader(self.seeds)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train is None:
+            raise ConfigError(
+                "data.train_seeds: give the training seeds (e.g. 0-99999) to fit on seed batches"
+            )
+        return self._loader(self.train, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val) if self.val is not None else []

@@ -4,7 +4,8 @@ Read formats (:func:`read_gan` tells them apart by content):
 - NVIDIA network pickles (stylegan2-ada-pytorch; stylegan3's for its ``stylegan2`` config), read as data by
   :mod:`facegen.nets.network_pickle`: ``G``, ``G_ema`` and ``D`` with their official parameter names;
 - state-dict checkpoints of rosinality's stylegan2-pytorch (``g_ema``, ``g``, ``d``, ``latent_avg``), keys mapped;
-- facegen's own file (:func:`save_gan`), written by ``facegen gan import``.
+- facegen's own file (:func:`save_gan`), written by ``facegen gan import``;
+- a Lightning checkpoint of facegen's ``FaceStyleGAN`` (``generator``, ``generator_ema``, ``discriminator``).
 
 Sizes (resolution, channels, latent sizes, mapping depth, the channel schedule) are inferred from the tensors and
 checked against the constructor arguments the file records; activation clamping and the minibatch-std group come
@@ -102,6 +103,8 @@ def read_gan(path: str | Path) -> GANWeights:
         content = _torch_load(path)
         if content.get("format") == FORMAT:
             gan = _from_facegen(content, path)
+        elif isinstance(content.get("state_dict"), dict) and "pytorch-lightning_version" in content:
+            gan = _from_lightning(content, path)
         elif any(key in content for key in ("g_ema", "g", "d")):
             gan = _from_rosinality(content, path)
         else:
@@ -146,6 +149,33 @@ def _from_facegen(content: dict, path: Path) -> GANWeights:
     discriminator = DiscriminatorSpec(**content["discriminator"]) if content.get("discriminator") else None
     states = {name: dict(content[name]) for name in ("G", "G_ema", "D") if content.get(name)}
     return GANWeights(generator, discriminator, states, str(path), list(content.get("notes", [])))
+
+
+#: Lightning checkpoint prefixes of facegen's StyleGAN2 tasks -> the networks they hold.
+_LIGHTNING_PREFIXES = {"generator.": "G", "generator_ema.": "G_ema", "discriminator.": "D"}
+
+
+def _from_lightning(content: dict, path: Path) -> GANWeights:
+    states: dict[str, dict[str, Tensor]] = {}
+    for key, value in content["state_dict"].items():
+        prefix = key.split(".", 1)[0] + "."
+        if prefix in _LIGHTNING_PREFIXES and isinstance(value, Tensor):
+            states.setdefault(_LIGHTNING_PREFIXES[prefix], {})[key[len(prefix) :]] = value.float()
+    if not states:
+        raise BadFileError(
+            f"{path}: a Lightning checkpoint without StyleGAN2 networks (train one with a FaceStyleGAN config, e.g. "
+            "configs/stylegan_synth.yaml)"
+        )
+    clamp = (content.get("hyper_parameters") or {}).get("conv_clamp")
+    where = f"{path}: "
+    generator = discriminator = None
+    if "G" in states or "G_ema" in states:
+        state = states.get("G_ema") or states["G"]
+        generator = _generator_spec(state, {"synthesis_kwargs": {"conv_clamp": clamp}}, where + "generator")
+    if "D" in states:
+        discriminator = _discriminator_spec(states["D"], {"conv_clamp": clamp}, where + "discriminator")
+    notes = [f"read from a facegen Lightning checkpoint (step {content.get('global_step', '?')})"]
+    return GANWeights(generator, discriminator, states, str(path), notes)
 
 
 def save_gan(gan: GANWeights, out: str | Path) -> Path:

@@ -211,11 +211,21 @@ class SynthesisLayer(nn.Module):
         if up:
             self.register_buffer("resample_filter", fir_filter(), persistent=False)
 
-    def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random", fused: bool = True) -> Tensor:
-        """x (B, in, R', R') with R' = R/2 when upsampling, w (B, w_dim) -> (B, out, R, R)."""
+    def forward(
+        self,
+        x: Tensor,
+        w: Tensor,
+        noise_mode: NoiseMode = "random",
+        fused: bool = True,
+        noise: Tensor | None = None,
+    ) -> Tensor:
+        """x (B, in, R', R') with R' = R/2 when upsampling, w (B, w_dim) -> (B, out, R, R); ``noise`` (B, 1, R, R),
+        when given, is the noise map (``noise_mode`` then does not apply)."""
         up = self.resample_filter if self.up else None
         x = modulated_conv2d(x, self.weight, self.affine(w), True, up, fused)
-        if noise_mode == "random":
+        if noise is not None:
+            x = x + noise * self.noise_strength
+        elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
@@ -264,15 +274,23 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if self.first else 2
 
     def forward(
-        self, x: Tensor | None, image: Tensor | None, ws: Tensor, noise_mode: NoiseMode, fused: bool
+        self,
+        x: Tensor | None,
+        image: Tensor | None,
+        ws: Tensor,
+        noise_mode: NoiseMode,
+        fused: bool,
+        noise: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``ws`` (B, num_conv + 1, w_dim): the block's convolutions' and its toRGB's w."""
+        """``ws`` (B, num_conv + 1, w_dim): the block's convolutions' and its toRGB's w; ``noise``: their noise
+        maps (num_conv of (B, 1, R, R)) when given."""
+        maps = noise if noise is not None else [None] * self.num_conv
         if self.first:
             x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-            x = self.conv1(x, ws[:, 0], noise_mode, fused)
+            x = self.conv1(x, ws[:, 0], noise_mode, fused, maps[0])
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode, fused)
-            x = self.conv1(x, ws[:, 1], noise_mode, fused)
+            x = self.conv0(x, ws[:, 0], noise_mode, fused, maps[0])
+            x = self.conv1(x, ws[:, 1], noise_mode, fused, maps[1])
         rgb = self.torgb(x, ws[:, self.num_conv], fused)
         image = rgb if image is None else upsample2d(image, self.resample_filter) + rgb
         return x, image
@@ -301,8 +319,15 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv
         self.num_ws += 1  # the last toRGB
 
-    def forward(self, ws: Tensor, noise_mode: NoiseMode = "random", fused: bool | None = None) -> Tensor:
-        """``fused``: one grouped convolution per modulated layer (default outside training)."""
+    def forward(
+        self,
+        ws: Tensor,
+        noise_mode: NoiseMode = "random",
+        fused: bool | None = None,
+        noise: list[Tensor] | None = None,
+    ) -> Tensor:
+        """``fused``: one grouped convolution per modulated layer (default outside training); ``noise``: every
+        layer's noise map (as :meth:`noise_maps` makes them) instead of ``noise_mode``."""
         if ws.shape[1] != self.num_ws:
             raise ValueError(f"expected {self.num_ws} w vectors per sample, got {ws.shape[1]}")
         fused = not self.training if fused is None else fused
@@ -310,9 +335,18 @@ class SynthesisNetwork(nn.Module):
         first = 0
         for res in self.resolutions:
             block = getattr(self, f"b{res}")
-            x, image = block(x, image, ws[:, first : first + block.num_conv + 1], noise_mode, fused)
+            maps = noise[first : first + block.num_conv] if noise is not None else None
+            x, image = block(x, image, ws[:, first : first + block.num_conv + 1], noise_mode, fused, maps)
             first += block.num_conv
         return image
+
+    def noise_maps(self, batch: int, device: torch.device | None = None) -> list[Tensor]:
+        """Fresh N(0, 1) noise maps, one (B, 1, R, R) per synthesis layer in order (``noise`` of :meth:`forward`)."""
+        return [
+            torch.randn(batch, 1, res, res, device=device)
+            for res in self.resolutions
+            for _ in range(getattr(self, f"b{res}").num_conv)
+        ]
 
 
 @dataclass(frozen=True)

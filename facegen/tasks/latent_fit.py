@@ -1,40 +1,78 @@
-"""Texture reconstruction from photos: the generator's latent optimised (W, then W+) so that its UV texture,
-rendered on the frozen MoFA's fit, matches each photo on its visible face pixels."""
+"""Texture reconstruction from photos, the texture paper's protocol: the generator's latent and noise maps optimised
+so that its UV texture, rendered on the frozen MoFA's fit and composited into the photo, matches the photo on its
+visible face pixels."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import kornia
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from facegen.decoder import FaceDecoder
+from facegen.errors import check_choice
 from facegen.evaluation.features import TorchScriptFeatures
 from facegen.losses import photometric_loss, ssim_loss
 from facegen.nets.stylegan import Generator, to_unit
 from facegen.tasks.conditioning import Condition, render_texture, visible_face_pixels
 from facegen.tasks.refine import RefineOptions, clone_out_of_inference
 
+#: Which latent is optimised: one w for every layer (the paper) or one per layer.
+LatentSpace = Literal["w", "w+"]
+#: Mapped samples that estimate the spread of w (the scale of the latent noise).
+W_SPREAD_SAMPLES = 10_000
+#: The noise penalty looks at each map down to this side.
+NOISE_MIN_SIDE = 8
+
 
 @dataclass
 class LatentFit:
-    """Texture reconstruction from a photo: ``w_steps`` on one W, then ``wplus_steps`` on W+ (per layer), Adam at
-    ``lr``; photometric L1 + ``ssim`` weight on visible face pixels, + ``prior`` * |w - w_avg|² / w_dim, +
-    ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (a file you
-    provide, e.g. a VGG feature extractor taking uint8 images; nothing is downloaded). ``refine``: MoFA's
-    fitting schedule for the geometry first (photometric loss weights: ``refine.photometric.weights``, else the
-    MoFA's training weights)."""
+    """Texture reconstruction by latent optimisation, as the texture paper does it with StyleGAN2's projector
+    (Karras et al., CVPR 2020, appendix D): ``steps`` Adam steps on one w (``space: w``) or on W+ (``w+``),
+    started at w_avg. The learning rate rises linearly to ``lr`` over the first ``lr_rampup`` of the steps and
+    falls by a half cosine over the last ``lr_rampdown``; Gaussian noise of ``w_noise`` times the spread of w is
+    added to w, fading quadratically to 0 at ``w_noise_ramp`` of the steps; the generator's noise maps are
+    optimised too, renormalised to zero mean and unit variance after each step, and ``noise_regularize`` weighs
+    their squared autocorrelation at every scale. The loss, on the composite over visible face pixels:
+    ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (e.g. VGG16
+    LPIPS features; a file you provide, nothing is downloaded) + ``l1`` * photometric L1 + ``ssim`` * SSIM loss
+    + ``prior`` * |w - w_avg|² / w_dim. ``refine``: MoFA's fitting schedule for the geometry first (photometric
+    loss weights: ``refine.photometric.weights``, else the MoFA's training weights)."""
 
-    w_steps: int = 100
-    wplus_steps: int = 100
-    lr: float = 0.05
+    steps: int = 1000
+    space: LatentSpace = "w"
+    lr: float = 0.1
+    lr_rampup: float = 0.05
+    lr_rampdown: float = 0.25
+    w_noise: float = 0.05
+    w_noise_ramp: float = 0.75
+    noise_regularize: float = 1e5
+    l1: float = 1.0
     ssim: float = 0.5
     prior: float = 1e-3
     perceptual: str | None = None
     perceptual_weight: float = 1.0
     refine: RefineOptions | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("model.latent_fit.space", self.space, LatentSpace)
+
+    def learning_rate(self, step: int) -> float:
+        """The ramped learning rate at ``step``."""
+        t = step / max(1, self.steps)
+        down = min(1.0, (1 - t) / self.lr_rampdown) if self.lr_rampdown > 0 else 1.0
+        up = min(1.0, t / self.lr_rampup) if self.lr_rampup > 0 else 1.0
+        return self.lr * (0.5 - 0.5 * math.cos(down * math.pi)) * up
+
+    def latent_noise(self, step: int) -> float:
+        """The standard deviation of the noise added to w at ``step``, in units of w's spread."""
+        t = step / max(1, self.steps)
+        fading = max(0.0, 1 - t / self.w_noise_ramp) if self.w_noise_ramp > 0 else 0.0
+        return self.w_noise * fading**2
 
 
 class FittedTexture(NamedTuple):
@@ -47,50 +85,80 @@ class FittedTexture(NamedTuple):
     metrics: dict[str, Tensor]
 
 
+def noise_penalty(maps: list[Tensor]) -> Tensor:
+    """Squared autocorrelation of the noise ``maps`` (each (B, 1, R, R)) with their one-pixel shifts along x and y,
+    at every scale from R down to 8 (2x2 average pooling), summed over maps and scales, averaged over B."""
+    total = maps[0].new_zeros(maps[0].shape[0])
+    for noise in maps:
+        while True:
+            for axis in (2, 3):
+                total = total + (noise * noise.roll(1, axis)).mean((1, 2, 3)).square()
+            if noise.shape[-1] <= NOISE_MIN_SIDE:
+                break
+            noise = F.avg_pool2d(noise, 2)
+    return total.mean()
+
+
+@torch.no_grad()
+def _normalise(maps: list[Tensor]) -> None:
+    for noise in maps:
+        noise.sub_(noise.mean((1, 2, 3), keepdim=True)).div_(
+            noise.std((1, 2, 3), keepdim=True).clamp(min=1e-8)
+        )
+
+
 def fit_latent(
     generator: Generator, decoder: FaceDecoder, condition: Condition, fit: LatentFit
 ) -> FittedTexture:
-    """Optimise ``generator``'s latent (W, then W+) so the texture rendered by ``decoder`` on ``condition``
-    matches the photos on visible face pixels."""
+    """Optimise ``generator``'s latent and noise maps (:class:`LatentFit`) so the texture rendered by ``decoder``
+    on ``condition`` matches the photos on visible face pixels."""
     with torch.inference_mode(False), torch.enable_grad():
         condition = clone_out_of_inference(condition)
-        batch = condition.image.shape[0]
-        w_avg = generator.mapping.w_avg.detach().clone()
-        w = w_avg.expand(batch, -1).clone().requires_grad_(True)
+        batch, device = condition.image.shape[0], condition.image.device
+        mapping = generator.mapping
+        with torch.no_grad():
+            samples = mapping(
+                torch.randn(W_SPREAD_SAMPLES, generator.z_dim, device=device), update_average=False
+            )
+            w_spread = (samples - mapping.w_avg).square().sum(1).mean().sqrt()
+        w_avg = mapping.w_avg.detach().clone()
+        num_ws = generator.num_ws
+        layers = num_ws if fit.space == "w+" else 1
+        w = w_avg.expand(batch, layers, -1).clone().requires_grad_(True)
+        noise = [n.requires_grad_(True) for n in generator.synthesis.noise_maps(batch, device)]
         visible = visible_face_pixels(decoder, condition)
-        perceptual = (
-            TorchScriptFeatures(fit.perceptual).to(condition.image.device) if fit.perceptual else None
-        )
+        perceptual = TorchScriptFeatures(fit.perceptual).to(device) if fit.perceptual else None
         target_features = perceptual(condition.image).detach() if perceptual is not None else None
+        optimizer = torch.optim.Adam([w, *noise], betas=(0.9, 0.999), lr=fit.lr)
         history: list[float] = []
 
-        def loss_of(ws: Tensor) -> Tensor:
-            texture = to_unit(generator.synthesis(ws, noise_mode="const"))
-            rendered = render_texture(decoder, texture, condition)
-            photometric = photometric_loss(rendered, condition.image, visible, "l1") / 3  # per colour value
-            loss = photometric + fit.prior * (ws - w_avg).pow(2).sum(-1).mean() / ws.shape[-1]
+        def composite(ws: Tensor) -> tuple[Tensor, Tensor]:
+            texture = to_unit(generator.synthesis(ws.expand(-1, num_ws, -1), noise=noise))
+            return texture, render_texture(decoder, texture, condition)
+
+        for step in range(fit.steps):
+            for group in optimizer.param_groups:
+                group["lr"] = fit.learning_rate(step)
+            jitter = torch.randn_like(w) * (w_spread * fit.latent_noise(step))
+            _, rendered = composite(w + jitter)
+            loss = fit.prior * (w - w_avg).square().sum(-1).mean() / w.shape[-1]
+            if fit.l1 > 0:
+                loss = (
+                    loss + fit.l1 * photometric_loss(rendered, condition.image, visible, "l1") / 3
+                )  # per value
             if fit.ssim > 0:
                 loss = loss + fit.ssim * ssim_loss(rendered, condition.image, visible)
             if perceptual is not None:
-                loss = loss + fit.perceptual_weight * (perceptual(rendered) - target_features).pow(2).mean()
-            return loss
-
-        def run(parameter: Tensor, expand, steps: int) -> None:
-            optimizer = torch.optim.Adam([parameter], lr=fit.lr)
-            for _ in range(steps):
-                loss = loss_of(expand(parameter))
-                history.append(loss.item())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-
-        num_ws = generator.num_ws
-        run(w, lambda p: p.unsqueeze(1).expand(-1, num_ws, -1), fit.w_steps)
-        wplus = w.detach().unsqueeze(1).repeat(1, num_ws, 1).requires_grad_(True)
-        run(wplus, lambda p: p, fit.wplus_steps)
+                loss = loss + fit.perceptual_weight * (perceptual(rendered) - target_features).square().mean()
+            history.append(loss.item())
+            if fit.noise_regularize > 0:
+                loss = loss + fit.noise_regularize * noise_penalty(noise)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _normalise(noise)
         with torch.no_grad():
-            texture = to_unit(generator.synthesis(wplus, noise_mode="const"))
-            rendered = render_texture(decoder, texture, condition)
+            texture, rendered = composite(w)
             metrics = reconstruction_metrics(rendered, condition.image, visible)
     return FittedTexture(texture.detach(), rendered, history, metrics)
 

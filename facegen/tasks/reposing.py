@@ -1,0 +1,130 @@
+"""Re-posing the faces of a frozen 2D StyleGAN2 (the texture paper's pose manipulation), so that the texture
+model sees every side of the face.
+
+The directions are learnt InterFaceGAN-style: facegen's MoFA fits the head pose (pitch, yaw) of ``samples``
+generated faces; a ridge regression from w to that pose gives a linear model ``pose ≈ offset + w @ basis``. Moving
+a face from its predicted pose to a target pose adds the smallest change of w that the model says does it,
+``basis (basisᵀ basis)⁻¹ Δpose``, to every layer of W+. The re-posed images are fitted again by the MoFA (the
+geometry used for compositing is always that of the image shown), and a share of them is mirrored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facegen.errors import ConfigError
+from facegen.nets.stylegan import Generator, to_unit
+
+#: Pose directions weaker than this (radians per unit of w) are not used to re-pose.
+MIN_SINGULAR_VALUE = 1e-6
+#: Which Euler angles of MoFA's rotation (pitch, yaw, roll) the directions control: pitch and yaw.
+POSE_ANGLES = (0, 1)
+
+
+@dataclass
+class PoseAugment:
+    """Re-posing of the 2D generator's faces: ``samples`` generated faces fitted to learn the directions (ridge
+    weight ``ridge``); target yaw uniform in ±``max_yaw`` and pitch in ±``max_pitch`` around the mean pitch
+    (radians); the share ``flip`` of the images mirrored; ``truncation`` of the 2D generator's w."""
+
+    samples: int = 512
+    ridge: float = 1.0
+    max_yaw: float = 0.8
+    max_pitch: float = 0.2
+    flip: float = 0.2
+    truncation: float = 1.0
+
+    def check(self, w_dim: int) -> None:
+        if self.samples < 8:
+            raise ConfigError(
+                f"model.pose.samples must be at least 8 to learn pose directions, got {self.samples}"
+            )
+        if not 0 <= self.flip <= 1:
+            raise ConfigError(f"model.pose.flip is a probability in [0, 1], got {self.flip}")
+        if self.max_yaw < 0 or self.max_pitch < 0 or self.ridge <= 0:
+            raise ConfigError("model.pose: max_yaw and max_pitch must be >= 0 and ridge > 0")
+
+
+class PoseDirections(nn.Module):
+    """The linear model ``pose (B, 2) = offset + w (B, w_dim) @ basis`` of (pitch, yaw) in radians, kept in the
+    checkpoint (``fitted`` says whether it was learnt)."""
+
+    def __init__(self, w_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("basis", torch.zeros(w_dim, len(POSE_ANGLES)))
+        self.register_buffer("offset", torch.zeros(len(POSE_ANGLES)))
+        self.register_buffer("mean_pose", torch.zeros(len(POSE_ANGLES)))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def fit(self, w: Tensor, pose: Tensor, ridge: float) -> float:
+        """Ridge regression of ``pose`` (N, 2) on ``w`` (N, w_dim); returns R² (the share of pose variance the
+        model explains, over both angles)."""
+        w, pose = w.double(), pose.double()
+        w_mean, pose_mean = w.mean(0), pose.mean(0)
+        wc, pc = w - w_mean, pose - pose_mean
+        gram = wc.T @ wc + ridge * torch.eye(w.shape[1], dtype=w.dtype, device=w.device)
+        basis = torch.linalg.solve(gram, wc.T @ pc)
+        self.basis.copy_(basis)
+        self.offset.copy_(pose_mean - w_mean @ basis)
+        self.mean_pose.copy_(pose_mean)
+        self.fitted.fill_(True)
+        total = pc.square().sum()
+        if total < 1e-12:  # the pose does not vary: nothing to explain
+            return 0.0
+        return float(1 - (pc - wc @ basis).square().sum() / total)
+
+    def predict(self, w: Tensor) -> Tensor:
+        """w (B, w_dim) -> predicted (pitch, yaw) (B, 2)."""
+        return self.offset + w @ self.basis
+
+    def shift(self, w: Tensor, target: Tensor) -> Tensor:
+        """The smallest change of w (B, w_dim) that moves the predicted pose of ``w`` to ``target`` (B, 2):
+        ``(target - predicted) @ pinv(basis)``; none along directions that do not move the pose."""
+        inverse = torch.linalg.pinv(self.basis, atol=MIN_SINGULAR_VALUE)  # (2, w_dim)
+        return (target - self.predict(w)) @ inverse
+
+    def targets(self, batch: int, options: PoseAugment, generator: torch.Generator | None = None) -> Tensor:
+        """Random target poses (B, 2): pitch around the mean pitch within ±max_pitch, yaw within ±max_yaw."""
+        uniform = torch.rand(batch, 2, generator=generator).to(self.basis) * 2 - 1
+        spread = torch.tensor([options.max_pitch, options.max_yaw]).to(self.basis)
+        centre = torch.stack([self.mean_pose[0], torch.zeros_like(self.mean_pose[0])])
+        return centre + uniform * spread
+
+
+class Scene(NamedTuple):
+    """Images of the frozen 2D generator: image (B, 3, S, S) in [0, 1] at the MoFA's crop size, the w each was
+    made from (B, w_dim) after re-posing, and which were mirrored (B,) bool."""
+
+    image: Tensor
+    w: Tensor
+    flipped: Tensor
+
+
+def render_scene(
+    generator: Generator,
+    z: Tensor,
+    size: int,
+    directions: PoseDirections | None = None,
+    options: PoseAugment | None = None,
+    noise_mode: str = "random",
+    rng: torch.Generator | None = None,
+) -> Scene:
+    """Images of the 2D ``generator`` for ``z`` (B, z_dim), resized to ``size``; re-posed to random targets and
+    partly mirrored when ``directions`` and ``options`` are given (``rng`` draws the targets and flips)."""
+    truncation = options.truncation if options is not None else 1.0
+    w = generator.mapping(z, truncation, update_average=False)
+    flipped = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
+    if directions is not None and options is not None:
+        w = w + directions.shift(w, directions.targets(z.shape[0], options, rng))
+        flipped = (torch.rand(z.shape[0], generator=rng) < options.flip).to(z.device)
+    ws = w.unsqueeze(1).repeat(1, generator.num_ws, 1)
+    image = to_unit(generator.synthesis(ws, noise_mode=noise_mode))
+    image = torch.where(flipped[:, None, None, None], image.flip(-1), image)
+    if image.shape[-1] != size:
+        image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return Scene(image.clamp(0, 1), w, flipped)
