@@ -235,7 +235,7 @@ def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz)
 
 def test_resumed_run_reproduces_the_uninterrupted_losses_exactly(tmp_path, tiny_shards):
     checkpoint = {
-        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "class_path": "facegen.callbacks.ModelCheckpoint",
         "init_args": {"every_n_train_steps": 3, "save_top_k": -1, "filename": "{step}"},
     }
 

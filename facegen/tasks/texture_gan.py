@@ -218,6 +218,12 @@ class TextureGAN(AdversarialTask):
         return Condition(scene.image, mask, code, self.mofa.decoder(code))
 
     def on_fit_start(self) -> None:
+        self._learn_pose_directions_once()
+
+    def on_validation_start(self) -> None:
+        self._learn_pose_directions_once()  # `facegen validate` of a model that has not been trained yet
+
+    def _learn_pose_directions_once(self) -> None:
         if self.hparams.mode == "composite" and not bool(self.directions.fitted):
             self.learn_pose_directions()
 

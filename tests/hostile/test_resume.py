@@ -13,7 +13,7 @@ from facegen.cli import main
 from tests.test_mofa import tiny_config
 
 CHECKPOINT = {
-    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "class_path": "facegen.callbacks.ModelCheckpoint",
     "init_args": {"every_n_train_steps": 3, "save_last": True},
 }
 
@@ -63,3 +63,42 @@ def test_last_without_any_checkpoint_is_a_one_line_error(tmp_path, tiny_shards, 
     assert main(["fit", "--config", str(path), "--ckpt_path", "last"]) == 2
     (err,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert err.startswith("facegen: error: --ckpt_path last: no last.ckpt under") and str(tmp_path) in err
+
+
+def test_last_checkpoint_is_the_final_state_when_the_monitored_metric_stops_improving(tmp_path):
+    """Lightning writes last.ckpt only beside a new best checkpoint; facegen's ModelCheckpoint writes it after
+    every validation and at the end, so a run whose metric got worse still ends with its final state."""
+    import lightning as L
+    import torch
+
+    from facegen.callbacks import ModelCheckpoint
+
+    class Worsening(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, batch_index):
+            return self.layer(batch).square().mean()
+
+        def validation_step(self, batch, batch_index):
+            self.log("val/score", float(self.global_step))  # worse at every validation
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.randn(64, 2), batch_size=4)
+    callback = ModelCheckpoint(dirpath=tmp_path, monitor="val/score", mode="min", save_last=True)
+    trainer = L.Trainer(
+        max_steps=7,
+        val_check_interval=3,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(Worsening(), data, data)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 7
+    (best,) = tmp_path.glob("epoch=*.ckpt")
+    assert torch.load(best, weights_only=True)["global_step"] == 3  # the best stays the best
