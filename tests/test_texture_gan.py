@@ -119,6 +119,23 @@ def shard_batch(root, size=48, count=4):
     return module.on_after_batch_transfer(next(iter(module.val_dataloader())), 0)
 
 
+def cpu_config(path, out) -> dict:
+    """A shipped config with its trainer shrunk to 6 CPU steps (validation every 2) writing under ``out``."""
+    import yaml
+
+    config = yaml.safe_load(path.read_text())
+    config["trainer"].update(
+        max_steps=6,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(out),
+        accelerator="cpu",
+    )
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
+    return config
+
+
 @pytest.fixture(scope="module")
 def mofa_checkpoint(mofa_setup):
     """The last checkpoint of a tiny ``facegen fit`` of the MoFA config."""
@@ -259,16 +276,7 @@ def test_cli_trains_then_generates_and_reconstructs_textures(tmp_path, mofa_setu
     from tests.conftest import ROOT
 
     root, _ = mofa_setup
-    config = yaml.safe_load((ROOT / "configs" / "texture_gan.yaml").read_text())
-    config["trainer"].update(
-        max_steps=6,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        default_root_dir=str(tmp_path),
-        accelerator="cpu",
-    )
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config = cpu_config(ROOT / "configs" / "texture_gan.yaml", tmp_path)
     config["model"]["init_args"].update(
         mofa={"checkpoint": str(mofa_checkpoint)},
         **TINY_GAN,
@@ -506,16 +514,7 @@ def face_stylegan_checkpoint(mofa_setup, tmp_path_factory):
 
     root, _ = mofa_setup
     out = tmp_path_factory.mktemp("stylegan")
-    config = yaml.safe_load((ROOT / "configs" / "stylegan_synth.yaml").read_text())
-    config["trainer"].update(
-        max_steps=6,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        default_root_dir=str(out),
-        accelerator="cpu",
-    )
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
+    config = cpu_config(ROOT / "configs" / "stylegan_synth.yaml", out)
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(out / "checkpoints")
     config["model"]["init_args"].update(image_size=48, metric_samples=8, **TINY_2D)
     config["data"]["init_args"].update(
