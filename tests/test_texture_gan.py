@@ -676,6 +676,12 @@ def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_chec
         SeedDataModule().train_dataloader()
     with pytest.raises(BadFileError, match="without StyleGAN2 networks"):
         read_gan(mofa_checkpoint)
+    from facegen.tasks import PoseAugment
+
+    with pytest.raises(ValueError, match="model.pose.flip is a probability"):
+        PoseAugment(flip=1.5)
+    with pytest.raises(ValueError, match="model.pose.samples must be at least 8"):
+        PoseAugment(samples=2)
 
 
 def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_path, monkeypatch):

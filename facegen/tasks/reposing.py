@@ -39,7 +39,7 @@ class PoseAugment:
     flip: float = 0.2
     truncation: float = 1.0
 
-    def check(self, w_dim: int) -> None:
+    def __post_init__(self) -> None:
         if self.samples < 8:
             raise ConfigError(
                 f"model.pose.samples must be at least 8 to learn pose directions, got {self.samples}"

@@ -162,7 +162,6 @@ class TextureGAN(AdversarialTask):
                 f"({gan.source}): in composite mode the texture networks start from the 2D ones; set "
                 f"model.resolution: {self.scene_generator.resolution}"
             )
-        pose.check(self.scene_generator.w_dim)
         self.pose = pose
         self.directions = PoseDirections(self.scene_generator.w_dim)
 
