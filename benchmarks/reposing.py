@@ -22,23 +22,10 @@ import torch
 
 from facegen.nets.gan_import import read_gan
 from facegen.tasks.conditioning import MoFASource, load_mofa
-from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, render_scene
+from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes
 
 #: Faces per MoFA call.
 CHUNK = 64
-
-
-@torch.no_grad()
-def fitted(mofa, generator, z: torch.Tensor, directions=None, options=None, rng=None):
-    """(w, MoFA code) of the 2D images of ``z``, re-posed when ``directions`` is given."""
-    ws, codes = [], []
-    for start in range(0, z.shape[0], CHUNK):
-        scene = render_scene(
-            generator, z[start : start + CHUNK], mofa.hparams.image_size, directions, options, "const", rng
-        )
-        ws.append(scene.w)
-        codes.append(mofa(scene.image))
-    return torch.cat(ws), [torch.cat(parts) for parts in zip(*codes, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,20 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     mofa = load_mofa(MoFASource(args.mofa), None).eval()
     generator = read_gan(args.generator).build_generator("G_ema")
     z_learn = torch.randn(args.samples, generator.z_dim)
-    w, code = fitted(mofa, generator, z_learn)
+    size = mofa.hparams.image_size
+    w, code = fit_scenes(generator, mofa, size, z_learn, CHUNK)
     directions = PoseDirections(generator.w_dim)
-    r2 = directions.fit(w, code[0][:, POSE_ANGLES], args.ridge)
+    r2 = directions.fit(w, code.rotation[:, POSE_ANGLES], args.ridge)
 
     z_test = torch.randn(args.test, generator.z_dim)
     options = PoseAugment(max_yaw=args.max_yaw, max_pitch=0.0, flip=0.0)
-    _, before = fitted(mofa, generator, z_test)
+    _, before = fit_scenes(generator, mofa, size, z_test, CHUNK)
     rng = torch.Generator().manual_seed(1)
     targets = directions.targets(args.test, options, torch.Generator().manual_seed(1))
-    _, after = fitted(mofa, generator, z_test, directions, options, rng)
-    yaw_before, yaw_after, target = before[0][:, 1], after[0][:, 1], targets[:, 1]
+    _, after = fit_scenes(generator, mofa, size, z_test, CHUNK, directions, options, rng)
+    yaw_before, yaw_after, target = before.rotation[:, 1], after.rotation[:, 1], targets[:, 1]
     centred = target - target.mean()
     slope = float((centred * (yaw_after - yaw_after.mean())).sum() / centred.square().sum())
-    shape_before, shape_after = before[2], after[2]
+    shape_before, shape_after = before.shape, after.shape
     drift = (shape_after - shape_before).norm(dim=1).mean()
     strangers = (shape_before - shape_before.roll(1, 0)).norm(dim=1).mean()
     result = {

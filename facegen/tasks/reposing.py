@@ -10,6 +10,7 @@ geometry used for compositing is always that of the image shown), and a share of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facegen.decoder import FaceCode
 from facegen.errors import ConfigError
 from facegen.nets.stylegan import Generator, to_unit
 
@@ -128,3 +130,25 @@ def render_scene(
     if image.shape[-1] != size:
         image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return Scene(image.clamp(0, 1), w, flipped)
+
+
+@torch.no_grad()
+def fit_scenes(
+    generator: Generator,
+    encoder: Callable[[Tensor], FaceCode],
+    size: int,
+    z: Tensor,
+    chunk: int,
+    directions: PoseDirections | None = None,
+    options: PoseAugment | None = None,
+    rng: torch.Generator | None = None,
+) -> tuple[Tensor, FaceCode]:
+    """The 2D ``generator``'s images of ``z`` (B, z_dim) with constant noise, ``chunk`` at a time, re-posed as
+    :func:`render_scene` does when ``directions`` and ``options`` are given, at ``size`` and coded by ``encoder``
+    (the MoFA): their w (B, w_dim) and codes."""
+    ws, codes = [], []
+    for start in range(0, z.shape[0], chunk):
+        scene = render_scene(generator, z[start : start + chunk], size, directions, options, "const", rng)
+        ws.append(scene.w)
+        codes.append(encoder(scene.image))
+    return torch.cat(ws), FaceCode(*(torch.cat(parts) for parts in zip(*codes, strict=True)))

@@ -52,7 +52,7 @@ from facegen.tasks.conditioning import (
     render_texture,
 )
 from facegen.tasks.latent_fit import LatentFit, fit_latent
-from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, render_scene
+from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes, render_scene
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -230,16 +230,13 @@ class TextureGAN(AdversarialTask):
     def learn_pose_directions(self) -> float:
         """Fit ``pose.samples`` faces of the 2D generator (fixed seeds: every rank learns the same) and regress
         their MoFA pose on w (:class:`~facegen.tasks.reposing.PoseDirections`); returns and reports R²."""
-        generator = torch.Generator().manual_seed(0)
-        ws, poses = [], []
-        for start in range(0, self.pose.samples, POSE_CHUNK):
-            count = min(POSE_CHUNK, self.pose.samples - start)
-            z = torch.randn(count, self.scene_generator.z_dim, generator=generator).to(self.device)
-            scene = render_scene(self.scene_generator, z, self.mofa.hparams.image_size, noise_mode="const")
-            ws.append(scene.w)
-            poses.append(self.mofa(scene.image).rotation[:, POSE_ANGLES].float())
-        pose = torch.cat(poses)
-        r2 = self.directions.fit(torch.cat(ws).float(), pose, self.pose.ridge)
+        z = torch.randn(
+            self.pose.samples, self.scene_generator.z_dim, generator=torch.Generator().manual_seed(0)
+        )
+        size = self.mofa.hparams.image_size
+        w, code = fit_scenes(self.scene_generator, self.mofa, size, z.to(self.device), POSE_CHUNK)
+        pose = code.rotation[:, POSE_ANGLES].float()
+        r2 = self.directions.fit(w.float(), pose, self.pose.ridge)
         spread = pose.std(0).tolist()
         if max(spread) < MIN_POSE_SPREAD:
             rank_zero_warn(
