@@ -3,19 +3,24 @@ crop (decode + landmarks from the side files + alignment), encode, fit (the fitt
 writers) and each writer (vertex-colour meshes, textures, textured meshes, overlay, coefficients).
 
 The writers run in FaceExporter's background thread, overlapping the next batch's work, so the stage times
-(each summed over its own thread) can add up to more than the wall time per face. Photos come with landmark files (the shared assets' dlib XML / .pts), so no detector runs; the model is untrained
+(each summed over its own thread) can add up to more than the wall time per face; ``cpu_seconds_per_face`` is
+the process's CPU time (all threads) per face, which bounds the rate on a machine's cores and varies less
+than the wall time on a shared machine. Photos come with landmark files (the shared assets' dlib XML / .pts), so no detector runs; the model is untrained
 (the encoder's cost does not depend on its weights). Prints one JSON line per fitting setting. Examples:
 
     python benchmarks/predict.py        # ../shared/assets photos, no fitting and configs/mofa.yaml's schedule
     python benchmarks/predict.py --photos PHOTOS --fit none --texture-size 512 --model models/ict_face.npz
+    python benchmarks/predict.py --fit none --repeat 8   # 8 copies of each photo: the steady-state rate
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
+import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
 from pathlib import Path
 
@@ -67,11 +72,35 @@ class Timings:
         self._restore.clear()
 
 
+def repeated(photos: Path, copies: int, into: Path) -> Path:
+    """``into``, holding ``copies`` copies of every photo in ``photos`` (symbolic links named ``r<k>_<name>``)
+    with their landmark files (``.pts`` linked the same way, dlib XML files listing every copy), so a run sees
+    ``copies`` times the faces and its rate approaches the steady state of a large photo collection."""
+    for source in sorted(photos.iterdir()):
+        if source.suffix.lower() == ".xml":
+            tree = ElementTree.parse(source)
+            images = tree.getroot().find("images")
+            originals = list(images)
+            for element in originals:
+                images.remove(element)
+            for k in range(copies):
+                for element in originals:
+                    copy = ElementTree.fromstring(ElementTree.tostring(element))
+                    copy.set("file", f"r{k}_{element.get('file')}")
+                    images.append(copy)
+            tree.write(into / source.name)
+        else:
+            for k in range(copies):
+                os.symlink(source.resolve(), into / f"r{k}_{source.name}")
+    return into
+
+
 def run(args, fit: str) -> dict:
     refine = schedule(yaml.safe_load(Path(args.config).read_text())) if fit == "config" else None
     model = MoFA(face_model=args.model, image_size=args.size, refine=refine)
+    photos = tempfile.TemporaryDirectory()
     data = FaceDataModule(
-        predict_dir=args.photos,
+        predict_dir=str(repeated(Path(args.photos), args.repeat, Path(photos.name))),
         predict_detector="files",
         batch_size=args.batch,
         num_workers=0,
@@ -84,7 +113,7 @@ def run(args, fit: str) -> dict:
     timings.wrap(MoFA, "reconstruct", "reconstruct")
     for stage, name in WRITERS.items():
         timings.wrap(face_files, name, stage)
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, photos:
         exporter = FaceExporter(out, model.decoder.model, overwrite=True, texture_size=args.texture_size)
         trainer = Trainer(
             accelerator="cpu",
@@ -93,12 +122,12 @@ def run(args, fit: str) -> dict:
             enable_model_summary=False,
             callbacks=[exporter],
         )
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             trainer.predict(model, data, return_predictions=False)
         finally:
             timings.restore()
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         faces = len(exporter.written)
     stages = dict(timings.seconds)
     # decoding and rendering for the writers, in MoFA.reconstruct (main thread) around the encoder and the fit
@@ -110,11 +139,13 @@ def run(args, fit: str) -> dict:
         "faces": faces,
         "seconds": round(total, 2),
         "faces_per_second": round(faces / total, 3),
+        "cpu_seconds_per_face": round(cpu / max(faces, 1), 4),
         "seconds_per_face": per_face,
         "texture_size": args.texture_size,
         "image_size": args.size,
         "model": args.model,
         "batch": args.batch,
+        "repeat": args.repeat,
         "threads": torch.get_num_threads(),
     }
 
@@ -130,6 +161,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="crop size")
     parser.add_argument("--texture-size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="copies of every photo (and its landmarks) to predict"
+    )
     parser.add_argument(
         "--fit",
         nargs="+",

@@ -8,6 +8,7 @@ import pickle
 import pytest
 import torch
 
+from facegen.nets.encoder import ResNetEncoder
 from facegen.tasks import MoFA
 
 SIZE = 32
@@ -115,3 +116,12 @@ def test_a_run_started_from_a_state_dict_trains(tmp_path, tiny_shards):
     (tmp_path / "start.pt").unlink()
     trained = MoFA.load_from_checkpoint(checkpoint, map_location="cpu")  # the initial file is not needed here
     assert not torch.equal(trained.encoder.head.weight, source.encoder.head.weight)  # it trained
+
+
+def test_inference_in_channels_last_layout_gives_the_training_layouts_output():
+    torch.manual_seed(0)
+    encoder = ResNetEncoder((1, 1), width=8, grid=2).eval()
+    image = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        inferred = encoder(image)  # channels-last inside
+    assert torch.allclose(encoder(image), inferred, atol=1e-5)  # with gradients: the default layout

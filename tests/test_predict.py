@@ -106,6 +106,11 @@ def test_baking_interpolates_vertex_values_with_each_texels_barycentrics():
     corners = values[:, model.faces[layout.pix_to_face[inside]]]  # (B, N, 3, C)
     expected = (corners * layout.bary[inside][None, :, :, None]).sum(2)
     assert torch.allclose(baked[:, inside], expected, atol=1e-6) and (baked[:, ~inside] == 0).all()
+    # the covered texels alone, in raster order, as the unwrapping uses them
+    assert torch.equal(layout.texels, inside.flatten().nonzero()[:, 0])
+    texel_values = layout.bake_texels(values)  # (B, N, C)
+    assert torch.allclose(texel_values, expected, atol=1e-6)
+    assert torch.equal(layout.scatter(texel_values).permute(0, 2, 3, 1), baked)
 
 
 # ----------------------------------------------------------------------------- the CLI

@@ -15,6 +15,7 @@ from facegen.callbacks import FaceExporter, TextureExporter
 from facegen.data.batch import Reject
 from facegen.decoder import FaceDecoder
 from facegen.export import read_obj
+from facegen.export.files import write_png_atomic
 from facegen.morphable.builtin import builtin_model
 from facegen.predictions import GeneratedTextures, ReconstructedTextures, Reconstruction
 from tests.data_helpers import face_batch
@@ -135,3 +136,19 @@ def test_texture_exporter_writes_generated_and_reconstructed_textures(tmp_path):
     assert record["source"] == "b.jpg" and record["psnr"] == 25.0 and record["loss_last"] == 1.5
     assert Image.open(tmp_path / "fit" / "face1" / "texture.png").size == (16, 16)
     assert Image.open(tmp_path / "fit" / "face1" / "side_by_side.png").size == (4 * SIZE, SIZE)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8),
+        np.random.default_rng(1).integers(0, 256, (37, 53), dtype=np.uint8),
+        np.random.default_rng(2).integers(0, 65536, (37, 53), dtype=np.uint16),
+    ],
+    ids=["rgb", "grey", "16-bit"],
+)
+def test_fast_png_settings_stay_lossless(tmp_path, image):
+    path = write_png_atomic(tmp_path / "x.png", image)
+    read = np.array(Image.open(path))
+    assert read.dtype == image.dtype and np.array_equal(read, image)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left

@@ -51,8 +51,7 @@ def unwrap_photo(
         fragments: the crop's rasterization of this mesh (e.g. its render's), reused for the occlusion test;
             rasterized here when None.
     """
-    batch, size = vertices.shape[0], layout.size
-    baked = layout.bake(torch.cat([vertices, normals], -1)).flatten(2).transpose(1, 2)  # (B, S*S, 6)
+    baked = layout.bake_texels(torch.cat([vertices, normals], -1))  # (B, N, 6) at the covered texels only
     points, texel_normals = baked[..., :3], F.normalize(baked[..., 3:], dim=-1)
     pixels, _ = project_points(points, K)
     cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
@@ -61,14 +60,13 @@ def unwrap_photo(
         fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
     extent = (vertices.amax(1) - vertices.amin(1)).norm(dim=-1, keepdim=True)  # (B, 1)
     seen = visible_points(points, texel_normals, pixels, image_size, fragments, DEPTH_TOLERANCE * extent)
-    seen &= layout.mask.reshape(1, -1) & (cosine > MIN_COSINE)
+    seen &= cosine > MIN_COSINE
     visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp(0, 1), 0.0)
 
     if to_photo is not None:
         pixels = pixels @ to_photo[:, :, :2].transpose(1, 2) + to_photo[:, None, :, 2]
     colours = sample_image_at_points(photo, pixels.to(photo.dtype)) * seen.unsqueeze(-1)
-    texture = colours.transpose(1, 2).reshape(batch, -1, size, size)
-    return PhotoTexture(texture, visibility.reshape(batch, 1, size, size))
+    return PhotoTexture(layout.scatter(colours), layout.scatter(visibility.unsqueeze(-1)))
 
 
 def fill_hidden(unwrapped: PhotoTexture, fallback: Tensor, symmetric: bool) -> Tensor:

@@ -41,10 +41,9 @@ class UVLayout(nn.Module):
         self.register_buffer("faces", faces.long(), persistent=False)
         self.register_buffer("pix_to_face", pix_to_face, persistent=False)  # (S, S) mesh face, -1 outside
         self.register_buffer("bary", bary, persistent=False)  # (S, S, 3)
-        # baking as one sparse product: (S*S, V) barycentric weights, three per covered texel, in CSR form
-        rows = torch.zeros(size * size + 1, dtype=torch.long)
-        rows[texels + 1] = 3
-        self.register_buffer("bake_rows", rows.cumsum(0), persistent=False)
+        self.register_buffer("texels", texels, persistent=False)  # (N,) flat indices of the covered texels
+        # baking as one sparse product: (N, V) barycentric weights, three per covered texel, in CSR form
+        self.register_buffer("bake_rows", torch.arange(len(texels) + 1) * 3, persistent=False)
         texel_vertices = faces.long()[pix_to_face.flatten()[texels]]  # (N, 3)
         self.register_buffer("bake_columns", texel_vertices.flatten(), persistent=False)
         self.register_buffer("bake_weights", bary.reshape(-1, 3)[texels].flatten(), persistent=False)
@@ -55,21 +54,32 @@ class UVLayout(nn.Module):
         """(S, S) bool: texels inside the layout."""
         return self.pix_to_face >= 0
 
-    def bake(self, attributes: Tensor) -> Tensor:
-        """Per-vertex ``attributes`` (B, V, C) -> (B, C, S, S) texture (zero outside the layout), interpolated
-        with each texel's barycentrics; bake several attributes at once by concatenating their channels. One
-        sparse (S*S, V) x (V, B*C) product (not differentiable)."""
+    def bake_texels(self, attributes: Tensor) -> Tensor:
+        """Per-vertex ``attributes`` (B, V, C) -> (B, N, C) at the N covered texels (:attr:`texels`), interpolated
+        with each texel's barycentrics: one sparse (N, V) x (V, B*C) product (not differentiable)."""
         batch, vertices, channels = attributes.shape
         weights = torch.sparse_csr_tensor(
             self.bake_rows,
             self.bake_columns,
             self.bake_weights.to(attributes.dtype),
-            (self.size * self.size, vertices),
+            (len(self.texels), vertices),
             check_invariants=False,
         )
         values = attributes.detach().permute(1, 0, 2).reshape(vertices, batch * channels)
-        texture = torch.sparse.mm(weights, values)  # (S*S, B*C)
-        return texture.T.reshape(batch, channels, self.size, self.size)
+        return torch.sparse.mm(weights, values).reshape(-1, batch, channels).transpose(0, 1)
+
+    def scatter(self, values: Tensor) -> Tensor:
+        """Texel values (B, N, C) at :attr:`texels` -> (B, C, S, S) texture, zero outside the layout."""
+        batch, _, channels = values.shape
+        texture = values.new_zeros(batch, channels, self.size * self.size)
+        texture[:, :, self.texels] = values.transpose(1, 2)
+        return texture.reshape(batch, channels, self.size, self.size)
+
+    def bake(self, attributes: Tensor) -> Tensor:
+        """Per-vertex ``attributes`` (B, V, C) -> (B, C, S, S) texture (zero outside the layout), interpolated
+        with each texel's barycentrics; bake several attributes at once by concatenating their channels (not
+        differentiable)."""
+        return self.scatter(self.bake_texels(attributes))
 
     def dilation_plan(self, steps: int) -> list[tuple[Tensor, Tensor, Tensor]]:
         """For each of ``steps`` one-texel growth rings around the layout: the ring's texels (N,) (flat indices),
