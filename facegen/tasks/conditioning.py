@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +18,7 @@ from facegen.geometry.camera import transform_points
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.registry import load_face_model
 from facegen.tasks.mofa import MoFA
+from facegen.tasks.refine import PhotometricStage, RefineOptions
 
 #: Yaw angles (radians) of the novel views of a textured face.
 VIEWS = (-0.6, 0.0, 0.6)
@@ -78,6 +79,22 @@ def condition_of(mofa: MoFA, batch: FaceBatch) -> Condition:
     """The frozen ``mofa``'s code and geometry for ``batch``."""
     code = mofa(batch.image)
     return Condition(batch.image, batch.mask, code, mofa.decoder(code))
+
+
+def fit_unlabelled(mofa: MoFA, image: Tensor, code: FaceCode, stage: PhotometricStage) -> FaceCode:
+    """``code`` of ``image`` (B, 3, S, S) in [0, 1], e.g. a 2D generator's faces, refined by ``stage`` (Adam on
+    MoFA's objective, its weights or else ``mofa``'s fitting weights) over the whole image with the landmark
+    term off: such images come without landmarks, so the photometric term and the priors decide."""
+    weights = replace(mofa.refinement_weights(RefineOptions(photometric=stage)), landmark=0.0)
+    count = image.shape[0]
+    batch = FaceBatch(
+        image,
+        image.new_zeros(count, 68, 2),  # unused: the landmark weight is 0
+        image.new_ones(count, 1, *image.shape[-2:]),
+        [f"image{i}" for i in range(count)],
+        [{} for _ in range(count)],
+    )
+    return mofa.refined(batch, code, RefineOptions(photometric=replace(stage, weights=weights))).code
 
 
 def render_texture(decoder: FaceDecoder, texture: Tensor, condition: Condition) -> Tensor:

@@ -11,9 +11,11 @@ Modes (``mode``):
   (``facegen.data.SeedDataModule``); photos are needed only to reconstruct their textures.
 - ``uv``: each photo is unwrapped into UV space through its fitted geometry, de-lit by the fitted SH shading and
   masked by visibility; the discriminator compares these partial textures with generated textures under the
-  same masks (mask given to D as a 4th channel).
-- ``image``: the generated texture is rendered on the geometry and light fitted to a photo and composited into
-  the photo; the discriminator compares real crops with these composites.
+  same masks (mask given to D as a 4th channel). It learns from photos alone, without a 2D generator.
+
+(An ``image`` mode, textures composited into photos and compared with the crops from scratch, was removed: on a
+common yardstick, KID of composites into the same validation photos after the same 500 steps, it ended ten times
+above the other two modes; see the README's texture section.)
 
 Training is :class:`~facegen.tasks.adversarial.AdversarialTask`'s iteration (D step, lazy R1, G step, optional path
 length, EMA, ADA).
@@ -21,7 +23,6 @@ length, EMA, ADA).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -47,11 +48,13 @@ from facegen.tasks.conditioning import (
     Condition,
     MoFASource,
     condition_of,
+    fit_unlabelled,
     load_mofa,
     novel_views,
     render_texture,
 )
 from facegen.tasks.latent_fit import LatentFit, fit_latent
+from facegen.tasks.refine import PhotometricStage
 from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes, render_scene
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
@@ -61,7 +64,7 @@ MIN_SHADING = 0.05
 #: Yaw angles (radians) of the novel views beside a reconstructed texture.
 VIEWS_RECONSTRUCTED = (-0.6, 0.6)
 #: What the discriminator compares (see the module docstring).
-Mode = Literal["composite", "uv", "image"]
+Mode = Literal["composite", "uv"]
 #: Generated faces fitted per MoFA call while learning the pose directions.
 POSE_CHUNK = 32
 #: Below this spread (radians) of the fitted poses the MoFA does not see the 2D faces' poses.
@@ -74,7 +77,7 @@ class TextureGAN(AdversarialTask):
     Args:
         mofa: the frozen MoFA's checkpoint.
         face_model: expected face model (``builtin`` or ``.npz``); the MoFA checkpoint must use the same one.
-        mode: ``composite``, ``uv`` or ``image`` (see the module docstring).
+        mode: ``composite`` or ``uv`` (see the module docstring).
         resolution: UV texture side (power of two); in ``composite`` mode the 2D generator's resolution.
         z_dim, w_dim, mapping_layers, channel_base, channel_max: generator/discriminator sizes.
         conv_clamp: activation clamp of both networks (StyleGAN2-ADA's FFHQ configs: 256; None: off).
@@ -90,6 +93,10 @@ class TextureGAN(AdversarialTask):
             wherever names and shapes match; in ``composite`` mode (where it is required) its generator is also
             the frozen 2D generator whose images are composited.
         pose: re-posing of the 2D generator's faces (``composite`` mode).
+        scene_fit: ``composite`` mode: Adam steps of MoFA's objective (landmark term off) that refine the
+            encoder's fit of each 2D image before its texture is composited (training, validation and
+            generation); ``steps: 0`` (the default): the encoder's code alone. See ``benchmarks/reposing.py
+            --scene_fit`` for what the steps buy.
     """
 
     def __init__(
@@ -114,12 +121,14 @@ class TextureGAN(AdversarialTask):
         latent_fit: LatentFit | None = None,
         pretrained: str | None = None,
         pose: PoseAugment | None = None,
+        scene_fit: PhotometricStage | None = None,
     ) -> None:
         super().__init__()
         # generation and reconstruction settings are run-time choices: kept out of checkpoints so that the
         # config of `facegen predict --ckpt_path` decides them; so is the file the networks start from
-        self.save_hyperparameters(ignore=["truncation", "latent_fit", "pretrained", "pose"])
+        self.save_hyperparameters(ignore=["truncation", "latent_fit", "pretrained", "pose", "scene_fit"])
         self.truncation = truncation
+        self.scene_fit = scene_fit or PhotometricStage()
         check_choice("model.mode", mode, Mode)
         self.latent_fit = latent_fit or LatentFit()
         self.mofa = load_mofa(mofa or MoFASource(), face_model)
@@ -129,16 +138,10 @@ class TextureGAN(AdversarialTask):
         gan = read_gan(pretrained) if pretrained else None
         if mode == "composite":
             self._set_up_scenes(gan, resolution, pose or PoseAugment())
-            self.d_resolution = resolution
-        else:
-            # image mode: D sees the crops resized to the largest power of two that fits them
-            self.d_resolution = (
-                resolution if mode == "uv" else 2 ** int(math.log2(self.mofa.hparams.image_size))
-            )
         sizes = {"channel_base": channel_base, "channel_max": channel_max, "conv_clamp": conv_clamp}
         self.build_networks(
             Generator(resolution, 3, z_dim, w_dim, mapping_layers, **sizes),
-            Discriminator(self.d_resolution, 4 if mode == "uv" else 3, **sizes),
+            Discriminator(resolution, 4 if mode == "uv" else 3, **sizes),  # UV textures or resized images
             regularization or Regularization(),
         )
         if gan is not None:
@@ -201,8 +204,8 @@ class TextureGAN(AdversarialTask):
     def scene_condition(
         self, z: Tensor, repose: bool = True, rng: torch.Generator | None = None
     ) -> Condition:
-        """Images of the frozen 2D generator for ``z`` (B, z_dim) at the MoFA's crop size, the MoFA's fit of each;
-        the face mask covers the whole image (the composite replaces only the pixels the face covers)."""
+        """Images of the frozen 2D generator for ``z`` (B, z_dim) at the MoFA's crop size, the MoFA's fit of each
+        (its encoder, then ``scene_fit``); the face mask covers the whole image (the composite replaces only the pixels the face covers)."""
         scene = render_scene(
             self.scene_generator,
             z,
@@ -213,6 +216,8 @@ class TextureGAN(AdversarialTask):
             rng=rng,
         )
         code = self.mofa(scene.image)
+        if self.scene_fit.steps:
+            code = fit_unlabelled(self.mofa, scene.image, code, self.scene_fit)
         mask = scene.image.new_ones(scene.image.shape[0], 1, *scene.image.shape[-2:])
         return Condition(scene.image, mask, code, self.mofa.decoder(code))
 
@@ -286,9 +291,10 @@ class TextureGAN(AdversarialTask):
         return self._at_d_resolution(self.render(texture, condition)) * 2 - 1
 
     def _at_d_resolution(self, image: Tensor) -> Tensor:
-        if image.shape[-1] == self.d_resolution:
+        size = self.hparams.resolution
+        if image.shape[-1] == size:
             return image
-        return F.interpolate(image, size=(self.d_resolution,) * 2, mode="bilinear", antialias=True)
+        return F.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
 
     # ------------------------------------------------------------------------------------ training
     def training_step(self, batch: FaceBatch | SeedBatch, batch_index: int) -> None:
@@ -390,8 +396,8 @@ class TextureGAN(AdversarialTask):
 
 def texture_panel(pictures: list[Tensor], count: int = 4) -> np.ndarray:
     """One row per face of the ``pictures`` side by side (each (B, 3, *, *) in [0, 1], resized to the texture size
-    R): real partial UV texture | generated UV texture | photo | generated texture rendered into it (``uv`` and
-    ``image`` modes) or generated UV texture | 2D image | composite (``composite``): (rows * R, n * R, 3) uint8."""
+    R): real partial UV texture | generated UV texture | photo | generated texture rendered into it (``uv``
+    mode) or generated UV texture | 2D image | composite (``composite``): (rows * R, n * R, 3) uint8."""
     size = pictures[0].shape[-1]
     rows = []
     for i in range(min(count, pictures[0].shape[0])):
