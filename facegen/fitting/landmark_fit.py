@@ -96,7 +96,9 @@ class LandmarkStage:
 
 class LandmarkBases(NamedTuple):
     """Per-face landmark geometry in the model frame: mean (B, 68, 3), shape (B, Ks, 68, 3) and expression
-    (B, Ke, 68, 3) bases scaled by their standard deviations (coefficients in standard deviations)."""
+    (B, Ke, 68, 3) bases scaled by their standard deviations (coefficients in standard deviations). A leading
+    size of 1 instead of B: every face shares them (fixed landmark vertices), broadcast in every product, which
+    makes the Jacobian's basis products about four times faster than with B copies."""
 
     mean: Tensor
     shape: Tensor
@@ -128,7 +130,7 @@ class LandmarkModel:
         )
 
     def bases(self, indices: Tensor) -> LandmarkBases:
-        """The geometry of vertices ``indices`` (B, 68)."""
+        """The geometry of vertices ``indices`` (B, 68), or (1, 68) for vertices every face shares."""
         mean, shape, expression = self.vertex_bases(indices)
         return LandmarkBases(mean, shape.permute(1, 0, 2, 3), expression.permute(1, 0, 2, 3))
 
@@ -302,11 +304,12 @@ class LandmarkProblem:
         angles = params[:, :3]
         d_rotation = torch.func.vmap(torch.func.jacfwd(lambda a: euler_to_matrix(a) @ model.flip))(angles)
         d_camera = torch.einsum("bpqi,bjq->bjpi", d_rotation, points)  # (B, 68, 3, 3 angles)
+        rotated = projection @ rotation[:, None]  # d pixel / d model point: (B, 68, 2, 3)
         columns = [
             projection @ d_camera,
             projection * model.unit,
-            torch.einsum("bjpn,bnm,bkjm->bjpk", projection, rotation, bases.shape),
-            torch.einsum("bjpn,bnm,bkjm->bjpk", projection, rotation, bases.expression),
+            torch.einsum("bjpm,bkjm->bjpk", rotated, bases.shape),
+            torch.einsum("bjpm,bkjm->bjpk", rotated, bases.expression),
         ]
         data_jacobian = torch.cat(columns, -1).flatten(1, 2)  # (B, 136, P)
         n_coefficients = params.shape[1] - 6
@@ -330,8 +333,8 @@ def fit_pose(
     model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: PoseStage
 ) -> tuple[FaceCode, SolveResult | None]:
     """Stage 1 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68)."""
-    bases = model.bases(model.fixed_indices(code.batch_size))
-    points = model.points(bases, code.shape, code.expression)
+    bases = model.bases(model.fixed_indices(1))
+    points = model.points(bases, code.shape, code.expression)  # (B, 68, 3)
     clean = torch.nan_to_num(target)
     root = root_weights(weights, target)
     K = model.K.expand(code.batch_size, 3, 3)
@@ -389,7 +392,7 @@ def fit_landmarks(
     priors = clean.new_tensor([stage.shape_prior, stage.expression_prior]).sqrt()
     results = []
     for _ in range(stage.rounds if stage.iterations else 0):
-        indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(len(clean))
+        indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(1)
         bases = model.bases(indices)
         if use_dense:
             bases = model.with_dense(bases)
