@@ -152,3 +152,25 @@ def test_fast_png_settings_stay_lossless(tmp_path, image):
     read = np.array(Image.open(path))
     assert read.dtype == image.dtype and np.array_equal(read, image)
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]  # no temporary file left
+
+
+@pytest.mark.parametrize("offset", [(120.0, 80.0), (-30.0, -20.0)], ids=["inside", "over the corner"])
+def test_the_texture_samples_the_photo_region_under_the_crop_as_the_whole_photo(offset):
+    from facegen.export.face_files import _photo_region
+    from facegen.render.points import sample_image_at_points
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    angle, scale = 0.3, 1.7  # crop pixels -> photo pixels: rotated, scaled, shifted
+    linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    to_photo = np.concatenate([linear, np.array(offset)[:, None]], 1)
+    region, shifted = _photo_region(photo, to_photo, (64, 64))
+    assert region.shape[0] * region.shape[1] < photo.shape[0] * photo.shape[1]
+    crop_pixels = torch.from_numpy(rng.uniform(-0.5, 63.5, (1, 500, 2)))
+
+    def sampled(image, matrix):
+        pixels = crop_pixels @ torch.from_numpy(matrix[:, :2]).T + torch.from_numpy(matrix[:, 2])
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).double().permute(2, 0, 1)[None] / 255
+        return sample_image_at_points(tensor, pixels)
+
+    assert torch.allclose(sampled(region, shifted), sampled(photo, to_photo), atol=1e-9)

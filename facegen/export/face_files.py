@@ -226,20 +226,42 @@ def _write_textures(
     """texture.png (+ visibility.png) from the original photo when available (full resolution), else from the
     crop; albedo.png from the reflectance; each when chosen in ``outputs``."""
     fallback, albedo = layout.bake(torch.cat([face.shaded, face.reflectance], -1)).split(3, 1)
-    if "albedo" in outputs:
-        write_png_atomic(folder / "albedo.png", to_uint8(dilate(albedo, layout)[0]))
     if "texture" not in outputs:
+        write_png_atomic(folder / "albedo.png", to_uint8(dilate(albedo, layout)[0]))
         return
     size = tuple(face.crop.shape[-2:])
     if face.photo is not None and to_photo is not None:
-        photo = torch.as_tensor(np.array(face.photo)).to(face.crop).permute(2, 0, 1).unsqueeze(0) / 255
-        matrix = torch.from_numpy(to_photo).to(face.crop).unsqueeze(0)
+        region, matrix = _photo_region(np.asarray(face.photo), to_photo, size)
+        photo = torch.from_numpy(region).to(face.crop).permute(2, 0, 1).unsqueeze(0) / 255
+        matrix = torch.from_numpy(matrix).to(face.crop).unsqueeze(0)
     else:
         photo, matrix = face.crop, None
     unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix, face.fragments)
-    texture = dilate(fill_hidden(unwrapped, fallback, symmetric), layout)
+    texture = fill_hidden(unwrapped, fallback, symmetric)
+    if "albedo" in outputs:  # both grown in one pass
+        albedo, texture = dilate(torch.cat([albedo, texture], 1), layout).split(3, 1)
+        write_png_atomic(folder / "albedo.png", to_uint8(albedo[0]))
+    else:
+        texture = dilate(texture, layout)
     write_png_atomic(folder / "texture.png", to_uint8(texture[0]))
     write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0])[..., 0])  # grey levels
+
+
+def _photo_region(
+    photo: np.ndarray, to_photo: np.ndarray, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The part of ``photo`` (H, W, 3) under the crop of ``size`` (H, W) (its corners mapped by ``to_photo``
+    (2, 3), plus a margin of 2 pixels), and the map from crop pixels to that part: only those pixels are
+    converted to float for the texture, not a whole many-megapixel photo."""
+    height, width = size
+    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]])
+    mapped = apply_affine(to_photo, corners)
+    x0, y0 = np.clip(np.floor(mapped.min(0)).astype(int) - 2, 0, None)
+    x1 = int(np.clip(np.ceil(mapped[:, 0].max()) + 3, x0 + 1, photo.shape[1]))
+    y1 = int(np.clip(np.ceil(mapped[:, 1].max()) + 3, y0 + 1, photo.shape[0]))
+    x0, y0 = min(int(x0), x1 - 1), min(int(y0), y1 - 1)
+    shifted = to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
+    return np.ascontiguousarray(photo[y0:y1, x0:x1]), shifted
 
 
 def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:

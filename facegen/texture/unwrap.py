@@ -87,5 +87,5 @@ def dilate(texture: Tensor, layout: UVLayout, steps: int = 4) -> Tensor:
     batch, channels = texture.shape[:2]
     flat = (texture * layout.mask.to(texture.dtype)).reshape(batch, channels, -1)
     for ring, neighbours, weights in layout.dilation_plan(steps):
-        flat = flat.index_copy(2, ring, (flat[:, :, neighbours] * weights.to(flat.dtype)).sum(-1))
+        flat[:, :, ring] = (flat[:, :, neighbours] * weights.to(flat.dtype)).sum(-1)  # in place: flat is new
     return flat.reshape(texture.shape)
