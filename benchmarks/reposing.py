@@ -21,6 +21,8 @@ import sys
 import torch
 
 from facegen.nets.gan_import import read_gan
+from facegen.nets.stylegan import Generator
+from facegen.tasks import MoFA
 from facegen.tasks.conditioning import MoFASource, load_mofa
 from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes
 
@@ -28,12 +30,23 @@ from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit
 CHUNK = 64
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def scene_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments of the benchmarks on the 2D generator's faces: ``--mofa`` and ``--generator``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--mofa", required=True, help="MoFA checkpoint")
     parser.add_argument(
         "--generator", required=True, help="2D StyleGAN2 file (FaceStyleGAN checkpoint, GAN file)"
     )
+    return parser
+
+
+def scene_models(args: argparse.Namespace) -> tuple[MoFA, Generator]:
+    """The MoFA (eval mode) and the 2D generator (its EMA weights) of ``args``."""
+    return load_mofa(MoFASource(args.mofa), None).eval(), read_gan(args.generator).build_generator("G_ema")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = scene_parser(__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=512, help="faces that the directions are learnt from")
     parser.add_argument("--test", type=int, default=128, help="other faces re-posed and fitted again")
     parser.add_argument("--max_yaw", type=float, default=0.8, help="target yaws uniform in ±this (radians)")
@@ -41,8 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    mofa = load_mofa(MoFASource(args.mofa), None).eval()
-    generator = read_gan(args.generator).build_generator("G_ema")
+    mofa, generator = scene_models(args)
     z_learn = torch.randn(args.samples, generator.z_dim)
     size = mofa.hparams.image_size
     w, code = fit_scenes(generator, mofa, size, z_learn, CHUNK)

@@ -13,26 +13,21 @@ seconds per face. Prints one JSON line per number of steps.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import torch
+from reposing import scene_models, scene_parser  # benchmarks/reposing.py
 
 from facegen.decoder.code import PARTS
-from facegen.nets.gan_import import read_gan
-from facegen.tasks.conditioning import MoFASource, fit_unlabelled, load_mofa
+from facegen.tasks.conditioning import fit_unlabelled
 from facegen.tasks.refine import PhotometricStage
 from facegen.tasks.reposing import render_scene
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mofa", required=True, help="MoFA checkpoint")
-    parser.add_argument(
-        "--generator", required=True, help="2D StyleGAN2 file (FaceStyleGAN checkpoint, GAN file)"
-    )
+    parser = scene_parser(__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=64, help="generated images fitted (one batch)")
     parser.add_argument("--steps", type=int, nargs="+", default=[0, 10, 30, 100])
     parser.add_argument("--lr", type=float, default=PhotometricStage.lr)
@@ -40,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    mofa = load_mofa(MoFASource(args.mofa), None).eval()
-    generator = read_gan(args.generator).build_generator("G_ema")
+    mofa, generator = scene_models(args)
     z = torch.randn(args.faces, generator.z_dim)
     with torch.no_grad():
         image = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const").image
