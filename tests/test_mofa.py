@@ -20,7 +20,7 @@ from facegen.data.batch import FaceBatch
 from facegen.decoder import CodeLayout, FaceCode
 from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
-from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions
+from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions, refine_code
 from tests.conftest import ROOT
 from tests.data_helpers import face_batch
 
@@ -115,6 +115,25 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     assert "ssim" not in raster.loss_terms(batch, code)
     with pytest.raises(ValueError, match="validate_refined is a number of validation batches"):
         tiny_mofa(validate_refined=-1)
+
+
+@pytest.mark.parametrize("mode", ["points", "raster"])
+def test_a_stage_on_reflectance_and_light_decodes_the_geometry_once_with_the_same_fit(mode):
+    model, batch = tiny_mofa(photometric=mode), random_batch()
+    with torch.no_grad():
+        code = model(batch.image)
+    code = code._replace(shape=torch.randn_like(code.shape) * 0.5, rotation=code.rotation + 0.1)
+    options = photometric(steps=4, parts=("albedo", "light"))
+    objective = model._photometric_objective(code, options)
+    for moved in (code, code._replace(albedo=code.albedo + 0.3, light=code.light * 1.2)):
+        assert objective(batch, moved).item() == pytest.approx(
+            model.weighted_loss(batch, moved).item(), rel=1e-5
+        )
+    fitted = model.refined(batch, code, options)
+    generic = refine_code(lambda b, c: model.weighted_loss(b, c), batch, code, options.photometric)
+    assert fitted.history == pytest.approx(generic[1], rel=1e-5)
+    assert torch.allclose(fitted.code.light, generic[0].light, atol=1e-5)
+    assert torch.equal(fitted.code.shape, code.shape)
 
 
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():

@@ -445,9 +445,8 @@ class MoFA(FaceTask):
         history: list[float] = []
         if options.photometric.steps:
             started = time.perf_counter()
-            weights = self.refinement_weights(options)
             code, history = refine_code(
-                lambda b, c: self.weighted_loss(b, c, weights), batch, code, options.photometric
+                self._photometric_objective(code, options), batch, code, options.photometric
             )
             seconds["photometric"] = time.perf_counter() - started
         diverged = ~torch.isfinite(code.flatten()).all(-1)
@@ -456,6 +455,23 @@ class MoFA(FaceTask):
                 *(torch.where(diverged[:, None], old, new) for old, new in zip(start, code, strict=True))
             )
         return Fitted(code, history, seconds, diverged)
+
+    def _photometric_objective(self, code: FaceCode, options: RefineOptions):
+        """The photometric stage's objective ``(batch, code) -> scalar`` (its loss weights). When the stage moves
+        only reflectance and light, the geometry of ``code`` is decoded once here instead of at every step (same
+        values: pose, shape and expression do not move)."""
+        weights = self.refinement_weights(options)
+        if not set(options.photometric.parts) <= {"albedo", "light"}:
+            return lambda batch, moving: self.weighted_loss(batch, moving, weights)
+        with torch.inference_mode(False), torch.no_grad():
+            geometry = clone_out_of_inference(self.decoder(code))
+
+        def objective(batch: FaceBatch, moving: FaceCode) -> Tensor:
+            with float32(moving.albedo.device):
+                decoded = geometry._replace(albedo=self.decoder.colours(moving.upcast()))
+            return self._total(self.loss_terms(batch, moving, decoded, weights), weights)
+
+        return objective
 
     def _refit_with_identity(self, batch: FaceBatch, code: FaceCode) -> FaceCode:
         """``code`` with pose and expression fitted again to ``batch``'s landmarks, its identity kept (the
