@@ -80,3 +80,22 @@ def face_batch(image, landmarks, mask=None, params=None):
     return FaceBatch(
         image, landmarks, mask, [f"face{i}" for i in range(count)], [{} for _ in range(count)], params
     )
+
+
+def cpu_config(path: Path, out: Path, **trainer) -> dict:
+    """A shipped config (YAML at ``path``) with its trainer shrunk to a few CPU steps (6, validation every 2;
+    ``trainer`` overrides) writing under ``out``."""
+    import yaml
+
+    config = yaml.safe_load(Path(path).read_text())
+    settings = dict(
+        max_steps=6,
+        val_check_interval=2,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        default_root_dir=str(out),
+        accelerator="cpu",
+    )
+    config["trainer"].update({**settings, **trainer})
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
+    return config

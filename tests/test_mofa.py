@@ -22,7 +22,7 @@ from facegen.evaluation import vertex_error
 from facegen.geometry import ambient_sh, euler_to_matrix
 from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions, refine_code
 from tests.conftest import ROOT
-from tests.data_helpers import face_batch
+from tests.data_helpers import cpu_config, face_batch
 
 SIZE = 48
 
@@ -155,17 +155,7 @@ def test_vertex_error_ignores_rigid_motion():
 
 # ----------------------------------------------------------------------------- the CLI
 def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
-    config = yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text())
-    settings = dict(
-        max_steps=4,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        default_root_dir=str(folder),
-        accelerator="cpu",
-    )
-    config["trainer"].update({**settings, **trainer})
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(folder / "runs")
+    config = cpu_config(ROOT / "configs" / "mofa.yaml", folder, **{"max_steps": 4, **trainer})
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(folder / "checkpoints")
     config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
     config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
@@ -228,16 +218,7 @@ def test_mofa_configs_parse_with_their_defaults(capsys, name):
 
 def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz):
     """configs/mofa_ict.yaml with the shared ICT model: synthetic ICT shards are rendered, then it trains."""
-    config = yaml.safe_load((ROOT / "configs" / "mofa_ict.yaml").read_text())
-    config["trainer"].update(
-        max_steps=2,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        default_root_dir=str(tmp_path),
-        accelerator="cpu",
-    )
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    config = cpu_config(ROOT / "configs" / "mofa_ict.yaml", tmp_path, max_steps=2)
     config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
     config["model"]["init_args"].update(face_model=str(ict_facegen_npz), image_size=SIZE, depths=[1], width=8)
     data = config["data"]["init_args"]

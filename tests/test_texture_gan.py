@@ -11,6 +11,7 @@ import torch
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
 from facegen.nets.stylegan import Generator
+from tests.data_helpers import cpu_config
 
 SMALL = {"channel_base": 256, "channel_max": 32}
 
@@ -117,23 +118,6 @@ def shard_batch(root, size=48, count=4):
     module = FaceDataModule(val=str(root / "val"), batch_size=count, num_workers=0, image_size=size)
     module.setup("validate")
     return module.on_after_batch_transfer(next(iter(module.val_dataloader())), 0)
-
-
-def cpu_config(path, out) -> dict:
-    """A shipped config with its trainer shrunk to 6 CPU steps (validation every 2) writing under ``out``."""
-    import yaml
-
-    config = yaml.safe_load(path.read_text())
-    config["trainer"].update(
-        max_steps=6,
-        val_check_interval=2,
-        log_every_n_steps=1,
-        enable_progress_bar=False,
-        default_root_dir=str(out),
-        accelerator="cpu",
-    )
-    config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -89,7 +89,7 @@ def fit_unlabelled(mofa: MoFA, image: Tensor, code: FaceCode, stage: Photometric
     count = image.shape[0]
     batch = FaceBatch(
         image,
-        image.new_zeros(count, 68, 2),  # unused: the landmark weight is 0
+        image.new_zeros(count, len(mofa.decoder.model.landmark_indices), 2),  # unused: landmark weight 0
         image.new_ones(count, 1, *image.shape[-2:]),
         [f"image{i}" for i in range(count)],
         [{} for _ in range(count)],

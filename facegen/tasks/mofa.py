@@ -396,10 +396,16 @@ class MoFA(FaceTask):
         """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``)."""
         return FaceExporter(out, self.decoder.model, overwrite, texture_size, outputs)
 
-    def weighted_loss(self, batch: FaceBatch, code: FaceCode, weights: LossWeights | None = None) -> Tensor:
+    def weighted_loss(
+        self,
+        batch: FaceBatch,
+        code: FaceCode,
+        weights: LossWeights | None = None,
+        decoded: DecodedFace | None = None,
+    ) -> Tensor:
         """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
-        others are given."""
-        return self._total(self.loss_terms(batch, code, weights=weights), weights)
+        others are given; ``decoded``: ``code`` already decoded (decoded here when None)."""
+        return self._total(self.loss_terms(batch, code, decoded, weights), weights)
 
     def face_losses(self, faces: list[FaceBatch], code: FaceCode) -> Tensor:
         """(B,) the refinement objective (its loss weights) of each face on its own: ``faces`` are the B faces of
@@ -469,7 +475,7 @@ class MoFA(FaceTask):
         def objective(batch: FaceBatch, moving: FaceCode) -> Tensor:
             with float32(moving.albedo.device):
                 decoded = geometry._replace(albedo=self.decoder.colours(moving.upcast()))
-            return self._total(self.loss_terms(batch, moving, decoded, weights), weights)
+            return self.weighted_loss(batch, moving, weights, decoded)
 
         return objective
 

@@ -95,8 +95,8 @@ class TextureGAN(AdversarialTask):
         pose: re-posing of the 2D generator's faces (``composite`` mode).
         scene_fit: ``composite`` mode: Adam steps of MoFA's objective (landmark term off) that refine the
             encoder's fit of each 2D image before its texture is composited (training, validation and
-            generation); ``steps: 0`` (the default): the encoder's code alone. See ``benchmarks/reposing.py
-            --scene_fit`` for what the steps buy.
+            generation); ``steps: 0`` (the default): the encoder's code alone. ``benchmarks/scene_fit.py``
+            measures what the steps buy.
     """
 
     def __init__(
