@@ -7,6 +7,7 @@ import io
 import json
 import signal
 import struct
+import tarfile
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,6 +101,15 @@ def test_duplicate_keys_in_a_shard_are_passed_on_not_merged(tmp_path):
     assert [decode_sample(s)["image"].mean() for s in samples] == [10, 200]
 
 
+def test_the_reader_gives_what_tarfile_reads(tmp_path):
+    shard = tmp_path / "good.tar"
+    write_shard(shard, [good_sample(f"s{i}") for i in range(3)])
+    with tarfile.open(shard) as archive:
+        expected = [(m.name, archive.extractfile(m).read()) for m in archive.getmembers() if m.isfile()]
+    with shard.open("rb") as stream:
+        assert list(iter_tar_files(stream)) == expected
+
+
 def _damaged_shards(tmp_path: Path) -> dict[str, Path]:
     good = tmp_path / "good.tar"
     write_shard(good, [good_sample(f"s{i}") for i in range(3)])
@@ -111,6 +121,8 @@ def _damaged_shards(tmp_path: Path) -> dict[str, Path]:
         "cut_at_member": data[:first_member],
         "not_a_tar": b"PK\x03\x04" + bytes(2000),
         "cut_in_data": data[: len(data) // 2],
+        # one byte of the second member's header name flipped: its checksum no longer matches
+        "corrupt_header": data[:first_member] + bytes([data[first_member] ^ 1]) + data[first_member + 1 :],
     }
     paths = {}
     for name, content in shards.items():
