@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITERS = {
     "mesh_colours": "write_vertex_colour_obj",
     "textures": "_write_textures",
-    "mesh_textured": "write_textured_obj",
+    "mesh_textured": "write_textured_objs",
     "overlay": "_overlay",
     "code": "_readable",
 }

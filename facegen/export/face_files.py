@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
-from facegen.export.obj import write_textured_obj, write_vertex_colour_obj
+from facegen.export.obj import write_textured_objs, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
 from facegen.geometry.affine import apply_affine, invert_affine
@@ -44,6 +44,8 @@ from facegen.texture.uv import UVLayout
 #: Written last, whatever the outputs: a face folder with this file is complete (reruns skip it unless told to
 #: overwrite). It holds the readable code, pose and landmarks.
 DONE_FILE = "code.json"
+#: The textured meshes: texture output -> its mesh's file stem (each mesh's material maps ``<output>.png``).
+TEXTURED_MESHES: dict[Output, str] = {"texture": "textured", "albedo": "albedo"}
 
 
 @dataclass
@@ -158,10 +160,10 @@ def write_face(
     to_photo = _to_photo(face.meta)
     if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
         _write_textures(folder, face, layout, model.symmetric, to_photo, outputs)
-        for name in ("texture", "albedo"):
-            if name in outputs:
-                textured = "textured" if name == "texture" else "albedo"
-                write_textured_obj(folder / f"{textured}.obj", vertices, faces, uv[0], uv[1], f"{name}.png")
+        meshes = {
+            folder / f"{mesh}.obj": f"{name}.png" for name, mesh in TEXTURED_MESHES.items() if name in outputs
+        }
+        write_textured_objs(meshes, vertices, faces, uv[0], uv[1])
     if "overlay" in outputs:
         write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
     if "maps" in outputs:

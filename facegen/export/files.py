@@ -40,11 +40,21 @@ def write_png_atomic(path: Path, image: np.ndarray) -> Path:
     time of the default level for a few percent more bytes), PNG's "up" filter on every row and run-length
     matching (together 1.5-2.4x faster than level 1 with adaptive filters, within 6 % of its size on textures
     and photos)."""
-    pixels = image[..., ::-1] if image.ndim == 3 and image.shape[-1] == 3 else image  # OpenCV writes BGR
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), PNG_SETTINGS)
+    ok, encoded = cv2.imencode(".png", _bgr(image), PNG_SETTINGS)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed for an image of shape {image.shape}")
     return write_bytes_atomic(path, encoded.tobytes())
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """``image`` as OpenCV encodes it: (H, W, 3) RGB -> contiguous BGR, interleaved by OpenCV in one pass (from
+    planes when the array is a channel-first buffer seen as (H, W, 3), as :func:`~facegen.export.pictures.to_uint8`
+    returns); other images contiguous as they are."""
+    if image.ndim != 3 or image.shape[-1] != 3:
+        return np.ascontiguousarray(image)
+    if image[..., 0].flags.c_contiguous:
+        return cv2.merge([image[..., 2], image[..., 1], image[..., 0]])
+    return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
 
 
 def child_folder(root: Path, name: str) -> Path:

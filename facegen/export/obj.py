@@ -3,6 +3,7 @@ Blender also reads) or UV-textured with a ``.mtl`` material pointing at a PNG. I
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,6 +30,12 @@ def _face_lines(faces: bytes, uv_faces: bytes | None, count: int) -> str:
     return _lines("f %d/%d %d/%d %d/%d\n", np.stack([corners, uv_corners], -1).reshape(count, 6))
 
 
+@lru_cache(maxsize=8)
+def _uv_lines(uv_coords: bytes) -> str:
+    """The ``vt`` lines of (T, 2) float64 UV coordinates given as bytes; cached like :func:`_face_lines`."""
+    return _lines("vt %.6f %.6f\n", np.frombuffer(uv_coords, dtype=np.float64).reshape(-1, 2))
+
+
 def obj_text(
     vertices: np.ndarray,
     faces: np.ndarray,
@@ -45,17 +52,30 @@ def obj_text(
         uv_coords: (T, 2) in [0, 1] (v up, as OBJ expects); uv_faces: (F, 3) 0-based indices into them.
         material: (mtl file name, material name) to reference.
     """
-    parts = ["# facegen reconstruction\n"]
-    if material is not None:
-        parts.append(f"mtllib {material[0]}\nusemtl {material[1]}\n")
+    return _header(material) + _body(vertices, faces, colours, uv_coords, uv_faces)
+
+
+def _header(material: tuple[str, str] | None) -> str:
+    header = "# facegen reconstruction\n"
+    return header if material is None else f"{header}mtllib {material[0]}\nusemtl {material[1]}\n"
+
+
+def _body(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colours: np.ndarray | None,
+    uv_coords: np.ndarray | None,
+    uv_faces: np.ndarray | None,
+) -> str:
+    """The ``v``, ``vt`` and ``f`` lines (arguments of :func:`obj_text`)."""
     vertices = np.asarray(vertices, dtype=np.float64)
     if colours is not None:
         vertices = np.concatenate([vertices, np.clip(np.asarray(colours, dtype=np.float64), 0, 1)], 1)
-    parts.append(_lines("v" + " %.6g" * vertices.shape[1] + "\n", vertices))
+    parts = [_lines("v" + " %.6g" * vertices.shape[1] + "\n", vertices)]
     faces = np.ascontiguousarray(faces, dtype=np.int64)
     uv_bytes = None
     if uv_coords is not None:
-        parts.append(_lines("vt %.6f %.6f\n", np.asarray(uv_coords, dtype=np.float64)))
+        parts.append(_uv_lines(np.ascontiguousarray(uv_coords, dtype=np.float64).tobytes()))
         uv_bytes = np.ascontiguousarray(uv_faces, dtype=np.int64).tobytes()
     parts.append(_face_lines(faces.tobytes(), uv_bytes, len(faces)))
     return "".join(parts)
@@ -75,17 +95,31 @@ def write_textured_obj(
     texture_name: str,
 ) -> tuple[Path, Path]:
     """``path`` (.obj) and its ``.mtl`` beside it, whose diffuse map is ``texture_name`` (a PNG in the same folder)."""
-    path = Path(path)
-    mtl = path.with_suffix(".mtl")
-    material = path.stem
-    write_text_atomic(
-        mtl,
-        f"newmtl {material}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n",
-    )
-    write_text_atomic(
-        path, obj_text(vertices, faces, uv_coords=uv_coords, uv_faces=uv_faces, material=(mtl.name, material))
-    )
-    return path, mtl
+    return write_textured_objs({Path(path): texture_name}, vertices, faces, uv_coords, uv_faces)[0]
+
+
+def write_textured_objs(
+    meshes: Mapping[Path, str],
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    uv_coords: np.ndarray,
+    uv_faces: np.ndarray,
+) -> list[tuple[Path, Path]]:
+    """One textured mesh per ``meshes`` entry (.obj path -> texture file name), as :func:`write_textured_obj`
+    writes it, all of the same geometry, whose lines are formatted once."""
+    body = _body(vertices, faces, None, uv_coords, uv_faces)
+    written = []
+    for path, texture_name in meshes.items():
+        path = Path(path)
+        mtl = path.with_suffix(".mtl")
+        material = path.stem
+        write_text_atomic(
+            mtl,
+            f"newmtl {material}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture_name}\n",
+        )
+        write_text_atomic(path, _header((mtl.name, material)) + body)
+        written.append((path, mtl))
+    return written
 
 
 def read_obj(path: Path) -> dict[str, np.ndarray | list[str]]:

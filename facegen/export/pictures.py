@@ -10,7 +10,7 @@ from torch import Tensor
 
 def to_uint8(image: Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
-    return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return image.detach().float().mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).cpu().numpy()
 
 
 def draw_landmarks(

@@ -38,16 +38,31 @@ def visible_points(
         fragments: rasterization of the same mesh; when given, a vertex deeper than the z-buffer at its nearest
             pixel by more than ``depth_tolerance`` (model units; a scalar or (B, 1) per mesh) is occluded.
     """
-    height, width = image_size
     facing = (normals * vertices).sum(-1) < 0  # the normal points towards the camera centre
-    x, y = pixels[..., 0], pixels[..., 1]
+    x, y = pixels.unbind(-1)
+    return unoccluded(facing, x, y, vertices[..., 2], image_size, fragments, depth_tolerance)
+
+
+def unoccluded(
+    candidates: Tensor,
+    x: Tensor,
+    y: Tensor,
+    depth: Tensor,
+    image_size: tuple[int, int],
+    fragments: Fragments | None = None,
+    depth_tolerance: float | Tensor = 0.0,
+) -> Tensor:
+    """(B, N) bool: the ``candidates`` (B, N) bool whose projection ``x``, ``y`` (B, N) pixels lies inside the
+    image of ``image_size`` (H, W), whose camera-frame ``depth`` (B, N) is positive and (with ``fragments``) at
+    most ``depth_tolerance`` behind the z-buffer at the nearest pixel (see :func:`visible_points`)."""
+    height, width = image_size
     inside = (x >= -0.5) & (x <= width - 0.5) & (y >= -0.5) & (y <= height - 0.5)
-    visible = facing & inside & (vertices[..., 2] > 0)
+    visible = candidates & inside & (depth > 0)
     if fragments is not None:
         col = x.round().long().clamp(0, width - 1)
         row = y.round().long().clamp(0, height - 1)
         flat = (row * width + col).reshape(x.shape[0], -1)
         zbuf = fragments.zbuf.reshape(x.shape[0], -1).gather(1, flat)
         covered = fragments.mask.reshape(x.shape[0], -1).gather(1, flat)
-        visible &= covered & (vertices[..., 2] <= zbuf + depth_tolerance)
+        visible &= covered & (depth <= zbuf + depth_tolerance)
     return visible

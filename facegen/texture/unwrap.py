@@ -7,11 +7,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from facegen.geometry.camera import project_points
-from facegen.render.points import sample_image_at_points, visible_points
+from facegen.render.points import sample_image_at_points, unoccluded
 from facegen.render.rasterize import rasterize
 from facegen.render.settings import Fragments, RasterSettings
 from facegen.texture.uv import UVLayout
@@ -52,32 +50,38 @@ def unwrap_photo(
             rasterized here when None.
     """
     baked = layout.bake_texels(torch.cat([vertices, normals], -1))  # (B, N, 6) at the covered texels only
-    points, texel_normals = baked[..., :3], F.normalize(baked[..., 3:], dim=-1)
-    pixels, _ = project_points(points, K)
-    cosine = -(texel_normals * F.normalize(points, dim=-1)).sum(-1)
+    # channel-major (B, N) components: elementwise products of contiguous rows, not strided (B, N, 3) sums
+    px, py, pz, nx, ny, nz = baked.transpose(1, 2).contiguous().unbind(1)
+    k = K.expand(len(baked), 3, 3)[..., None]  # (B, 3, 3, 1): each entry broadcasts over the texels
+    inverse_depth = torch.where(pz.abs() < 1e-8, 1e-8, pz).reciprocal()  # z near 0: hidden anyway
+    x = (k[:, 0, 0] * px + k[:, 0, 1] * py) * inverse_depth + k[:, 0, 2]
+    y = (k[:, 1, 0] * px + k[:, 1, 1] * py) * inverse_depth + k[:, 1, 2]
+    # cosine between the normal and the ray to the camera
+    dot = torch.addcmul(torch.addcmul(nx * px, ny, py), nz, pz)
+    lengths = torch.addcmul(torch.addcmul(nx * nx, ny, ny), nz, nz)
+    lengths *= torch.addcmul(torch.addcmul(px * px, py, py), pz, pz)
+    cosine = -dot * lengths.clamp_min_(1e-24).rsqrt_()
 
     if fragments is None:
         fragments = rasterize(vertices, layout.faces, K, RasterSettings(image_size=image_size))
     extent = (vertices.amax(1) - vertices.amin(1)).norm(dim=-1, keepdim=True)  # (B, 1)
-    seen = visible_points(points, texel_normals, pixels, image_size, fragments, DEPTH_TOLERANCE * extent)
-    seen &= cosine > MIN_COSINE
-    visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp(0, 1), 0.0)
+    seen = unoccluded(cosine > MIN_COSINE, x, y, pz, image_size, fragments, DEPTH_TOLERANCE * extent)
+    visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp_(0, 1), 0.0)
 
+    pixels = torch.stack([x, y], -1)
     if to_photo is not None:
-        pixels = pixels @ to_photo[:, :, :2].transpose(1, 2) + to_photo[:, None, :, 2]
+        pixels = torch.baddbmm(to_photo[:, None, :, 2], pixels, to_photo[:, :, :2].transpose(1, 2))
     colours = sample_image_at_points(photo, pixels.to(photo.dtype)) * seen.unsqueeze(-1)
-    return PhotoTexture(layout.scatter(colours), layout.scatter(visibility.unsqueeze(-1)))
+    texture, visible = layout.scatter(torch.cat([colours, visibility.unsqueeze(-1)], -1)).split((3, 1), 1)
+    return PhotoTexture(texture, visible)
 
 
 def fill_hidden(unwrapped: PhotoTexture, fallback: Tensor, symmetric: bool) -> Tensor:
     """A complete texture (B, 3, S, S): the photo where seen, blended by visibility with its mirror image
     (symmetric layouts) and then ``fallback`` (B, 3, S, S), e.g. the model's shaded albedo, where neither is."""
     own, seen = unwrapped.texture, unwrapped.visibility
-    behind = fallback
-    if symmetric:
-        mirrored, mirrored_seen = own.flip(-1), seen.flip(-1)
-        behind = mirrored_seen * mirrored + (1 - mirrored_seen) * fallback
-    return seen * own + (1 - seen) * behind
+    behind = torch.lerp(fallback, own.flip(-1), seen.flip(-1)) if symmetric else fallback
+    return torch.lerp(behind, own, seen)
 
 
 def dilate(texture: Tensor, layout: UVLayout, steps: int = 4) -> Tensor:
