@@ -118,10 +118,27 @@ def test_a_run_started_from_a_state_dict_trains(tmp_path, tiny_shards):
     assert not torch.equal(trained.encoder.head.weight, source.encoder.head.weight)  # it trained
 
 
-def test_inference_in_channels_last_layout_gives_the_training_layouts_output():
+def test_inference_with_folded_batch_norms_gives_the_training_paths_output():
     torch.manual_seed(0)
-    encoder = ResNetEncoder((1, 1), width=8, grid=2).eval()
+    encoder = ResNetEncoder((1, 1), width=8, grid=2)
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:  # non-trivial statistics
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    encoder.eval()
     image = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
-        inferred = encoder(image)  # channels-last inside
-    assert torch.allclose(encoder(image), inferred, atol=1e-5)  # with gradients: the default layout
+        inferred = encoder(image)  # channels-last, batch norms folded into the convolutions
+    assert torch.allclose(encoder(image), inferred, atol=1e-4)  # with gradients: the modules as trained
+    folded = encoder._folded()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert encoder._folded() is folded  # cached while the weights stay
+    with torch.no_grad():
+        encoder.stem[0].weight.mul_(2)  # a training step, loaded weights: the folded copy follows
+        changed = encoder(image)
+    assert encoder._folded() is not folded
+    assert torch.allclose(encoder(image), changed, atol=1e-4)
+    assert not torch.allclose(changed, inferred, atol=1e-3)
+    assert "_inference" not in str(list(encoder.state_dict()))

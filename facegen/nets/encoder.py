@@ -3,10 +3,12 @@ followed by a linear head onto the face code."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from facegen.errors import ConfigError
 
@@ -67,14 +69,52 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGE_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGE_STD).reshape(1, 3, 1, 1), persistent=False)
 
+        # inference: (parameter versions, stem and blocks with each batch norm folded into its convolution)
+        self._inference: dict[str, tuple[tuple, nn.Module]] = {}
+
     def forward(self, image: Tensor) -> Tensor:
         x = (image - self.mean) / self.std
-        if not torch.is_grad_enabled():
-            # channels-last activations: 9 % faster inference on CPU (predict, validation); training keeps the
-            # default layout, whose backward is faster on CPU
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.blocks(self.stem(x))
+        if self.training or torch.is_grad_enabled():
+            return self.pool(self.blocks(self.stem(x))).flatten(1)
+        # inference (predict, validation, fitting): channels-last activations (9 % faster on CPU; training keeps
+        # the default layout, whose backward is faster) through the folded copy (10-15 % faster)
+        x = self._folded()(x.contiguous(memory_format=torch.channels_last))
         return self.pool(x).flatten(1)
+
+    def _folded(self) -> nn.Module:
+        """The stem and blocks with every batch norm folded into the convolution before it (eval statistics),
+        rebuilt whenever a parameter or buffer changed (training steps, loading weights, moving devices)."""
+        tensors = [
+            *self.stem.parameters(),
+            *self.stem.buffers(),
+            *self.blocks.parameters(),
+            *self.blocks.buffers(),
+        ]
+        key = tuple((t.data_ptr(), t._version) for t in tensors)
+        if self._inference.get("key") != key:
+            self._inference = {"key": key, "module": nn.Sequential(_folded(self.stem), _folded(self.blocks))}
+        return self._inference["module"]
+
+
+def _folded(module: nn.Module) -> nn.Module:
+    """An inference copy of ``module`` in which each ``BatchNorm2d`` that follows a ``Conv2d`` (in a Sequential,
+    a :class:`BasicBlock`, or a projection shortcut) is folded into it: conv(x) * scale + shift as one conv."""
+    if isinstance(module, BasicBlock):
+        block = copy.copy(module)
+        block._modules = dict(module._modules)
+        block.conv1, block.bn1 = fuse_conv_bn_eval(module.conv1, module.bn1), nn.Identity()
+        block.conv2, block.bn2 = fuse_conv_bn_eval(module.conv2, module.bn2), nn.Identity()
+        block.shortcut = _folded(module.shortcut)
+        return block
+    if isinstance(module, nn.Sequential):
+        layers, children = [], list(module)
+        for index, child in enumerate(children):
+            if isinstance(child, nn.BatchNorm2d) and index and isinstance(children[index - 1], nn.Conv2d):
+                layers[-1] = fuse_conv_bn_eval(children[index - 1], child)
+            else:
+                layers.append(_folded(child))
+        return nn.Sequential(*layers)
+    return module
 
 
 class TimmEncoder(nn.Module):
