@@ -20,7 +20,7 @@ from facegen.fitting import (
     fit_pose,
     levenberg_marquardt,
 )
-from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, root_weights
+from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, estimated_priors, root_weights
 from facegen.losses import landmark_error
 from facegen.tasks import MoFA, RefineOptions
 from tests.data_helpers import face_batch
@@ -206,3 +206,43 @@ def test_stage_settings_are_checked():
         LandmarkStage(contour="loose")
     with pytest.raises(ConfigError, match="refine.pose.iterations"):
         PoseStage(iterations=-2)
+    with pytest.raises(ConfigError, match="rounds >= 2"):
+        LandmarkStage(iterations=5, priors="estimated")
+    with pytest.raises(ConfigError, match="refine.landmarks.priors"):
+        LandmarkStage(priors="learned")
+
+
+def test_estimated_priors_follow_the_landmark_noise(model):
+    """Per face, the estimated prior weight is sigma² / 68 for landmarks with sigma pixels of noise (at 224²)
+    and the floor for exact ones; with exact landmarks the second round fits them closer."""
+    code, landmarks = faces(model, 8, seed=7)
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    stage = LandmarkStage(iterations=10, rounds=2, shape_prior=0.1, expression_prior=0.05, priors="estimated")
+    start, weights = model.layout.zeros(8), torch.ones(8, 68)
+    start, _ = fit_pose(landmark_model, start, landmarks, weights, SIZE, PoseStage(True, 3))
+    sigma = torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0, 2.0, 3.0, 3.0])  # pixels at 224²
+    noisy = landmarks + torch.randn(landmarks.shape, generator=torch.Generator().manual_seed(0)) * (
+        sigma * SIZE / 224
+    ).view(8, 1, 1)
+    one_round = LandmarkStage(iterations=10, shape_prior=0.1, expression_prior=0.05)
+    fixed, _ = fit_landmarks(landmark_model, start, noisy, weights, SIZE, one_round)
+    root = root_weights(weights, noisy)
+    problem = LandmarkProblem(
+        landmark_model,
+        noisy,
+        root,
+        224 / SIZE,
+        landmark_model.bases(landmark_model.fixed_indices(1)),
+        torch.tensor([0.1, 0.05]).sqrt(),
+    )
+    params = torch.cat([fixed.rotation, fixed.translation, fixed.shape, fixed.expression], -1)
+    found = estimated_priors(problem, params, stage).pow(2)  # (8, 2) weights
+    assert torch.allclose(found[:, 1], found[:, 0] * 0.5)  # the configured ratio
+    assert torch.equal(found[:4, 0], torch.full((4,), stage.min_prior))  # exact: the floor
+    expected = sigma[4:].pow(2) / 68
+    assert ((found[4:, 0] / expected - 1).abs() < 0.35).all(), (found[4:, 0], expected)
+    estimated, results = fit_landmarks(landmark_model, start, noisy, weights, SIZE, stage)
+    assert len(results) == 2
+    before, _ = landmark_error(model.decoder(fixed).landmarks, landmarks)
+    after, _ = landmark_error(model.decoder(estimated).landmarks, landmarks)
+    assert (after[:4] < 0.5 * before[:4]).all(), (before, after)

@@ -32,6 +32,8 @@ from facegen.geometry.rotations import euler_to_matrix, matrix_to_euler
 
 #: How the jaw contour landmarks correspond to the model (see the module docstring).
 Contour = Literal["fixed", "sliding"]
+#: How the prior weights of the landmark stage are chosen (see :class:`LandmarkStage`).
+Priors = Literal["fixed", "estimated"]
 #: The cheek landmarks that slide (the chin, 6-10, stays on its vertices).
 SLIDING = (0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16)
 #: Yaw (degrees) beyond which the side turned away shows a silhouette instead of its jaw line.
@@ -64,7 +66,13 @@ class LandmarkStage:
     landmarks, with Gaussian priors of these weights (the ratio to the landmark term in (pixels at 224²)²);
     ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round;
     ``dense``: the weight of the detector's dense landmarks (MediaPipe's 468, on the face model's registered
-    dense points) relative to the 68 (1: all dense points together count as much as the 68; 0: not used)."""
+    dense points) relative to the 68 (1: all dense points together count as much as the 68; 0: not used).
+
+    ``priors``: ``fixed`` keeps ``shape_prior`` and ``expression_prior`` in every round; ``estimated`` starts with
+    them and, after each round, sets each face's prior weights for the next to their maximum-likelihood value
+    for the landmark noise that face's residual shows (:func:`estimated_priors`; at least ``min_prior``, the
+    ratio of expression to shape prior kept): weak priors where the landmarks fit the model closely (exact or
+    dense points), about the configured ones for a detector's noise. Needs ``rounds`` >= 2."""
 
     iterations: int = 0
     rounds: int = 1
@@ -72,6 +80,8 @@ class LandmarkStage:
     expression_prior: float = 0.05
     contour: Contour = "fixed"
     dense: float = 0.0
+    priors: Priors = "fixed"
+    min_prior: float = 0.002
 
     def __post_init__(self) -> None:
         if (
@@ -80,14 +90,22 @@ class LandmarkStage:
             or self.shape_prior < 0
             or self.expression_prior < 0
             or self.dense < 0
+            or self.min_prior <= 0
         ):
             raise ConfigError(
                 "refine.landmarks: iterations >= 0, rounds >= 1, priors >= 0 and dense >= 0, got "
                 f"iterations={self.iterations}, rounds={self.rounds}, shape_prior={self.shape_prior}, "
-                f"expression_prior={self.expression_prior}, dense={self.dense}"
+                f"expression_prior={self.expression_prior}, dense={self.dense}, min_prior={self.min_prior}"
             )
         if self.contour not in ("fixed", "sliding"):
             raise ConfigError(f"refine.landmarks.contour must be 'fixed' or 'sliding', got {self.contour!r}")
+        if self.priors not in ("fixed", "estimated"):
+            raise ConfigError(f"refine.landmarks.priors must be 'fixed' or 'estimated', got {self.priors!r}")
+        if self.priors == "estimated" and (self.rounds < 2 or self.shape_prior <= 0):
+            raise ConfigError(
+                "refine.landmarks.priors: estimated priors are set after a first round with shape_prior > 0: "
+                f"give rounds >= 2 (got {self.rounds}) and shape_prior > 0 (got {self.shape_prior})"
+            )
 
     @property
     def active(self) -> bool:
@@ -263,7 +281,7 @@ class LandmarkProblem:
             normalised weights, ``scale`` pixels -> pixels at 224².
         bases: the landmark geometry (a pose-only problem: ``mean`` is the current shape's landmarks and the
             bases have no components).
-        priors: (2,) square roots of the shape and expression prior weights.
+        priors: (2,) or (B, 2) square roots of the shape and expression prior weights (per face).
     Parameters per face: rotation (3, Euler), translation (3, code units), shape (Ks), expression (Ke).
     """
 
@@ -277,7 +295,7 @@ class LandmarkProblem:
         priors: Tensor,
     ) -> None:
         self.model, self.target, self.root, self.scale = model, target, root, scale
-        self.bases, self.priors = bases, priors
+        self.bases, self.priors = bases, priors.expand(len(target), 2)
         self.n_shape = bases.shape.shape[1]
 
     def __call__(self, params: Tensor, with_jacobian: bool) -> tuple[Tensor, Tensor | None]:
@@ -290,7 +308,7 @@ class LandmarkProblem:
         pixels = model.pixels(camera)
         weight = (self.root * self.scale)[..., None]  # (B, 68, 1)
         data = ((pixels - self.target) * weight).flatten(1)
-        residual = torch.cat([data, shape * self.priors[0], expression * self.priors[1]], -1)
+        residual = torch.cat([data, shape * self.priors[:, :1], expression * self.priors[:, 1:]], -1)
         if not with_jacobian:
             return residual, None
         # d pixel / d camera point: (B, 68, 2, 3)
@@ -316,10 +334,15 @@ class LandmarkProblem:
         prior = torch.zeros(
             params.shape[0], n_coefficients, params.shape[1], dtype=params.dtype, device=params.device
         )
+        batch = params.shape[0]
         scales = torch.cat(
-            [self.priors[0].expand(self.n_shape), self.priors[1].expand(n_coefficients - self.n_shape)]
+            [
+                self.priors[:, :1].expand(batch, self.n_shape),
+                self.priors[:, 1:].expand(batch, n_coefficients - self.n_shape),
+            ],
+            1,
         )
-        prior[:, :, 6:] = torch.diag(scales)
+        prior[:, :, 6:] = torch.diag_embed(scales)
         return residual, torch.cat([data_jacobian, prior], 1)
 
 
@@ -404,6 +427,8 @@ def fit_landmarks(
             moving.insert(2, code.shape)
         problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
         result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations)
+        if stage.priors == "estimated":
+            priors = estimated_priors(problem, result.params, stage)
         p, free_shape = result.params, 0 if fixed_identity else n_shape
         code = code._replace(
             rotation=p[:, :3],
@@ -413,3 +438,32 @@ def fit_landmarks(
         )
         results.append(result)
     return code, results
+
+
+def estimated_priors(problem: LandmarkProblem, params: Tensor, stage: LandmarkStage) -> Tensor:
+    """(B, 2) square roots of each face's maximum-likelihood shape and expression prior weights at ``params``
+    (B, P), a solution of ``problem``.
+
+    With Gaussian landmark noise of sigma pixels per coordinate (at 224²) and unit-variance coefficients, the
+    posterior's negative log-likelihood is proportional to the stage's cost with prior weight sigma² / L, L the
+    effective number of landmarks (1 / sum of squared normalised weights; 68 with equal weights). sigma² is
+    estimated from the weighted residual r² = sum_j w_j |p_j - q_j|² as r² / (2 (1 - d / 2L)), where d is the
+    fit's effective number of parameters (the trace of its hat matrix, (J'J + P)^-1 J'J with J the landmark
+    Jacobian and P the prior's curvature), which the fit has absorbed from the noise. The expression prior keeps
+    its configured ratio to the shape prior; both are at least ``stage.min_prior`` (in the configured ratio)."""
+    residual, jacobian = problem(params, with_jacobian=True)
+    rows = problem.target.shape[1] * 2
+    data, fitted = residual[:, :rows].double(), jacobian[:, :rows].double()
+    curvature = fitted.transpose(1, 2) @ fitted
+    prior = jacobian[:, rows:].double()
+    hat, singular = torch.linalg.solve_ex(curvature + prior.transpose(1, 2) @ prior, curvature)
+    effective = hat.diagonal(dim1=1, dim2=2).sum(-1).masked_fill(singular != 0, math.nan)  # (B,)
+    weights = problem.root.double().pow(2)
+    landmarks = 1.0 / weights.pow(2).sum(-1).clamp(min=1e-12)  # (B,)
+    left = (1 - effective / (2 * landmarks)).clamp(min=0.1)
+    sigma2 = data.pow(2).sum(-1) / (2 * left)
+    shape = (sigma2 / landmarks).clamp(min=stage.min_prior)
+    ratio = stage.expression_prior / stage.shape_prior
+    found = torch.stack([shape, shape * ratio], -1).sqrt().to(params.dtype)
+    # a face without usable landmarks or a diverged fit keeps the priors it had
+    return torch.where(torch.isfinite(found).all(-1, keepdim=True), found, problem.priors)
