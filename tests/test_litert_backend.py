@@ -95,6 +95,39 @@ def test_a_backend_without_its_models_is_one_line(monkeypatch):
     assert "litert" in detectors.DETECTORS
 
 
+def test_tiles_add_the_faces_the_whole_photo_misses_once_and_never_a_cut_one():
+    """A stand-in detector sees a face at each marked pixel: the whole photo shows only the large faces (255),
+    a tile also the small ones (128), as the letterboxed detector's resolution does."""
+    photo = np.zeros((100, 200, 3), np.uint8)
+    photo[50, 20] = 255  # a large face, found in the whole photo
+    photo[30, 100] = 128  # a small face in the overlap of two tiles
+    photo[80, 170] = 128  # a small face near the photo's corner
+
+    def letterboxed(view: np.ndarray) -> list:
+        level = 255 if view.shape == photo.shape else 128
+        ys, xs = np.nonzero(view[..., 0] >= level)
+        return [
+            lite.Detection(np.array([x, y, 16.0, 16.0]), np.zeros((6, 2)) + [x, y], 0.9 - 0.1 * i)
+            for i, (y, x) in enumerate(zip(ys, xs, strict=True))
+        ]
+
+    mesh = object.__new__(lite.LiteRTFaceMesh)
+    mesh.max_faces, mesh.tiles, mesh._letterboxed = 8, 2, letterboxed
+    assert lite.tile_boxes(200, 100, 2) == [
+        (0, 0, 120, 60),
+        (80, 0, 200, 60),
+        (0, 40, 120, 100),
+        (80, 40, 200, 100),
+    ]
+    centres = sorted(tuple(face.box[:2].astype(int)) for face in mesh.detections(photo))
+    assert centres == [(20, 50), (100, 30), (170, 80)]  # each once, mapped back to the photo
+    # a face reaching a tile's inner border is cut there: only the tile that holds it whole may add it
+    assert lite._cut(np.array([115.0, 30.0, 16.0, 16.0]), (0, 0, 120, 60), (200, 100))
+    assert not lite._cut(np.array([8.0, 30.0, 16.0, 16.0]), (0, 0, 120, 60), (200, 100))  # the photo's edge
+    mesh.tiles = 1
+    assert [tuple(face.box[:2].astype(int)) for face in mesh.detections(photo)] == [(20, 50)]
+
+
 @pytest.mark.skipif(
     not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
     reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
@@ -113,3 +146,28 @@ def test_the_backend_finds_the_annotated_faces(assets):
         width, height = np.ptp(truth, axis=0)
         errors.append(np.linalg.norm(face.landmarks - truth, axis=1).mean() / math.sqrt(width * height))
     assert len(errors) == 4 and max(errors) < 0.08 and np.mean(errors) < 0.05  # measured: 4.4 % on average
+
+
+@pytest.mark.skipif(
+    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
+    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
+)
+def test_the_backend_finds_every_face_of_two_group_photos(assets):
+    """Two pseudo-annotated group photos with 7 faces of 30-50 pixels each: the whole photo alone finds 5 and 6."""
+    from facegen.data.landmarks import read_dlib_xml
+    from facegen.data.photos import read_photo
+
+    folder = assets / "photos" / "pseudo"
+    annotated = {}
+    for xml in folder.glob("*.xml"):
+        annotated.update(read_dlib_xml(xml))
+    detector = build_detector("litert")
+    for name in ("2007_007763.jpg", "2008_007676.jpg"):
+        (truth,) = [faces for key, faces in annotated.items() if key.endswith(name)]
+        found = detector.detect(read_photo(str(folder / name)))
+        for points in truth:
+            centre = points.mean(0)
+            hits = [
+                f for f in found if f.bbox[0] < centre[0] < f.bbox[2] and f.bbox[1] < centre[1] < f.bbox[3]
+            ]
+            assert len(hits) == 1, (name, centre, [f.bbox for f in found])

@@ -11,6 +11,12 @@ non-maximum suppression (IoU 0.3); each face's region of interest the detection 
 level, squared on its long side and enlarged 1.5 times; that region resampled to 192² in [0, 1] for the
 landmark model, whose 468 points are mapped back to the photo. The 68 iBUG points are the mesh's
 :data:`~facegen.geometry.landmarks.MEDIAPIPE_TO_IBUG68`.
+
+Letterboxed to 192², a face of 40-50 pixels in a 500-pixel group photo shrinks to about 18 and can be missed
+(the detector's input, not the photo, limits it: enlarging the photo changes nothing). So the detector also
+runs on ``tiles`` x ``tiles`` overlapping tiles of the photo, each :data:`TILE_SPAN` of its width and height;
+a tile's face is kept when it does not touch a tile border inside the photo (a cut face) and its centre lies in
+no face already kept (the whole photo's first, then the tiles' by score).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ MODELS = {
 }
 DETECTOR_SIZE, LANDMARK_SIZE, GRID = 192, 192, 48
 SCORE_THRESHOLD, NMS_IOU, ROI_SCALE = 0.6, 0.3, 1.5
+#: Side of a detection tile as a fraction of the photo's (see the module docstring).
+TILE_SPAN = 0.6
 
 
 class ModelsUnavailable(RuntimeError):
@@ -158,6 +166,34 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, i
     return merged
 
 
+def tile_boxes(width: int, height: int, tiles: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) pixel ranges of ``tiles`` x ``tiles`` tiles of a ``width`` x ``height`` photo, each
+    :data:`TILE_SPAN` of its sides, spread evenly from edge to edge (none for ``tiles`` <= 1)."""
+    if tiles <= 1:
+        return []
+    span_x, span_y = max(1, round(width * TILE_SPAN)), max(1, round(height * TILE_SPAN))
+    xs = np.linspace(0, width - span_x, tiles).round().astype(int)
+    ys = np.linspace(0, height - span_y, tiles).round().astype(int)
+    return [(int(x), int(y), int(x) + span_x, int(y) + span_y) for y in ys for x in xs]
+
+
+def _cut(box: np.ndarray, tile: tuple[int, int, int, int], photo: tuple[int, int]) -> bool:
+    """Whether the face ``box`` (centre x, y, width, height) reaches a border of ``tile`` that lies inside the
+    ``photo`` (width, height): the tile may show only part of it."""
+    (cx, cy, w, h), (x0, y0, x1, y1) = box, tile
+    return bool(
+        (x0 > 0 and cx - w / 2 <= x0)
+        or (y0 > 0 and cy - h / 2 <= y0)
+        or (x1 < photo[0] and cx + w / 2 >= x1)
+        or (y1 < photo[1] and cy + h / 2 >= y1)
+    )
+
+
+def _inside(point: np.ndarray, box: np.ndarray) -> bool:
+    """Whether ``point`` (x, y) lies in ``box`` (centre x, y, width, height)."""
+    return bool(abs(point[0] - box[0]) <= box[2] / 2 and abs(point[1] - box[1]) <= box[3] / 2)
+
+
 def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, np.ndarray]:
     """``image`` (H, W, 3) uint8 scaled to fit ``size``² and centred on black, in [-1, 1] (size, size, 3), with
     the scale and offset that map the input's [0, 1] coordinates to the photo's pixels:
@@ -190,18 +226,19 @@ def region_matrix(region: Region, size: int) -> np.ndarray:
 
 
 class LiteRTFaceMesh:
-    """Faces and their 468 landmarks with LiteRT (see the module docstring). ``max_faces``: the largest kept."""
+    """Faces and their 468 landmarks with LiteRT (see the module docstring). ``max_faces``: the best kept;
+    ``tiles``: the photo is also searched in ``tiles`` x ``tiles`` overlapping tiles (1: the whole photo only)."""
 
     name = "litert"
 
-    def __init__(self, folder: Path, max_faces: int = 8) -> None:
+    def __init__(self, folder: Path, max_faces: int = 8, tiles: int = 2) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self._detector = Interpreter(model_path=str(folder / "face_detection_full_range_sparse.tflite"))
         self._landmarks = Interpreter(model_path=str(folder / "face_landmark.tflite"))
         for interpreter in (self._detector, self._landmarks):
             interpreter.allocate_tensors()
-        self._anchors, self.max_faces = ssd_anchors(), max_faces
+        self._anchors, self.max_faces, self.tiles = ssd_anchors(), max_faces, tiles
 
     @staticmethod
     def _run(interpreter, tensor: np.ndarray) -> list[np.ndarray]:
@@ -211,7 +248,23 @@ class LiteRTFaceMesh:
         return [interpreter.get_tensor(d["index"])[0] for d in outputs]
 
     def detections(self, image: np.ndarray) -> list[Detection]:
-        """Faces in ``image`` (H, W, 3) uint8 RGB, in photo pixels, best first."""
+        """Faces in ``image`` (H, W, 3) uint8 RGB, in photo pixels: the whole photo's, best first, then those
+        only its tiles show (see the module docstring), best first."""
+        found = self._letterboxed(image)
+        height, width = image.shape[:2]
+        tiled = []
+        for x0, y0, x1, y1 in tile_boxes(width, height, self.tiles):
+            for face in self._letterboxed(np.ascontiguousarray(image[y0:y1, x0:x1])):
+                moved = face._replace(box=face.box + [x0, y0, 0, 0], keypoints=face.keypoints + [x0, y0])
+                if not _cut(moved.box, (x0, y0, x1, y1), (width, height)):
+                    tiled.append(moved)
+        for face in sorted(tiled, key=lambda face: -face.score):
+            if not any(_inside(face.box[:2], kept.box) for kept in found):
+                found.append(face)
+        return found[: self.max_faces]
+
+    def _letterboxed(self, image: np.ndarray) -> list[Detection]:
+        """Faces found in ``image`` letterboxed to the detector's input, in ``image``'s pixels, best first."""
         tensor, scale, offset = letterbox(image, DETECTOR_SIZE)
         raw_boxes, raw_scores = self._run(self._detector, tensor)
         boxes, keypoints, scores = decode(raw_boxes, raw_scores[:, 0], self._anchors)
@@ -221,7 +274,7 @@ class LiteRTFaceMesh:
             size = box[2:] * DETECTOR_SIZE / scale
             points = (points * DETECTOR_SIZE - offset) / scale - 0.5
             found.append(Detection(np.concatenate([centre, size]), points, score))
-        return found[: self.max_faces]
+        return found
 
     def mesh(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, float]:
         """(468, 3) landmarks (x, y in photo pixels, z in the same scale, towards the camera negative) of one
