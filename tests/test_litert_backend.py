@@ -95,6 +95,23 @@ def test_a_backend_without_its_models_is_one_line(monkeypatch):
     assert "litert" in detectors.DETECTORS
 
 
+def test_the_region_of_a_mesh_is_levelled_by_its_eye_corners_and_spans_it_1_5_times():
+    rng = np.random.default_rng(0)
+    level = rng.uniform([-40, -50], [40, 50], (468, 2))  # a face 80 x 100 px, upright
+    level[[33, 263]] = [[-30, -10], [30, -10]]  # outer eye corners, level
+    level[:2] = [[-40, -50], [40, 50]]  # the extremes of the box
+    angle = math.radians(25)
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    points = level @ turn.T + [300, 200]
+    region = lite.region_of_mesh(points)
+    assert region.angle == pytest.approx(angle)
+    np.testing.assert_allclose(region.centre, [300, 200], atol=1e-9)
+    assert region.side == pytest.approx(100 * 1.5)
+    # the region's crop maps the mesh's centre to the crop's centre
+    matrix = lite.region_matrix(region, 192)
+    np.testing.assert_allclose(matrix[:, :2] @ [95.5, 95.5] + matrix[:, 2], [300, 200], atol=1e-9)
+
+
 def test_tiles_add_the_faces_the_whole_photo_misses_once_and_never_a_cut_one():
     """A stand-in detector sees a face at each marked pixel: the whole photo shows only the large faces (255),
     a tile also the small ones (128), as the letterboxed detector's resolution does."""

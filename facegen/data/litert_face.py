@@ -17,6 +17,12 @@ Letterboxed to 192², a face of 40-50 pixels in a 500-pixel group photo shrinks 
 runs on ``tiles`` x ``tiles`` overlapping tiles of the photo, each :data:`TILE_SPAN` of its width and height;
 a tile's face is kept when it does not touch a tile border inside the photo (a cut face) and its centre lies in
 no face already kept (the whole photo's first, then the tiles' by score).
+
+The landmark model runs ``passes`` times per face: first on the detection's region, then on the region its
+previous mesh gives, as MediaPipe's graph does from one video frame to the next
+(``face_landmarks_to_roi.pbtxt``: levelled by the outer eye corners, the mesh's bounding box squared on its long
+side and enlarged 1.5 times), the kind of region the model was trained on; on the shared annotated photos the
+68 points' NME falls from 4.41 to 4.05 % with a second pass.
 """
 
 from __future__ import annotations
@@ -216,6 +222,22 @@ def region_of(detection: Detection) -> Region:
     return Region(detection.box[:2].astype(np.float64), side, angle)
 
 
+#: The outer eye corners of MediaPipe's mesh (the subject's right, then left): they level a mesh's region.
+EYE_CORNERS = (33, 263)
+
+
+def region_of_mesh(points: np.ndarray) -> Region:
+    """The landmark model's region around a mesh ``points`` (468, >=2) in photo pixels: turned so that the outer
+    eye corners are level, the points' bounding box in that frame squared on its long side and scaled by 1.5."""
+    (x0, y0), (x1, y1) = points[EYE_CORNERS[0], :2], points[EYE_CORNERS[1], :2]
+    angle = math.atan2(y1 - y0, x1 - x0)
+    cos, sin = math.cos(angle), math.sin(angle)
+    to_level = np.array([[cos, sin], [-sin, cos]])
+    level = points[:, :2] @ to_level.T
+    low, high = level.min(0), level.max(0)
+    return Region(((low + high) / 2) @ to_level, float((high - low).max()) * ROI_SCALE, angle)
+
+
 def region_matrix(region: Region, size: int) -> np.ndarray:
     """(2, 3) affine map from the region's ``size``² crop pixels (centres at integers) to photo pixels."""
     cos, sin = math.cos(region.angle), math.sin(region.angle)
@@ -227,18 +249,19 @@ def region_matrix(region: Region, size: int) -> np.ndarray:
 
 class LiteRTFaceMesh:
     """Faces and their 468 landmarks with LiteRT (see the module docstring). ``max_faces``: the best kept;
-    ``tiles``: the photo is also searched in ``tiles`` x ``tiles`` overlapping tiles (1: the whole photo only)."""
+    ``tiles``: the photo is also searched in ``tiles`` x ``tiles`` overlapping tiles (1: the whole photo only);
+    ``passes``: landmark model runs per face, each after the first on its previous mesh's region."""
 
     name = "litert"
 
-    def __init__(self, folder: Path, max_faces: int = 8, tiles: int = 2) -> None:
+    def __init__(self, folder: Path, max_faces: int = 8, tiles: int = 2, passes: int = 2) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self._detector = Interpreter(model_path=str(folder / "face_detection_full_range_sparse.tflite"))
         self._landmarks = Interpreter(model_path=str(folder / "face_landmark.tflite"))
         for interpreter in (self._detector, self._landmarks):
             interpreter.allocate_tensors()
-        self._anchors, self.max_faces, self.tiles = ssd_anchors(), max_faces, tiles
+        self._anchors, self.max_faces, self.tiles, self.passes = ssd_anchors(), max_faces, tiles, passes
 
     @staticmethod
     def _run(interpreter, tensor: np.ndarray) -> list[np.ndarray]:
@@ -278,8 +301,16 @@ class LiteRTFaceMesh:
 
     def mesh(self, image: np.ndarray, detection: Detection) -> tuple[np.ndarray, float]:
         """(468, 3) landmarks (x, y in photo pixels, z in the same scale, towards the camera negative) of one
-        detection, and the model's face probability."""
-        matrix = region_matrix(region_of(detection), LANDMARK_SIZE)
+        detection after ``passes`` runs of the landmark model, and the last run's face probability."""
+        region = region_of(detection)
+        for _ in range(max(1, self.passes)):
+            points, probability = self._mesh_in(image, region)
+            region = region_of_mesh(points)
+        return points, probability
+
+    def _mesh_in(self, image: np.ndarray, region: Region) -> tuple[np.ndarray, float]:
+        """The landmark model's (468, 3) mesh in photo pixels and face probability on ``region`` of ``image``."""
+        matrix = region_matrix(region, LANDMARK_SIZE)
         crop = cv2.warpAffine(
             image,
             matrix,
