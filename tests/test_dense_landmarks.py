@@ -14,7 +14,7 @@ from scipy.spatial import Delaunay
 
 from facegen.cli import main
 from facegen.errors import BadFileError
-from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.geometry.landmarks import MEDIAPIPE_INNER
 from facegen.morphable.dense import (
     CanonicalMesh,
     closest_on_triangles,
@@ -50,7 +50,7 @@ def surface_samples(model: MorphableModel, seed: int = 0) -> tuple[CanonicalMesh
     weights = rng.dirichlet(np.ones(3), 468)
     mean = model.mean.double().numpy() * model.mm_per_unit
     points = (mean[faces[triangles]] * weights[..., None]).sum(1)
-    anchors = MEDIAPIPE_TO_IBUG68[17:]
+    anchors = MEDIAPIPE_INNER
     points[anchors] = mean[model.landmark_indices.numpy()[17:]]
     mesh = Delaunay(points[:, :2]).simplices
     return CanonicalMesh(points, mesh), points
@@ -161,7 +161,7 @@ def test_predict_writes_the_dense_landmarks_of_a_model_that_has_them(tmp_path, s
     record = json.loads((out / "face0_f0" / "code.json").read_text())
     dense_record = record["dense_landmarks"]
     assert dense_record["scheme"] == "mediapipe" and np.shape(dense_record["camera"]) == (468, 3)
-    anchors = MEDIAPIPE_TO_IBUG68[17:]  # registered onto the landmark vertices: the same points
+    anchors = MEDIAPIPE_INNER  # registered onto the landmark vertices: the same points
     np.testing.assert_allclose(
         np.asarray(dense_record["model"])[anchors], np.asarray(record["landmarks_3d_model"])[17:], atol=1e-3
     )

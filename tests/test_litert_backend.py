@@ -95,6 +95,32 @@ def test_a_backend_without_its_models_is_one_line(monkeypatch):
     assert "litert" in detectors.DETECTORS
 
 
+def test_the_68_points_of_a_mesh_space_the_jaw_evenly_along_its_outline():
+    from facegen.geometry.landmarks import (
+        MEDIAPIPE_INNER,
+        MEDIAPIPE_JAW_LEFT,
+        MEDIAPIPE_JAW_RIGHT,
+        ibug68_from_mediapipe,
+    )
+
+    mesh = np.random.default_rng(1).uniform(0, 100, (468, 2))
+    # the outline on a circle of radius 50 from the temple (180 degrees) through the chin (270) to the other
+    # temple (360), its vertices unevenly spaced
+    right = np.sort(np.random.default_rng(2).uniform(180, 270, len(MEDIAPIPE_JAW_RIGHT)))
+    right[[0, -1]] = 180, 270
+    left = np.sort(np.random.default_rng(3).uniform(270, 360, len(MEDIAPIPE_JAW_LEFT)))
+    left[[0, -1]] = 270, 360
+    for vertices, degrees in ((MEDIAPIPE_JAW_RIGHT, right), (MEDIAPIPE_JAW_LEFT, left)):
+        mesh[vertices] = 50 * np.stack([np.cos(np.radians(degrees)), -np.sin(np.radians(degrees))], 1)
+    landmarks = ibug68_from_mediapipe(mesh)
+    assert landmarks.shape == (68, 2) and landmarks.dtype == np.float32
+    np.testing.assert_allclose(landmarks[17:], mesh[MEDIAPIPE_INNER], atol=1e-4)
+    np.testing.assert_allclose(landmarks[[0, 8, 16]], mesh[[127, 152, 356]], atol=1e-4)
+    gaps = np.linalg.norm(np.diff(landmarks[:17], axis=0), axis=1)
+    assert gaps.std() < 0.05 * gaps.mean()  # evenly spaced (chords of a finely sampled arc)
+    assert np.abs(np.linalg.norm(landmarks[:17], axis=1) - 50).max() < 2.5  # on the outline
+
+
 def test_the_region_of_a_mesh_is_levelled_by_its_eye_corners_and_spans_it_1_5_times():
     rng = np.random.default_rng(0)
     level = rng.uniform([-40, -50], [40, 50], (468, 2))  # a face 80 x 100 px, upright

@@ -5,7 +5,7 @@ Backends:
   torch hub cache (``$TORCH_HOME/hub/checkpoints``) on first use; offline, a clear error says what to place where.
 - ``mediapipe``: MediaPipe 0.10.21's full-range face detector and 468-point face mesh, whose models ship inside
   the wheel (no download at run time; ``pip install "facegen[mediapipe]"``). The mesh is reduced to the iBUG 68
-  scheme with :data:`MEDIAPIPE_TO_IBUG68`.
+  scheme with :func:`~facegen.geometry.landmarks.ibug68_from_mediapipe`.
 - ``litert``: the same MediaPipe models run with LiteRT (``pip install "facegen[litert]"``: numpy 2, nothing
   downgraded), taken once from the mediapipe wheel on PyPI into the cache (:mod:`facegen.data.litert_face`).
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from facegen.errors import ConfigError, FacegenError, check_choice
-from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.geometry.landmarks import ibug68_from_mediapipe
 
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
 Detector = Literal["face-alignment", "mediapipe", "litert", "auto", "files"]
@@ -151,7 +151,7 @@ class MediaPipeDetector:
             mesh = self._mesh(image, (x0, y0, x1, y1))
             if mesh is not None:
                 box, score = (x0, y0, x1, y1), float(detection.score[0])
-                faces.append(DetectedFace(mesh[MEDIAPIPE_TO_IBUG68], box, score, self.name, dense=mesh))
+                faces.append(DetectedFace(ibug68_from_mediapipe(mesh), box, score, self.name, dense=mesh))
         return faces
 
     def _mesh(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:

@@ -10,7 +10,7 @@ boxes and 6 keypoints decoded relative to them, scores through a sigmoid, kept a
 non-maximum suppression (IoU 0.3); each face's region of interest the detection box turned so that the eyes are
 level, squared on its long side and enlarged 1.5 times; that region resampled to 192² in [0, 1] for the
 landmark model, whose 468 points are mapped back to the photo. The 68 iBUG points are the mesh's
-:data:`~facegen.geometry.landmarks.MEDIAPIPE_TO_IBUG68`.
+:func:`~facegen.geometry.landmarks.ibug68_from_mediapipe`.
 
 Letterboxed to 192², a face of 40-50 pixels in a 500-pixel group photo shrinks to about 18 and can be missed
 (the detector's input, not the photo, limits it: enlarging the photo changes nothing). So the detector also
@@ -37,7 +37,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.geometry.landmarks import ibug68_from_mediapipe
 from facegen.morphable.download import DownloadError, download_file, sha256
 
 WHEEL = ("mediapipe", "0.10.21")
@@ -340,6 +340,6 @@ class LiteRTFaceMesh:
             box = (x - width / 2, y - height / 2, x + width / 2, y + height / 2)
             points = mesh[:, :2].astype(np.float32)
             faces.append(
-                DetectedFace(points[MEDIAPIPE_TO_IBUG68], box, detection.score, self.name, dense=points)
+                DetectedFace(ibug68_from_mediapipe(points), box, detection.score, self.name, dense=points)
             )
         return faces

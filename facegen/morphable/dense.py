@@ -2,7 +2,7 @@
 each dense point becomes a triangle of the model and barycentric weights in it.
 
 The registration (:func:`register_dense`): a similarity from the inner 51 iBUG landmarks (brows, nose, eyes,
-mouth, through :data:`~facegen.geometry.landmarks.MEDIAPIPE_TO_IBUG68`; the jaw points mean something else on the
+mouth, through :data:`~facegen.geometry.landmarks.MEDIAPIPE_INNER`; the jaw points mean something else on the
 two meshes), then non-rigid ICP: per-point displacements of the canonical mesh pulled to their closest points on
 the model's face surface, with a Laplacian smoothness term over the canonical mesh whose stiffness is lowered
 step by step (Amberg et al., "Optimal Step Nonrigid ICP Algorithms for Surface Registration", CVPR 2007, with
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from facegen.errors import BadFileError, ConfigError
-from facegen.geometry.landmarks import MEDIAPIPE_TO_IBUG68
+from facegen.geometry.landmarks import INNER, MEDIAPIPE_INNER
 from facegen.morphable.download import DownloadError, download_file
 from facegen.morphable.model import MorphableModel
 
@@ -35,7 +35,7 @@ CANONICAL_URL = (
     "mediapipe/modules/face_geometry/data/canonical_face_model.obj"
 )
 #: iBUG points that anchor the registration: all but the jaw contour (0-16).
-ANCHORS = np.arange(17, 68)
+ANCHORS = INNER
 
 
 class CanonicalMesh(NamedTuple):
@@ -209,7 +209,7 @@ def register_dense(
     non-rigid steps (relative to the data term per point), ``iterations`` closest-point updates at each."""
     target = vertices.double()
     source = torch.as_tensor(canonical.vertices, dtype=torch.float64)
-    anchors_source = torch.as_tensor(MEDIAPIPE_TO_IBUG68[ANCHORS])
+    anchors_source = torch.as_tensor(MEDIAPIPE_INNER)
     anchors_target = target[landmark_indices[ANCHORS]]
     scale, rotation, shift = similarity(source[anchors_source], anchors_target)
     start = source @ (scale * rotation).T + shift
@@ -262,7 +262,7 @@ def dense_report(model: MorphableModel, found: DenseCorrespondence) -> str:
     """One line: how closely the registered points sit on the surface, and the inner iBUG landmarks' distance
     from the model's own landmark vertices."""
     points = model.dense_points(model.mean[None])[0] * model.mm_per_unit
-    inner = points[torch.as_tensor(MEDIAPIPE_TO_IBUG68[ANCHORS])]
+    inner = points[torch.as_tensor(MEDIAPIPE_INNER)]
     own = model.mean[model.landmark_indices[ANCHORS]] * model.mm_per_unit
     offset = (inner - own).norm(dim=1)
     distance = np.sort(found.distance_mm)
