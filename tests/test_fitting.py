@@ -135,10 +135,11 @@ def test_levenberg_marquardt_never_raises_the_cost_and_a_bad_face_stays_alone():
     assert torch.isnan(result.params[1, 0])  # not moved
 
 
-def test_nan_landmarks_of_one_face_leave_the_others_alone(model):
+@pytest.mark.parametrize("priors", ["fixed", "estimated"])
+def test_nan_landmarks_of_one_face_leave_the_others_alone(model, priors):
     code, landmarks = faces(model, 3, seed=4)
     landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
-    stage = LandmarkStage(iterations=5, contour="fixed")
+    stage = LandmarkStage(iterations=5, rounds=2, contour="fixed", priors=priors)
     start = model.layout.zeros(3)
     alone, _ = fit_landmarks(landmark_model, start, landmarks, torch.ones(3, 68), SIZE, stage)
     broken = landmarks.clone()
