@@ -330,11 +330,8 @@ class LandmarkProblem:
             torch.einsum("bjpm,bkjm->bjpk", rotated, bases.expression),
         ]
         data_jacobian = torch.cat(columns, -1).flatten(1, 2)  # (B, 136, P)
-        n_coefficients = params.shape[1] - 6
-        prior = torch.zeros(
-            params.shape[0], n_coefficients, params.shape[1], dtype=params.dtype, device=params.device
-        )
-        batch = params.shape[0]
+        batch, n_coefficients = params.shape[0], params.shape[1] - 6
+        prior = torch.zeros(batch, n_coefficients, params.shape[1], dtype=params.dtype, device=params.device)
         scales = torch.cat(
             [
                 self.priors[:, :1].expand(batch, self.n_shape),
@@ -414,7 +411,8 @@ def fit_landmarks(
     root = root_weights(weights, target)
     priors = clean.new_tensor([stage.shape_prior, stage.expression_prior]).sqrt()
     results = []
-    for _ in range(stage.rounds if stage.iterations else 0):
+    rounds = stage.rounds if stage.iterations else 0
+    for index in range(rounds):
         indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(1)
         bases = model.bases(indices)
         if use_dense:
@@ -427,7 +425,7 @@ def fit_landmarks(
             moving.insert(2, code.shape)
         problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
         result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations)
-        if stage.priors == "estimated":
+        if stage.priors == "estimated" and index < rounds - 1:  # for the next round
             priors = estimated_priors(problem, result.params, stage)
         p, free_shape = result.params, 0 if fixed_identity else n_shape
         code = code._replace(

@@ -69,8 +69,8 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGE_MEAN).reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGE_STD).reshape(1, 3, 1, 1), persistent=False)
 
-        # inference: (parameter versions, stem and blocks with each batch norm folded into its convolution)
-        self._inference: dict[str, tuple[tuple, nn.Module]] = {}
+        # inference: (the weights' identity and versions, stem and blocks with batch norms folded), see _folded
+        self._inference: tuple[tuple, nn.Module] | None = None
 
     def forward(self, image: Tensor) -> Tensor:
         x = (image - self.mean) / self.std
@@ -91,9 +91,9 @@ class ResNetEncoder(nn.Module):
             *self.blocks.buffers(),
         ]
         key = tuple((t.data_ptr(), t._version) for t in tensors)
-        if self._inference.get("key") != key:
-            self._inference = {"key": key, "module": nn.Sequential(_folded(self.stem), _folded(self.blocks))}
-        return self._inference["module"]
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, nn.Sequential(_folded(self.stem), _folded(self.blocks)))
+        return self._inference[1]
 
 
 def _folded(module: nn.Module) -> nn.Module:
