@@ -42,6 +42,7 @@ WRITERS = {
     "textures": "_write_textures",
     "mesh_textured": "write_textured_objs",
     "overlay": "_overlay",
+    "maps": "_write_maps",
     "code": "_readable",
 }
 

@@ -95,7 +95,7 @@ def figure(photo: Path, face: Path) -> np.ndarray:
     record = json.loads((face / "code.json").read_text())
     points = np.asarray(record["landmarks_photo_px"])
     original = cv2.imread(str(photo))[..., ::-1]
-    overlay = cv2.imread(str(face / "overlay.png"))[..., ::-1]
+    overlay = cv2.imread(str(face / "overlay.jpg"))[..., ::-1]
     texture = cv2.resize(cv2.imread(str(face / "texture.png"))[..., ::-1], (HEIGHT, HEIGHT), cv2.INTER_AREA)
     panels = [
         crop_around(original, points),

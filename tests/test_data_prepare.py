@@ -407,3 +407,25 @@ def test_a_detector_chain_falls_back_and_says_why_it_found_nothing():
         pytest.raises(detectors.DetectorUnavailable, match="no detector can start"),
     ):
         detectors.DetectorChain([Broken()]).detect(image)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_photos_decode_upright_for_every_exif_orientation_as_pil_does(mode):
+    import io
+
+    from PIL import ImageOps
+
+    from facegen.data.photos import EXIF_ORIENTATION, decode_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90, exif=exif)
+        with Image.open(io.BytesIO(buffer.getvalue())) as reference:
+            expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+        decoded = decode_image(buffer.getvalue(), f"photo-{orientation}.jpg")
+        assert decoded.shape == expected.shape == ((24, 40, 3) if orientation < 5 else (40, 24, 3))
+        assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected), orientation

@@ -174,3 +174,34 @@ def test_the_texture_samples_the_photo_region_under_the_crop_as_the_whole_photo(
         return sample_image_at_points(tensor, pixels)
 
     assert torch.allclose(sampled(region, shifted), sampled(photo, to_photo), atol=1e-9)
+
+
+@pytest.mark.parametrize("offset", [(120.0, 80.0), (-30.0, -20.0)], ids=["inside", "over the corner"])
+def test_the_overlay_blends_the_render_footprint_as_the_whole_photo_would(offset):
+    import cv2
+
+    from facegen.export.face_files import _overlay
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    angle, scale = 0.3, 1.7
+    linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    to_photo = np.concatenate([linear, np.array(offset)[:, None]], 1)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:45, 15:50] = 1.0
+    mask[..., 19, 15:50] = 0.5  # an anti-aliased edge
+    render = torch.rand(1, 3, 64, 64)
+    points = torch.full((1, 68, 2), -1000.0)  # landmarks off the photo: only the blend is compared
+    face = SimpleNamespace(
+        render=render, render_mask=mask, landmarks=points, detected=points, photo=photo, crop=render
+    )
+    overlay = _overlay(face, to_photo)
+
+    size = (photo.shape[1], photo.shape[0])
+    warped = cv2.warpAffine(
+        (render[0].permute(1, 2, 0).numpy() * 255).round().astype(np.float32), to_photo, size
+    )
+    alpha = 0.6 * cv2.warpAffine(mask[0, 0].numpy(), to_photo, size)[..., None]
+    expected = (photo * (1 - alpha) + warped * alpha).round().astype(np.uint8)
+    assert (alpha > 0).sum() > 1000 and np.array_equal(overlay, expected)
+    assert overlay is not photo and np.array_equal(photo, face.photo)  # the photo itself is left alone

@@ -259,7 +259,7 @@ class FaceExporter(BasePredictionWriter):
         for video, frames in sorted(self._video_frames.items()):
             frames.sort()
             record = {"video": video, "frames_with_face": len(frames), "overlay_video": None}
-            overlays = [child_folder(self.out, name) / "overlay.png" for _, _, name in frames]
+            overlays = [child_folder(self.out, name) / "overlay.jpg" for _, _, name in frames]
             overlays = [path for path in overlays if path.is_file()]
             if overlays and "overlay" in self.outputs:
                 fps = self._video_fps.get(video) or _frame_rate([time for _, time, _ in frames])

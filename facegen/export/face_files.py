@@ -7,7 +7,7 @@
 - ``albedo.obj`` + ``albedo.mtl`` + ``albedo.png``: the model's reflectance baked into the UV layout;
 - ``code.npz`` (every code part, intrinsics, landmarks) and ``code.json`` (readable: pose in degrees, translation,
   SH light, shape/expression, 68 landmarks in original-photo pixels);
-- ``overlay.png``: the render and the landmarks (detected green, fitted red) on the original photo;
+- ``overlay.jpg``: the render and the landmarks (detected green, fitted red) on the original photo;
 - ``depth.png`` and ``normals.png``: camera-frame depth (16-bit, 0.1 mm steps) and normals of the fit, per crop
   pixel.
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facegen.export.files import write_bytes_atomic, write_png_atomic, write_text_atomic
+from facegen.export.files import write_bytes_atomic, write_jpeg_atomic, write_png_atomic, write_text_atomic
 from facegen.export.obj import write_textured_objs, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
@@ -165,7 +165,7 @@ def write_face(
         }
         write_textured_objs(meshes, vertices, faces, uv[0], uv[1])
     if "overlay" in outputs:
-        write_png_atomic(folder / "overlay.png", _overlay(face, to_photo))
+        write_jpeg_atomic(folder / "overlay.jpg", _overlay(face, to_photo))
     if "maps" in outputs:
         _write_maps(folder, face, faces, model.mm_per_unit)
     landmarks_crop = face.landmarks[0].cpu().numpy()
@@ -267,25 +267,54 @@ def _photo_region(
 
 
 def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
-    """The render blended over the original photo (or the crop), with detected and fitted landmarks."""
+    """The render blended over the original photo (or the crop), with detected and fitted landmarks. On a photo
+    only the render's footprint is warped and blended (the rest is the photo as it is), so the cost follows the
+    face's size, not the photo's."""
     render = to_uint8(face.render[0]).astype(np.float32)
     mask = face.render_mask[0, 0].cpu().numpy().astype(np.float32)
     landmarks, detected = face.landmarks[0].cpu().numpy(), face.detected[0].cpu().numpy()
     if face.photo is not None and to_photo is not None:
         base = face.photo.copy()
-        height, width = base.shape[:2]
-        render = cv2.warpAffine(render, to_photo, (width, height), flags=cv2.INTER_LINEAR)
-        mask = cv2.warpAffine(mask, to_photo, (width, height), flags=cv2.INTER_LINEAR)
+        box = _footprint(mask, to_photo, base.shape[:2])
+        if box is not None:
+            x0, y0, x1, y1 = box
+            shifted = to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
+            size = (x1 - x0, y1 - y0)
+            region = base[y0:y1, x0:x1]
+            render = cv2.warpAffine(render, shifted, size, flags=cv2.INTER_LINEAR)
+            mask = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR)
+            region[...] = _blend(region, render, mask)
         landmarks, detected = apply_affine(to_photo, landmarks), apply_affine(to_photo, detected)
     else:
-        base = to_uint8(face.crop[0])
-    alpha = 0.6 * mask[..., None]
-    blended = (base * (1 - alpha) + render * alpha).round().astype(np.uint8)
+        base = _blend(to_uint8(face.crop[0]), render, mask)
     radius = max(
         1, round(float(np.ptp(detected, axis=0).max()) / 100)
     )  # dots scale with the face, not the photo
-    blended = draw_landmarks(blended, detected, (0, 220, 0), radius)
-    return draw_landmarks(blended, landmarks, (230, 0, 0), radius)
+    base = draw_landmarks(base, detected, (0, 220, 0), radius)
+    return draw_landmarks(base, landmarks, (230, 0, 0), radius)
+
+
+def _blend(base: np.ndarray, render: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8: ``render`` (H, W, 3) float 0-255 over ``base`` (H, W, 3) uint8 at 0.6 x ``mask`` (H, W)."""
+    alpha = 0.6 * mask[..., None]
+    return (base * (1 - alpha) + render * alpha).round().astype(np.uint8)
+
+
+def _footprint(
+    mask: np.ndarray, to_photo: np.ndarray, photo_size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) photo pixels (end exclusive) holding every pixel that the crop's ``mask`` (S, S) reaches
+    when warped by ``to_photo`` (2, 3) with bilinear sampling (its box grown by a pixel each side in the crop
+    and two in the photo), clipped to the photo of ``photo_size`` (H, W); None when nothing is covered."""
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if len(rows) == 0:
+        return None
+    left, right, top, bottom = cols[0] - 1.5, cols[-1] + 1.5, rows[0] - 1.5, rows[-1] + 1.5
+    corners = apply_affine(to_photo, np.array([[left, top], [right, top], [left, bottom], [right, bottom]]))
+    height, width = photo_size
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 3, 0, [width, height])
+    return None if x1 <= x0 or y1 <= y0 else (int(x0), int(y0), int(x1), int(y1))
 
 
 def _readable(face: FaceResult, landmarks_photo: np.ndarray, model: ModelFiles) -> dict:

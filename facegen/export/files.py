@@ -22,6 +22,9 @@ PNG_SETTINGS = [
     cv2.IMWRITE_PNG_STRATEGY_RLE,
 ]
 
+#: JPEG quality of :func:`write_jpeg_atomic` (no visible loss on overlays of photos).
+JPEG_QUALITY = 95
+
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     path = Path(path)
@@ -43,6 +46,15 @@ def write_png_atomic(path: Path, image: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(".png", _bgr(image), PNG_SETTINGS)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed for an image of shape {image.shape}")
+    return write_bytes_atomic(path, encoded.tobytes())
+
+
+def write_jpeg_atomic(path: Path, image: np.ndarray, quality: int = JPEG_QUALITY) -> Path:
+    """``image`` (H, W, 3) RGB uint8 as a JPEG of ``quality`` (1-100): for pictures of photos, where a PNG
+    would cost ten times the encoding time and five times the bytes (a 4K photo: 0.4 s and 8 MB as PNG)."""
+    ok, encoded = cv2.imencode(".jpg", _bgr(image), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"{path}: JPEG encoding failed for an image of shape {image.shape}")
     return write_bytes_atomic(path, encoded.tobytes())
 
 

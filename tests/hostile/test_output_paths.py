@@ -76,7 +76,7 @@ def test_hostile_keys_never_leave_out_and_never_overwrite_each_other(tmp_path):
     # the shard's json cannot make predict read a file: the overlay is drawn on the crop, not on "the photo"
     record = json.loads((out / "photo_from_json" / "code.json").read_text())
     assert record["photo_path"] is None
-    assert Image.open(out / "photo_from_json" / "overlay.png").size == (SIZE, SIZE)
+    assert Image.open(out / "photo_from_json" / "overlay.jpg").size == (SIZE, SIZE)
 
 
 def test_output_names_are_safe_unique_and_case_insensitive():
