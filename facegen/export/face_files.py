@@ -37,7 +37,7 @@ from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
 from facegen.geometry.affine import apply_affine, invert_affine
 from facegen.morphable.model import MorphableModel
-from facegen.render.settings import Fragments
+from facegen.render.settings import Fragments, covered_pixels
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -202,19 +202,23 @@ def _dense_landmarks(face: FaceResult, model: ModelFiles, to_photo: np.ndarray |
 
 def _write_maps(folder: Path, face: FaceResult, faces: np.ndarray, mm_per_unit: float) -> None:
     """``depth.png`` (16-bit: camera-frame depth in 0.1 mm steps, 0 where no face) and ``normals.png`` (camera-frame
-    unit normals, OpenCV axes, as (n + 1) / 2 in RGB; black where no face), in crop pixels."""
+    unit normals, OpenCV axes, as (n + 1) / 2 in RGB; black where no face), in crop pixels. Only the covered
+    pixels are computed."""
     fragments = face.fragments
-    covered = (fragments.pix_to_face[0] >= 0).cpu().numpy()
-    depth = fragments.zbuf[0].cpu().double().numpy() * mm_per_unit * 10
-    depth = np.where(covered, np.clip(np.round(depth), 1, 65535), 0).astype(np.uint16)
-    write_png_atomic(folder / "depth.png", depth)
-    triangle = fragments.pix_to_face[0].clamp(min=0).cpu() % len(faces)
-    corner_normals = face.normals[0].cpu()[torch.from_numpy(faces)][triangle]  # (H, W, 3, 3)
+    height, width = fragments.pix_to_face.shape[-2:]
+    pixels, packed = covered_pixels(fragments.pix_to_face[:1].cpu())
+    depth = np.zeros(height * width, np.uint16)
+    depth_mm = fragments.zbuf[0].cpu().reshape(-1)[pixels].double().numpy() * mm_per_unit * 10
+    depth[pixels.numpy()] = np.clip(np.round(depth_mm), 1, 65535)
+    write_png_atomic(folder / "depth.png", depth.reshape(height, width))
+    corners = torch.from_numpy(faces)[packed % len(faces)]  # (N, 3) vertex indices
+    bary = fragments.bary[0].cpu().reshape(-1, 3)[pixels]  # (N, 3)
     normal = torch.nn.functional.normalize(
-        (fragments.bary[0].cpu()[..., None] * corner_normals).sum(-2), dim=-1
+        torch.einsum("nk,nkc->nc", bary, face.normals[0].cpu()[corners]), dim=-1
     )
-    colour = ((normal + 1) / 2 * 255).round().clamp(0, 255).byte().numpy()
-    write_png_atomic(folder / "normals.png", np.where(covered[..., None], colour, 0).astype(np.uint8))
+    colour = np.zeros((height * width, 3), np.uint8)
+    colour[pixels.numpy()] = ((normal + 1) / 2 * 255).round().clamp(0, 255).byte().numpy()
+    write_png_atomic(folder / "normals.png", colour.reshape(height, width, 3))
 
 
 def _write_textures(

@@ -30,6 +30,14 @@ def _face_lines(faces: bytes, uv_faces: bytes | None, count: int) -> str:
     return _lines("f %d/%d %d/%d %d/%d\n", np.stack([corners, uv_corners], -1).reshape(count, 6))
 
 
+@lru_cache(maxsize=4)
+def _position_lines(vertices: bytes) -> tuple[str, ...]:
+    """The ``v x y z`` lines (without their newline) of (V, 3) float64 positions given as bytes; cached, since
+    the meshes of one face (vertex colours, textures) share their positions and differ only after them."""
+    lines = _lines("v %.6g %.6g %.6g\n", np.frombuffer(vertices, dtype=np.float64).reshape(-1, 3))
+    return tuple(lines.splitlines())
+
+
 @lru_cache(maxsize=8)
 def _uv_lines(uv_coords: bytes) -> str:
     """The ``vt`` lines of (T, 2) float64 UV coordinates given as bytes; cached like :func:`_face_lines`."""
@@ -68,10 +76,12 @@ def _body(
     uv_faces: np.ndarray | None,
 ) -> str:
     """The ``v``, ``vt`` and ``f`` lines (arguments of :func:`obj_text`)."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    if colours is not None:
-        vertices = np.concatenate([vertices, np.clip(np.asarray(colours, dtype=np.float64), 0, 1)], 1)
-    parts = [_lines("v" + " %.6g" * vertices.shape[1] + "\n", vertices)]
+    positions = _position_lines(np.ascontiguousarray(vertices, dtype=np.float64).tobytes())
+    if colours is None:
+        parts = ["\n".join(positions) + "\n" if positions else ""]
+    else:
+        colour_lines = _lines(" %.6g %.6g %.6g\n", np.clip(np.asarray(colours, dtype=np.float64), 0, 1))
+        parts = ["".join(map(str.__add__, positions, colour_lines.splitlines(keepends=True)))]
     faces = np.ascontiguousarray(faces, dtype=np.int64)
     uv_bytes = None
     if uv_coords is not None:

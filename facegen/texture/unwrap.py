@@ -68,9 +68,15 @@ def unwrap_photo(
     seen = unoccluded(cosine > MIN_COSINE, x, y, pz, image_size, fragments, DEPTH_TOLERANCE * extent)
     visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp_(0, 1), 0.0)
 
+    if (
+        to_photo is not None
+    ):  # crop -> photo pixels, on the (B, N) rows (a batched matmul with 2 columns is slow)
+        m = to_photo[..., None]  # (B, 2, 3, 1)
+        x, y = (
+            torch.addcmul(torch.addcmul(m[:, 0, 2], m[:, 0, 0], x), m[:, 0, 1], y),
+            torch.addcmul(torch.addcmul(m[:, 1, 2], m[:, 1, 0], x), m[:, 1, 1], y),
+        )
     pixels = torch.stack([x, y], -1)
-    if to_photo is not None:
-        pixels = torch.baddbmm(to_photo[:, None, :, 2], pixels, to_photo[:, :, :2].transpose(1, 2))
     colours = sample_image_at_points(photo, pixels.to(photo.dtype)) * seen.unsqueeze(-1)
     texture, visible = layout.scatter(torch.cat([colours, visibility.unsqueeze(-1)], -1)).split((3, 1), 1)
     return PhotoTexture(texture, visible)
