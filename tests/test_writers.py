@@ -205,3 +205,32 @@ def test_the_overlay_blends_the_render_footprint_as_the_whole_photo_would(offset
     expected = (photo * (1 - alpha) + warped * alpha).round().astype(np.uint8)
     assert (alpha > 0).sum() > 1000 and np.array_equal(overlay, expected)
     assert overlay is not photo and np.array_equal(photo, face.photo)  # the photo itself is left alone
+
+
+def test_recent_photos_decode_each_photo_once_for_all_its_faces_and_share_errors(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facegen.callbacks import face_exporter
+    from facegen.data.photos import UnreadableImage
+
+    decoded = []
+
+    def read_photo(path):
+        decoded.append(path)
+        if path == "broken.jpg":
+            raise UnreadableImage("broken.jpg: cannot decode image")
+        return np.full((4, 6, 3), len(decoded), np.uint8)
+
+    monkeypatch.setattr(face_exporter, "read_photo", read_photo)
+    photos = face_exporter.RecentPhotos(keep=2)
+    faces = ["a.jpg"] * 5 + ["b.jpg"] * 3 + ["a.jpg"]  # the faces of a, of b, then a again (still kept)
+    with ThreadPoolExecutor(2) as pool:
+        arrays = list(pool.map(photos.read, faces))
+    assert decoded == ["a.jpg", "b.jpg"]
+    assert all(a is arrays[0] for a in arrays[:5] + arrays[8:]) and not arrays[0].flags.writeable
+    for _ in range(2):  # every face of a bad photo gets the same error; the photo is tried once
+        with pytest.raises(UnreadableImage, match="broken.jpg"):
+            photos.read("broken.jpg")
+    photos.read("c.jpg")
+    photos.read("a.jpg")  # pushed out by broken.jpg and c.jpg: decoded again
+    assert decoded == ["a.jpg", "b.jpg", "broken.jpg", "c.jpg", "a.jpg"]

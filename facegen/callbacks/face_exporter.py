@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -90,6 +92,7 @@ class FaceExporter(BasePredictionWriter):
         self._started = time.perf_counter()
         self._video_frames: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
         self._video_fps: dict[str, float | None] = {}
+        self._photos = RecentPhotos()
 
     def on_predict_start(self, trainer, pl_module) -> None:
         self._reset()
@@ -186,7 +189,7 @@ class FaceExporter(BasePredictionWriter):
         path = face.meta.get("photo_path")
         if face.photo is None:
             try:
-                photo = read_photo(path) if path else None
+                photo = self._photos.read(path) if path else None
             except (OSError, UnreadableImage) as error:  # the photo moved since it was cropped: use the crop
                 rank_zero_warn(f"{path}: {error}; texture and overlay use the crop")
                 photo = None
@@ -273,6 +276,36 @@ class FaceExporter(BasePredictionWriter):
                     rank_zero_warn(f"{target}: could not write the overlay video ({error})")
             records.append(record)
         return records
+
+
+class RecentPhotos:
+    """Decoded photos shared by the writer threads: the faces of one photo are written one after another, so
+    each photo is decoded once, not once per face. Holds the ``keep`` most recently asked for; the arrays are
+    read-only (they are shared)."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._photos: OrderedDict[str, Future] = OrderedDict()
+
+    def read(self, path: str) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of ``path`` (:func:`~facegen.data.photos.read_photo`), decoded by the first thread
+        to ask; raises what that raised."""
+        with self._lock:
+            entry = self._photos.get(path)
+            first = entry is None
+            if first:
+                entry = self._photos[path] = Future()
+                while len(self._photos) > self.keep:
+                    self._photos.popitem(last=False)
+        if first:
+            try:
+                photo = read_photo(path)
+                photo.setflags(write=False)
+                entry.set_result(photo)
+            except BaseException as error:  # handed to every face of the photo, raised below
+                entry.set_exception(error)
+        return entry.result()
 
 
 def _frame_rate(times: list[float]) -> float:

@@ -267,7 +267,7 @@ def _photo_region(
     y1 = int(np.clip(np.ceil(mapped[:, 1].max()) + 3, y0 + 1, photo.shape[0]))
     x0, y0 = min(int(x0), x1 - 1), min(int(y0), y1 - 1)
     shifted = to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
-    return np.ascontiguousarray(photo[y0:y1, x0:x1]), shifted
+    return photo[y0:y1, x0:x1].copy(), shifted  # a copy: the photo may be shared and read-only
 
 
 def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
