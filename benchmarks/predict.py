@@ -24,6 +24,7 @@ import xml.etree.ElementTree as ElementTree
 from collections import defaultdict
 from pathlib import Path
 
+import cv2
 import torch
 import yaml
 from fitting import schedule  # benchmarks/fitting.py
@@ -32,6 +33,7 @@ from lightning.pytorch import Trainer
 from facegen.callbacks.face_exporter import FaceExporter
 from facegen.data import FaceDataModule
 from facegen.data import photo_stream as photo_stream_module
+from facegen.data.landmarks import read_pts, write_pts
 from facegen.export import face_files
 from facegen.tasks import MoFA
 
@@ -73,10 +75,12 @@ class Timings:
         self._restore.clear()
 
 
-def repeated(photos: Path, copies: int, into: Path) -> Path:
-    """``into``, holding ``copies`` copies of every photo in ``photos`` (symbolic links named ``r<k>_<name>``)
-    with their landmark files (``.pts`` linked the same way, dlib XML files listing every copy), so a run sees
-    ``copies`` times the faces and its rate approaches the steady state of a large photo collection."""
+def repeated(photos: Path, copies: int, into: Path, upscale: float = 1.0) -> Path:
+    """``into``, holding ``copies`` copies of every photo in ``photos`` (named ``r<k>_<name>``) with their landmark
+    files (``.pts`` the same way, dlib XML files listing every copy), so a run sees ``copies`` times the faces and
+    its rate approaches the steady state of a large photo collection. The copies are symbolic links, or with
+    ``upscale`` > 1 the photos enlarged that many times (bicubic, JPEGs at quality 92; landmarks scaled with them), to
+    measure phone-sized photos."""
     for source in sorted(photos.iterdir()):
         if source.suffix.lower() == ".xml":
             tree = ElementTree.parse(source)
@@ -84,15 +88,35 @@ def repeated(photos: Path, copies: int, into: Path) -> Path:
             originals = list(images)
             for element in originals:
                 images.remove(element)
+                for node in element.iter():
+                    for name in ("x", "y", "left", "top"):  # 0-based pixel centres
+                        if name in node.attrib:
+                            node.set(name, f"{(float(node.get(name)) + 0.5) * upscale - 0.5:.2f}")
+                    for name in ("width", "height"):
+                        if name in node.attrib:
+                            node.set(name, f"{float(node.get(name)) * upscale:.2f}")
             for k in range(copies):
                 for element in originals:
                     copy = ElementTree.fromstring(ElementTree.tostring(element))
                     copy.set("file", f"r{k}_{element.get('file')}")
                     images.append(copy)
             tree.write(into / source.name)
-        else:
+            continue
+        if upscale == 1:
             for k in range(copies):
                 os.symlink(source.resolve(), into / f"r{k}_{source.name}")
+            continue
+        if source.suffix.lower() == ".pts":
+            points = read_pts(source)
+            for k in range(copies):
+                write_pts(into / f"r{k}_{source.name}", (points + 0.5) * upscale - 0.5)
+            continue
+        image = cv2.imread(str(source), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        large = cv2.resize(image, None, fx=upscale, fy=upscale, interpolation=cv2.INTER_CUBIC)
+        for k in range(copies):
+            cv2.imwrite(str(into / f"r{k}_{source.name}"), large, [cv2.IMWRITE_JPEG_QUALITY, 92])
     return into
 
 
@@ -101,7 +125,7 @@ def run(args, fit: str) -> dict:
     model = MoFA(face_model=args.model, image_size=args.size, refine=refine)
     photos = tempfile.TemporaryDirectory()
     data = FaceDataModule(
-        predict_dir=str(repeated(Path(args.photos), args.repeat, Path(photos.name))),
+        predict_dir=str(repeated(Path(args.photos), args.repeat, Path(photos.name), args.upscale)),
         predict_detector="files",
         batch_size=args.batch,
         num_workers=0,
@@ -147,6 +171,7 @@ def run(args, fit: str) -> dict:
         "model": args.model,
         "batch": args.batch,
         "repeat": args.repeat,
+        "upscale": args.upscale,
         "threads": torch.get_num_threads(),
     }
 
@@ -164,6 +189,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(
         "--repeat", type=int, default=1, help="copies of every photo (and its landmarks) to predict"
+    )
+    parser.add_argument(
+        "--upscale", type=float, default=1.0, help="enlarge the photos this many times (phone-sized photos)"
     )
     parser.add_argument(
         "--fit",
