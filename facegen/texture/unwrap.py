@@ -68,9 +68,8 @@ def unwrap_photo(
     seen = unoccluded(cosine > MIN_COSINE, x, y, pz, image_size, fragments, DEPTH_TOLERANCE * extent)
     visibility = torch.where(seen, ((cosine - MIN_COSINE) / (1 - MIN_COSINE)).clamp_(0, 1), 0.0)
 
-    if (
-        to_photo is not None
-    ):  # crop -> photo pixels, on the (B, N) rows (a batched matmul with 2 columns is slow)
+    if to_photo is not None:
+        # crop -> photo pixels on the (B, N) rows (a batched matmul with two columns is slower)
         m = to_photo[..., None]  # (B, 2, 3, 1)
         x, y = (
             torch.addcmul(torch.addcmul(m[:, 0, 2], m[:, 0, 0], x), m[:, 0, 1], y),
