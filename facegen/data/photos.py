@@ -69,7 +69,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format == "JPEG" and image.mode in ("RGB", "L"):
-                fast = _decode_jpeg(data, image.mode, image.getexif().get(EXIF_ORIENTATION, 1))
+                fast = _decode_jpeg(data, image.getexif().get(EXIF_ORIENTATION, 1))
                 if fast is not None:
                     return fast
             image = eight_bit(ImageOps.exif_transpose(image))
@@ -91,15 +91,13 @@ _UPRIGHT = {
 }
 
 
-def _decode_jpeg(data: bytes, mode: str, orientation: int) -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB of an 8-bit ``mode`` (``RGB`` or ``L``) JPEG through OpenCV, upright for EXIF
-    ``orientation``; None when OpenCV reads something else than PIL announced (PIL then decodes it)."""
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if array is None or array.dtype != np.uint8 or array.ndim != (3 if mode == "RGB" else 2):
+def _decode_jpeg(data: bytes, orientation: int) -> np.ndarray | None:
+    """(H, W, 3) uint8 RGB of an 8-bit colour or grey JPEG, decoded by OpenCV straight into RGB and upright for
+    EXIF ``orientation``; None when OpenCV cannot decode it (PIL then tries, and says why)."""
+    flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if array is None or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         return None
-    if array.ndim == 3 and array.shape[2] != 3:
-        return None
-    array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB if mode == "RGB" else cv2.COLOR_GRAY2RGB)
     upright = _UPRIGHT.get(orientation)
     return array if upright is None else upright(array)
 
