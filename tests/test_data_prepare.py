@@ -429,3 +429,25 @@ def test_photos_decode_upright_for_every_exif_orientation_as_pil_does(mode):
         decoded = decode_image(buffer.getvalue(), f"photo-{orientation}.jpg")
         assert decoded.shape == expected.shape == ((24, 40, 3) if orientation < 5 else (40, 24, 3))
         assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected), orientation
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
+def test_png_photos_decode_as_pil_does_and_an_exif_orientation_is_applied(mode):
+    import io
+
+    from PIL import ImageOps
+
+    from facegen.data.photos import EXIF_ORIENTATION, decode_image
+
+    pixels = np.random.default_rng(1).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels).convert(mode)
+    for orientation in (1, 6):  # 6: an eXIf chunk, which sends the PNG through PIL
+        exif = Image.Exif()
+        exif[EXIF_ORIENTATION] = orientation
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG", **({"exif": exif} if orientation != 1 else {}))
+        with Image.open(io.BytesIO(buffer.getvalue())) as reference:
+            expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+        decoded = decode_image(buffer.getvalue(), "photo.png")
+        assert decoded.shape == expected.shape == ((24, 40, 3) if orientation == 1 else (40, 24, 3))
+        assert decoded.dtype == np.uint8 and np.array_equal(decoded, expected), (mode, orientation)

@@ -202,17 +202,25 @@ def test_16_bit_images_are_scaled_not_clipped_to_white(tmp_path):
     assert np.abs(decode_image(floats.getvalue(), "float.tif").astype(int) - 128).max() <= 1
 
 
-@pytest.mark.parametrize("keep", [0.5, 0.999], ids=["half", "all but the end"])
-def test_a_truncated_jpeg_photo_is_unreadable_not_half_grey(keep):
+@pytest.mark.parametrize(
+    "format, keep",
+    [
+        ("JPEG", 0.5),
+        ("JPEG", 0.999),
+        ("PNG", 0.5),
+        ("PNG", 0.95),
+    ],  # a PNG that lacks only its end chunk is whole
+)
+def test_a_truncated_photo_is_unreadable_not_half_grey(format, keep):
     from facegen.data.photos import UnreadableImage
 
     pixels = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    Image.fromarray(pixels).save(buffer, format=format)
     data = buffer.getvalue()
-    assert decode_image(data, "whole.jpg").shape == (64, 96, 3)
-    with pytest.raises(UnreadableImage, match="cut.jpg"):
-        decode_image(data[: int(len(data) * keep)], "cut.jpg")
+    assert decode_image(data, "whole").shape == (64, 96, 3)
+    with pytest.raises(UnreadableImage, match="cut"):
+        decode_image(data[: int(len(data) * keep)], "cut")
 
 
 def _png_header_only(width: int, height: int) -> bytes:
