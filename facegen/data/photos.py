@@ -108,10 +108,8 @@ def _decode_8bit(data: bytes, orientation: int) -> np.ndarray | None:
     for EXIF ``orientation``; None when OpenCV cannot decode it (PIL then tries, and says why)."""
     flags = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
     array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    if array is None or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        return None
     upright = _UPRIGHT.get(orientation)
-    return array if upright is None else upright(array)
+    return array if array is None or upright is None else upright(array)
 
 
 def read_photo(path: str) -> np.ndarray:

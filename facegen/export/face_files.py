@@ -256,18 +256,34 @@ def _write_textures(
 def _photo_region(
     photo: np.ndarray, to_photo: np.ndarray, size: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The part of ``photo`` (H, W, 3) under the crop of ``size`` (H, W) (its corners mapped by ``to_photo``
-    (2, 3), plus a margin of 2 pixels), and the map from crop pixels to that part: only those pixels are
-    converted to float for the texture, not a whole many-megapixel photo."""
+    """The part of ``photo`` (H, W, 3) under the crop of ``size`` (H, W) (:func:`_photo_box`, at least one pixel),
+    and the map from crop pixels to that part: only those pixels are converted to float for the texture, not a
+    whole many-megapixel photo."""
     height, width = size
-    corners = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [-0.5, height - 0.5], [width - 0.5, height - 0.5]])
-    mapped = apply_affine(to_photo, corners)
-    x0, y0 = np.clip(np.floor(mapped.min(0)).astype(int) - 2, 0, None)
-    x1 = int(np.clip(np.ceil(mapped[:, 0].max()) + 3, x0 + 1, photo.shape[1]))
-    y1 = int(np.clip(np.ceil(mapped[:, 1].max()) + 3, y0 + 1, photo.shape[0]))
-    x0, y0 = min(int(x0), x1 - 1), min(int(y0), y1 - 1)
-    shifted = to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
-    return photo[y0:y1, x0:x1].copy(), shifted  # a copy: the photo may be shared and read-only
+    x0, y0, x1, y1 = _photo_box(to_photo, (-0.5, -0.5, width - 0.5, height - 0.5), photo.shape[:2])
+    x1, y1 = min(max(x1, x0 + 1), photo.shape[1]), min(max(y1, y0 + 1), photo.shape[0])
+    x0, y0 = min(x0, x1 - 1), min(y0, y1 - 1)
+    region = photo[y0:y1, x0:x1].copy()  # a copy: the photo may be shared and read-only
+    return region, _shifted(to_photo, x0, y0)
+
+
+def _photo_box(
+    to_photo: np.ndarray, box: tuple[float, float, float, float], photo_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) photo pixels (end exclusive, possibly empty) under the crop-pixel ``box`` (left, top,
+    right, bottom) mapped by ``to_photo`` (2, 3), plus a margin of 2 pixels, clipped to the photo of
+    ``photo_size`` (H, W)."""
+    left, top, right, bottom = box
+    corners = apply_affine(to_photo, np.array([[left, top], [right, top], [left, bottom], [right, bottom]]))
+    height, width = photo_size
+    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 3, 0, [width, height])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _shifted(to_photo: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """``to_photo`` (2, 3) followed by a shift to the photo region that starts at pixel (``x0``, ``y0``)."""
+    return to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
 
 
 def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
@@ -279,15 +295,15 @@ def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
     landmarks, detected = face.landmarks[0].cpu().numpy(), face.detected[0].cpu().numpy()
     if face.photo is not None and to_photo is not None:
         base = face.photo.copy()
-        box = _footprint(mask, to_photo, base.shape[:2])
-        if box is not None:
-            x0, y0, x1, y1 = box
-            shifted = to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
-            size = (x1 - x0, y1 - y0)
-            region = base[y0:y1, x0:x1]
-            render = cv2.warpAffine(render, shifted, size, flags=cv2.INTER_LINEAR)
-            mask = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR)
-            region[...] = _blend(region, render, mask)
+        rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+        if len(rows):  # the mask's box grown by a pixel, which bilinear warping reaches
+            box = (cols[0] - 1.5, rows[0] - 1.5, cols[-1] + 1.5, rows[-1] + 1.5)
+            x0, y0, x1, y1 = _photo_box(to_photo, box, base.shape[:2])
+            region, shifted, size = base[y0:y1, x0:x1], _shifted(to_photo, x0, y0), (x1 - x0, y1 - y0)
+            if region.size:
+                render = cv2.warpAffine(render, shifted, size, flags=cv2.INTER_LINEAR)
+                mask = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR)
+                region[...] = _blend(region, render, mask)
         landmarks, detected = apply_affine(to_photo, landmarks), apply_affine(to_photo, detected)
     else:
         base = _blend(to_uint8(face.crop[0]), render, mask)
@@ -302,23 +318,6 @@ def _blend(base: np.ndarray, render: np.ndarray, mask: np.ndarray) -> np.ndarray
     """(H, W, 3) uint8: ``render`` (H, W, 3) float 0-255 over ``base`` (H, W, 3) uint8 at 0.6 x ``mask`` (H, W)."""
     alpha = 0.6 * mask[..., None]
     return (base * (1 - alpha) + render * alpha).round().astype(np.uint8)
-
-
-def _footprint(
-    mask: np.ndarray, to_photo: np.ndarray, photo_size: tuple[int, int]
-) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) photo pixels (end exclusive) holding every pixel that the crop's ``mask`` (S, S) reaches
-    when warped by ``to_photo`` (2, 3) with bilinear sampling (its box grown by a pixel each side in the crop
-    and two in the photo), clipped to the photo of ``photo_size`` (H, W); None when nothing is covered."""
-    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    if len(rows) == 0:
-        return None
-    left, right, top, bottom = cols[0] - 1.5, cols[-1] + 1.5, rows[0] - 1.5, rows[-1] + 1.5
-    corners = apply_affine(to_photo, np.array([[left, top], [right, top], [left, bottom], [right, bottom]]))
-    height, width = photo_size
-    x0, y0 = np.clip(np.floor(corners.min(0)).astype(int) - 2, 0, [width, height])
-    x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int) + 3, 0, [width, height])
-    return None if x1 <= x0 or y1 <= y0 else (int(x0), int(y0), int(x1), int(y1))
 
 
 def _readable(face: FaceResult, landmarks_photo: np.ndarray, model: ModelFiles) -> dict:
