@@ -21,6 +21,8 @@ is measured against the exact ones).
         --photos ../shared/assets/photos/annotated ../shared/assets/photos/pseudo --synthetic 64
     python benchmarks/fitting.py --config configs/mofa.yaml --checkpoint runs/mofa/checkpoints/last.ckpt \
         --synthetic 64 --shards data/synth/builtin-128/val
+    python benchmarks/fitting.py --config configs/mofa.yaml --config configs/refine/shape_from_shading.yaml \\
+        --checkpoint runs/mofa/checkpoints/last.ckpt --synthetic 64 --shards data/synth/builtin-128/val
     python benchmarks/fitting.py --config configs/photos_ict.yaml --model models/ict_face_dense.npz \
         --photos ../shared/assets/photos/annotated --detector litert
 """
@@ -259,12 +261,25 @@ def vertex_scores(model: MoFA, vertices: torch.Tensor, truth: torch.Tensor, yaw:
     }
 
 
+def merged(base: dict, override: dict) -> dict:
+    """``base`` with ``override``'s keys replacing its own, nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = (
+            merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--config", default="configs/mofa.yaml", help="a MoFA config: model and refine schedule"
+        "--config",
+        action="append",
+        help="a MoFA config: model and refine schedule (default configs/mofa.yaml); several merge in order, "
+        "later ones overriding earlier ones, as in facegen's CLI",
     )
     parser.add_argument("--model", help="face model (default: the config's)")
     parser.add_argument(
@@ -287,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         help="landmarks of --photos from this detector (files: the annotations)",
     )
     args = parser.parse_args(argv)
-    config = yaml.safe_load(Path(args.config).read_text())
+    config: dict = {}
+    for path in args.config or ["configs/mofa.yaml"]:
+        config = merged(config, yaml.safe_load(Path(path).read_text()))
     torch.manual_seed(0)
     model = build_model(args, config)
     options = model.refine

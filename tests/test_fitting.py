@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from facegen.data.synth import SynthOptions, sample_code
+from facegen.decoder.code import PARTS
 from facegen.errors import ConfigError
 from facegen.fitting import (
     LandmarkModel,
@@ -21,8 +22,11 @@ from facegen.fitting import (
     levenberg_marquardt,
 )
 from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, estimated_priors, root_weights
+from facegen.fitting.photometric_fit import PhotometricProblem, PhotometricTargets, fit_photometric
 from facegen.losses import landmark_error
+from facegen.losses.weights import LossWeights
 from facegen.tasks import MoFA, RefineOptions
+from facegen.tasks.refine import PhotometricStage
 from tests.data_helpers import face_batch
 
 SIZE = 128
@@ -247,3 +251,97 @@ def test_estimated_priors_follow_the_landmark_noise(model):
     before, _ = landmark_error(model.decoder(fixed).landmarks, landmarks)
     after, _ = landmark_error(model.decoder(estimated).landmarks, landmarks)
     assert (after[:4] < 0.5 * before[:4]).all(), (before, after)
+
+
+def photometric_problem(model: MoFA, code, truth, parts=PARTS):
+    """The photometric problem of the faces rendered from ``truth``, fitted from ``code``."""
+    targets = PhotometricTargets(*problem_targets(model, truth))
+    return PhotometricProblem(model.decoder, code, parts, targets, model.region, LossWeights(shape=1e-4))
+
+
+def test_photometric_jacobian_equals_forward_mode_autodiff(model):
+    truth, _ = faces(model, 3, seed=7)
+    start, _ = faces(model, 3, seed=8)
+    with torch.no_grad():
+        start = start._replace(rotation=truth.rotation + 0.05, translation=truth.translation)
+        problem = photometric_problem(model, start, truth)
+    params = problem.params()
+    residual, jacobian = problem(params, with_jacobian=True)
+    reference = torch.func.jacfwd(lambda p: problem(p, with_jacobian=False)[0])(params)  # (B, M, B, P)
+    reference = reference.diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # each face's own block
+    assert jacobian.shape == reference.shape == (3, residual.shape[1], params.shape[1])
+    assert problem.photo_root.count_nonzero() > 1000  # the photometric rows are there
+    for part in problem.moving:
+        columns = problem.columns(part)
+        error = (jacobian[..., columns] - reference[..., columns]).abs().max()
+        assert error <= 1e-4 * reference[..., columns].abs().max(), part
+
+
+def test_photometric_levenberg_lowers_the_objective_and_moves_only_its_parts(model):
+    truth, _ = faces(model, 4, seed=9)
+    with torch.no_grad():
+        start = truth._replace(shape=truth.shape * 0.5, light=truth.light * 0.8, albedo=truth.albedo * 0.0)
+        targets = PhotometricTargets(*problem_targets(model, truth))
+        fitted, cost = fit_photometric(
+            model.decoder,
+            start,
+            ("shape", "albedo", "light"),
+            targets,
+            model.region,
+            LossWeights(shape=1e-4),
+            3,
+        )
+    assert cost.shape == (4, 4)
+    assert (cost[1:] <= cost[:-1]).all() and (cost[-1] < 0.5 * cost[0]).all(), cost
+    assert torch.equal(fitted.expression, start.expression) and torch.equal(fitted.rotation, start.rotation)
+    with torch.no_grad():
+        error = [
+            (model.decoder(c).vertices - model.decoder(truth).vertices)[:, model.region].norm(dim=-1).mean(-1)
+            for c in (start, fitted)
+        ]
+    assert error[1].mean() < 0.75 * error[0].mean(), error  # the shape moves towards the faces' own
+
+
+def problem_targets(model: MoFA, truth):
+    """Images, masks, landmarks and landmark weights of the faces ``truth`` rendered on grey."""
+    rendered = model.decoder.render(model.decoder(truth), truth.light, background=0.3)
+    return (
+        rendered.image.detach(),
+        rendered.mask.float(),
+        model.decoder(truth).landmarks,
+        torch.ones(len(truth.light), 68),
+    )
+
+
+def test_levenberg_photometric_stage_runs_in_the_schedule_and_needs_the_points_term(model):
+    truth, landmarks = faces(model, 2, seed=10)
+    rendered = model.decoder.render(model.decoder(truth), truth.light, background=0.3)
+    batch = face_batch(rendered.image.detach(), landmarks, rendered.mask.float())
+    stage = PhotometricStage(steps=2, parts=("albedo", "light"), solver="levenberg")
+    with torch.inference_mode():  # as in predict
+        fitted = model.refined(batch, model(batch.image), RefineOptions(photometric=stage))
+    assert set(fitted.seconds) == {"photometric"} and len(fitted.history) == 2
+    assert fitted.history[1] < fitted.history[0]
+    with pytest.raises(ConfigError, match="model.photometric: points"):
+        MoFA(
+            image_size=SIZE,
+            depths=(1,),
+            width=8,
+            photometric="raster",
+            refine=RefineOptions(photometric=stage),
+        )
+    with pytest.raises(ConfigError, match="refine.photometric.solver"):
+        PhotometricStage(solver="newton")
+
+
+def test_a_group_without_photometric_points_fits_its_landmarks_alone(model):
+    truth, _ = faces(model, 2, seed=11)
+    image, _, landmarks, weights = problem_targets(model, truth)
+    empty = PhotometricTargets(image, torch.zeros_like(image[:, :1]), landmarks, weights)
+    start = truth._replace(translation=truth.translation + 0.05)
+    with torch.no_grad():
+        fitted, cost = fit_photometric(
+            model.decoder, start, PARTS, empty, model.region, LossWeights(landmark=1.0), 2
+        )
+    assert torch.isfinite(cost).all() and (cost[-1] < cost[0]).all()
+    assert torch.isfinite(fitted.flatten()).all()

@@ -382,3 +382,25 @@ def test_bad_photos_are_reported_and_the_good_face_is_fitted(tmp_path, synthetic
     assert details["nan.png"] == "nan.pts: landmarks contain NaN or inf"  # the bad file, named
     code = json.loads((out / "good_f0" / "code.json").read_text())
     assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
+
+
+def test_the_shape_from_shading_fragment_layers_a_levenberg_photometric_stage_over_a_config(
+    tmp_path, synthetic_photos
+):
+    """configs/refine/shape_from_shading.yaml after a predict config: the fit's stage 3 moves the shape by
+    Levenberg-Marquardt, and the saved run config says so."""
+    photos, _ = synthetic_photos
+    fragment = Path(__file__).parents[1] / "configs" / "refine" / "shape_from_shading.yaml"
+    codes = {}
+    for name, extra in (("base", []), ("shading", ["--config", str(fragment)])):
+        out = tmp_path / name
+        (tmp_path / name).mkdir()
+        config = predict_config(tmp_path / name, photos, 0)
+        main(["predict", "--config", str(config), *extra, "--out", str(out), "--outputs", "[code]"])
+        codes[name] = json.loads((out / "face0_f0" / "code.json").read_text())
+        saved = yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["refine"][
+            "photometric"
+        ]
+        assert saved["solver"] == ("levenberg" if extra else "adam")
+    assert codes["base"]["shape"] == [0.0] * 80  # no stage moved the shape: the untrained encoder's mean face
+    assert np.abs(np.asarray(codes["shading"]["shape"])).max() > 0.01

@@ -1,5 +1,6 @@
-"""The fitting engine's landmark stages: closed-form pose, batched Levenberg-Marquardt, identity + expression on
-landmarks (the photometric stage runs MoFA's own objective: :mod:`facegen.tasks.refine`)."""
+"""The fitting engine: closed-form pose, batched Levenberg-Marquardt, identity + expression on landmarks, and the
+photometric stage by Levenberg-Marquardt (:mod:`facegen.fitting.photometric_fit`; its Adam variant runs MoFA's own
+objective: :mod:`facegen.tasks.refine`)."""
 
 from facegen.fitting.landmark_fit import (
     Contour,

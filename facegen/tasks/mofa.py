@@ -22,6 +22,7 @@ from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks, fit_pose
+from facegen.fitting.photometric_fit import PhotometricTargets, fit_photometric
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -45,7 +46,7 @@ from facegen.predictions import Reconstruction
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import Backend, RasterSettings
 from facegen.tasks.base import FaceTask, Schedule
-from facegen.tasks.refine import Fitted, RefineOptions, clone_out_of_inference, refine_code
+from facegen.tasks.refine import Fitted, RefineOptions, check_solver, clone_out_of_inference, refine_code
 from facegen.tasks.video import VideoOptions, VideoTracks
 
 #: Where the albedo comes from (see :class:`MoFA`).
@@ -85,8 +86,9 @@ class MoFA(FaceTask):
         backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
         refine: the fitting schedule after the encoder (``predict``, ``val/refined_*``, texture reconstruction):
             closed-form + Levenberg-Marquardt pose, Levenberg-Marquardt identity and expression on the landmarks,
-            then Adam on MoFA's objective with ``refine.photometric.weights`` (:class:`RefineOptions`); with an
-            untrained encoder this is pure fitting from the mean face.
+            then Adam or Levenberg-Marquardt on MoFA's objective with ``refine.photometric.weights``
+            (:class:`RefineOptions`; Levenberg-Marquardt needs ``photometric: points``); with an untrained
+            encoder this is pure fitting from the mean face.
         validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
             and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
             the encoder's own over the whole validation set; 0 (or no refinement stage) turns it off.
@@ -162,6 +164,7 @@ class MoFA(FaceTask):
                 f"`facegen model convert npz --source {face_model} --out DENSE.npz --dense-landmarks mediapipe` "
                 "and use DENSE.npz, or set dense: 0"
             )
+        check_solver(self.refine, photometric)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
         raster = RasterSettings(backend=backend)
@@ -451,9 +454,12 @@ class MoFA(FaceTask):
         history: list[float] = []
         if options.photometric.steps:
             started = time.perf_counter()
-            code, history = refine_code(
-                self._photometric_objective(code, options), batch, code, options.photometric
-            )
+            if options.photometric.solver == "levenberg":
+                code, history = self._fit_photometric(batch, code, options)
+            else:
+                code, history = refine_code(
+                    self._photometric_objective(code, options), batch, code, options.photometric
+                )
             seconds["photometric"] = time.perf_counter() - started
         diverged = ~torch.isfinite(code.flatten()).all(-1)
         if diverged.any():
@@ -461,6 +467,31 @@ class MoFA(FaceTask):
                 *(torch.where(diverged[:, None], old, new) for old, new in zip(start, code, strict=True))
             )
         return Fitted(code, history, seconds, diverged)
+
+    def _fit_photometric(
+        self, batch: FaceBatch, code: FaceCode, options: RefineOptions
+    ) -> tuple[FaceCode, list[float]]:
+        """The photometric stage by Levenberg-Marquardt (:mod:`facegen.fitting.photometric_fit`); returns the code
+        and the objective (batch mean) before each iteration."""
+        check_solver(options, self.hparams.photometric)
+        stage = options.photometric
+        with torch.inference_mode(False), torch.no_grad(), float32(code.rotation.device):
+            code, image, mask, landmarks = clone_out_of_inference(
+                (code, batch.image, batch.mask, batch.landmarks)
+            )
+            targets = PhotometricTargets(
+                image.float(), mask.float(), landmarks.float(), self.point_weights(batch)
+            )
+            fitted, cost = fit_photometric(
+                self.decoder,
+                code,
+                stage.parts,
+                targets,
+                self.region,
+                self.refinement_weights(options),
+                stage.steps,
+            )
+        return fitted, cost[:-1].mean(-1).tolist()
 
     def _photometric_objective(self, code: FaceCode, options: RefineOptions):
         """The photometric stage's objective ``(batch, code) -> scalar`` (its loss weights). When the stage moves

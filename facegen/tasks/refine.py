@@ -1,35 +1,44 @@
 """The fitting schedule after the encoder (:class:`RefineOptions`) and its photometric stage: analysis-by-synthesis
-on MoFA's own losses, optimising chosen parts of a code per face with Adam. The landmark stages are in
-:mod:`facegen.fitting`."""
+on MoFA's own losses, optimising chosen parts of a code per face with Adam or Levenberg-Marquardt
+(:mod:`facegen.fitting.photometric_fit`). The landmark stages are in :mod:`facegen.fitting`."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from facegen.data.batch import FaceBatch
 from facegen.decoder.code import PARTS, FaceCode
-from facegen.errors import ConfigError
+from facegen.errors import ConfigError, check_choice
 from facegen.fitting import LandmarkStage, PoseStage
 from facegen.losses.weights import LossWeights
+
+#: How the photometric stage descends (see :class:`PhotometricStage`).
+Solver = Literal["adam", "levenberg"]
 
 
 @dataclass
 class PhotometricStage:
-    """Stage 3: ``steps`` of Adam at ``lr`` on the code ``parts`` (the others stay) against MoFA's whole
-    objective (photometric + landmarks + priors) with loss ``weights`` (default: the model's training
-    weights); each step is one decode, render and loss evaluation of the batch. Weaker priors and a stronger
+    """Stage 3: the code ``parts`` (the others stay) fitted to MoFA's whole objective (photometric + landmarks +
+    priors) with loss ``weights`` (default: the model's training weights). Weaker priors and a stronger
     landmark term than in training suit fitting: the landmark stages have placed the face, so the data can
-    decide the fine shape."""
+    decide the fine shape.
+
+    ``solver``: ``adam``, ``steps`` of Adam at ``lr``, each one decode, render and loss evaluation of the batch
+    (any photometric mode and norm); ``levenberg``, ``steps`` iterations of Levenberg-Marquardt on the same
+    objective as least squares (:mod:`facegen.fitting.photometric_fit`: the ``points`` photometric term with
+    the squared colour distance averaged per face; ``lr`` is not used), which reaches in 2-3 iterations what
+    Adam does not in hundreds of steps when shape and expression move."""
 
     steps: int = 0
     lr: float = 0.02
     parts: tuple[str, ...] = PARTS
     weights: LossWeights | None = None
+    solver: Solver = "adam"
 
     def __post_init__(self) -> None:
         unknown = set(self.parts) - set(PARTS)
@@ -38,6 +47,7 @@ class PhotometricStage:
                 f"refine.photometric: steps must be >= 0, lr > 0 and parts among {PARTS}; got "
                 f"steps={self.steps}, lr={self.lr}, unknown parts {sorted(unknown)}"
             )
+        check_choice("refine.photometric.solver", self.solver, Solver)
 
 
 @dataclass
@@ -54,6 +64,16 @@ class RefineOptions:
     @property
     def active(self) -> bool:
         return self.pose.active or self.landmarks.active or self.photometric.steps > 0
+
+
+def check_solver(options: RefineOptions, photometric: str) -> None:
+    """Raise :class:`ConfigError` when ``options`` ask Levenberg-Marquardt of a model whose photometric term
+    (``model.photometric``) is not ``points``, the term it fits."""
+    if options.photometric.steps and options.photometric.solver == "levenberg" and photometric != "points":
+        raise ConfigError(
+            "model.refine.photometric.solver: levenberg fits the points photometric term; set "
+            f"model.photometric: points (got {photometric!r}) or solver: adam"
+        )
 
 
 class Fitted(NamedTuple):
