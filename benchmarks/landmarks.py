@@ -3,7 +3,7 @@
 annotation's box (as AFLW2000-3D reports it), seconds per photo; one JSON line per photo and backend, then a mean
 per backend. Backends that cannot start (not installed, no weights) are reported as skipped. Example:
 
-    python benchmarks/landmarks.py                     # litert, mediapipe and face-alignment
+    python benchmarks/landmarks.py                     # dlib, litert, mediapipe and face-alignment
     python benchmarks/landmarks.py --backends litert
 """
 
@@ -35,7 +35,7 @@ def annotated_photos() -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["litert", "mediapipe", "face-alignment"])
+    parser.add_argument("--backends", nargs="+", default=["dlib", "litert", "mediapipe", "face-alignment"])
     args = parser.parse_args()
     photos = annotated_photos()
     for backend in args.backends:

@@ -1,0 +1,117 @@
+"""The ``dlib`` landmark backend: faces found by the ``litert`` backend (MediaPipe's full-range detector and face
+mesh on LiteRT: profiles, small faces in group photos), their 68 points placed by dlib's shape predictor
+(``shape_predictor_68_face_landmarks.dat`` from the ``face_recognition_models`` package), which was trained on
+iBUG 300-W and so follows the annotation convention of 68-point benchmarks, jaw contour included. The mesh's
+dense points stay with each face.
+
+The predictor starts from a face box as dlib's frontal HOG detector draws it (the boxes it was trained with): the
+detector runs on the region around each mesh, enlarged so the face is about :data:`FACE_PIXELS` wide, and its box
+is taken when it overlaps the box the mesh's 68 points give (intersection over union above :data:`MATCH_IOU`);
+otherwise (turned or partly hidden faces the HOG detector misses) that mesh box is used. The mesh box is the
+68 points' bounding box moved and scaled by :data:`BOX_FROM_POINTS`, measured on the 43 faces of dlib's example
+annotations (``photos/pseudo/*.xml`` in the shared assets: boxes from dlib's detector, points from this
+predictor): centre offset (-0.018, -0.075) and size 1.093 x 1.094 in units of the square root of the points'
+box area.
+
+The trained model's licence follows its training data: iBUG 300-W excludes commercial use (dlib's model notes);
+the ``face_recognition_models`` package ships it as is.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facegen.data.litert_face import LiteRTFaceMesh
+
+#: The predictor's file inside the ``face_recognition_models`` package.
+MODEL = "models/shape_predictor_68_face_landmarks.dat"
+#: Mesh box from the 68 points' box (see the module docstring): centre offset x, y and width, height, in units
+#: of sqrt(width x height) of the points' box.
+BOX_FROM_POINTS = (-0.018, -0.075, 1.093, 1.094)
+#: A HOG box is the face's when its IoU with the mesh box is above this.
+MATCH_IOU = 0.3
+#: Face width (pixels) at which the HOG detector runs (it finds faces from 80 pixels).
+FACE_PIXELS = 160.0
+
+
+class ModelMissing(RuntimeError):
+    """dlib or the predictor's package is not installed."""
+
+
+def predictor_path() -> Path:
+    """The 68-point predictor of the installed ``face_recognition_models`` (located without importing the
+    package, whose ``__init__`` needs ``pkg_resources``)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissing("the package face_recognition_models is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL
+    if not path.is_file():
+        raise ModelMissing(f"{path} is missing from face_recognition_models")
+    return path
+
+
+def mesh_box(points: np.ndarray) -> np.ndarray:
+    """(x0, y0, x1, y1) the box dlib's detector would draw around a face with 68 points ``points`` (68, 2)."""
+    low, high = points.min(0), points.max(0)
+    size = float(np.sqrt(np.prod(np.maximum(high - low, 1e-6))))
+    dx, dy, width, height = BOX_FROM_POINTS
+    cx, cy = (low + high) / 2 + np.array([dx, dy]) * size
+    return np.array(
+        [cx - width * size / 2, cy - height * size / 2, cx + width * size / 2, cy + height * size / 2]
+    )
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
+    union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class DlibLandmarks:
+    """Faces of ``mesh`` (a :class:`~facegen.data.litert_face.LiteRTFaceMesh`) with dlib's 68 points (see the
+    module docstring)."""
+
+    name = "dlib"
+
+    def __init__(self, mesh: LiteRTFaceMesh, model: Path) -> None:
+        import dlib
+
+        self._dlib, self.mesh = dlib, mesh
+        self._hog = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(model))
+
+    def start_box(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The predictor's starting box (x0, y0, x1, y1) for the face with mesh points ``points`` (68, 2)."""
+        guess = mesh_box(points)
+        side = guess[2:] - guess[:2]
+        height, width = image.shape[:2]
+        x0, y0 = np.maximum(np.floor(guess[:2] - side), 0).astype(int)
+        x1, y1 = np.minimum(np.ceil(guess[2:] + side), [width, height]).astype(int)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return guess
+        scale = FACE_PIXELS / max(float(side.mean()), 1.0)
+        region = cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+        found = [
+            np.array([r.left(), r.top(), r.right(), r.bottom()]) / scale + [x0, y0, x0, y0]
+            for r in self._hog(np.ascontiguousarray(region), 0)
+        ]
+        best = max(found, key=lambda box: box_iou(box, guess), default=None)
+        return best if best is not None and box_iou(best, guess) > MATCH_IOU else guess
+
+    def detect(self, image: np.ndarray):
+        """:class:`~facegen.data.detectors.DetectedFace` per face the mesh finds, with dlib's 68 points."""
+        from facegen.data.detectors import DetectedFace
+
+        image = np.ascontiguousarray(image)
+        faces = []
+        for face in self.mesh.detect(image):
+            box = np.round(self.start_box(image, face.landmarks)).astype(int)
+            shape = self._predictor(image, self._dlib.rectangle(*(int(v) for v in box)))
+            points = np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+            faces.append(DetectedFace(points, face.bbox, face.score, self.name, dense=face.dense))
+        return faces

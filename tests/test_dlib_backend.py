@@ -1,0 +1,111 @@
+"""The ``dlib`` landmark backend: its start box against dlib's own example boxes, the HOG box chosen only where it
+is the face's, the missing-package error, and the 68 points on the shared annotated photos (when the litert
+models are in the cache: facegen downloads them on first use, tests do not)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from facegen.data import dlib_landmarks as dl
+from facegen.data import litert_face as lite
+from facegen.data.detectors import DetectorUnavailable, build_detector
+from facegen.data.landmarks import read_pts
+from facegen.data.photos import read_photo
+from facegen.morphable.download import cache_folder
+
+needs_dlib = pytest.mark.skipif(
+    importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
+    reason='dlib is optional: pip install "facegen[dlib]"',
+)
+needs_models = pytest.mark.skipif(
+    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
+    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
+)
+
+
+def test_the_start_box_is_the_box_dlibs_detector_drew_on_its_example_faces(assets):
+    """dlib's example annotations: boxes from its detector, points from its predictor (the calibration's source)."""
+    overlaps = []
+    for xml in sorted((assets / "photos" / "pseudo").glob("*.xml")):
+        for box in ET.parse(xml).iter("box"):
+            points = np.array([[float(p.get("x")), float(p.get("y"))] for p in box.iter("part")])
+            left, top, width, height = (float(box.get(k)) for k in ("left", "top", "width", "height"))
+            overlaps.append(
+                dl.box_iou(dl.mesh_box(points), np.array([left, top, left + width, top + height]))
+            )
+    assert len(overlaps) == 43 and np.mean(overlaps) > 0.75 and min(overlaps) > 0.55, (
+        overlaps
+    )  # measured: 0.78, 0.64
+
+
+def test_box_overlap():
+    a = np.array([0.0, 0.0, 10.0, 10.0])
+    assert dl.box_iou(a, a) == pytest.approx(1.0)
+    assert dl.box_iou(a, a + [5, 0, 5, 0]) == pytest.approx(50 / 150)
+    assert dl.box_iou(a, a + 20) == 0.0
+
+
+@needs_dlib
+def test_without_a_face_the_predictor_starts_from_the_mesh_box():
+    backend = dl.DlibLandmarks(None, dl.predictor_path())  # start_box does not use the mesh
+    points = np.array([[40.0, 40.0], [90.0, 40.0], [65.0, 100.0]]).repeat(23, 0)[:68]
+    blank = np.full((160, 160, 3), 128, np.uint8)
+    np.testing.assert_allclose(backend.start_box(blank, points), dl.mesh_box(points))
+
+
+@needs_dlib
+def test_the_hog_box_is_taken_where_it_is_the_faces(assets):
+    backend = dl.DlibLandmarks(None, dl.predictor_path())
+    folder = assets / "photos" / "annotated"
+    truth = read_pts(folder / "image_0010.pts")
+    photo = read_photo(str(folder / "image_0010.png"))
+    start = backend.start_box(photo, truth)
+    guess = dl.mesh_box(truth)
+    assert not np.allclose(start, guess) and dl.box_iou(start, guess) > dl.MATCH_IOU
+
+
+def test_a_missing_package_is_one_line(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "face_recognition_models" else real(name, *a),
+    )
+    with pytest.raises(
+        DetectorUnavailable, match=r'--detector dlib: .*pip install "facegen\[dlib,litert\]"'
+    ) as error:
+        build_detector("dlib")
+    assert "\n" not in str(error.value)
+
+
+@needs_dlib
+@needs_models
+def test_the_backend_places_the_annotated_68_points_closer_than_litert(assets):
+    errors: dict[str, list[float]] = {"dlib": [], "litert": []}
+    for name in errors:
+        detector = build_detector(name)
+        for pts in sorted((assets / "photos" / "annotated").glob("*.pts")):
+            photo = next(p for p in pts.parent.glob(f"{pts.stem}.*") if p.suffix != ".pts")
+            truth = read_pts(pts)
+            (face,) = [
+                f
+                for f in detector.detect(read_photo(str(photo)))
+                if f.bbox[0] < truth[:, 0].mean() < f.bbox[2]
+            ]
+            assert face.dense is not None and face.dense.shape == (
+                468,
+                2,
+            )  # the mesh's dense points ride along
+            width, height = np.ptp(truth, axis=0)
+            errors[name].append(
+                np.linalg.norm(face.landmarks - truth, axis=1).mean() / math.sqrt(width * height)
+            )
+    # measured: dlib 2.46 %, litert 3.84 % on average
+    assert np.mean(errors["dlib"]) < 0.03 and np.mean(errors["dlib"]) < np.mean(errors["litert"]) - 0.008, (
+        errors
+    )
