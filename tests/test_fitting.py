@@ -22,7 +22,12 @@ from facegen.fitting import (
     levenberg_marquardt,
 )
 from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, estimated_priors, root_weights
-from facegen.fitting.photometric_fit import PhotometricProblem, PhotometricTargets, fit_photometric
+from facegen.fitting.photometric_fit import (
+    PhotometricProblem,
+    PhotometricSetup,
+    PhotometricTargets,
+    fit_photometric,
+)
 from facegen.losses import landmark_error
 from facegen.losses.weights import LossWeights
 from facegen.tasks import MoFA, RefineOptions
@@ -256,7 +261,9 @@ def test_estimated_priors_follow_the_landmark_noise(model):
 def photometric_problem(model: MoFA, code, truth, parts=PARTS):
     """The photometric problem of the faces rendered from ``truth``, fitted from ``code``."""
     targets = PhotometricTargets(*problem_targets(model, truth))
-    return PhotometricProblem(model.decoder, code, parts, targets, model.region, LossWeights(shape=1e-4))
+    return PhotometricProblem(
+        PhotometricSetup(model.decoder, parts, model.region, LossWeights(shape=1e-4)), code, targets
+    )
 
 
 def test_photometric_jacobian_equals_forward_mode_autodiff(model):
@@ -282,15 +289,9 @@ def test_photometric_levenberg_lowers_the_objective_and_moves_only_its_parts(mod
     with torch.no_grad():
         start = truth._replace(shape=truth.shape * 0.5, light=truth.light * 0.8, albedo=truth.albedo * 0.0)
         targets = PhotometricTargets(*problem_targets(model, truth))
-        fitted, cost = fit_photometric(
-            model.decoder,
-            start,
-            ("shape", "albedo", "light"),
-            targets,
-            model.region,
-            LossWeights(shape=1e-4),
-            3,
-        )
+        parts = ("shape", "albedo", "light")
+        setup = PhotometricSetup(model.decoder, parts, model.region, LossWeights(shape=1e-4))
+        fitted, cost = fit_photometric(setup, start, targets, 3)
     assert cost.shape == (4, 4)
     assert (cost[1:] <= cost[:-1]).all() and (cost[-1] < 0.5 * cost[0]).all(), cost
     assert torch.equal(fitted.expression, start.expression) and torch.equal(fitted.rotation, start.rotation)
@@ -340,8 +341,7 @@ def test_a_group_without_photometric_points_fits_its_landmarks_alone(model):
     empty = PhotometricTargets(image, torch.zeros_like(image[:, :1]), landmarks, weights)
     start = truth._replace(translation=truth.translation + 0.05)
     with torch.no_grad():
-        fitted, cost = fit_photometric(
-            model.decoder, start, PARTS, empty, model.region, LossWeights(landmark=1.0), 2
-        )
+        setup = PhotometricSetup(model.decoder, PARTS, model.region, LossWeights(landmark=1.0))
+        fitted, cost = fit_photometric(setup, start, empty, 2)
     assert torch.isfinite(cost).all() and (cost[-1] < cost[0]).all()
     assert torch.isfinite(fitted.flatten()).all()

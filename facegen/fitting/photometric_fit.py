@@ -75,28 +75,24 @@ class PhotometricTargets(NamedTuple):
         return PhotometricTargets(*(part[faces] for part in self))
 
 
+class PhotometricSetup(NamedTuple):
+    """What a photometric fit is: the face ``decoder`` (model, camera, albedo), the code parts that move
+    (``moving``, a subset of :data:`~facegen.decoder.code.PARTS`; the others stay), the ``region`` (V,) bool of
+    vertices the photometric term sees, and the stage's loss ``weights``."""
+
+    decoder: FaceDecoder
+    moving: Sequence[str]
+    region: Tensor
+    weights: LossWeights
+
+
 class PhotometricProblem:
-    """Residuals and Jacobians of the photometric objective (module docstring) for the code parts ``moving``.
+    """Residuals and Jacobians of the photometric objective (module docstring) of ``setup`` for the faces
+    ``targets`` from the starting ``code``. Parameters per face: the moving parts' entries, in
+    :data:`~facegen.decoder.code.PARTS` order."""
 
-    Args:
-        decoder: the face decoder (model, camera, albedo).
-        code: the starting code; the parts not in ``moving`` stay as they are.
-        moving: the parts that move, a subset of :data:`~facegen.decoder.code.PARTS`.
-        targets: the images, masks and landmarks.
-        region: (V,) bool, the vertices the photometric term sees.
-        weights: the stage's loss weights.
-    Parameters per face: the moving parts' entries, in :data:`~facegen.decoder.code.PARTS` order.
-    """
-
-    def __init__(
-        self,
-        decoder: FaceDecoder,
-        code: FaceCode,
-        moving: Sequence[str],
-        targets: PhotometricTargets,
-        region: Tensor,
-        weights: LossWeights,
-    ) -> None:
+    def __init__(self, setup: PhotometricSetup, code: FaceCode, targets: PhotometricTargets) -> None:
+        decoder, moving, region, weights = setup
         image, mask, landmarks, landmark_weights = targets
         self.decoder, self.code, self.weights = decoder, code, weights
         self.moving = [part for part in PARTS if part in moving and getattr(code, part).shape[1]]
@@ -406,22 +402,16 @@ class LocalDerivatives(NamedTuple):
 
 
 def fit_photometric(
-    decoder: FaceDecoder,
-    code: FaceCode,
-    moving: Sequence[str],
-    targets: PhotometricTargets,
-    region: Tensor,
-    weights: LossWeights,
-    iterations: int,
+    setup: PhotometricSetup, code: FaceCode, targets: PhotometricTargets, iterations: int
 ) -> tuple[FaceCode, Tensor]:
     """``iterations`` of Levenberg-Marquardt on the :class:`PhotometricProblem` of each group of :data:`GROUP`
-    faces (the faces are independent; a larger group only adds memory traffic). Returns the fitted code and the
-    cost (iterations + 1, B) before each iteration and at the end."""
+    faces from ``code`` (the faces are independent; a larger group only adds memory traffic). Returns the fitted
+    code and the cost (iterations + 1, B) before each iteration and at the end."""
     codes, costs = [], []
     for start in range(0, code.batch_size, GROUP):
         faces = slice(start, start + GROUP)
         group = FaceCode(*(part[faces] for part in code))
-        problem = PhotometricProblem(decoder, group, moving, targets.take(faces), region, weights)
+        problem = PhotometricProblem(setup, group, targets.take(faces))
         result = levenberg_marquardt(problem, problem.params(), iterations)
         codes.append(problem.code_of(result.params))
         costs.append(result.cost)

@@ -22,7 +22,7 @@ from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks, fit_pose
-from facegen.fitting.photometric_fit import PhotometricTargets, fit_photometric
+from facegen.fitting.photometric_fit import PhotometricSetup, PhotometricTargets, fit_photometric
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -482,15 +482,8 @@ class MoFA(FaceTask):
             targets = PhotometricTargets(
                 image.float(), mask.float(), landmarks.float(), self.point_weights(batch)
             )
-            fitted, cost = fit_photometric(
-                self.decoder,
-                code,
-                stage.parts,
-                targets,
-                self.region,
-                self.refinement_weights(options),
-                stage.steps,
-            )
+            setup = PhotometricSetup(self.decoder, stage.parts, self.region, self.refinement_weights(options))
+            fitted, cost = fit_photometric(setup, code, targets, stage.steps)
         return fitted, cost[:-1].mean(-1).tolist()
 
     def _photometric_objective(self, code: FaceCode, options: RefineOptions):
