@@ -10,9 +10,9 @@ The residuals of a face are, with w the stage's loss weights:
 - priors: ``sqrt(w.shape) alpha``, ``sqrt(w.expression) beta``, ``sqrt(w.albedo) gamma`` and the light's
   spread over the RGB channels, ``sqrt(w.light / 3) (l_c - mean_c l)``.
 
-Jacobians: shape and expression columns in closed form (:meth:`PhotometricProblem._vertex_columns`), albedo and
-light columns in closed form (the colour is linear in each), pose columns by forward-mode differentiation
-(``torch.func.jvp``), the priors' constant. The image is linearised at the current projections with
+Jacobians, all in closed form: shape and expression through the vertex normals and projections
+(:meth:`PhotometricProblem._vertex_columns`), pose through the rotation's derivative and the translation unit,
+albedo and light as the colour's linear factors, the priors' constant. The image is linearised at the current projections with
 central-difference gradients (the bilinear lookup has no forward derivative): the value is the exact bilinear
 sample, the derivative that of the image's smooth gradient. The valid vertices are chosen once, at the start, so
 every step compares costs over the same points.
@@ -33,7 +33,7 @@ from facegen.fitting.levenberg import levenberg_marquardt
 from facegen.geometry.camera import project_points, transform_points
 from facegen.geometry.normals import vertex_normals
 from facegen.geometry.rotations import euler_to_matrix
-from facegen.geometry.sh import sh_shading
+from facegen.geometry.sh import sh_basis, sh_shading
 from facegen.losses.weights import LossWeights
 from facegen.render.points import sample_image_at_points, visible_points
 
@@ -376,11 +376,12 @@ class PhotometricProblem:
             )(torch.eye(code.albedo.shape[1]).to(light))[:, :, self.kept]  # (Ka, B, N, 3)
             column = derivative * sh_shading(local.seen, light) * self.photo_root
             out[:, :rows, self.columns("albedo")] = column.flatten(2).permute(1, 2, 0)
-        if "light" in self.sizes:
-            units = torch.eye(light.shape[1]).to(light)
-            kept = albedo[:, self.kept]
-            column = torch.stack([kept * sh_shading(local.seen, unit.expand_as(light)) for unit in units])
-            out[:, :rows, self.columns("light")] = (column * self.photo_root).flatten(2).permute(1, 2, 0)
+        if "light" in self.sizes:  # colour c = albedo c x (basis . light's 9 coefficients of channel c)
+            channels = torch.eye(3).to(light)
+            column = torch.einsum("bnc,cd,bnj->bncdj", albedo[:, self.kept], channels, sh_basis(local.seen))
+            out[:, :rows, self.columns("light")] = (column.flatten(3) * self.photo_root[..., None]).flatten(
+                1, 2
+            )
 
 
 class LocalDerivatives(NamedTuple):
