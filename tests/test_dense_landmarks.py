@@ -211,7 +211,9 @@ def test_dense_landmarks_pin_the_shape_better_than_the_68():
         truth = dense_model(shape=true.shape, expression=true.expression).vertices
         errors[name] = float(vertex_error(vertices, truth, scale=True).mean())
     assert errors["dense"] < 0.8 * errors["sparse"]
-    assert errors["missing"] == pytest.approx(errors["sparse"], rel=1e-4)
+    assert (
+        errors["missing"] == errors["sparse"]
+    )  # no dense point given: the sparse fit itself, not a near one
 
 
 def test_a_schedule_with_dense_landmarks_needs_a_model_that_has_them():

@@ -1,6 +1,6 @@
 """The ``dlib`` landmark backend: its start box against dlib's own example boxes, the HOG box chosen only where it
 is the face's, the missing-package error, and the 68 points on the shared annotated photos (when the litert
-models are in the cache: facegen downloads them on first use, tests do not)."""
+models are in the cache: ``make test`` fetches them, CI fails without them)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 
 from facegen.data import dlib_landmarks as dl
-from facegen.data import litert_face as lite
 from facegen.data.detectors import DetectorUnavailable, build_detector
 from facegen.data.landmarks import read_pts
 from facegen.data.photos import read_photo
-from facegen.morphable.download import cache_folder
+from tests.conftest import skip_unless_ci
 
-needs_dlib = pytest.mark.skipif(
-    importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None,
-    reason='dlib is optional: pip install "facegen[dlib]"',
-)
-needs_models = pytest.mark.skipif(
-    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
-    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
-)
+
+@pytest.fixture(scope="module")
+def dlib_installed() -> None:
+    """dlib and its predictor's package (both in the ``dev`` extra, so CI has them)."""
+    if (
+        importlib.util.find_spec("dlib") is None
+        or importlib.util.find_spec("face_recognition_models") is None
+    ):
+        skip_unless_ci('dlib is optional: pip install "facegen[dlib]"')
 
 
 def test_the_start_box_is_the_box_dlibs_detector_drew_on_its_example_faces(assets):
@@ -50,7 +50,7 @@ def test_box_overlap():
     assert dl.box_iou(a, a + 20) == 0.0
 
 
-@needs_dlib
+@pytest.mark.usefixtures("dlib_installed")
 def test_without_a_face_the_predictor_starts_from_the_mesh_box():
     backend = dl.DlibLandmarks(None, dl.predictor_path())  # start_box does not use the mesh
     points = np.array([[40.0, 40.0], [90.0, 40.0], [65.0, 100.0]]).repeat(23, 0)[:68]
@@ -58,7 +58,7 @@ def test_without_a_face_the_predictor_starts_from_the_mesh_box():
     np.testing.assert_allclose(backend.start_box(blank, points), dl.mesh_box(points))
 
 
-@needs_dlib
+@pytest.mark.usefixtures("dlib_installed")
 def test_the_hog_box_is_taken_where_it_is_the_faces(assets):
     backend = dl.DlibLandmarks(None, dl.predictor_path())
     folder = assets / "photos" / "annotated"
@@ -83,8 +83,7 @@ def test_a_missing_package_is_one_line(monkeypatch):
     assert "\n" not in str(error.value)
 
 
-@needs_dlib
-@needs_models
+@pytest.mark.usefixtures("dlib_installed", "litert_models")
 def test_the_backend_places_the_annotated_68_points_closer_than_litert(assets):
     errors: dict[str, list[float]] = {"dlib": [], "litert": []}
     for name in errors:

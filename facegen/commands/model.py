@@ -140,7 +140,9 @@ def run(argv: list[str]) -> int:
         info = describe(model, path)
         print(json.dumps(info, indent=2)) if options.json else _print_info(info)
     else:
-        folder = fetch_ict(Path(options.cache) if options.cache else cache_folder(), options.out)
+        folder = fetch_ict(
+            Path(options.cache) if options.cache else cache_folder(), options.out, options.region
+        )
         model = convert("ict", folder, region=options.region)
         out = model.save(options.out)
         print(f"wrote {out} ({model})")

@@ -22,9 +22,9 @@ what was tried.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, get_args
 
 import cv2
@@ -36,6 +36,20 @@ from facegen.geometry.landmarks import ibug68_from_mediapipe
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
 Detector = Literal["face-alignment", "mediapipe", "litert", "dlib", "auto", "files"]
 DETECTORS = get_args(Detector)
+
+
+#: face-alignment's weight files (S3FD, 2D-FAN-4) -> the address face-alignment downloads them from.
+FACE_ALIGNMENT_WEIGHTS = {
+    "s3fd-619a316812.pth": "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+    "2DFAN4-11f355bf06.pth.tar": "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar",
+}
+
+
+def face_alignment_folder() -> Path:
+    """Where face-alignment looks for its weights: torch hub's ``checkpoints`` (``$TORCH_HOME/hub/...``)."""
+    from torch.hub import get_dir
+
+    return Path(get_dir()) / "checkpoints"
 
 
 class DetectorUnavailable(FacegenError, RuntimeError):
@@ -82,8 +96,6 @@ class FaceAlignmentDetector:
             raise DetectorUnavailable(
                 f"face-alignment is not installed ({error}): pip install face-alignment"
             ) from None
-        from torch.hub import get_dir
-
         try:
             self._model = face_alignment.FaceAlignment(
                 face_alignment.LandmarksType.TWO_D,
@@ -95,15 +107,10 @@ class FaceAlignmentDetector:
         except Exception as error:
             if isinstance(error, (KeyboardInterrupt, MemoryError)):
                 raise
-            folder = os.path.join(get_dir(), "checkpoints")
             raise DetectorUnavailable(
-                f"face-alignment could not load its weights ({type(error).__name__}: {error}).\n"
-                f"Place these files in {folder} (or set TORCH_HOME), then run again:\n"
-                "  s3fd-619a316812.pth      from https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth\n"
-                "  2DFAN4-11f355bf06.pth.tar from "
-                "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-11f355bf06.pth.tar\n"
-                f"or use {setting} litert (MediaPipe's models, fetched once from PyPI) or landmark files beside the photos "
-                f"({setting} files)."
+                f"face-alignment cannot load its weights ({type(error).__name__}): run `facegen fetch --detector "
+                f"face-alignment`, or offline put {' and '.join(FACE_ALIGNMENT_WEIGHTS)} into "
+                f"{face_alignment_folder()} (or set TORCH_HOME); or use {setting} litert or {setting} files"
             ) from None
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
@@ -318,9 +325,7 @@ class DetectorChain:
                 faces = detector.detect(image)
             except DetectorUnavailable as error:
                 self._unavailable[detector.name] = str(error)
-                warnings.warn(
-                    f"{detector.name} cannot start, trying the next detector: {error}", stacklevel=2
-                )
+                warnings.warn(f"{detector.name} cannot start, using the next detector: {error}", stacklevel=2)
                 reasons.append(f"{detector.name} unavailable")
                 continue
             if faces:
@@ -328,7 +333,11 @@ class DetectorChain:
                 return faces
             reasons.append(miss_reason(detector))
         if len(self._unavailable) == len(self.detectors):
-            raise DetectorUnavailable("no detector can start:\n" + "\n".join(self._unavailable.values()))
+            first = next(iter(self._unavailable.values()))
+            raise DetectorUnavailable(
+                f"no detector can start ({', '.join(self._unavailable)}); `facegen fetch --detector auto` shows each "
+                f"backend's state. First: {first}"
+            )
         self.miss = "; ".join(reasons)
         return []
 

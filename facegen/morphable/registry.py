@@ -49,7 +49,7 @@ def fetched_model(name: str, cache: Path | None = None) -> Path:
     cache = cache or cache_folder()
     path = cache / "models" / f"{name}.npz"
     if not path.is_file():
-        convert("ict", fetch_ict(cache, path), region=NAMED_MODELS[name]).save(path)
+        convert("ict", fetch_ict(cache, path, NAMED_MODELS[name]), region=NAMED_MODELS[name]).save(path)
     return path
 
 

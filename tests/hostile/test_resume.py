@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 import yaml
 from lightning.pytorch import Callback
 
@@ -33,6 +34,8 @@ class KillAtStep(Callback):
 
 def losses(folder, version: int) -> dict[int, float]:
     path = folder / "runs" / "mofa" / f"version_{version}" / "metrics.csv"
+    if not path.is_file():
+        return {}
     rows = list(csv.DictReader(path.open()))
     return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
 
@@ -57,6 +60,20 @@ def test_killed_run_resumes_with_last_in_the_same_folder_exactly(tmp_path, tiny_
     resumed = losses(tmp_path / "interrupted", 1)  # the restarted run logs into the next version
     # the newest state on disk is the last.ckpt of the validation at step 4 (the step-3 checkpoint is older)
     assert sorted(resumed) == [4, 5] and resumed == {step: full[step] for step in (4, 5)}
+
+
+def test_a_finished_run_resumed_with_last_ends_without_training(tmp_path, tiny_shards):
+    """What the Makefile's quickstarts rely on: ``--ckpt_path last`` resumes an interrupted dependency and
+    returns at once for a finished one."""
+    path = tiny_config(tmp_path, tiny_shards, max_steps=3)
+    spec = yaml.safe_load(path.read_text())
+    spec["trainer"]["callbacks"] = [CHECKPOINT]
+    path.write_text(yaml.safe_dump(spec))
+    main(["fit", "--config", str(path)])
+    (last,) = (tmp_path / "runs").rglob("last.ckpt")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    main(["fit", "--config", str(path), "--ckpt_path", "last"])
+    assert state["global_step"] == 3 and losses(tmp_path, 0) and not losses(tmp_path, 1)
 
 
 def test_last_without_any_checkpoint_is_a_one_line_error(tmp_path, tiny_shards, capsys):
