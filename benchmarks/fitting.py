@@ -44,9 +44,11 @@ from jsonargparse import ArgumentParser
 from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
 from facegen.data import FaceDataModule
 from facegen.data.photos import PhotoInput
+from facegen.data.wild_set import AnnotatedFace, read_wild
 from facegen.decoder.code import FaceCode
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
+from facegen.evaluation.wild import nme_io, overlap, summarise
 from facegen.fitting import LandmarkModel
 from facegen.tasks import MoFA, RefineOptions
 
@@ -72,45 +74,60 @@ def build_model(args, config: dict) -> MoFA:
     return MoFA(**init, refine=schedule(config)).eval()
 
 
-def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files"):
+def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files", truth=None):
     """Batches of the photos' faces: from their landmark files, or (``detector``) from that detector, each
-    detected face with the landmark file's matching face in crop pixels as ``meta["truth"]`` (faces without
-    one are left out)."""
+    detected face with its annotation (``truth``: photo file name -> annotated faces, default the landmark files
+    beside the photos) in crop pixels as ``meta["truth"]`` and its yaw as ``meta["truth_yaw"]`` (faces without
+    one are left out; each annotation is matched once)."""
     module = FaceDataModule(
         predict_dir=photos, predict_detector=detector, batch_size=batch_size, num_workers=0
     )
     module.follow_task(model.input_spec)
     module.setup("predict")
-    truth: dict[str, list[np.ndarray]] = {}
     if detector != "files":
         stream = module.streams["predict"]
         stream.photos.use_landmark_files = False  # the files are the ground truth, not the input
-        truth = {
-            p.name: p.known_landmarks for p in PhotoInput(photos).iter_photos() if not isinstance(p, tuple)
-        }
+        if truth is None:
+            truth = {
+                p.name: [
+                    AnnotatedFace(f"{p.name}#{k}", Path(p.name), points, float("nan"))
+                    for k, points in enumerate(p.known_landmarks)
+                ]
+                for p in PhotoInput(photos).iter_photos()
+                if not isinstance(p, tuple)
+            }
+    used: set[str] = set()
     for raw in module.predict_dataloader():
         batch = module.on_after_batch_transfer(raw, 0)
         if detector != "files":
             keep = []
             for i, meta in enumerate(batch.meta):
-                matched = matching_truth(truth.get(meta["source"], []), meta)
-                if matched is not None:
-                    meta["truth"] = matched
+                candidates = [f for f in truth.get(meta["source"], []) if f.key not in used]
+                scored = [(overlap(meta["bbox"], f.points), k) for k, f in enumerate(candidates)]
+                scored = [(score, k) for score, k in scored if score is not None]
+                if scored:
+                    face = candidates[max(scored)[1]]
+                    transform = np.asarray(meta["transform"])
+                    points = face.points @ transform[:, :2].T + transform[:, 2]
+                    meta["truth"], meta["truth_yaw"] = points.astype(np.float32), face.yaw
+                    used.add(face.key)
                     keep.append(i)
             batch = batch.take(keep)
         if len(batch):
             yield batch
 
 
-def matching_truth(faces: list[np.ndarray], meta: dict) -> np.ndarray | None:
-    """The annotated face (68, 2) photo pixels whose centre lies in the detected box, in crop pixels."""
-    x0, y0, x1, y1 = meta["bbox"]
-    for points in faces:
-        cx, cy = points.mean(0)
-        if x0 <= cx <= x1 and y0 <= cy <= y1:
-            transform = np.asarray(meta["transform"])
-            return (points @ transform[:, :2].T + transform[:, 2]).astype(np.float32)
-    return None
+def wild_photos(root: Path, folder: Path) -> dict[str, list[AnnotatedFace]]:
+    """The wild set's photos linked into ``folder`` without their ``.pts`` (one unique name per photo), and
+    its annotated faces by linked name."""
+    truth: dict[str, list[AnnotatedFace]] = {}
+    for face in read_wild(root):
+        name = str(face.photo.relative_to(root)).replace("/", "_")
+        target = folder / name
+        if not target.exists():
+            target.symlink_to(face.photo.resolve())
+        truth.setdefault(name, []).append(face)
+    return truth
 
 
 def stages(model: MoFA, batch, options: RefineOptions):
@@ -159,9 +176,19 @@ def exact_dense(model: MoFA, params: dict[str, torch.Tensor]) -> torch.Tensor:
     return points[..., :2] / points[..., 2:] * decoder.intrinsics.diagonal()[:2] + decoder.intrinsics[:2, 2]
 
 
-def measure(model: MoFA, source: str, found_batches, options: RefineOptions, truth=None, noise: float = 0.0):
+def measure(
+    model: MoFA,
+    source: str,
+    found_batches,
+    options: RefineOptions,
+    truth=None,
+    noise: float = 0.0,
+    annotated: int | None = None,
+):
     """Fit every batch of ``found_batches`` stage by stage and print the rows; ``truth(batch, i, vertices)``
-    scores face i's fitted vertices against its ground truth; ``noise``: landmark noise in pixels at 224²."""
+    scores face i's fitted vertices against its ground truth; ``noise``: landmark noise in pixels at 224²;
+    ``annotated``: the annotated faces of the source, for per-yaw-bin summaries (:mod:`facegen.evaluation.wild`)
+    of the fitted 68 points in both conventions and of the detector's own, with the faces not found."""
     rows: dict[str, list[dict]] = {}
     seconds = dict.fromkeys(STAGES, 0.0)
     generator = torch.Generator().manual_seed(0)
@@ -196,8 +223,15 @@ def measure(model: MoFA, source: str, found_batches, options: RefineOptions, tru
                     "stage": stage,
                     "nme": box_nme(decoded.landmarks[i].numpy(), observed),
                     "nme_silhouette": box_nme(silhouette[i].numpy(), observed),
+                    "nme_io": nme_io(decoded.landmarks[i].numpy(), observed),
+                    "nme_io_silhouette": nme_io(silhouette[i].numpy(), observed),
                     "yaw_deg": float(code.rotation[i, 1].rad2deg()),
                 }
+                if reference[i] is not None:
+                    row["yaw_annotated"] = batch.meta[i].get("truth_yaw", float("nan"))
+                    if stage == "start":  # the detector's own points, scored once
+                        row["nme_detector"] = box_nme(clean[i].numpy(), observed)
+                        row["nme_io_detector"] = nme_io(clean[i].numpy(), observed)
                 if truth is not None:
                     row.update(truth(batch, i, vertices[i]))
                 rows.setdefault(stage, []).append(row)
@@ -215,6 +249,20 @@ def measure(model: MoFA, source: str, found_batches, options: RefineOptions, tru
         }
         if truth is not None:
             summary["vertex_error_ratio"] = float(np.mean([r["vertex_error_ratio"] for r in found]))
+        if annotated is not None:
+            for convention, suffix in (("3d", ""), ("2d", "_silhouette")):
+                scored = [
+                    {"nme_box": r[f"nme{suffix}"], "nme_io": r[f"nme_io{suffix}"], "yaw": r["yaw_annotated"]}
+                    for r in found
+                ]
+                summary[f"bins_{convention}"] = summarise(scored, annotated)
+            if stage == "start":
+                scored = [
+                    {"nme_box": r["nme_detector"], "nme_io": r["nme_io_detector"], "yaw": r["yaw_annotated"]}
+                    for r in found
+                ]
+                summary["bins_detector"] = summarise(scored, annotated)
+            summary["seconds_per_face"] = round(seconds[stage] / max(len(found), 1), 4)
         print(json.dumps(summary), flush=True)
 
 
@@ -286,6 +334,13 @@ def main(argv: list[str] | None = None) -> int:
         "--checkpoint", help="start from this MoFA checkpoint's encoder (default: the mean face)"
     )
     parser.add_argument("--photos", nargs="*", default=[], help="folders of photos with landmark files")
+    parser.add_argument(
+        "--wild",
+        type=Path,
+        default=None,
+        help="the wild development set (poses.csv; its .pts are the ground truth, never the input): needs "
+        "--detector",
+    )
     parser.add_argument("--synthetic", type=int, default=0, help="also fit this many synthetic faces")
     parser.add_argument("--shards", help="also fit synthetic shards (their ground truth scores the fit)")
     parser.add_argument("--shard_faces", type=int, default=64, help="faces taken from --shards")
@@ -310,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     options = model.refine
     for photos in args.photos:
         measure(model, Path(photos).name, batches(model, photos, args.batch_size, args.detector), options)
+    if args.wild:
+        if args.detector == "files":
+            raise SystemExit("--wild needs --detector (its annotations are the ground truth, not the input)")
+        with tempfile.TemporaryDirectory(prefix="wild-") as folder:
+            truth = wild_photos(args.wild, Path(folder))
+            found = batches(model, folder, args.batch_size, args.detector, truth)
+            annotated = sum(len(faces) for faces in truth.values())
+            measure(model, "wild", found, options, annotated=annotated)
     if args.synthetic:
         with tempfile.TemporaryDirectory(prefix="fitting-") as folder:
             truth = synthetic_truth(model, Path(folder), args.synthetic)

@@ -55,7 +55,9 @@ def test_without_a_face_the_predictor_starts_from_the_mesh_box():
     backend = dl.DlibLandmarks(None, dl.predictor_path())  # start_box does not use the mesh
     points = np.array([[40.0, 40.0], [90.0, 40.0], [65.0, 100.0]]).repeat(23, 0)[:68]
     blank = np.full((160, 160, 3), 128, np.uint8)
-    np.testing.assert_allclose(backend.start_box(blank, points), dl.mesh_box(points))
+    box, accepted = backend.start_box(blank, points)
+    np.testing.assert_allclose(box, dl.mesh_box(points))
+    assert not accepted
 
 
 @pytest.mark.usefixtures("dlib_installed")
@@ -64,9 +66,32 @@ def test_the_hog_box_is_taken_where_it_is_the_faces(assets):
     folder = assets / "photos" / "annotated"
     truth = read_pts(folder / "image_0010.pts")
     photo = read_photo(str(folder / "image_0010.png"))
-    start = backend.start_box(photo, truth)
+    start, accepted = backend.start_box(photo, truth)
     guess = dl.mesh_box(truth)
-    assert not np.allclose(start, guess) and dl.box_iou(start, guess) > dl.MATCH_IOU
+    assert accepted and not np.allclose(start, guess) and dl.box_iou(start, guess) > dl.MATCH_IOU
+
+
+def test_dlibs_points_are_kept_where_trusted_and_give_way_to_the_meshs_elsewhere():
+    """Without a HOG box, dlib's points are kept only while their inner points agree with the mesh's; the
+    confidence of a point falls with the two models' distance there."""
+    from facegen.data.detectors import DetectedFace
+
+    rng = np.random.default_rng(0)
+    mesh = rng.uniform(100, 200, (68, 2)).astype(np.float32)  # a face of size about 100
+    size = float(np.sqrt(np.prod(np.ptp(mesh, axis=0))))
+    face = DetectedFace(mesh, (100.0, 100.0, 200.0, 200.0), 0.9, "litert", dense=np.zeros((468, 2)))
+    close = mesh + np.float32(0.02 * size)  # 2 % of the face size off along x and y
+    far = mesh.copy()
+    far[17:] += np.float32(0.2 * size)
+    kept = dl.fused(close, face, accepted=False)
+    assert kept.detector == "dlib" and np.array_equal(kept.landmarks, close)
+    given_way = dl.fused(far, face, accepted=False)
+    assert given_way.detector == "litert" and np.array_equal(given_way.landmarks, mesh)
+    assert dl.fused(far, face, accepted=True).detector == "dlib"  # HOG's box: dlib is trusted
+    expected = 1 / (1 + (np.sqrt(2) * 0.02 / dl.AGREEMENT) ** 2)
+    np.testing.assert_allclose(kept.confidence, expected, rtol=1e-3)
+    assert given_way.confidence[:17].min() > 0.99 and given_way.confidence[17:].max() < 0.1
+    assert given_way.dense is face.dense and given_way.bbox == face.bbox
 
 
 def test_a_missing_package_is_one_line(monkeypatch):

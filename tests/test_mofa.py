@@ -204,6 +204,14 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
     validations = [r for r in rows if "val/refined_landmark_error_px" in r]
     assert len(validations) == 2  # encoder + refinement on the first validation batch, beside the encoder
     assert all(r["val/refined_landmark_error_px"] < r["val/landmark_error_px"] for r in validations)
+    # the README's quickstart numbers come from benchmarks/quickstart.py, which reads these rows
+    from benchmarks.quickstart import newest_metrics, quickstart_numbers
+
+    quoted = quickstart_numbers(newest_metrics(tmp_path / "runs" / "mofa"))
+    for which, row in (("first", validations[0]), ("last", validations[-1])):
+        assert quoted[which]["step"] == row["step"]
+        assert quoted[which]["fitted"]["landmark_error_px"] == round(row["val/refined_landmark_error_px"], 4)
+        assert quoted[which]["encoder"]["vertex_error_ratio"] == round(row["val/vertex_error_ratio"], 4)
     (images,) = tmp_path.glob("runs/mofa/version_*/images")
     assert len(list(images.glob("reconstruction-*.png"))) == 2
     assert list(tmp_path.rglob("last.ckpt"))

@@ -227,6 +227,11 @@ def test_predict_writes_loadable_meshes_textures_coefficients_and_overlays(tmp_p
             int
         )  # the nose tip: nearer than the face's mean
         assert depth[centre[1], centre[0]] > 0 and depth[depth > 0].mean() > depth[centre[1], centre[0]]
+        preview = np.asarray(Image.open(face / "depth_preview.png"))  # 8-bit: viewers show the shape
+        assert preview.dtype == np.uint8 and np.array_equal(preview > 0, depth > 0)
+        assert preview[depth > 0].max() == 255 and preview[depth > 0].min() == 55
+        assert preview[centre[1], centre[0]] > preview[depth > 0].mean()  # the nose tip is brighter
+        assert code["detector"] == "pts"  # which landmarks made this face
         normals = np.asarray(Image.open(face / "normals.png")).astype(float) / 255 * 2 - 1
         assert normals[centre[1], centre[0], 2] < -0.5  # facing the camera: -z in OpenCV axes
         assert np.all(normals[depth == 0] == -1)  # black where no face

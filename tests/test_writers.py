@@ -207,6 +207,41 @@ def test_the_overlay_blends_the_render_footprint_as_the_whole_photo_would(offset
     assert overlay is not photo and np.array_equal(photo, face.photo)  # the photo itself is left alone
 
 
+def test_the_overlay_and_the_texture_take_the_face_proper_only():
+    """Pixels of triangles outside the model's skin mask (ICT's neck plate) keep the photo; their texels are
+    filled as hidden ones."""
+    from facegen.export.face_files import ModelFiles, _overlay
+    from facegen.morphable.builtin import builtin_model
+
+    model = builtin_model()
+    files = ModelFiles.of(model, 64)
+    outside = ~files.face_triangles
+    assert 0 < outside.sum() < len(outside)  # the built-in model's skin mask leaves some triangles out
+    assert np.array_equal(files.face_triangles, model.mask("skin")[model.faces].all(1).numpy())
+    texels = files.photo_texels()
+    layout = files.layout.pix_to_face
+    assert texels.dtype == torch.bool and not texels[layout < 0].any()
+    assert np.array_equal(texels[layout >= 0].numpy(), files.face_triangles[layout[layout >= 0].numpy()])
+    # a crop half covered by a face-proper triangle, half by one outside it
+    inside_triangle, outside_triangle = int(np.flatnonzero(~outside)[0]), int(np.flatnonzero(outside)[0])
+    pix_to_face = torch.full((1, 8, 8), inside_triangle)
+    pix_to_face[..., 4:] = outside_triangle
+    crop = torch.zeros(1, 3, 8, 8)
+    points = torch.full((1, 68, 2), -1000.0)
+    face = SimpleNamespace(
+        render=torch.ones(1, 3, 8, 8),
+        render_mask=torch.ones(1, 1, 8, 8),
+        fragments=SimpleNamespace(pix_to_face=pix_to_face),
+        landmarks=points,
+        detected=points,
+        photo=None,
+        crop=crop,
+    )
+    overlay = _overlay(face, None, files.face_triangles)
+    assert (overlay[:, :4] == 153).all() and (overlay[:, 4:] == 0).all()  # 0.6 x white, the crop untouched
+    assert (_overlay(face, None)[:, 4:] == 153).all()  # without the mask: everything
+
+
 def test_recent_photos_decode_each_photo_once_for_all_its_faces_and_share_errors(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -7,9 +7,15 @@
 - ``albedo.obj`` + ``albedo.mtl`` + ``albedo.png``: the model's reflectance baked into the UV layout;
 - ``code.npz`` (every code part, intrinsics, landmarks) and ``code.json`` (readable: pose in degrees, translation,
   SH light, shape/expression, 68 landmarks in original-photo pixels);
-- ``overlay.jpg``: the render and the landmarks (detected green, fitted red) on the original photo;
+- ``overlay.jpg``: the render of the face proper and the landmarks (detected green, fitted red) on the original
+  photo;
 - ``depth.png`` and ``normals.png``: camera-frame depth (16-bit, 0.1 mm steps) and normals of the fit, per crop
-  pixel.
+  pixel, and ``depth_preview.png``, the depth as 8-bit grey (nearest white) for viewers.
+
+The overlay and the texture's photo colours cover only the face proper (the model's ``skin`` vertex mask where
+it has one: ICT-FaceKit's narrow face area, without its neck plate), so hands, collars and seats in front of the
+neck are neither painted over nor unwrapped into the texture; the rest of the texture is filled as hidden texels
+are.
 
 ``code.json`` also holds the 68 landmarks in 3D (camera frame and model space, model units).
 
@@ -52,8 +58,9 @@ TEXTURED_MESHES: dict[Output, str] = {"texture": "textured", "albedo": "albedo"}
 class ModelFiles:
     """What the files of every face need from the face model: triangles (F, 3), the UV layout (None without
     one), whether it is left-right symmetric, UV coordinates and triangles, expression names, the 68 landmark
-    vertex indices, millimetres per model unit, and the dense landmarks (scheme, corner vertices (N, 3) and
-    barycentric weights (N, 3); None without them)."""
+    vertex indices, millimetres per model unit, the dense landmarks (scheme, corner vertices (N, 3) and
+    barycentric weights (N, 3); None without them), and ``face_triangles`` (F,) bool, the triangles of the face
+    proper (all corners in the model's ``skin`` mask; None: every triangle)."""
 
     faces: np.ndarray
     layout: UVLayout | None
@@ -63,6 +70,14 @@ class ModelFiles:
     landmark_indices: np.ndarray
     mm_per_unit: float
     dense: tuple[str, np.ndarray, np.ndarray] | None = None
+    face_triangles: np.ndarray | None = None
+
+    def photo_texels(self) -> Tensor | None:
+        """(S, S) bool texels of the face proper's triangles (None: every texel may take photo colours)."""
+        if self.face_triangles is None or self.layout is None:
+            return None
+        triangles = torch.from_numpy(self.face_triangles)
+        return self.layout.mask & triangles[self.layout.pix_to_face.clamp(min=0).cpu()]
 
     def dense_points(self, vertices: np.ndarray) -> np.ndarray | None:
         """(N, 3) dense landmarks on a mesh's ``vertices`` (V, 3), or None without dense landmarks."""
@@ -93,6 +108,7 @@ class ModelFiles:
                 model.faces[model.dense_triangles].cpu().numpy(),
                 model.dense_barycentrics.cpu().double().numpy(),
             ),
+            model.mask("skin")[model.faces].all(1).cpu().numpy() if "skin" in model.mask_names else None,
         )
 
 
@@ -159,13 +175,13 @@ def write_face(
         write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
     to_photo = _to_photo(face.meta)
     if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
-        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs)
+        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs, model.photo_texels())
         meshes = {
             folder / f"{mesh}.obj": f"{name}.png" for name, mesh in TEXTURED_MESHES.items() if name in outputs
         }
         write_textured_objs(meshes, vertices, faces, uv[0], uv[1])
     if "overlay" in outputs:
-        write_jpeg_atomic(folder / "overlay.jpg", _overlay(face, to_photo))
+        write_jpeg_atomic(folder / "overlay.jpg", _overlay(face, to_photo, model.face_triangles))
     if "maps" in outputs:
         _write_maps(folder, face, faces, model.mm_per_unit)
     landmarks_crop = face.landmarks[0].cpu().numpy()
@@ -211,6 +227,7 @@ def _write_maps(folder: Path, face: FaceResult, faces: np.ndarray, mm_per_unit: 
     depth_mm = fragments.zbuf[0].cpu().reshape(-1)[pixels].double().numpy() * mm_per_unit * 10
     depth[pixels.numpy()] = np.clip(np.round(depth_mm), 1, 65535)
     write_png_atomic(folder / "depth.png", depth.reshape(height, width))
+    write_png_atomic(folder / "depth_preview.png", depth_preview(depth).reshape(height, width))
     corners = torch.from_numpy(faces)[packed % len(faces)]  # (N, 3) vertex indices
     bary = fragments.bary[0].cpu().reshape(-1, 3)[pixels]  # (N, 3)
     normal = torch.nn.functional.normalize(
@@ -221,6 +238,18 @@ def _write_maps(folder: Path, face: FaceResult, faces: np.ndarray, mm_per_unit: 
     write_png_atomic(folder / "normals.png", colour.reshape(height, width, 3))
 
 
+def depth_preview(depth: np.ndarray) -> np.ndarray:
+    """8-bit grey of a 16-bit depth map (0 = no face): the face's own depth range stretched over 255 (nearest)
+    to 55 (farthest), so a viewer shows the shape; 0 stays black."""
+    preview = np.zeros(depth.shape, np.uint8)
+    covered = depth > 0
+    if covered.any():
+        near, far = float(depth[covered].min()), float(depth[covered].max())
+        share = (far - depth[covered]) / max(far - near, 1.0)
+        preview[covered] = np.round(55 + 200 * share).astype(np.uint8)
+    return preview
+
+
 def _write_textures(
     folder: Path,
     face: FaceResult,
@@ -228,9 +257,11 @@ def _write_textures(
     symmetric: bool,
     to_photo: np.ndarray | None,
     outputs: Collection[Output],
+    photo_texels: Tensor | None = None,
 ) -> None:
     """texture.png (+ visibility.png) from the original photo when available (full resolution), else from the
-    crop; albedo.png from the reflectance; each when chosen in ``outputs``."""
+    crop, at ``photo_texels`` (S, S) bool only when given (the rest filled as hidden texels); albedo.png from the
+    reflectance; each when chosen in ``outputs``."""
     fallback, albedo = layout.bake(torch.cat([face.shaded, face.reflectance], -1)).split(3, 1)
     if "texture" not in outputs:
         write_png_atomic(folder / "albedo.png", to_uint8(dilate(albedo, layout)[0]))
@@ -243,6 +274,10 @@ def _write_textures(
     else:
         photo, matrix = face.crop, None
     unwrapped = unwrap_photo(layout, photo, face.vertices, face.normals, face.K, size, matrix, face.fragments)
+    if photo_texels is not None:
+        unwrapped = unwrapped._replace(
+            visibility=unwrapped.visibility * photo_texels.to(unwrapped.visibility)
+        )
     texture = fill_hidden(unwrapped, fallback, symmetric)
     if "albedo" in outputs:  # both grown in one pass
         albedo, texture = dilate(torch.cat([albedo, texture], 1), layout).split(3, 1)
@@ -286,12 +321,17 @@ def _shifted(to_photo: np.ndarray, x0: int, y0: int) -> np.ndarray:
     return to_photo - np.array([[0.0, 0.0, x0], [0.0, 0.0, y0]])
 
 
-def _overlay(face: FaceResult, to_photo: np.ndarray | None) -> np.ndarray:
-    """The render blended over the original photo (or the crop), with detected and fitted landmarks. On a photo
-    only the render's footprint is warped and blended (the rest is the photo as it is), so the cost follows the
-    face's size, not the photo's."""
+def _overlay(
+    face: FaceResult, to_photo: np.ndarray | None, face_triangles: np.ndarray | None = None
+) -> np.ndarray:
+    """The render blended over the original photo (or the crop), with detected and fitted landmarks; only the
+    pixels of ``face_triangles`` (F,) bool when given. On a photo only the render's footprint is warped and
+    blended (the rest is the photo as it is), so the cost follows the face's size, not the photo's."""
     render = to_uint8(face.render[0]).astype(np.float32)
     mask = face.render_mask[0, 0].cpu().numpy().astype(np.float32)
+    if face_triangles is not None:
+        triangle = face.fragments.pix_to_face[0].cpu().numpy()
+        mask = mask * ((triangle >= 0) & face_triangles[np.maximum(triangle, 0) % len(face_triangles)])
     landmarks, detected = face.landmarks[0].cpu().numpy(), face.detected[0].cpu().numpy()
     if face.photo is not None and to_photo is not None:
         base = face.photo.copy()
@@ -329,6 +369,7 @@ def _readable(face: FaceResult, landmarks_photo: np.ndarray, model: ModelFiles) 
         "source": face.meta.get("source"),
         "photo_path": face.meta.get("photo_path"),
         "face_index": face.meta.get("face_index"),
+        "detector": face.meta.get("detector"),
         "video": {name: face.meta.get(name) for name in ("video", "frame", "time")}
         if face.meta.get("video") is not None
         else None,

@@ -16,8 +16,10 @@ def to_uint8(image: Tensor) -> np.ndarray:
 def draw_landmarks(
     image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int], radius: int | None = None
 ) -> np.ndarray:
-    """Filled dots of ``radius`` pixels (default: 1 per 128 rows of ``image``) at (N, 2) ``points``."""
+    """Filled dots of ``radius`` pixels (default: 1 per 128 rows of ``image``) at (N, 2) ``points``, drawn into
+    ``image`` (or into a C-ordered copy, which OpenCV needs, when it is a strided view)."""
     radius = radius or max(1, image.shape[0] // 128)
+    image = np.ascontiguousarray(image)
     for x, y in np.asarray(points):
         if np.isfinite(x) and np.isfinite(y):
             cv2.circle(image, (int(round(x)), int(round(y))), radius, colour, -1, lineType=cv2.LINE_AA)

@@ -1,0 +1,78 @@
+"""Landmark scores on in-the-wild annotated faces (:mod:`facegen.data.wild_set` reads the set): photos may show
+several faces, of which only some are annotated, so a detected face is matched to an annotation by its box.
+
+Scores per face: ``nme_box`` (:func:`~facegen.evaluation.aflw2000.box_nme`: mean point error over sqrt(w·h) of
+the annotation's box, as AFLW2000-3D reports it) and ``nme_io`` (over the outer-eye-corner distance, as 300-W
+reports it), binned by absolute yaw.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Absolute-yaw bins in degrees, [low, high): the development set's near-frontal, moderate and large yaw.
+YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 90.0))
+#: NME_io above this counts as a failed face (300-W's usual failure threshold).
+FAILURE_NME_IO = 0.10
+
+
+def nme_io(predicted: np.ndarray, truth: np.ndarray) -> float:
+    """Mean point distance over the distance of ``truth``'s outer eye corners (points 37 and 46, 1-based)."""
+    return float(
+        np.linalg.norm(predicted - truth, axis=1).mean() / max(np.linalg.norm(truth[36] - truth[45]), 1e-12)
+    )
+
+
+def yaw_bin(yaw: float) -> str:
+    """The label of the :data:`YAW_BINS` bin of ``|yaw|`` (degrees), e.g. ``"15-30"``; ``"unknown"`` for NaN."""
+    if math.isnan(yaw):
+        return "unknown"
+    for low, high in YAW_BINS:
+        if low <= abs(yaw) < high:
+            return f"{low:g}-{high:g}"
+    return f"{YAW_BINS[-1][0]:g}-{YAW_BINS[-1][1]:g}"
+
+
+def overlap(box: tuple[float, float, float, float], points: np.ndarray) -> float | None:
+    """Intersection over union of the box (x0, y0, x1, y1) and the box of the annotated face ``points``
+    (68, 2), or None when the box does not hold the points' centre."""
+    low, high = points.min(0), points.max(0)
+    centre = (low + high) / 2
+    x0, y0, x1, y1 = box
+    if not (x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1):
+        return None
+    inter = max(0.0, min(x1, high[0]) - max(x0, low[0])) * max(0.0, min(y1, high[1]) - max(y0, low[1]))
+    union = (x1 - x0) * (y1 - y0) + float(np.prod(high - low)) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(boxes: list[tuple[float, float, float, float]], points: np.ndarray) -> int | None:
+    """The index of the box that best holds the annotated face ``points`` (68, 2) (:func:`overlap`), or None."""
+    scored = [
+        (score, index) for index, box in enumerate(boxes) if (score := overlap(box, points)) is not None
+    ]
+    return max(scored)[1] if scored else None
+
+
+def summarise(rows: list[dict], annotated: int) -> dict:
+    """Mean ``nme_box`` and ``nme_io``, and faces over :data:`FAILURE_NME_IO`, overall and per yaw bin, of
+    ``rows`` (dicts with ``nme_box``, ``nme_io``, ``yaw``); ``annotated``: the faces that should have been
+    found (the missing ones are counted)."""
+
+    def block(selected: list[dict]) -> dict:
+        if not selected:
+            return {"faces": 0}
+        return {
+            "faces": len(selected),
+            "nme_box": round(float(np.mean([r["nme_box"] for r in selected])), 5),
+            "nme_io": round(float(np.mean([r["nme_io"] for r in selected])), 5),
+            "failures": sum(r["nme_io"] > FAILURE_NME_IO for r in selected),
+        }
+
+    summary = {"all": block(rows), "missing": annotated - len(rows)}
+    for low, high in YAW_BINS:
+        label = f"{low:g}-{high:g}"
+        summary[label] = block([r for r in rows if yaw_bin(r["yaw"]) == label])
+    return summary
