@@ -226,6 +226,10 @@ def measure(
                     "nme_io": nme_io(decoded.landmarks[i].numpy(), observed),
                     "nme_io_silhouette": nme_io(silhouette[i].numpy(), observed),
                     "yaw_deg": float(code.rotation[i, 1].rad2deg()),
+                    "shape_rms": float(code.shape[i].pow(2).mean().sqrt()),
+                    "expression_range": [float(code.expression[i].min()), float(code.expression[i].max())]
+                    if code.expression.shape[1]
+                    else None,
                 }
                 if reference[i] is not None:
                     row["yaw_annotated"] = batch.meta[i].get("truth_yaw", float("nan"))
@@ -249,6 +253,10 @@ def measure(
         }
         if truth is not None:
             summary["vertex_error_ratio"] = float(np.mean([r["vertex_error_ratio"] for r in found]))
+            yaw_errors = np.array([abs(r["yaw_deg"] - r["yaw_true_deg"]) for r in found])
+            summary["yaw_error_deg_mean"] = round(float(yaw_errors.mean()), 2)
+            summary["yaw_error_deg_max"] = round(float(yaw_errors.max()), 2)
+            summary["mirrored"] = int(sum(r["yaw_deg"] * r["yaw_true_deg"] < 0 for r in found))
         if annotated is not None:
             for convention, suffix in (("3d", ""), ("2d", "_silhouette")):
                 scored = [
@@ -266,9 +274,15 @@ def measure(
         print(json.dumps(summary), flush=True)
 
 
-def synthetic_truth(model: MoFA, folder: Path, n: int):
-    """Render ``n`` benchmark faces into ``folder``; returns the scorer of a face's fitted vertices."""
-    arrays = render_benchmark(model.decoder.model, model.hparams.image_size, SyntheticSettings(n=n), folder)
+def synthetic_truth(model: MoFA, folder: Path, n: int, yaw: tuple[float, float] | None = None):
+    """Render ``n`` benchmark faces into ``folder`` (``yaw``: their |yaw| range in degrees, default the
+    benchmark's); returns the scorer of a face's fitted vertices."""
+    settings = SyntheticSettings(n=n)
+    if yaw is not None:
+        settings = dataclasses.replace(
+            settings, options=dataclasses.replace(settings.options, yaw_min=yaw[0], yaw=yaw[1])
+        )
+    arrays = render_benchmark(model.decoder.model, model.hparams.image_size, settings, folder)
     face_model = model.decoder.model
     with torch.no_grad():
         truth = face_model(
@@ -342,6 +356,14 @@ def main(argv: list[str] | None = None) -> int:
         "--detector",
     )
     parser.add_argument("--synthetic", type=int, default=0, help="also fit this many synthetic faces")
+    parser.add_argument(
+        "--synthetic_yaw",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="|yaw| range of the synthetic faces in degrees (e.g. 60 90 for turned faces)",
+    )
     parser.add_argument("--shards", help="also fit synthetic shards (their ground truth scores the fit)")
     parser.add_argument("--shard_faces", type=int, default=64, help="faces taken from --shards")
     parser.add_argument(
@@ -375,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             measure(model, "wild", found, options, annotated=annotated)
     if args.synthetic:
         with tempfile.TemporaryDirectory(prefix="fitting-") as folder:
-            truth = synthetic_truth(model, Path(folder), args.synthetic)
+            truth = synthetic_truth(model, Path(folder), args.synthetic, args.synthetic_yaw)
             found = batches(model, folder, args.batch_size)
             measure(model, "synthetic", found, options, truth, args.landmark_noise)
     if args.shards:

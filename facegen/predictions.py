@@ -25,7 +25,10 @@ class Reconstruction(NamedTuple):
         batch: the crops it explains, with their detected landmarks, keys and metadata.
         code: the (refined) face code.
         decoded: camera-frame vertices and normals (B, V, 3), per-vertex albedo (B, V, 3, unclamped),
-            projected vertices and landmarks (pixels), intrinsics K (B, 3, 3).
+            projected vertices and landmarks (pixels; the model's 68 vertices: the 3D convention of
+            AFLW2000-3D, occluded points where they are), intrinsics K (B, 3, 3).
+        landmarks_2d: (B, 68, 2) pixels, the 68 points in the 2D convention of 300-W (the jaw of a turned face
+            on its visible outline).
         vertices_model: (B, V, 3) shape and expression in model space, before the pose.
         camera_rotation: (B, 3, 3) and camera_translation: (B, 3), model space -> camera frame.
         shaded: (B, V, 3) albedo times SH irradiance (unclamped).
@@ -39,6 +42,7 @@ class Reconstruction(NamedTuple):
     batch: FaceBatch
     code: FaceCode
     decoded: DecodedFace
+    landmarks_2d: Tensor
     vertices_model: Tensor
     camera_rotation: Tensor
     camera_translation: Tensor

@@ -220,6 +220,10 @@ def test_stage_settings_are_checked():
         LandmarkStage(iterations=5, priors="estimated")
     with pytest.raises(ConfigError, match="refine.landmarks.priors"):
         LandmarkStage(priors="learned")
+    with pytest.raises(ConfigError, match="refine.pose.starts"):
+        PoseStage(starts="many")
+    with pytest.raises(ConfigError, match="refine.landmarks.robust: .* rounds >= 2"):
+        LandmarkStage(iterations=5, robust=4.0)
 
 
 def test_estimated_priors_follow_the_landmark_noise(model):
@@ -345,3 +349,102 @@ def test_a_group_without_photometric_points_fits_its_landmarks_alone(model):
         fitted, cost = fit_photometric(setup, start, empty, 2)
     assert torch.isfinite(cost).all() and (cost[-1] < cost[0]).all()
     assert torch.isfinite(fitted.flatten()).all()
+
+
+def test_the_slid_jaw_lies_on_the_rendered_outline_of_a_turned_face(model):
+    """At 50° yaw the slid cheek landmarks of the side turned away sit on the edge of the rendered face; the
+    fixed jaw vertices there are hidden inside it."""
+    code = model.layout.zeros(2)._replace(
+        rotation=torch.tensor([[0.0, math.radians(50), 0.0], [0.0, -math.radians(50), 0.0]]),
+        light=torch.zeros(2, 27),
+    )
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    with torch.no_grad():
+        decoded = model.decoder(code)
+        mask = model.decoder.render(decoded, code.light).mask[:, 0] > 0.5  # (2, S, S)
+        slid = landmark_model.silhouette_landmarks(code, decoded.pixels)
+    inside = torch.nn.functional.max_pool2d((~mask).float()[:, None], 3, 1, 1)[:, 0] > 0
+    edge = mask & inside  # face pixels next to background
+    moved = landmark_model.silhouette(code) != landmark_model.fixed_indices(2)
+    for face in range(2):
+        ys, xs = torch.nonzero(edge[face], as_tuple=True)
+        outline = torch.stack([xs, ys], -1).float()
+        distance = torch.cdist(slid[face][moved[face]], outline).min(-1).values
+        fixed = torch.cdist(decoded.landmarks[face][moved[face]], outline).min(-1).values
+        assert moved[face].sum() >= 3 and distance.max() < 2.5, distance
+        assert fixed.mean() > 2 * distance.mean()
+
+
+def test_a_few_gross_outliers_do_not_move_the_robust_pose(model):
+    code, landmarks = faces(model, 4, seed=3, shape=0.0, expression=0.0, yaw=40.0)
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    spoiled = landmarks.clone()
+    spoiled[:, [0, 8, 30, 48, 62]] += 0.3 * SIZE  # five points thrown far off, as a hand or hair would
+    start, weights = model.layout.zeros(4), torch.ones(4, 68)
+    truth = landmark_model.pose_of(code).rotation
+
+    def angle_error(stage: PoseStage) -> float:
+        fitted, _ = fit_pose(landmark_model, start, spoiled, weights, SIZE, stage)
+        difference = landmark_model.pose_of(fitted).rotation.transpose(1, 2) @ truth
+        return float(torch.arccos(((difference.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)).max())
+
+    plain = angle_error(PoseStage(True, 5, "multi", robust=0.0))
+    robust = angle_error(PoseStage(True, 5, "multi", robust=4.0))
+    assert math.degrees(robust) < 1.0 < math.degrees(plain), (math.degrees(robust), math.degrees(plain))
+
+
+def test_a_mirrored_start_recovers_a_face_that_looks_the_other_way(model):
+    """Started at -75° yaw on a face turned +75° (and the reverse), the single start stays on the wrong side;
+    the multi-start stage finds the right one."""
+    code, landmarks = faces(model, 2, seed=4, shape=0.0, expression=0.0, pitch=0.0, roll=0.0)
+    yaw = torch.tensor([math.radians(75), -math.radians(75)])
+    code = code._replace(rotation=torch.stack([torch.zeros(2), yaw, torch.zeros(2)], -1))
+    with torch.no_grad():
+        landmarks = model.decoder(code).landmarks
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    wrong = code._replace(rotation=code.rotation * torch.tensor([1.0, -1.0, 1.0]))
+    weights = torch.ones(2, 68)
+    single, _ = fit_pose(landmark_model, wrong, landmarks, weights, SIZE, PoseStage(False, 5))
+    multi, _ = fit_pose(landmark_model, wrong, landmarks, weights, SIZE, PoseStage(False, 5, "multi", 4.0))
+    assert (single.rotation[:, 1] * yaw < 0).all()  # stuck looking the other way
+    assert (multi.rotation[:, 1] - yaw).abs().max() < math.radians(1.0)
+
+
+def test_blendshape_expressions_stay_within_their_bounds_and_pca_ones_do_not():
+    from facegen.morphable.builtin import builtin_model
+    from facegen.morphable.model import MorphableModel
+
+    arrays = builtin_model().to_arrays()
+    blendshapes = MorphableModel.from_arrays({**arrays, "expression_kind": "blendshape"}, source="bs")
+    assert builtin_model().expression_bounds is None and blendshapes.expression_bounds is not None
+    task = MoFA(image_size=SIZE, depths=(1,), width=8).eval()
+    task.decoder.model = blendshapes
+    code = sample_code(task.layout, 6, SynthOptions(expression=1.5), torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        landmarks = task.decoder(code).landmarks  # faces with expression weights far outside [0, 1]
+    landmark_model = LandmarkModel(task.decoder, task.layout.shape, task.layout.expression)
+    stage = LandmarkStage(iterations=10, rounds=2, shape_prior=1e-3, expression_prior=1e-3)
+    start = code._replace(
+        shape=torch.zeros_like(code.shape), expression=torch.full_like(code.expression, 3.0)
+    )
+    fitted, results = fit_landmarks(landmark_model, start, landmarks, torch.ones(6, 68), SIZE, stage)
+    high = 1.0 / blendshapes.expression_std
+    assert fitted.expression.min() >= 0 and (fitted.expression <= high).all()
+    assert (fitted.expression == 0).any() and (results[-1].cost[-1] < results[0].cost[0]).all()
+    assert torch.equal(
+        blendshapes.clip_expression(torch.tensor([[-1.0, 0.5, 9.0]])),
+        torch.tensor([[0.0, 0.5, float(high[2])]]),
+    )
+
+
+def test_bounded_levenberg_marquardt_reaches_the_constrained_minimum():
+    """A quadratic whose free minimum (2, -3) lies outside the box [0, 1] x [-1, 1]: the solution is the box's
+    nearest corner, as the active set holds each parameter at its bound."""
+    target = torch.tensor([[2.0, -3.0]])
+    problem = lambda params, jacobian: (  # noqa: E731
+        params - target,
+        torch.eye(2).expand(1, 2, 2) if jacobian else None,
+    )
+    bounds = (torch.tensor([0.0, -1.0]), torch.tensor([1.0, 1.0]))
+    result = levenberg_marquardt(problem, torch.tensor([[0.5, 0.5]]), 10, bounds=bounds)
+    torch.testing.assert_close(result.params, torch.tensor([[1.0, -1.0]]))

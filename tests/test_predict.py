@@ -345,7 +345,7 @@ def test_the_photo_config_fits_ict_to_the_shared_photos_without_training(
     from facegen.evaluation.aflw2000 import box_nme
 
     (tmp_path / "cache" / "models").mkdir(parents=True)
-    (tmp_path / "cache" / "models" / "ict-face.npz").write_bytes(ict_facegen_npz.read_bytes())
+    (tmp_path / "cache" / "models" / "ict-face.r2.npz").write_bytes(ict_facegen_npz.read_bytes())
     monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "cache"))
     photos, out = assets / "photos" / "annotated", tmp_path / "out"
     config = str(Path(__file__).parents[1] / "configs" / "photos_ict.yaml")
@@ -359,6 +359,12 @@ def test_the_photo_config_fits_ict_to_the_shared_photos_without_training(
         # the fit follows the annotated landmarks it was given (1.7 % on average in benchmarks/fitting.py)
         assert box_nme(np.array(code["landmarks_photo_px"]), truth) < 0.03
         assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
+        # both conventions: the inner points are the same vertices, the 2D jaw follows the outline
+        model_68, outline_68 = np.array(code["landmarks_photo_px"]), np.array(code["landmarks_2d_photo_px"])
+        np.testing.assert_allclose(outline_68[17:], model_68[17:], atol=0.01)
+        assert box_nme(outline_68, truth) < 0.03
+        weights = np.array(list(code["expression"].values()))  # ICT's ARKit blendshapes: within [0, 1]
+        assert len(weights) == 53 and weights.min() >= 0 and weights.max() <= 1
 
 
 def test_bad_photos_are_reported_and_the_good_face_is_fitted(tmp_path, synthetic_photos):

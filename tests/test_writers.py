@@ -42,6 +42,7 @@ def reconstruction(count: int = 2) -> Reconstruction:
         batch=batch,
         code=code,
         decoded=decoded,
+        landmarks_2d=decoded.landmarks + 1.0,  # stands for the silhouette-aware points
         vertices_model=model(shape=code.shape, expression=code.expression).vertices.expand(count, -1, -1),
         camera_rotation=rotation,
         camera_translation=translation,

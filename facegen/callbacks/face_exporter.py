@@ -168,6 +168,7 @@ class FaceExporter(BasePredictionWriter):
                 reflectance=decoded.albedo[one].clamp(0, 1),
                 shaded=prediction.shaded[one].clamp(0, 1),
                 landmarks=decoded.landmarks[one],
+                landmarks_2d=prediction.landmarks_2d[one],
                 detected=batch.landmarks[one],
                 K=decoded.K[one],
                 crop=batch.image[one],

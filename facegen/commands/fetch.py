@@ -21,12 +21,10 @@ from typing import NamedTuple, get_args
 from jsonargparse import ArgumentParser
 
 from facegen.commands.config_files import settings
-from facegen.data.detectors import Detector
+from facegen.data.detectors import AUTO_ORDER, Detector
 from facegen.errors import ConfigError, FacegenError
 
 HELP = "fetch and check the models a config needs (face model, landmark models), offline: where to put them"
-#: The backends ``auto`` tries, in its order.
-AUTO = ("face-alignment", "dlib", "litert", "mediapipe")
 
 
 class Fetched(NamedTuple):
@@ -149,7 +147,7 @@ def run(argv: list[str]) -> int:
     face_model, detector = options.face_model or face_model, options.detector or detector
     pip_args = shlex.split(options.pip_args)
     face = fetch_face_model(face_model)
-    backends = AUTO if detector == "auto" else tuple(b for b in (detector,) if b in BACKENDS)
+    backends = AUTO_ORDER if detector == "auto" else tuple(b for b in (detector,) if b in BACKENDS)
     groups = {backend: BACKENDS[backend](pip_args) for backend in backends}
     listed = {item.name: item for item in [face, *(item for group in groups.values() for item in group)]}
     for item in listed.values():  # litert's models once, though dlib needs them too

@@ -12,8 +12,10 @@ Backends:
   predictor (``pip install "facegen[dlib,litert]"``; :mod:`facegen.data.dlib_landmarks`): on the shared
   annotated photos 2.26 % NME against litert's 3.84 %. Its model excludes commercial use (iBUG 300-W's terms).
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
-- ``auto``: face-alignment, then dlib, then LiteRT, then MediaPipe where the previous finds no face (or cannot
-  start).
+- ``auto``: :data:`AUTO_ORDER`, each where the previous finds no face (or cannot start): dlib (on LiteRT's faces,
+  the mesh's points where dlib is not trusted) first, as measured on the wild development set (86 faces: 2.28 %
+  box NME against LiteRT's 3.68 %, every face found; ``benchmarks/landmarks.py --wild``); face-alignment, whose
+  weights could not be fetched where this was measured, after the measured backends.
 
 Every backend retries a photo where it finds no face: twice as large when the photo is small, then turned by
 +-30 degrees in the image plane (:class:`RetryingDetector`); a photo that still gives no face is rejected with
@@ -33,6 +35,8 @@ import numpy as np
 from facegen.errors import ConfigError, FacegenError, check_choice
 from facegen.geometry.landmarks import ibug68_from_mediapipe
 
+#: The backends ``auto`` tries, in order (see the module docstring).
+AUTO_ORDER = ("dlib", "litert", "face-alignment", "mediapipe")
 #: Landmark backends of ``facegen prepare`` and of predicting from photos.
 Detector = Literal["face-alignment", "mediapipe", "litert", "dlib", "auto", "files"]
 DETECTORS = get_args(Detector)
@@ -197,12 +201,7 @@ def build_detector(
     if name == "dlib":
         return RetryingDetector(_dlib(setting))
     if name == "auto":
-        return DetectorChain(
-            [
-                LazyDetector(backend, device, setting)
-                for backend in ("face-alignment", "dlib", "litert", "mediapipe")
-            ]
-        )
+        return DetectorChain([LazyDetector(backend, device, setting) for backend in AUTO_ORDER])
     if name == "files":
         return None
     raise ConfigError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

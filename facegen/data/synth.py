@@ -7,6 +7,7 @@ reproducible one by one and an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,13 +35,15 @@ DEFAULT_SIZE = 224
 
 @dataclass(frozen=True)
 class SynthOptions:
-    """Distributions of the random faces. Angles in degrees (uniform in +-limit); coefficient spreads are
+    """Distributions of the random faces. Angles in degrees (uniform in +-limit; the yaw's magnitude at least
+    ``yaw_min``, e.g. turned faces only with ``yaw_min: 60, yaw: 90``); coefficient spreads are
     multiples of the model's standard deviations; translation spreads are in code units (a tenth of the
     default camera distance). ``size``: side of the renders in pixels (None: :data:`DEFAULT_SIZE` for
     ``facegen synth``; in a data module, its image size)."""
 
     size: int | None = None
     yaw: float = 35.0
+    yaw_min: float = 0.0
     pitch: float = 15.0
     roll: float = 10.0
     translation_xy: float = 0.08
@@ -56,6 +59,10 @@ class SynthOptions:
         if self.size is not None and self.size < 16:
             raise ConfigError(f"synth options.size must be at least 16 pixels, got {self.size}")
         check_choice("synth options.background", self.background, Background)
+        if not 0 <= self.yaw_min <= self.yaw:
+            raise ConfigError(
+                f"synth options: 0 <= yaw_min <= yaw, got yaw_min={self.yaw_min}, yaw={self.yaw}"
+            )
 
 
 def sample_code(
@@ -71,6 +78,9 @@ def sample_code(
 
     limits = torch.tensor([options.pitch, options.yaw, options.roll]).deg2rad()
     rotation = uniform(-1, 1, batch, 3) * limits
+    if options.yaw_min > 0:  # magnitude in [yaw_min, yaw], the side kept
+        low = math.radians(options.yaw_min)
+        rotation[:, 1] = rotation[:, 1].sign() * (low + rotation[:, 1].abs() / limits[1] * (limits[1] - low))
     translation = torch.cat([normal(options.translation_xy, 2), normal(options.translation_z, 1)], 1)
     ambient = uniform(*options.ambient, batch, 1) * uniform(
         0.9, 1.1, batch, 3

@@ -6,7 +6,10 @@
   ``visibility.png`` (how well each texel was seen);
 - ``albedo.obj`` + ``albedo.mtl`` + ``albedo.png``: the model's reflectance baked into the UV layout;
 - ``code.npz`` (every code part, intrinsics, landmarks) and ``code.json`` (readable: pose in degrees, translation,
-  SH light, shape/expression, 68 landmarks in original-photo pixels);
+  SH light, shape/expression, 68 landmarks in original-photo pixels in both conventions: ``landmarks_photo_px``
+  the model's 68 vertices projected, occluded points where they are, as AFLW2000-3D annotates them (3D
+  convention), and ``landmarks_2d_photo_px`` with the jaw of a turned face on its visible outline, as 300-W
+  annotates it (2D convention));
 - ``overlay.jpg``: the render of the face proper and the landmarks (detected green, fitted red) on the original
   photo;
 - ``depth.png`` and ``normals.png``: camera-frame depth (16-bit, 0.1 mm steps) and normals of the fit, per crop
@@ -118,7 +121,9 @@ class FaceResult:
 
     code: {part: (1, k)}; vertices_model (1, V, 3) model space; vertices, normals (1, V, 3) camera frame;
     camera_rotation (1, 3, 3) and camera_translation (1, 3): model space -> camera frame;
-    reflectance, shaded (1, V, 3) colours in [0, 1]; landmarks (1, 68, 2) fitted, crop pixels; K (1, 3, 3);
+    reflectance, shaded (1, V, 3) colours in [0, 1]; landmarks (1, 68, 2) fitted, crop pixels (the model's 68
+    vertices, 3D convention) and landmarks_2d (1, 68, 2) the same in the 2D convention (jaw on the visible
+    outline); K (1, 3, 3);
     crop (1, 3, S, S) in [0, 1]; render (1, 3, S, S) and render_mask (1, 1, S, S) and the render's
     ``fragments`` (reused for the texture's occlusion test); meta: the batch's sample
     metadata (source, face_index, transform photo -> crop, photo_path when predicting from photos);
@@ -135,6 +140,7 @@ class FaceResult:
     reflectance: Tensor
     shaded: Tensor
     landmarks: Tensor
+    landmarks_2d: Tensor
     detected: Tensor
     K: Tensor
     crop: Tensor
@@ -195,7 +201,11 @@ def write_face(
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         write_bytes_atomic(folder / "code.npz", buffer.getvalue())
+    landmarks_2d = face.landmarks_2d[0].cpu().numpy()
     record = _readable(face, landmarks_photo, model)
+    record["landmarks_2d_photo_px"] = np.round(
+        landmarks_2d if to_photo is None else apply_affine(to_photo, landmarks_2d), 2
+    ).tolist()
     if dense is not None:
         record["dense_landmarks"] = dense
     write_text_atomic(folder / DONE_FILE, json.dumps(record, indent=1))

@@ -11,6 +11,14 @@ The jaw contour (landmarks 0-16) of a 2D annotation follows the face's silhouett
 ``contour: sliding`` each cheek landmark (0-5 and 11-16) moves, before every round of iterations, to the vertex of
 its horizontal band of the model (the same height on the same side, in the face region) that lies furthest out
 in the image: the silhouette point of that band in the current pose.
+
+Real detections have outliers (a hand, hair, a detector that lost the face). With ``robust`` set, both stages
+down-weight points by iteratively reweighted least squares with Geman-McClure weights ``1 / (1 + (e / robust)²)²``
+of each point's residual e (pixels at 224²), so a few gross points cannot rotate the face; the pose stage can
+also start from several poses (``starts``: the code's, the closed form from all points, from the inner points
+only, and each of these mirrored in yaw) and keep the one with the lowest robust cost, which catches fits that
+look the wrong way. Blendshape expressions (a model with named expressions, e.g. ICT-FaceKit) stay in [0, 1]
+(projected Levenberg-Marquardt); PCA expressions keep their Gaussian prior unbounded.
 """
 
 from __future__ import annotations
@@ -34,26 +42,40 @@ from facegen.geometry.rotations import euler_to_matrix, matrix_to_euler
 Contour = Literal["fixed", "sliding"]
 #: How the prior weights of the landmark stage are chosen (see :class:`LandmarkStage`).
 Priors = Literal["fixed", "estimated"]
+#: Where the pose stage starts (see :class:`PoseStage`).
+Starts = Literal["single", "multi"]
 #: The cheek landmarks that slide (the chin, 6-10, stays on its vertices).
 SLIDING = (0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16)
 #: Yaw (degrees) beyond which the side turned away shows a silhouette instead of its jaw line.
 TURNED_AWAY = 10.0
 #: Landmark sizes are measured at this crop size (MoFA's landmark loss units).
 REFERENCE_SIZE = 224.0
+#: The inner 68 points (brows, nose, eyes, mouth): the jaw's convention differs between annotations.
+INNER = slice(17, 68)
+#: Reweighting passes of the robust pose stage (each followed by its Levenberg-Marquardt iterations).
+ROBUST_PASSES = 2
 
 
 @dataclass
 class PoseStage:
     """Stage 1: the closed-form pose (``closed_form``, from the current shape's landmarks; kept per face only
     where it fits better than the code's pose), then ``iterations`` of Levenberg-Marquardt on the 6 pose
-    parameters."""
+    parameters. ``starts``: ``single`` refines that pose; ``multi`` refines several starting poses (the
+    module docstring) and keeps the lowest robust cost. ``robust``: Geman-McClure scale in pixels at 224² (0:
+    plain least squares)."""
 
     closed_form: bool = False
     iterations: int = 0
+    starts: Starts = "single"
+    robust: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise ConfigError(f"refine.pose.iterations must be >= 0, got {self.iterations}")
+        if self.iterations < 0 or self.robust < 0:
+            raise ConfigError(
+                f"refine.pose.iterations and refine.pose.robust must be >= 0, got {self.iterations}, {self.robust}"
+            )
+        if self.starts not in ("single", "multi"):
+            raise ConfigError(f"refine.pose.starts must be 'single' or 'multi', got {self.starts!r}")
 
     @property
     def active(self) -> bool:
@@ -67,6 +89,8 @@ class LandmarkStage:
     ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round;
     ``dense``: the weight of the detector's dense landmarks (MediaPipe's 468, on the face model's registered
     dense points) relative to the 68 (1: all dense points together count as much as the 68; 0: not used).
+    ``robust``: Geman-McClure scale in pixels at 224² (0: plain least squares); the weights are set from each
+    round's residuals for the next, so it needs ``rounds`` >= 2.
 
     ``priors``: ``fixed`` keeps ``shape_prior`` and ``expression_prior`` in every round; ``estimated`` starts with
     them and, after each round, sets each face's prior weights for the next to their maximum-likelihood value
@@ -82,6 +106,7 @@ class LandmarkStage:
     dense: float = 0.0
     priors: Priors = "fixed"
     min_prior: float = 0.002
+    robust: float = 0.0
 
     def __post_init__(self) -> None:
         if (
@@ -91,16 +116,23 @@ class LandmarkStage:
             or self.expression_prior < 0
             or self.dense < 0
             or self.min_prior <= 0
+            or self.robust < 0
         ):
             raise ConfigError(
-                "refine.landmarks: iterations >= 0, rounds >= 1, priors >= 0 and dense >= 0, got "
+                "refine.landmarks: iterations >= 0, rounds >= 1, priors >= 0, dense >= 0 and robust >= 0, got "
                 f"iterations={self.iterations}, rounds={self.rounds}, shape_prior={self.shape_prior}, "
-                f"expression_prior={self.expression_prior}, dense={self.dense}, min_prior={self.min_prior}"
+                f"expression_prior={self.expression_prior}, dense={self.dense}, min_prior={self.min_prior}, "
+                f"robust={self.robust}"
             )
         if self.contour not in ("fixed", "sliding"):
             raise ConfigError(f"refine.landmarks.contour must be 'fixed' or 'sliding', got {self.contour!r}")
         if self.priors not in ("fixed", "estimated"):
             raise ConfigError(f"refine.landmarks.priors must be 'fixed' or 'estimated', got {self.priors!r}")
+        if self.robust > 0 and self.rounds < 2:
+            raise ConfigError(
+                f"refine.landmarks.robust: robust weights are set from a round's residuals for the next: give "
+                f"rounds >= 2 (got {self.rounds})"
+            )
         if self.priors == "estimated" and (self.rounds < 2 or self.shape_prior <= 0):
             raise ConfigError(
                 "refine.landmarks.priors: estimated priors are set after a first round with shape_prior > 0: "
@@ -135,6 +167,25 @@ class LandmarkModel:
         self.base = decoder.base_translation
         self.unit = decoder.translation_unit
         self.flip = MODEL_TO_OPENCV.to(self.K)
+        bounds = self.face_model.expression_bounds
+        self.expression_bounds = (
+            None if bounds is None else (bounds[0][:n_expression], bounds[1][:n_expression])
+        )
+
+    def parameter_bounds(self, n_free_shape: int) -> tuple[Tensor, Tensor] | None:
+        """Limits of a landmark problem's parameters (pose 6, ``n_free_shape`` shape, the expressions): the
+        expressions' bounds of a blendshape model, the rest free; None for a model without bounds."""
+        if self.expression_bounds is None:
+            return None
+        free = self.K.new_full((6 + n_free_shape,), math.inf)
+        low, high = self.expression_bounds
+        return torch.cat([-free, low.to(free)]), torch.cat([free, high.to(free)])
+
+    def silhouette_landmarks(self, code: FaceCode, pixels: Tensor) -> Tensor:
+        """(B, 68, 2) the 68 points in the 2D convention (the jaw of a turned face on its visible outline, as
+        300-W annotates it), taken from the projected vertices ``pixels`` (B, V, 2) of ``code``'s face."""
+        indices = self.silhouette(code)
+        return torch.gather(pixels, 1, indices[..., None].expand(-1, -1, 2))
 
     def vertex_bases(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean (*I, 3), shape (Ks, *I, 3) and expression (Ke, *I, 3) bases, scaled by their standard
@@ -349,6 +400,35 @@ def root_weights(weights: Tensor, target: Tensor) -> Tensor:
     return (weights / weights.sum(-1, keepdim=True).clamp(min=1e-12)).sqrt()
 
 
+def point_errors(problem: LandmarkProblem, params: Tensor) -> Tensor:
+    """(B, J) distance of each landmark from its target at ``params``, in pixels at 224² (unweighted)."""
+    model, bases = problem.model, problem.bases
+    shape, expression = params[:, 6 : 6 + problem.n_shape], params[:, 6 + problem.n_shape :]
+    pixels = model.project(params[:, :3], params[:, 3:6], model.points(bases, shape, expression))
+    return (pixels - problem.target).norm(dim=-1) * problem.scale
+
+
+def robust_weights(errors: Tensor, scale: float) -> Tensor:
+    """(B, J) Geman-McClure weights ``1 / (1 + (e / scale)²)²`` of point errors (B, J); ones for scale 0."""
+    if scale <= 0:
+        return torch.ones_like(errors)
+    return (1.0 + (torch.nan_to_num(errors, nan=0.0) / scale).pow(2)).reciprocal().pow(2)
+
+
+def robust_cost(errors: Tensor, weights: Tensor, scale: float) -> Tensor:
+    """(B,) the Geman-McClure cost ``sum_j w_j e² / (1 + (e / scale)²)`` (least squares for scale 0) of point
+    errors (B, J) under normalised weights (B, J)."""
+    squared = torch.nan_to_num(errors, nan=0.0).pow(2)
+    if scale > 0:
+        squared = squared / (1.0 + squared / scale**2)
+    return (squared * weights).sum(-1)
+
+
+def _mirrored(rotation: Tensor) -> Tensor:
+    """Code rotations (..., 3: pitch, yaw, roll) turned the other way (yaw and roll negated)."""
+    return rotation * rotation.new_tensor([1.0, -1.0, -1.0])
+
+
 def fit_pose(
     model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: PoseStage
 ) -> tuple[FaceCode, SolveResult | None]:
@@ -358,6 +438,8 @@ def fit_pose(
     clean = torch.nan_to_num(target)
     root = root_weights(weights, target)
     K = model.K.expand(code.batch_size, 3, 3)
+    if stage.starts == "multi":
+        return _multi_start_pose(model, code, points, clean, weights, target, size, stage)
     if stage.closed_form:
         weight = root.pow(2)
         candidate = closed_form_pose(points, clean, K, weight)
@@ -379,6 +461,62 @@ def fit_pose(
     )
     result = levenberg_marquardt(problem, params, stage.iterations)
     return code._replace(rotation=result.params[:, :3], translation=result.params[:, 3:]), result
+
+
+def _multi_start_pose(
+    model: LandmarkModel,
+    code: FaceCode,
+    points: Tensor,
+    clean: Tensor,
+    weights: Tensor,
+    target: Tensor,
+    size: int,
+    stage: PoseStage,
+) -> tuple[FaceCode, SolveResult]:
+    """The pose stage from several starts at once (module docstring): the code's pose, the closed form from
+    all points and from the inner points (with ``closed_form``), each also mirrored in yaw; every start refined
+    by robustly reweighted Levenberg-Marquardt, the lowest robust cost kept per face."""
+    batch = code.batch_size
+    K = model.K.expand(batch, 3, 3)
+    starts = [(code.rotation, code.translation)]
+    if stage.closed_form:
+        inner = weights.clone()
+        inner[:, :17] = 0
+        for chosen in (weights, inner):
+            pose = closed_form_pose(points, clean, K, root_weights(chosen, target).pow(2))
+            rotation, translation = model.code_pose(pose)
+            starts.append((rotation.to(code.rotation), translation.to(code.rotation)))
+    starts += [(_mirrored(rotation), translation) for rotation, translation in starts]
+    count = len(starts)
+    params = torch.cat([torch.cat(pose, -1) for pose in starts])  # (count * B, 6)
+    many = lambda tensor: tensor.repeat(count, *([1] * (tensor.dim() - 1)))  # noqa: E731
+    all_points, all_target, all_weights = (
+        many(points),
+        many(clean),
+        many(weights * torch.isfinite(target).all(-1)),
+    )
+    empty = points.new_zeros(count * batch, 0, *points.shape[1:])
+    robust = torch.ones_like(all_weights)
+    for _ in range(ROBUST_PASSES):
+        root = root_weights(all_weights * robust, many(target))
+        problem = LandmarkProblem(
+            model,
+            all_target,
+            root,
+            REFERENCE_SIZE / size,
+            LandmarkBases(all_points, empty, empty),
+            points.new_zeros(2),
+        )
+        result = levenberg_marquardt(problem, params, stage.iterations)
+        params = result.params
+        robust = robust_weights(point_errors(problem, params), stage.robust)
+    errors = point_errors(problem, params)
+    normalised = root_weights(all_weights, many(target)).pow(2)
+    cost = robust_cost(errors, normalised, stage.robust).reshape(count, batch)
+    cost = torch.where(torch.isfinite(cost), cost, math.inf)
+    best = cost.argmin(0)  # (B,)
+    chosen = params.reshape(count, batch, 6)[best, torch.arange(batch)]
+    return code._replace(rotation=chosen[:, :3], translation=chosen[:, 3:]), result
 
 
 def fit_landmarks(
@@ -409,11 +547,14 @@ def fit_landmarks(
         weights = torch.cat([weights, torch.full(dense.shape[:2], share).to(weights)], 1)
         target = torch.cat([target, dense.to(target)], 1)
     clean = torch.nan_to_num(target)
-    root = root_weights(weights, target)
+    robust = torch.ones_like(weights)
     priors = clean.new_tensor([stage.shape_prior, stage.expression_prior]).sqrt()
     results = []
     rounds = stage.rounds if stage.iterations else 0
+    code = code._replace(expression=model.face_model.clip_expression(code.expression))
+    bounds = model.parameter_bounds(0 if fixed_identity else n_shape)
     for index in range(rounds):
+        root = root_weights(weights * robust, target)
         indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(1)
         bases = model.bases(indices)
         if use_dense:
@@ -425,9 +566,11 @@ def fit_landmarks(
         else:
             moving.insert(2, code.shape)
         problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
-        result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations)
+        result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations, bounds=bounds)
         if stage.priors == "estimated" and index < rounds - 1:  # for the next round
             priors = estimated_priors(problem, result.params, stage)
+        if stage.robust > 0 and index < rounds - 1:
+            robust = robust_weights(point_errors(problem, result.params), stage.robust)
         p, free_shape = result.params, 0 if fixed_identity else n_shape
         code = code._replace(
             rotation=p[:, :3],

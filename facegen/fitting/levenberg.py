@@ -7,7 +7,9 @@ error of about 3e-7 against float64, in a sixth of the time, since float64 produ
 dominated the cost) and solved in float64, and each face keeps its own damping:
 a step that lowers its cost is taken and the damping falls tenfold, otherwise the step is refused and the
 damping rises tenfold. The iteration count is fixed (nothing spins), and a face whose cost is not finite at the
-start keeps its parameters and is reported.
+start keeps its parameters and is reported. Box constraints (``bounds``) are kept by an active set: a parameter
+at a bound whose gradient points out of the box is held for that step (its row and column leave the normal
+equations), the others take the damped step, and the trial is clipped into the box.
 """
 
 from __future__ import annotations
@@ -32,7 +34,11 @@ class SolveResult(NamedTuple):
 
 
 def levenberg_marquardt(
-    problem: Problem, params: Tensor, iterations: int, damping: float = 1e-3
+    problem: Problem,
+    params: Tensor,
+    iterations: int,
+    damping: float = 1e-3,
+    bounds: tuple[Tensor, Tensor] | None = None,
 ) -> SolveResult:
     """Minimise the sum of squared residuals of ``problem`` for every face of ``params`` (B, P).
 
@@ -41,7 +47,13 @@ def levenberg_marquardt(
         params: (B, P) starting parameters.
         iterations: the number of Jacobian evaluations (each followed by one trial step).
         damping: the starting Marquardt damping.
+        bounds: (P,) lower and upper limits of each parameter (``-inf``/``inf``: free), or None.
     """
+
+    def project(values: Tensor) -> Tensor:
+        return values if bounds is None else torch.maximum(torch.minimum(values, bounds[1]), bounds[0])
+
+    params = project(params)
     r, _ = problem(params, False)
     cost = r.pow(2).sum(-1)
     finite = torch.isfinite(cost)
@@ -56,8 +68,13 @@ def levenberg_marquardt(
         ].double()
         diagonal = torch.diag_embed(JtJ.diagonal(dim1=1, dim2=2).clamp(min=1e-9))
         system = JtJ + lam[:, None, None] * diagonal + 1e-12 * eye
+        if bounds is not None:  # held parameters: identity rows and columns, zero gradient
+            held = ((params <= bounds[0]) & (gradient > 0)) | ((params >= bounds[1]) & (gradient < 0))
+            free = (~held).double()
+            system = system * free[:, :, None] * free[:, None, :] + torch.diag_embed(held.double())
+            gradient = gradient * free
         step = torch.linalg.solve(system, -gradient[..., None])[..., 0].to(params.dtype)
-        trial = params + step
+        trial = project(params + step)
         r_trial, _ = problem(trial, False)
         cost_trial = r_trial.pow(2).sum(-1)
         better = finite & torch.isfinite(cost_trial) & (cost_trial < cost)

@@ -16,7 +16,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ def check_finite(name: str, tensor: Tensor) -> None:
         raise ValueError(f"NaN or inf in {name}; check the encoder output or the optimiser state")
 
 
+#: How a model's expression coefficients behave (see :class:`MorphableModel`).
+ExpressionKind = Literal["pca", "blendshape"]
+
+
 class MorphableModel(nn.Module):
     """A linear 3D morphable model: mean + shape + expression (+ optional albedo), with mesh topology.
 
@@ -63,7 +67,9 @@ class MorphableModel(nn.Module):
         masks: name -> (V,) bool vertex masks, e.g. ``face`` (the face region) and ``skin``.
         units: length unit of the vertices, one of ``UNIT_TO_MM``.
         name: a human-readable model name.
-        expression_names: (Ke,) names of the expression components (blendshape models).
+        expression_names: (Ke,) names of the expression components.
+        expression_kind: ``pca`` (Gaussian coefficients, unbounded) or ``blendshape`` (weights that mean
+            something only in [0, 1], as ICT-FaceKit's ARKit-style blendshapes).
         dense_triangles: (N,) triangle of each point of a dense landmark scheme, ``dense_barycentrics`` (N, 3)
             its weights there, ``dense_scheme`` the scheme's name (``mediapipe``: MediaPipe's 468-point face
             mesh; :mod:`facegen.morphable.dense`); optional.
@@ -90,8 +96,13 @@ class MorphableModel(nn.Module):
         dense_triangles: Tensor | None = None,
         dense_barycentrics: Tensor | None = None,
         dense_scheme: str | None = None,
+        expression_kind: ExpressionKind = "pca",
     ) -> None:
         super().__init__()
+        if expression_kind not in ("pca", "blendshape"):
+            raise ModelFileError(
+                f"{name or 'MorphableModel'}: expression_kind {expression_kind!r} is not pca or blendshape"
+            )
         arrays = {
             "mean": mean,
             "shape_basis": shape_basis,
@@ -123,6 +134,7 @@ class MorphableModel(nn.Module):
                 f"{name or 'MorphableModel'}: dense landmarks need both their arrays and a scheme"
             )
         self.dense_scheme = dense_scheme
+        self.expression_kind = expression_kind
         self.mask_names = sorted(k[len("mask_") :] for k in arrays if k.startswith("mask_"))
         self.units = units
         self.name = name
@@ -180,6 +192,24 @@ class MorphableModel(nn.Module):
     def mm_per_unit(self) -> float:
         """Millimetres per model unit (multiply vertex errors by this to report mm)."""
         return UNIT_TO_MM[self.units]
+
+    @property
+    def expression_bounds(self) -> tuple[Tensor, Tensor] | None:
+        """(Ke,) lower and upper limits of the expression coefficients (in standard deviations) of a blendshape
+        model (``expression_kind``, e.g. ICT-FaceKit's ARKit-style blendshapes): weights in [0, 1], the only
+        range in which a blendshape means something; None for PCA expressions (Gaussian, unbounded)."""
+        if self.expression_kind != "blendshape":
+            return None
+        return torch.zeros_like(self.expression_std), 1.0 / self.expression_std.clamp(min=1e-12)
+
+    def clip_expression(self, expression: Tensor) -> Tensor:
+        """``expression`` (B, k) clipped into :attr:`expression_bounds` (unchanged for PCA expressions)."""
+        bounds = self.expression_bounds
+        if bounds is None:
+            return expression
+        k = expression.shape[-1]
+        low, high = (bound[:k].to(expression) for bound in bounds)
+        return torch.maximum(torch.minimum(expression, high), low)
 
     def mask(self, name: str) -> Tensor:
         """(V,) bool vertex mask ``name`` (see :attr:`mask_names`)."""
@@ -277,6 +307,8 @@ class MorphableModel(nn.Module):
             arrays["expression_names"] = np.array(self.expression_names)
         if self.dense_scheme is not None:
             arrays["dense_scheme"] = np.array(self.dense_scheme)
+        if self.expression_kind != "pca":
+            arrays["expression_kind"] = np.array(self.expression_kind)
         return arrays
 
     @classmethod
@@ -293,6 +325,7 @@ class MorphableModel(nn.Module):
         name = str(arrays.pop("name", Path(source).stem))
         names = arrays.pop("expression_names", None)
         scheme = arrays.pop("dense_scheme", None)
+        kind = str(arrays.pop("expression_kind", "pca"))
         masks = {k[len("mask_") :]: arrays.pop(k) for k in list(arrays) if k.startswith("mask_")}
         unknown = set(arrays) - set(_REQUIRED_FIELDS) - set(_OPTIONAL_FIELDS)
         if unknown:
@@ -308,6 +341,7 @@ class MorphableModel(nn.Module):
             name=name,
             expression_names=None if names is None else [str(n) for n in names],
             dense_scheme=None if scheme is None else str(scheme),
+            expression_kind=kind,
         )
 
     def save(self, path: str | os.PathLike) -> Path:

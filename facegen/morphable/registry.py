@@ -39,6 +39,9 @@ FORMATS: dict[str, Callable[..., MorphableModel]] = {
 
 #: name -> ICT-FaceKit region: models downloaded (pinned, checksummed) and converted into the cache on first use.
 NAMED_MODELS = {"ict-face": "face", "ict-head": "head"}
+#: Revision of the cached conversions, part of their file name: raised whenever the conversion changes, so an
+#: older cache is never used silently (2: ICT's expressions are marked as blendshapes).
+NAMED_REVISION = 2
 
 
 def fetched_model(name: str, cache: Path | None = None) -> Path:
@@ -47,7 +50,7 @@ def fetched_model(name: str, cache: Path | None = None) -> Path:
     from facegen.morphable.download import cache_folder, fetch_ict
 
     cache = cache or cache_folder()
-    path = cache / "models" / f"{name}.npz"
+    path = cache / "models" / f"{name}.r{NAMED_REVISION}.npz"
     if not path.is_file():
         convert("ict", fetch_ict(cache, path, NAMED_MODELS[name]), region=NAMED_MODELS[name]).save(path)
     return path

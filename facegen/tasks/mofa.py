@@ -370,7 +370,9 @@ class MoFA(FaceTask):
         elif video and len(batch):
             code = self.videos.apply(batch, code, lambda faces, given: given)
         decoder = self.decoder
+        code = code._replace(expression=decoder.model.clip_expression(code.expression))  # blendshapes: [0, 1]
         decoded = decoder(code)
+        contour = LandmarkModel(decoder, code.shape.shape[1], code.expression.shape[1])
         rotation, translation = decoder.camera_pose(code)
         grey = None
         if geometry:
@@ -382,6 +384,7 @@ class MoFA(FaceTask):
             batch=batch,
             code=code,
             decoded=decoded,
+            landmarks_2d=contour.silhouette_landmarks(code, decoded.pixels),
             vertices_model=decoder.model(shape=code.shape, expression=code.expression).vertices,
             camera_rotation=rotation,
             camera_translation=translation,

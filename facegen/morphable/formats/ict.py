@@ -140,6 +140,7 @@ def _from_ict_arrays(arrays: dict[str, np.ndarray], region: str, source: str) ->
         "landmark_indices": arrays["landmark_indices"].astype(np.int32),
         "mask_face": vertex_ids < REGION_VERTEX_COUNT["face"],
         "mask_skin": vertex_ids < NARROW_FACE_VERTEX_COUNT,
+        "expression_kind": np.array("blendshape"),  # ARKit-style blendshape weights, meaningful in [0, 1]
     }
     if "expression_names" in arrays:
         canonical["expression_names"] = arrays["expression_names"]
