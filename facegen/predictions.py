@@ -36,6 +36,8 @@ class Reconstruction(NamedTuple):
         fit_loss: the fitting objective (mean over the batch) before each refinement step; empty without one.
         face_loss: (B, 2) each face's own fitting objective before and after the refinement; None without one.
         fit_diverged: (B,) bool, faces whose fit diverged (their code is the encoder's); None without a fit.
+        fit_implausible: per face, why its fit is implausible (not to be written as a result), or None; None
+            without a fit.
         geometry: (B, 3, S, S) the shape shaded grey under a frontal light, for pictures; None unless asked.
     """
 
@@ -51,6 +53,7 @@ class Reconstruction(NamedTuple):
     fit_loss: list[float]
     face_loss: Tensor | None = None
     fit_diverged: Tensor | None = None
+    fit_implausible: list[str | None] | None = None
     geometry: Tensor | None = None
 
 

@@ -4,6 +4,7 @@ predictions, no task, no Trainer."""
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -86,7 +87,35 @@ def test_face_exporter_writes_a_hand_made_reconstruction(tmp_path):
         assert record["refinement"] == {"steps": 3, "loss_first": first, "loss_last": last}
         # no photo transform recorded: landmarks are in crop pixels
         assert np.allclose(record["landmarks_photo_px"], prediction.decoded.landmarks[i].numpy(), atol=0.01)
+        assert np.allclose(record["landmarks_2d_photo_px"], prediction.landmarks_2d[i].numpy(), atol=0.01)
         assert Image.open(tmp_path / name / "texture.png").size == (32, 32)
+
+
+def test_an_implausible_fit_is_listed_with_its_reason_and_not_written(tmp_path):
+    prediction = reconstruction()._replace(fit_implausible=[None, "the fitted face is turned 120 degrees"])
+    write_all(FaceExporter(str(tmp_path), builtin_model(), texture_size=32), prediction, prediction.batch)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["written"] == ["face0"] and not (tmp_path / "face1").exists()
+    assert summary["faces_fit_implausible"] == 1
+    assert summary["fit_implausible"] == [
+        {"face": "face1", "reason": "the fitted face is turned 120 degrees"}
+    ]
+
+
+def test_fits_far_from_their_landmarks_or_turned_away_are_implausible():
+    from facegen.fitting.plausibility import implausible_fits
+
+    detected = torch.rand(4, 68, 2) * 100
+    fitted = detected + 1.0  # 1.4 px on a face of about 100: plausible
+    fitted[1] += 20.0  # 28 % of the face size away
+    rotation = torch.zeros(4, 3)
+    rotation[2, 1] = math.radians(135)  # the back of the head
+    detected[3] = float("nan")  # nothing to compare: not judged on landmarks
+    reasons = implausible_fits(detected, fitted, rotation)
+    assert reasons[0] is None and reasons[3] is None
+    # 20 * sqrt(2) px on a face of about 93 px
+    assert reasons[1].startswith("the fitted landmarks lie 3") and "at most 5 %" in reasons[1]
+    assert reasons[2] == "the fitted face is turned 135 degrees, away from the camera"
 
 
 def test_face_exporter_drops_repeated_and_finished_faces_from_the_batch_before_the_task_runs(tmp_path):

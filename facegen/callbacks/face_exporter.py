@@ -85,6 +85,7 @@ class FaceExporter(BasePredictionWriter):
         self.dropped: list[dict] = []  # faces left out of photos that gave others
         self.failed: list[dict] = []
         self.diverged: list[dict] = []  # faces whose fit diverged (written with the encoder's code)
+        self.implausible: list[dict] = []  # faces whose fit is implausible (not written)
         self.names = OutputNames()
         self._batch_names: list[str] = []
         self._pending: deque[tuple[str, str, Future]] = deque()
@@ -155,7 +156,11 @@ class FaceExporter(BasePredictionWriter):
                 for key, bad in zip(batch.key, prediction.fit_diverged.tolist(), strict=True)
                 if bad
             ]
+        reasons = prediction.fit_implausible or [None] * len(batch)
         for i, (key, name) in enumerate(zip(batch.key, self._batch_names, strict=True)):
+            if reasons[i] is not None:  # reported, not written as a result
+                self.implausible.append({"face": key, "reason": reasons[i]})
+                continue
             one = slice(i, i + 1)
             face = FaceResult(
                 key=key,
@@ -224,6 +229,7 @@ class FaceExporter(BasePredictionWriter):
             "faces_dropped": len(self.dropped),
             "faces_failed": len(self.failed),
             "faces_fit_diverged": len(self.diverged),
+            "faces_fit_implausible": len(self.implausible),
             "seconds": round(seconds, 2),
             "seconds_per_face": round(seconds / max(1, len(self.written)), 3),
             "refinement_steps": self._refinement_steps,
@@ -234,6 +240,7 @@ class FaceExporter(BasePredictionWriter):
             "dropped": self.dropped,
             "failed": self.failed,
             "fit_diverged": self.diverged,
+            "fit_implausible": self.implausible,
             "videos": videos,
         }
         if trainer.world_size > 1:
@@ -253,6 +260,11 @@ class FaceExporter(BasePredictionWriter):
             )
             + (f", {len(self.failed)} failed to write" if self.failed else "")
             + (f", {len(self.diverged)} fits diverged (summary.json lists them)" if self.diverged else "")
+            + (
+                f", {len(self.implausible)} implausible fits not written (summary.json says why)"
+                if self.implausible
+                else ""
+            )
         )
 
     def _write_videos(self) -> list[dict]:

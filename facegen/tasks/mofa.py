@@ -23,6 +23,7 @@ from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks, fit_pose
 from facegen.fitting.photometric_fit import PhotometricSetup, PhotometricTargets, fit_photometric
+from facegen.fitting.plausibility import implausible_fits
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -373,6 +374,10 @@ class MoFA(FaceTask):
         code = code._replace(expression=decoder.model.clip_expression(code.expression))  # blendshapes: [0, 1]
         decoded = decoder(code)
         contour = LandmarkModel(decoder, code.shape.shape[1], code.expression.shape[1])
+        landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels)
+        implausible = None
+        if face_loss is not None and self.refine.landmarks.active:  # a fit to the landmarks: judged on them
+            implausible = implausible_fits(batch.landmarks.to(landmarks_2d), landmarks_2d, code.rotation)
         rotation, translation = decoder.camera_pose(code)
         grey = None
         if geometry:
@@ -384,7 +389,7 @@ class MoFA(FaceTask):
             batch=batch,
             code=code,
             decoded=decoded,
-            landmarks_2d=contour.silhouette_landmarks(code, decoded.pixels),
+            landmarks_2d=landmarks_2d,
             vertices_model=decoder.model(shape=code.shape, expression=code.expression).vertices,
             camera_rotation=rotation,
             camera_translation=translation,
@@ -393,6 +398,7 @@ class MoFA(FaceTask):
             fit_loss=history,
             face_loss=face_loss,
             fit_diverged=diverged,
+            fit_implausible=implausible,
             geometry=grey,
         )
 

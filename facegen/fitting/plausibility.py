@@ -1,0 +1,45 @@
+"""Fits that should not be written as results: the fitted face far from the landmarks it was fitted to (the
+detector gave something no face explains, or the fit failed), or turned away from the camera.
+
+:data:`MAX_LANDMARK_DISTANCE` was set on the wild development set (86 faces, ``configs/photos_ict.yaml``): the
+fitted 68 points (2D convention) lie on average 1.2 % of the face size from the detected ones, 3.1 % for the
+worst face, so 5 % flags only what no plausible face explains.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+#: Mean distance between fitted and detected points, as a fraction of sqrt(w x h) of the detected points' box.
+MAX_LANDMARK_DISTANCE = 0.05
+#: A face turned further than this (degrees of yaw) shows the camera the back of the head.
+MAX_YAW_DEGREES = 90.0
+
+
+def implausible_fits(detected: Tensor, fitted: Tensor, rotation: Tensor) -> list[str | None]:
+    """Per face, why its fit is implausible, or None: ``detected`` and ``fitted`` (B, 68, 2) pixels (NaN where
+    a point is missing; a face without any is not judged), ``rotation`` (B, 3) code Euler angles in radians."""
+    usable = torch.isfinite(detected).all(-1)  # (B, 68)
+    filled = torch.where(usable[..., None], detected, torch.zeros_like(detected))
+    count = usable.sum(-1).clamp(min=1)
+    big, small = torch.finfo(detected.dtype).max, torch.finfo(detected.dtype).min
+    low = torch.where(usable[..., None], detected, big).amin(1)
+    high = torch.where(usable[..., None], detected, small).amax(1)
+    size = (high - low).clamp(min=1e-6).prod(-1).sqrt()
+    distance = ((fitted - filled).norm(dim=-1) * usable).sum(-1) / count / size  # (B,)
+    reasons: list[str | None] = []
+    for face in range(len(detected)):
+        yaw = math.degrees(float(rotation[face, 1]))
+        if usable[face].any() and float(distance[face]) > MAX_LANDMARK_DISTANCE:
+            reasons.append(
+                f"the fitted landmarks lie {100 * float(distance[face]):.1f} % of the face size from the detected "
+                f"ones (at most {100 * MAX_LANDMARK_DISTANCE:g} %)"
+            )
+        elif abs(yaw) > MAX_YAW_DEGREES:
+            reasons.append(f"the fitted face is turned {yaw:.0f} degrees, away from the camera")
+        else:
+            reasons.append(None)
+    return reasons
