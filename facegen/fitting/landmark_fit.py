@@ -432,7 +432,8 @@ def _mirrored(rotation: Tensor) -> Tensor:
 def fit_pose(
     model: LandmarkModel, code: FaceCode, target: Tensor, weights: Tensor, size: int, stage: PoseStage
 ) -> tuple[FaceCode, SolveResult | None]:
-    """Stage 1 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68)."""
+    """Stage 1 on landmarks ``target`` (B, 68, 2) in pixels of ``size``² crops, weights (B, 68). The solver's
+    result of a multi-start stage covers every start ((starts x B) rows, start-major)."""
     bases = model.bases(model.fixed_indices(1))
     points = model.points(bases, code.shape, code.expression)  # (B, 68, 3)
     clean = torch.nan_to_num(target)
@@ -488,33 +489,28 @@ def _multi_start_pose(
             starts.append((rotation.to(code.rotation), translation.to(code.rotation)))
     starts += [(_mirrored(rotation), translation) for rotation, translation in starts]
     count = len(starts)
+
+    def repeated(tensor: Tensor) -> Tensor:
+        """``tensor`` (B, ...) once per start: (count * B, ...), start-major as ``params``."""
+        return tensor.repeat(count, *([1] * (tensor.dim() - 1)))
+
     params = torch.cat([torch.cat(pose, -1) for pose in starts])  # (count * B, 6)
-    many = lambda tensor: tensor.repeat(count, *([1] * (tensor.dim() - 1)))  # noqa: E731
-    all_points, all_target, all_weights = (
-        many(points),
-        many(clean),
-        many(weights * torch.isfinite(target).all(-1)),
-    )
+    all_points, all_target, all_weights = repeated(points), repeated(target), repeated(weights)
     empty = points.new_zeros(count * batch, 0, *points.shape[1:])
+    bases = LandmarkBases(all_points, empty, empty)
     robust = torch.ones_like(all_weights)
-    for _ in range(ROBUST_PASSES):
-        root = root_weights(all_weights * robust, many(target))
+    for _ in range(ROBUST_PASSES if stage.robust > 0 else 1):
+        root = root_weights(all_weights * robust, all_target)
         problem = LandmarkProblem(
-            model,
-            all_target,
-            root,
-            REFERENCE_SIZE / size,
-            LandmarkBases(all_points, empty, empty),
-            points.new_zeros(2),
+            model, torch.nan_to_num(all_target), root, REFERENCE_SIZE / size, bases, points.new_zeros(2)
         )
         result = levenberg_marquardt(problem, params, stage.iterations)
         params = result.params
-        robust = robust_weights(point_errors(problem, params), stage.robust)
-    errors = point_errors(problem, params)
-    normalised = root_weights(all_weights, many(target)).pow(2)
+        errors = point_errors(problem, params)
+        robust = robust_weights(errors, stage.robust)
+    normalised = root_weights(all_weights, all_target).pow(2)
     cost = robust_cost(errors, normalised, stage.robust).reshape(count, batch)
-    cost = torch.where(torch.isfinite(cost), cost, math.inf)
-    best = cost.argmin(0)  # (B,)
+    best = torch.where(torch.isfinite(cost), cost, math.inf).argmin(0)  # (B,)
     chosen = params.reshape(count, batch, 6)[best, torch.arange(batch)]
     return code._replace(rotation=chosen[:, :3], translation=chosen[:, 3:]), result
 
