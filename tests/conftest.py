@@ -1,6 +1,7 @@
-"""Shared fixtures: tiny generated data, the shared real assets and the downloadable landmark models (skipped
-when absent, but failing under ``CI=true``: CI fetches the models and has the assets, so a skip there would hide a
-broken real-photo path), a clean working dir."""
+"""Shared fixtures: tiny generated data, the shared real assets (skipped when absent: they live beside the
+project, never in it, and CI's clean clone has none), a real photo that ships in a PyPI package and the
+downloadable landmark models (both skipped when absent, but failing under ``CI=true``: CI installs and fetches
+them, so a skip there would hide a broken real-photo path), a clean working dir."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def skip_unless_ci(reason: str) -> None:
 def assets() -> Path:
     root = assets_root()
     if root is None:
-        skip_unless_ci("shared assets not found: set FACEGEN_ASSETS or place them at ../shared/assets")
+        pytest.skip("shared assets not found: set FACEGEN_ASSETS or place them at ../shared/assets")
     return root
 
 
@@ -42,7 +43,22 @@ def assets() -> Path:
 def ict_npz(assets: Path) -> Path:
     path = assets / "ict" / "ict_face_model.npz"
     if not path.is_file():
-        skip_unless_ci(f"{path} not found in the shared assets")
+        pytest.skip(f"{path} not found in the shared assets")
+    return path
+
+
+@pytest.fixture(scope="session")
+def packaged_photo() -> Path:
+    """scikit-image's astronaut (NASA, public domain), a real face photo inside the scikit-image wheel (the
+    ``dev`` extra), so the photo path is tested where the shared assets are not."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    path = (
+        None if spec is None else Path(next(iter(spec.submodule_search_locations))) / "data" / "astronaut.png"
+    )
+    if path is None or not path.is_file():
+        skip_unless_ci("scikit-image's astronaut photo is not installed: pip install scikit-image")
     return path
 
 
