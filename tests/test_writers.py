@@ -116,6 +116,12 @@ def test_fits_far_from_their_landmarks_or_turned_away_are_implausible():
     # 20 * sqrt(2) px on a face of about 93 px
     assert reasons[1].startswith("the fitted landmarks lie 3") and "at most 5 %" in reasons[1]
     assert reasons[2] == "the fitted face is turned 135 degrees, away from the camera"
+    confidence = torch.full((4, 68), 0.9)
+    confidence[0] = 0.05  # every point doubted
+    confidence[1, :60] = 0.01  # most points doubted, but the mean is above the limit
+    reasons = implausible_fits(detected, fitted, rotation, confidence)
+    assert reasons[0].startswith("the detector's landmarks are all of low confidence (mean 0.05")
+    assert reasons[1].startswith("the fitted landmarks lie 3")
 
 
 def test_face_exporter_drops_repeated_and_finished_faces_from_the_batch_before_the_task_runs(tmp_path):

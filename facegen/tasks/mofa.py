@@ -377,7 +377,9 @@ class MoFA(FaceTask):
         landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels)
         implausible = None
         if face_loss is not None and self.refine.landmarks.active:  # a fit to the landmarks: judged on them
-            implausible = implausible_fits(batch.landmarks.to(landmarks_2d), landmarks_2d, code.rotation)
+            implausible = implausible_fits(
+                batch.landmarks.to(landmarks_2d), landmarks_2d, code.rotation, batch.confidence
+            )
         rotation, translation = decoder.camera_pose(code)
         grey = None
         if geometry:
