@@ -254,7 +254,7 @@ def test_the_overlay_and_the_texture_take_the_face_proper_only():
     outside = ~files.face_triangles
     assert 0 < outside.sum() < len(outside)  # the built-in model's skin mask leaves some triangles out
     assert np.array_equal(files.face_triangles, model.mask("skin")[model.faces].all(1).numpy())
-    texels = files.photo_texels()
+    texels = files.photo_texels
     layout = files.layout.pix_to_face
     assert texels.dtype == torch.bool and not texels[layout < 0].any()
     assert np.array_equal(texels[layout >= 0].numpy(), files.face_triangles[layout[layout >= 0].numpy()])

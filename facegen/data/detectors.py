@@ -13,7 +13,7 @@ Backends:
   annotated photos 2.26 % NME against litert's 3.84 %. Its model excludes commercial use (iBUG 300-W's terms).
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
 - ``auto``: :data:`AUTO_ORDER`, each where the previous finds no face (or cannot start): dlib (on LiteRT's faces,
-  the mesh's points where dlib is not trusted) first, as measured on the wild development set (86 faces: 2.28 %
+  the mesh's points where dlib is not trusted) first, as measured on the wild development set (86 faces: 2.26 %
   box NME against LiteRT's 3.68 %, every face found; ``benchmarks/landmarks.py --wild``); face-alignment, whose
   weights could not be fetched where this was measured, after the measured backends.
 

@@ -18,7 +18,7 @@ The predictor is reliable where dlib's own detector accepts the face and can fai
 faces without a HOG box averaged 9.5 % box NME against the mesh's 4.4 %. So each face's 68 points are chosen
 by measured reliability: dlib's where the HOG detector accepted the face or where dlib's inner points (17-67)
 agree with the mesh's within :data:`AGREEMENT` of the face size, else the mesh's (the face's ``detector`` then
-says ``litert``). Over the whole set this gives 2.23 % box NME (dlib alone 2.76 %, the mesh alone 3.68 %) and
+says ``litert``). Over the whole set this gives 2.26 % box NME (dlib alone 2.76 %, the mesh alone 3.68 %) and
 2 faces over 10 % NME_io (5 and 7); the threshold was chosen on the whole set (0.03-0.05 give the same).
 Each point's ``confidence`` is the agreement of the two models there, ``1 / (1 + (d / AGREEMENT)²)`` with d
 the point distance over the face size: low where one of them is likely wrong (often the far jaw of a turned
@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from facegen.data.litert_face import LiteRTFaceMesh
+from facegen.geometry.boxes import box_iou
 
 #: The predictor's file inside the ``face_recognition_models`` package.
 MODEL = "models/shape_predictor_68_face_landmarks.dat"
@@ -77,13 +78,6 @@ def mesh_box(points: np.ndarray) -> np.ndarray:
     return np.array(
         [cx - width * size / 2, cy - height * size / 2, cx + width * size / 2, cy + height * size / 2]
     )
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    inter = np.prod(np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None))
-    union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class DlibLandmarks:

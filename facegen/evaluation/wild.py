@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from facegen.geometry.boxes import box_iou, points_box
+
 #: Absolute-yaw bins in degrees, [low, high): the development set's near-frontal, moderate and large yaw.
 YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 90.0))
 #: NME_io above this counts as a failed face (300-W's usual failure threshold).
@@ -38,14 +40,12 @@ def yaw_bin(yaw: float) -> str:
 def overlap(box: tuple[float, float, float, float], points: np.ndarray) -> float | None:
     """Intersection over union of the box (x0, y0, x1, y1) and the box of the annotated face ``points``
     (68, 2), or None when the box does not hold the points' centre."""
-    low, high = points.min(0), points.max(0)
-    centre = (low + high) / 2
+    annotated = points_box(points)
+    centre = (annotated[:2] + annotated[2:]) / 2
     x0, y0, x1, y1 = box
     if not (x0 <= centre[0] <= x1 and y0 <= centre[1] <= y1):
         return None
-    inter = max(0.0, min(x1, high[0]) - max(x0, low[0])) * max(0.0, min(y1, high[1]) - max(y0, low[1]))
-    union = (x1 - x0) * (y1 - y0) + float(np.prod(high - low)) - inter
-    return inter / union if union > 0 else 0.0
+    return box_iou(np.asarray(box), annotated)
 
 
 def match(boxes: list[tuple[float, float, float, float]], points: np.ndarray) -> int | None:

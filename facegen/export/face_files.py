@@ -63,7 +63,8 @@ class ModelFiles:
     one), whether it is left-right symmetric, UV coordinates and triangles, expression names, the 68 landmark
     vertex indices, millimetres per model unit, the dense landmarks (scheme, corner vertices (N, 3) and
     barycentric weights (N, 3); None without them), and ``face_triangles`` (F,) bool, the triangles of the face
-    proper (all corners in the model's ``skin`` mask; None: every triangle)."""
+    proper (all corners in the model's ``skin`` mask; None: every triangle) and ``photo_texels`` (S, S) bool,
+    the UV texels of those triangles (None: every texel may take photo colours)."""
 
     faces: np.ndarray
     layout: UVLayout | None
@@ -74,13 +75,7 @@ class ModelFiles:
     mm_per_unit: float
     dense: tuple[str, np.ndarray, np.ndarray] | None = None
     face_triangles: np.ndarray | None = None
-
-    def photo_texels(self) -> Tensor | None:
-        """(S, S) bool texels of the face proper's triangles (None: every texel may take photo colours)."""
-        if self.face_triangles is None or self.layout is None:
-            return None
-        triangles = torch.from_numpy(self.face_triangles)
-        return self.layout.mask & triangles[self.layout.pix_to_face.clamp(min=0).cpu()]
+    photo_texels: Tensor | None = None
 
     def dense_points(self, vertices: np.ndarray) -> np.ndarray | None:
         """(N, 3) dense landmarks on a mesh's ``vertices`` (V, 3), or None without dense landmarks."""
@@ -96,6 +91,8 @@ class ModelFiles:
             uv = (model.uv_coords.cpu().numpy(), model.uv_faces.cpu().numpy())
             layout = UVLayout(model.faces, model.uv_coords, model.uv_faces, texture_size)
         symmetric = layout is not None and layout.is_symmetric(model.mean)
+        skin = "skin" in model.mask_names
+        face_triangles = model.mask("skin")[model.faces].all(1).cpu().numpy() if skin else None
         return cls(
             model.faces.cpu().numpy(),
             layout,
@@ -111,7 +108,10 @@ class ModelFiles:
                 model.faces[model.dense_triangles].cpu().numpy(),
                 model.dense_barycentrics.cpu().double().numpy(),
             ),
-            model.mask("skin")[model.faces].all(1).cpu().numpy() if "skin" in model.mask_names else None,
+            face_triangles,
+            None
+            if face_triangles is None or layout is None
+            else layout.mask & torch.from_numpy(face_triangles)[layout.pix_to_face.clamp(min=0).cpu()],
         )
 
 
@@ -181,7 +181,7 @@ def write_face(
         write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
     to_photo = _to_photo(face.meta)
     if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
-        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs, model.photo_texels())
+        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs, model.photo_texels)
         meshes = {
             folder / f"{mesh}.obj": f"{name}.png" for name, mesh in TEXTURED_MESHES.items() if name in outputs
         }

@@ -167,19 +167,16 @@ class LandmarkModel:
         self.base = decoder.base_translation
         self.unit = decoder.translation_unit
         self.flip = MODEL_TO_OPENCV.to(self.K)
-        bounds = self.face_model.expression_bounds
-        self.expression_bounds = (
-            None if bounds is None else (bounds[0][:n_expression], bounds[1][:n_expression])
-        )
 
     def parameter_bounds(self, n_free_shape: int) -> tuple[Tensor, Tensor] | None:
         """Limits of a landmark problem's parameters (pose 6, ``n_free_shape`` shape, the expressions): the
         expressions' bounds of a blendshape model, the rest free; None for a model without bounds."""
-        if self.expression_bounds is None:
+        bounds = self.face_model.expression_bounds
+        if bounds is None:
             return None
         free = self.K.new_full((6 + n_free_shape,), math.inf)
-        low, high = self.expression_bounds
-        return torch.cat([-free, low.to(free)]), torch.cat([free, high.to(free)])
+        low, high = (bound[: self.n_expression].to(free) for bound in bounds)
+        return torch.cat([-free, low]), torch.cat([free, high])
 
     def silhouette_landmarks(self, code: FaceCode, pixels: Tensor) -> Tensor:
         """(B, 68, 2) the 68 points in the 2D convention (the jaw of a turned face on its visible outline, as
