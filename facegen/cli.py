@@ -6,7 +6,8 @@ datamodule are chosen in YAML by ``class_path``/``init_args``. facegen's own too
 
 User errors (:mod:`facegen.errors`, missing or unwritable files, Lightning configuration errors) are printed as
 one line, ``facegen: error: ...``, with exit code 2; ``--debug`` (anywhere on the command line) or
-``FACEGEN_DEBUG=1`` shows the traceback instead.
+``FACEGEN_DEBUG=1`` shows the traceback instead. SIGTERM or Ctrl-C stops any command with one line saying what
+was done and exit code 128 + signal (:mod:`facegen.signals`); ``fit`` first saves a resumable ``last.ckpt``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import inspect
 import os
 import pickle
 import re
+import signal
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -26,11 +28,14 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from facegen import __version__
+from facegen.callbacks.checkpoint import CheckpointOnStop
 from facegen.commands import EXTRA_COMMANDS
 from facegen.errors import BadFileError, ConfigError, FacegenError
 from facegen.export.outputs import OUTPUTS, Output
+from facegen.signals import Stopped, stopping_on_signals
 
 #: Set to 1 to see tracebacks of user errors (as ``--debug`` does).
 DEBUG_ENV = "FACEGEN_DEBUG"
@@ -159,6 +164,9 @@ class FacegenCLI(LightningCLI):
             check_output_folder(Path(config.out))
             config.trainer.default_root_dir = config.out
 
+    def before_fit(self) -> None:
+        self.trainer.callbacks.append(CheckpointOnStop())
+
     def before_predict(self) -> None:
         config = self.config["predict"]
         if config.get("out"):
@@ -269,9 +277,16 @@ def main(args: Sequence[str] | None = None) -> int:
     if args is None:
         sys.argv[1:] = argv  # LightningCLI reads sys.argv itself
     try:
-        if argv and argv[0] in EXTRA_COMMANDS:
-            return EXTRA_COMMANDS[argv[0]].run(argv[1:])
-        FacegenCLI(args=None if args is None else argv)
+        with stopping_on_signals("fit" if argv[:1] == ["fit"] else "raise"):
+            if argv and argv[0] in EXTRA_COMMANDS:
+                return EXTRA_COMMANDS[argv[0]].run(argv[1:])
+            FacegenCLI(args=None if args is None else argv)
+    except Stopped as stop:
+        print(f"facegen: stopped by {stop.name}: {stop.done}", file=sys.stderr)
+        return stop.exit_code
+    except SIGTERMException:  # Lightning stopped the training after SIGTERM
+        print(f"facegen: stopped by SIGTERM: {CheckpointOnStop.DONE}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as error:
         cause = user_error(error)
         if cause is None or debug:

@@ -81,7 +81,13 @@ def test_prepare_from_landmark_files_writes_crops_manifest_and_rejects(photo_fol
         "photos": 8,
         "faces": 5,
         "shards": 3,
-        "reject_counts": {"unreadable": 1, "no_face": 1, "face_too_small": 1, "face_dropped": 0},
+        "reject_counts": {
+            "unreadable": 1,
+            "no_face": 1,
+            "face_too_small": 1,
+            "face_outside_photo": 0,
+            "face_dropped": 0,
+        },
     }
     manifest = json.loads((out / "manifest.json").read_text())
     reasons = {r["source"]: r["reason"] for r in manifest["rejects"]}

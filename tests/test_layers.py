@@ -11,6 +11,8 @@ import facegen
 #: Layer of each top-level module or package of facegen, bottom first.
 LAYERS = {
     "errors": 0,
+    "atomic": 0,
+    "signals": 0,
     "safe_pickle": 0,
     "geometry": 1,
     "morphable": 2,

@@ -17,16 +17,18 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from facegen.atomic import write_text_atomic
 from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
 from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
-from facegen.export.files import child_folder, write_text_atomic, write_video_atomic
+from facegen.export.files import child_folder, write_video_atomic
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
 from facegen.render.settings import Fragments
+from facegen.signals import Stopped
 
 
 class FaceExporter(BasePredictionWriter):
@@ -219,10 +221,33 @@ class FaceExporter(BasePredictionWriter):
         while self._pending:
             self._collect()
         self._pool.shutdown()
-        videos = self._write_videos()
+        self._write_summary(trainer, self._write_videos())
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        """Predict stopped (a signal, or an error): the faces being written are finished, the queued ones are
+        dropped (a rerun writes them), and ``summary.json`` lists what was written and why the run stopped."""
+        if not hasattr(self, "_pool") or trainer.state.fn != "predict":
+            return
+        for _, _, future in self._pending:
+            future.cancel()
+        self._pending = deque(entry for entry in self._pending if not entry[2].cancelled())
+        while self._pending:
+            self._collect()
+        self._pool.shutdown()
+        self._write_summary(
+            trainer, [], stopped=type(exception).__name__ + (f" ({exception})" if str(exception) else "")
+        )
+        if isinstance(exception, Stopped):
+            exception.done = (
+                f"{len(self.written)} faces written to {self.out} (summary.json lists them); "
+                "the same command writes the rest"
+            )
+
+    def _write_summary(self, trainer, videos: list[dict], stopped: str | None = None) -> None:
         seconds = time.perf_counter() - self._started
         summary = {
             "out": str(self.out),
+            "stopped": stopped,
             "faces_written": len(self.written),
             "faces_already_there": len(self.existing),
             "photos_rejected": len(self.rejected),
@@ -247,6 +272,10 @@ class FaceExporter(BasePredictionWriter):
             summary["rank"] = trainer.global_rank
         name = "summary.json" if trainer.world_size == 1 else f"summary-rank{trainer.global_rank}.json"
         write_text_atomic(self.out / name, json.dumps(summary, indent=1))
+        if stopped is None:
+            self._report(summary)
+
+    def _report(self, summary: dict) -> None:
         reasons = ", ".join(f"{r['photo']} ({r['reason']})" for r in self.rejected[:10])
         rank_zero_info(
             f"facegen predict: {len(self.written)} faces written to {self.out} "

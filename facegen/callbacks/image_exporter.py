@@ -10,7 +10,8 @@ from pathlib import Path
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from facegen.export.files import write_png_atomic, write_text_atomic
+from facegen.atomic import write_text_atomic
+from facegen.export.files import write_png_atomic
 from facegen.export.pictures import to_uint8
 from facegen.predictions import GeneratedImages
 

@@ -17,8 +17,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from facegen.atomic import write_text_atomic
 from facegen.data.keys import OutputNames
-from facegen.export.files import child_folder, write_png_atomic, write_text_atomic
+from facegen.export.files import child_folder, write_png_atomic
 from facegen.export.obj import write_textured_obj
 from facegen.export.pictures import to_uint8
 from facegen.morphable.model import MorphableModel

@@ -26,6 +26,7 @@ from typing import Literal
 
 from jsonargparse import ArgumentParser
 
+from facegen.atomic import write_text_atomic
 from facegen.data.landmarks import write_pts
 from facegen.errors import ConfigError
 from facegen.export.face_files import read_code_records
@@ -391,9 +392,9 @@ def run(argv: list[str]) -> int:
         options.benchmark
     ]
     summary, details, report = benchmark(options, out, extra)
-    (out / "results.json").write_text(json.dumps(details, indent=1))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "summary.md").write_text(report)
+    write_text_atomic(out / "results.json", json.dumps(details, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.md", report)
     print(report, end="")
     logged = log_summary(options.config, summary, options.benchmark)
     if logged:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegen.atomic import write_text_atomic
 from facegen.errors import ConfigError
 from facegen.evaluation.now import NOW_FROM_IBUG, read_pp, scan_to_mesh_errors
 from facegen.export.face_files import read_code_records
-from facegen.export.files import write_text_atomic
 from facegen.export.obj import obj_text, read_obj
 from facegen.morphable.model import MorphableModel
 

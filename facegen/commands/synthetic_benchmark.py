@@ -12,16 +12,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from facegen.atomic import atomic_file
 from facegen.data.landmarks import write_pts
 from facegen.data.synth import RandomSkinAlbedo, SynthOptions, sample_code, smooth_backgrounds
 from facegen.decoder import FaceDecoder
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.face_files import read_code_records
+from facegen.export.files import write_png_atomic
 from facegen.geometry.rotations import rotation_angle_between
 from facegen.morphable.model import MorphableModel
 
@@ -60,12 +61,13 @@ def render_benchmark(model: MorphableModel, size: int, settings: SyntheticSettin
     pixels = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
     landmarks = decoded.landmarks.numpy().astype(np.float64)
     for i in range(settings.n):
-        cv2.imwrite(str(folder / f"face_{i:04d}.png"), pixels[i][..., ::-1])
+        write_png_atomic(folder / f"face_{i:04d}.png", pixels[i])
         write_pts(folder / f"face_{i:04d}.pts", landmarks[i])
     truth = {part: value.numpy() for part, value in code.to_dict().items()}
     truth["camera_rotation"] = decoder.camera_pose(code)[0].numpy()
     truth["landmarks"] = landmarks
-    np.savez(folder / "truth.npz", **truth)
+    with atomic_file(folder / "truth.npz") as handle:
+        np.savez(handle, **truth)
     return truth
 
 

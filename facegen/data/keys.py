@@ -18,6 +18,11 @@ from collections.abc import Iterable
 _UNSAFE = re.compile(r"[^0-9A-Za-z_-]+")
 #: Longest readable part, in characters (file names stay well under the usual 255-byte limit).
 MAX_READABLE = 96
+#: Longest key stem kept as it is: a sample's tar member (``<stem>_f<i>.<field>``) must fit the 100 characters of
+#: a tar header's name; a longer stem keeps its first characters plus a hash of the whole path.
+MAX_STEM = 64
+#: Readable characters a shortened stem keeps (plus ``-`` and at least 8 hexadecimal digits).
+SHORTENED_STEM = 48
 
 
 def _digest(name: str) -> str:
@@ -42,17 +47,22 @@ def _hashed(part: str, name: str, taken: set[str], fallback: str) -> str:
 def unique_stems(names: Iterable[str]) -> dict[str, str]:
     """A unique key stem for each photo path: the readable part of the path without its extension (``a/b.jpg``
     -> ``a_b``) when no other path has the same one, else that part plus a hash of the whole path (``x.jpg`` and
-    ``x.png`` -> ``x-1f3a...`` and ``x-9c0d...``). Deterministic for a given set of names."""
+    ``x.png`` -> ``x-1f3a...`` and ``x-9c0d...``); a part longer than :data:`MAX_STEM` is shortened the same
+    way. Deterministic for a given set of names."""
     names = sorted(set(names))
     parts = {
         name: readable(name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name) for name in names
     }
     counts = Counter(part.lower() for part in parts.values())
-    stems = {name: part for name, part in parts.items() if part and counts[part.lower()] == 1}
+    stems = {
+        name: part
+        for name, part in parts.items()
+        if part and counts[part.lower()] == 1 and len(part) <= MAX_STEM
+    }
     taken = {stem.lower() for stem in stems.values()}
     for name in names:
         if name not in stems:
-            stems[name] = _hashed(parts[name], name, taken, "photo")
+            stems[name] = _hashed(parts[name][:SHORTENED_STEM].strip("_-"), name, taken, "photo")
             taken.add(stems[name].lower())
     return stems
 

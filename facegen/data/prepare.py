@@ -27,10 +27,15 @@ from facegen.data.sample import encode_image, encode_sample
 from facegen.data.shards import ShardWriter, plan_shards, shard_path, write_json_atomic
 from facegen.errors import ConfigError, check_choice
 from facegen.geometry.affine import apply_affine, estimate_similarity
+from facegen.geometry.boxes import inside_fraction
 
-#: Why a photo gave no face (``unreadable``, ``no_face``, ``face_too_small``) or, ``face_dropped``, why one face
-#: of a photo that gave others was left out.
-REJECT_REASONS = ("unreadable", "no_face", "face_too_small", "face_dropped")
+#: Why a photo gave no face (``unreadable``, ``no_face``, ``face_too_small``, ``face_outside_photo``: its
+#: landmarks put every face mostly outside the photo) or, ``face_dropped``, why one face of a photo that gave
+#: others was left out.
+REJECT_REASONS = ("unreadable", "no_face", "face_too_small", "face_outside_photo", "face_dropped")
+#: Least fraction of a face's landmark box inside the photo: a face mostly outside it would be cropped from
+#: padding (landmark files that belong to another photo, or points shifted by an error).
+MIN_INSIDE = 0.5
 _MANIFEST_FIELDS = ("source", "face_index", "detector", "bbox", "score")
 
 
@@ -145,8 +150,18 @@ def process_photo(photo: Photo, detector: LandmarkDetector | None, options: Crop
         x0, y0, x1, y1 = landmark_bbox(face.landmarks)
         return max(x1 - x0, y1 - y0)
 
+    height, width = image.shape[:2]
+    inside = [inside_fraction(landmark_bbox(f.landmarks), width, height) for f in faces]
+    outside = [
+        f"a face {1 - share:.0%} outside the {width}x{height} photo (its landmarks do not fit the photo)"
+        for share in inside
+        if share < MIN_INSIDE
+    ]
+    faces = [f for f, share in zip(faces, inside, strict=True) if share >= MIN_INSIDE]
+    if not faces:
+        return PhotoResult(photo.name, photo.key, reject="face_outside_photo", detail=outside[0])
     large = sorted((f for f in faces if size(f) >= options.min_face_size), key=size, reverse=True)
-    dropped = [
+    dropped = outside + [
         f"a {size(f):.0f} px face < --min-face-size {options.min_face_size:g}"
         for f in faces
         if size(f) < options.min_face_size

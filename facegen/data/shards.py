@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import time
 from pathlib import Path
 
-from facegen.export.files import write_text_atomic
+from facegen.atomic import atomic_file, write_text_atomic
 
 SHARD_PATTERN = "{prefix}-{index:06d}.tar"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
-    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    """Write ``data`` as JSON to ``path`` via a temporary file, flushed to disk, and a rename."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=True)
 
 
 def shard_path(out: Path, index: int, prefix: str = "shard") -> Path:
@@ -43,13 +42,12 @@ def finished_record(shard: Path) -> dict | None:
 class ShardWriter:
     """A context manager writing one ``.tar`` shard of pre-encoded samples (dicts of key -> bytes).
 
-    The tar is written to ``.<name>.part`` and renamed on success, then the record (``extra``, which the caller
+    The tar is written to a temporary beside it (:func:`~facegen.atomic.atomic_file`) and renamed on success, then the record (``extra``, which the caller
     may extend while writing, plus the sample count) is written beside it; on an exception the partial file is removed.
     """
 
     def __init__(self, path: Path, extra: dict | None = None) -> None:
         self.path = Path(path)
-        self.temporary = self.path.with_name(f".{self.path.name}.part")
         self.extra = dict(extra or {})
         self.count = 0
         self.bytes = 0
@@ -58,7 +56,8 @@ class ShardWriter:
 
     def __enter__(self) -> ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tar = tarfile.open(self.temporary, "w", format=tarfile.USTAR_FORMAT)
+        self._file = atomic_file(self.path, durable=True)
+        self._tar = tarfile.open(fileobj=self._file.__enter__(), mode="w", format=tarfile.USTAR_FORMAT)
         return self
 
     def write(self, sample: dict) -> None:
@@ -80,10 +79,9 @@ class ShardWriter:
 
     def __exit__(self, kind, error, traceback) -> None:
         self._tar.close()
+        self._file.__exit__(kind, error, traceback)  # renames the tar into place, or removes it on an error
         if kind is not None:
-            self.temporary.unlink(missing_ok=True)
             return
-        os.replace(self.temporary, self.path)
         self.record = {**self.extra, "samples": self.count, "bytes": self.bytes}
         write_json_atomic(record_path(self.path), self.record)
 

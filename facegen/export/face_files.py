@@ -40,7 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from facegen.export.files import write_bytes_atomic, write_jpeg_atomic, write_png_atomic, write_text_atomic
+from facegen.atomic import write_bytes_atomic, write_text_atomic
+from facegen.export.files import write_jpeg_atomic, write_png_atomic
 from facegen.export.obj import write_textured_objs, write_vertex_colour_obj
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8

@@ -1,16 +1,16 @@
-"""Atomic file writes: the content goes to a hidden ``.<name>.part`` beside the target and is renamed over it,
-so an interrupted job never leaves a half-written file under the final name. :func:`child_folder` keeps every
-output folder inside its output root."""
+"""Images and videos written atomically (through :mod:`facegen.atomic`: a temporary beside the target, renamed
+over it); :func:`child_folder` keeps every output folder inside its output root."""
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from facegen.atomic import atomic_path, write_bytes_atomic
 
 #: OpenCV's PNG settings for :func:`write_png_atomic`.
 PNG_SETTINGS = [
@@ -24,18 +24,6 @@ PNG_SETTINGS = [
 
 #: JPEG quality of :func:`write_jpeg_atomic` (no visible loss on overlays of photos).
 JPEG_QUALITY = 95
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.part")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_png_atomic(path: Path, image: np.ndarray) -> Path:
@@ -101,16 +89,15 @@ def write_video_atomic(path: Path, frames: Iterable[np.ndarray], fps: float) -> 
     if first is None:
         raise OSError(f"{path}: no frames to write")
     height, width = first.shape[:2]
-    temporary = path.with_name(f".{path.stem}.part{path.suffix}")
-    writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
-    if not writer.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open an MPEG-4 video writer")
-    try:
-        for frame in itertools.chain([first], frames):
-            if frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
-    finally:
-        writer.release()
-    os.replace(temporary, path)
+    with atomic_path(path, path.suffix) as temporary:
+        writer = cv2.VideoWriter(str(temporary), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (width, height))
+        if not writer.isOpened():
+            raise OSError(f"{path}: OpenCV cannot open an MPEG-4 video writer")
+        try:
+            for frame in itertools.chain([first], frames):
+                if frame.shape[:2] != (height, width):
+                    frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+                writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        finally:
+            writer.release()
     return path

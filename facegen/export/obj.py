@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen.export.files import write_text_atomic
+from facegen.atomic import write_text_atomic
 
 
 def _lines(line: str, values: np.ndarray) -> str:

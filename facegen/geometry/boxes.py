@@ -10,6 +10,15 @@ def points_box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(0), points.max(0)])
 
 
+def inside_fraction(box: np.ndarray, width: int, height: int) -> float:
+    """The fraction of the area of ``box`` (x0, y0, x1, y1) that lies in an image of ``width`` x ``height`` pixels
+    (0 for an empty box)."""
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+    inside = max(min(x1, width) - max(x0, 0.0), 0.0) * max(min(y1, height) - max(y0, 0.0), 0.0)
+    return inside / area if area > 0 else 0.0
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from facegen.atomic import atomic_file
 from facegen.errors import FacegenError
 
 #: ``pip download`` options naming one platform's wheels (see :func:`pip_download`).
@@ -45,18 +46,18 @@ def sha256(path: Path) -> str:
 def download_file(url: str, target: Path, timeout: float = 20.0) -> Path:
     """Stream ``url`` to ``target`` with a progress bar; a partial file never takes the final name."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, partial.open("wb") as handle:
+        with (
+            urllib.request.urlopen(url, timeout=timeout) as response,
+            atomic_file(target, durable=True) as handle,
+        ):
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     handle.write(block)
                     bar.update(len(block))
     except (urllib.error.URLError, OSError, TimeoutError) as error:
-        partial.unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {error}") from error
-    partial.replace(target)
     return target
 
 

@@ -13,7 +13,6 @@ Conventions (all loaders convert to these):
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from facegen.atomic import atomic_file
 from facegen.errors import BadFileError
 from facegen.geometry.landmarks import NUM_LANDMARKS
 
@@ -345,18 +345,11 @@ class MorphableModel(nn.Module):
         )
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the canonical ``.npz`` atomically (temporary file, then rename)."""
+        """Write the canonical ``.npz`` atomically (:func:`~facegen.atomic.atomic_file`)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **self.to_arrays())
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a model file is as readable as any other
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, durable=True) as handle:
+            np.savez(handle, **self.to_arrays())
         return path
 
     @classmethod
@@ -400,12 +393,6 @@ class MorphableModel(nn.Module):
             f"expression={self.n_expression}, albedo={self.n_albedo if self.has_albedo else None}, "
             f"uv={self.has_uv}, units={self.units!r}"
         )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 _REQUIRED_FIELDS = (

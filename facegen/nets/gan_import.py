@@ -27,7 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from facegen.errors import BadFileError, ConfigError
+from facegen.atomic import atomic_file
+from facegen.errors import BadFileError, ConfigError, FacegenError
 from facegen.nets.network_pickle import PersistentRecord, read_network_pickle
 from facegen.nets.stylegan import Discriminator, DiscriminatorSpec, Generator, GeneratorSpec
 from facegen.nets.upfirdn import fir_filter
@@ -37,6 +38,8 @@ from facegen.nets.weights import misfit
 FORMAT, VERSION = "facegen-stylegan2", 1
 #: The networks a GAN file may hold.
 Network = Literal["G", "G_ema", "D"]
+#: Most parameters an imported network may have (StyleGAN2 at 1024² has about 30 million per network).
+MAX_PARAMETERS = 1_000_000_000
 #: Samples averaged to estimate ``w_avg`` when a file has none.
 W_AVG_SAMPLES = 10_000
 #: The first bytes of a legacy (non-zip) ``torch.save`` file: its pickled magic number.
@@ -99,21 +102,31 @@ def read_gan(path: str | Path) -> GANWeights:
         )
     with path.open("rb") as handle:
         head = handle.read(len(_TORCH_LEGACY_MAGIC))
+    try:
+        gan = _read(path, head)
+        _check_loads(gan)
+    except FacegenError:
+        raise
+    except (RuntimeError, IndexError, KeyError, ValueError, TypeError, AttributeError) as error:
+        # tensors of shapes or types that no StyleGAN2 has, found while mapping them
+        raise BadFileError(
+            f"{path}: its tensors do not fit a StyleGAN2 ({type(error).__name__}: {error})"
+        ) from None
+    return gan
+
+
+def _read(path: Path, head: bytes) -> GANWeights:
     if zipfile.is_zipfile(path) or head == _TORCH_LEGACY_MAGIC:
         content = _torch_load(path)
         if content.get("format") == FORMAT:
-            gan = _from_facegen(content, path)
-        elif isinstance(content.get("state_dict"), dict) and "pytorch-lightning_version" in content:
-            gan = _from_lightning(content, path)
-        elif any(key in content for key in ("g_ema", "g", "d")):
-            gan = _from_rosinality(content, path)
-        else:
-            keys = ", ".join(sorted(map(str, content))[:8])
-            raise BadFileError(f"{path}: a torch file without StyleGAN2 networks (keys: {keys})")
-    else:
-        gan = _from_network_pickle(read_network_pickle(path), path)
-    _check_loads(gan)
-    return gan
+            return _from_facegen(content, path)
+        if isinstance(content.get("state_dict"), dict) and "pytorch-lightning_version" in content:
+            return _from_lightning(content, path)
+        if any(key in content for key in ("g_ema", "g", "d")):
+            return _from_rosinality(content, path)
+        keys = ", ".join(sorted(map(str, content))[:8])
+        raise BadFileError(f"{path}: a torch file without StyleGAN2 networks (keys: {keys})")
+    return _from_network_pickle(read_network_pickle(path), path)
 
 
 def _torch_load(path: Path) -> dict:
@@ -130,13 +143,31 @@ def _torch_load(path: Path) -> dict:
 
 def _check_loads(gan: GANWeights) -> None:
     for name, state in gan.states.items():
-        spec = gan.discriminator if name == "D" else gan.generator
+        _check_fits(name, gan.discriminator if name == "D" else gan.generator, state, gan.source)
+
+
+def _check_fits(
+    name: str, spec: GeneratorSpec | DiscriminatorSpec, state: dict[str, Tensor], source: str, unset: str = ""
+) -> None:
+    """Raise :class:`BadFileError` unless ``state`` loads into network ``name`` of ``spec`` (but for the tensor
+    named ``unset``, filled in later). Nothing is allocated before it passes: the network is built on PyTorch's
+    ``meta`` device, its size is bounded by :data:`MAX_PARAMETERS`, and every tensor of ``state`` must own the
+    memory it spans (no zero-stride views that pose as large tensors)."""
+    with torch.device("meta"):
         network = Discriminator(**asdict(spec)) if name == "D" else Generator(**asdict(spec))
-        problems = misfit(state, network.state_dict())
-        if problems:
-            raise BadFileError(
-                f"{gan.source}: {name} does not fit a StyleGAN2 of its inferred sizes: {problems}"
-            )
+    expected = {key: value for key, value in network.state_dict().items() if key != unset}
+    size = sum(value.numel() for value in expected.values())
+    if size > MAX_PARAMETERS:
+        raise BadFileError(
+            f"{source}: {name} asks for a network of {size:.3g} parameters (more than {MAX_PARAMETERS:.0g}); "
+            "not a StyleGAN2 facegen can hold"
+        )
+    for key, value in state.items():
+        if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+            raise BadFileError(f"{source}: {name}.{key} claims more elements than its storage holds")
+    problems = misfit(state, expected)
+    if problems:
+        raise BadFileError(f"{source}: {name} does not fit a StyleGAN2 of its inferred sizes: {problems}")
 
 
 def _from_facegen(content: dict, path: Path) -> GANWeights:
@@ -191,9 +222,8 @@ def save_gan(gan: GANWeights, out: str | Path) -> Path:
         "discriminator": asdict(gan.discriminator) if gan.discriminator else None,
         **{name: {k: v.contiguous() for k, v in state.items()} for name, state in gan.states.items()},
     }
-    partial = out.with_name(out.name + ".partial")
-    torch.save(content, partial)
-    partial.replace(out)
+    with atomic_file(out, durable=True) as handle:
+        torch.save(content, handle)
     return out
 
 
@@ -370,6 +400,7 @@ def _from_rosinality(content: dict, path: Path) -> GANWeights:
     if generator is not None and content.get("latent_avg") is None:
         for name in ("G", "G_ema"):
             if name in states:
+                _check_fits(name, generator, states[name], str(path), unset="mapping.w_avg")
                 states[name]["mapping.w_avg"] = _estimated_w_avg(generator, states[name])
         notes.append(f"no latent_avg in the file: w_avg is the mean w of {W_AVG_SAMPLES} random z (seed 0)")
     return GANWeights(generator, discriminator, states, str(path), notes)
