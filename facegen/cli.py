@@ -33,6 +33,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from facegen import __version__
 from facegen.callbacks.checkpoint import CheckpointOnStop
 from facegen.commands import EXTRA_COMMANDS
+from facegen.commands.config_files import check_configs
 from facegen.errors import BadFileError, ConfigError, FacegenError
 from facegen.export.outputs import OUTPUTS, Output
 from facegen.signals import Stopped, stopping_on_signals
@@ -278,6 +279,7 @@ def main(args: Sequence[str] | None = None) -> int:
         sys.argv[1:] = argv  # LightningCLI reads sys.argv itself
     try:
         with stopping_on_signals("fit" if argv[:1] == ["fit"] else "raise"):
+            check_configs(argv)
             if argv and argv[0] in EXTRA_COMMANDS:
                 return EXTRA_COMMANDS[argv[0]].run(argv[1:])
             FacegenCLI(args=None if args is None else argv)

@@ -183,3 +183,40 @@ def test_a_broken_video_is_a_rejected_item_and_a_bad_rate_is_one_line(tmp_path):
     ]
     with pytest.raises(ConfigError, match="data.video_fps must be > 0"):
         FaceDataModule(predict_dir=str(tmp_path), video_fps=0)
+
+
+def test_a_video_cut_short_gives_its_frames_and_is_reported_as_truncated(tmp_path):
+    from facegen.data.photo_stream import PhotoFolderStream
+    from facegen.data.prepare import CropOptions
+    from facegen.data.video import TruncatedVideo
+
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for i in range(20):
+        writer.write(np.random.default_rng(i).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    data = whole.read_bytes()
+    (folder / "cut.avi").write_bytes(data[: len(data) // 2])
+    frames = []
+    with pytest.raises(TruncatedVideo, match="cut.avi: the video ended after (\\d+) of the 20 frames"):
+        frames.extend(read_frames(folder / "cut.avi"))
+    assert 0 < len(frames) < 20 and [f.index for f in frames] == list(range(len(frames)))
+    batches = list(PhotoFolderStream(str(folder), 4, CropOptions(size=64), "files", video_fps=None))
+    rejects = [(r.photo, r.reason) for batch in batches for r in batch["rejects"]]
+    assert rejects[-1] == ("cut.avi", "video_truncated")
+    assert len([r for r in rejects if r[0].startswith("cut.avi#")]) == len(frames)  # each frame was read
+
+
+def test_a_photo_named_like_a_frame_of_a_video_gets_its_own_key(tmp_path):
+    from facegen.data.keys import frame_stem
+    from facegen.data.photos import PhotoInput
+
+    write_video_atomic(tmp_path / "clip.mp4", grey_frames(2), fps=10)
+    cv2.imwrite(str(tmp_path / "clip_t000000.jpg"), grey_frames(1)[0])
+    cv2.imwrite(str(tmp_path / "other_t000000.jpg"), grey_frames(1)[0])
+    keys = PhotoInput(str(tmp_path), videos=True).keys
+    assert keys["clip.mp4"] == "clip" and keys["other_t000000.jpg"] == "other_t000000"
+    assert keys["clip_t000000.jpg"].startswith("clip_t000000-")  # never frame_stem("clip", 0)
+    assert frame_stem(keys["clip.mp4"], 0) == "clip_t000000"

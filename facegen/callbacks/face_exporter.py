@@ -85,6 +85,9 @@ class FaceExporter(BasePredictionWriter):
         self.existing: list[str] = []
         self.rejected: list[dict] = []  # photos that gave no face
         self.dropped: list[dict] = []  # faces left out of photos that gave others
+        self.truncated: list[
+            dict
+        ] = []  # videos that ended before their declared frame count (frames read go on)
         self.failed: list[dict] = []
         self.diverged: list[dict] = []  # faces whose fit diverged (written with the encoder's code)
         self.implausible: list[dict] = []  # faces whose fit is implausible (not written)
@@ -142,7 +145,12 @@ class FaceExporter(BasePredictionWriter):
         """Queue every face of ``prediction`` for writing (its folder named by :meth:`on_predict_batch_start`)."""
         batch = prediction.batch
         for reject in batch.rejects:
-            (self.dropped if reject.reason == "face_dropped" else self.rejected).append(reject._asdict())
+            if reject.reason == "video_truncated":
+                rank_zero_warn(f"{reject.detail}; its frames up to there are written")
+            kind = {"face_dropped": self.dropped, "video_truncated": self.truncated}.get(
+                reject.reason, self.rejected
+            )
+            kind.append(reject._asdict())
         self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
         if len(batch) == 0:
             return
@@ -267,6 +275,7 @@ class FaceExporter(BasePredictionWriter):
             "fit_diverged": self.diverged,
             "fit_implausible": self.implausible,
             "videos": videos,
+            "videos_truncated": self.truncated,
         }
         if trainer.world_size > 1:
             summary["rank"] = trainer.global_rank

@@ -1,6 +1,6 @@
-"""Settings read from facegen's YAML configs without building what they describe: the ``init_args`` of a
-section (``model``, ``data``) of several configs merged in order, as the CLI merges ``--config`` files, over the
-defaults of the class the section builds."""
+"""facegen's YAML configs read without building what they describe: the ``init_args`` of a section (``model``,
+``data``) of several configs merged in order, as the CLI merges ``--config`` files, over the defaults of the
+class the section builds; and every ``--config`` of a command line checked to be YAML before it runs."""
 
 from __future__ import annotations
 
@@ -22,14 +22,41 @@ def merged_init_args(paths: list[str], section: str) -> dict:
     for path in paths:
         if not Path(path).is_file():
             raise ConfigError(f"--config {path} does not exist")
-        try:
-            config = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{path}: not valid YAML{where}") from None
+        config = read_yaml(path)
         merged.update(((config.get(section) or {}).get("init_args")) or {})
     return merged
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The YAML config at ``path`` (an empty file: ``{}``).
+
+    Raises:
+        ConfigError: not valid YAML, naming the file, line and column and what the parser found.
+    """
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None)
+        raise ConfigError(f"{path}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; give a YAML config") from None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{path}: a YAML config holds settings (key: value), this one a {type(config).__name__}"
+        )
+    return config
+
+
+def check_configs(argv: list[str]) -> None:
+    """Read every existing ``--config FILE`` (or ``--config=FILE``) of a command line as YAML first, so that a
+    syntax error names its file, line and column (a missing file is left to the command's own message)."""
+    paths = [b for a, b in zip(argv, argv[1:], strict=False) if a == "--config"]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        if Path(path).is_file():
+            read_yaml(path)
 
 
 def settings(paths: list[str], section: str, cls: type) -> dict:

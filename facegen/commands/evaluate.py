@@ -290,7 +290,7 @@ def _synthetic(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
 
 
 def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
-    from facegen.commands.now_benchmark import read_now, score_now, write_challenge_layout
+    from facegen.commands.now_benchmark import read_now, read_scans, score_now, write_challenge_layout
     from facegen.data.landmarks import read_pts
     from facegen.evaluation.now import summarise_now
     from facegen.morphable.registry import load_face_model
@@ -301,6 +301,7 @@ def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
         )
     root = Path(options.root)
     items = read_now(root, options.limit)
+    scans = read_scans(root, items)
     model = load_face_model(_model_settings(options)["face_model"])
     photos, predictions = out / "photos", out / "predictions"
     given = {  # landmark files you put beside the photos are used, as by facegen predict
@@ -311,7 +312,7 @@ def _now(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     _stage(photos, {f"{item.name}.jpg": item.photo for item in items}, given)
     _predict(options, photos, predictions, extra, truth=False)
     meshes, failures = write_challenge_layout(items, predictions, model, out / "predicted_meshes")
-    results, errors, missing = score_now(root, items, meshes, model)
+    results, errors, missing = score_now(scans, items, meshes, model)
     summary = {"benchmark": "now", **summarise_now(errors, len(items), failures + missing)}
     rows = ""
     if errors:
@@ -387,6 +388,9 @@ def log_summary(configs: list[str], summary: dict, benchmark: str) -> str | None
 def run(argv: list[str]) -> int:
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     options = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    for setting, value in (("--n", options.n), ("--limit", options.limit)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{setting} must be at least 1, got {value}")
     out = Path(options.out)
     benchmark = {"aflw2000": _aflw2000, "now": _now, "synthetic": _synthetic, "texture": _texture}[
         options.benchmark

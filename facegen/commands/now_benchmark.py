@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegen.atomic import write_text_atomic
-from facegen.errors import ConfigError
+from facegen.atomic import atomic_file, write_text_atomic
+from facegen.data.keys import unique_stems
+from facegen.errors import BadFileError, ConfigError
 from facegen.evaluation.now import NOW_FROM_IBUG, read_pp, scan_to_mesh_errors
 from facegen.export.face_files import read_code_records
 from facegen.export.obj import obj_text, read_obj
@@ -25,14 +26,12 @@ IMAGE_LIST = "imagepathsvalidation.txt"
 
 @dataclass(frozen=True)
 class NowItem:
-    """One validation image: ``subject/challenge/IMG.jpg`` (``relative``), the photo, and a flat unique ``name``."""
+    """One validation image: ``subject/challenge/IMG.jpg`` (``relative``), the photo, and a flat ``name`` unique
+    in the list (see :func:`read_now`)."""
 
     relative: str
     photo: Path
-
-    @property
-    def name(self) -> str:
-        return self.relative.removesuffix(".jpg").replace("/", "__")
+    name: str
 
     @property
     def subject(self) -> str:
@@ -49,7 +48,7 @@ def read_now(root: str | Path, limit: int | None = None) -> list[NowItem]:
     listing = root / IMAGE_LIST
     if not listing.is_file():
         raise ConfigError(f"--root {root}: no {IMAGE_LIST}; give the NoW download's folder ({SOURCE})")
-    items = []
+    relatives = []
     for line in listing.read_text().split():
         relative = line.strip().lstrip("/")
         if ".." in Path(relative).parts:
@@ -59,7 +58,14 @@ def read_now(root: str | Path, limit: int | None = None) -> list[NowItem]:
             raise ConfigError(
                 f"--root {root}: {photo.relative_to(root)} is missing (listed in {IMAGE_LIST}; {SOURCE})"
             )
-        items.append(NowItem(relative, photo))
+        if relative not in relatives:
+            relatives.append(relative)
+    if not relatives:
+        raise ConfigError(f"{listing} lists no photos; give the NoW download's folder ({SOURCE})")
+    names = unique_stems(relatives)  # a/b__c.jpg and a__b/c.jpg stay apart
+    items = [
+        NowItem(relative, root / "iphone_pictures" / relative, names[relative]) for relative in relatives
+    ]
     return items[:limit] if limit else items
 
 
@@ -90,30 +96,51 @@ def write_challenge_layout(
         target = out / item.relative.removesuffix(".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(target.with_suffix(".obj"), obj_text(vertices, triangles))
-        np.save(target.with_suffix(".npy"), landmarks)
+        with atomic_file(target.with_suffix(".npy")) as handle:
+            np.save(handle, landmarks)
         meshes[item.relative] = (vertices, landmarks)
     return meshes, failures
 
 
 def scan_of(root: Path, subject: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """A subject's scan vertices (N, 3) and its 7 landmarks, when the download has them."""
+    """A subject's scan vertices (N, 3) and its 7 landmarks, when the download has them.
+
+    Raises:
+        BadFileError: naming the scan or landmark file that cannot be read.
+    """
     scans = sorted((root / "scans" / subject).glob("*.obj"))
     points = sorted((root / "scans_lmks_onlypp" / subject).glob("*.pp"))
     if not scans or not points:
         return None
-    return np.asarray(read_obj(scans[0])["vertices"], dtype=np.float64), read_pp(points[0])
+    try:
+        vertices = np.asarray(read_obj(scans[0])["vertices"], dtype=np.float64)
+    except (ValueError, IndexError, UnicodeDecodeError) as error:
+        raise BadFileError(f"{scans[0]}: not a readable .obj scan ({error})") from None
+    if len(vertices) == 0 or not np.isfinite(vertices).all():
+        raise BadFileError(f"{scans[0]}: a scan without finite vertices")
+    return vertices, read_pp(points[0])
+
+
+def read_scans(root: Path, items: list[NowItem]) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """:func:`scan_of` for every subject of ``items`` (read before anything is predicted, so a bad scan stops
+    the benchmark at once)."""
+    return {subject: scan_of(root, subject) for subject in sorted({item.subject for item in items})}
 
 
 def score_now(
-    root: Path, items: list[NowItem], meshes: dict[str, tuple[np.ndarray, np.ndarray]], model: MorphableModel
+    scans: dict[str, tuple[np.ndarray, np.ndarray] | None],
+    items: list[NowItem],
+    meshes: dict[str, tuple[np.ndarray, np.ndarray]],
+    model: MorphableModel,
 ) -> tuple[list[dict], list[np.ndarray], list[dict]]:
-    """Per-image error statistics, every image's distances, and images without a scan."""
+    """Per-image error statistics, every image's distances, and images without a scan (``scans``: from
+    :func:`read_scans`)."""
     results, errors, missing = [], [], []
     triangles = model.faces.numpy()
     for item in items:
         if item.relative not in meshes:
             continue
-        scan = scan_of(root, item.subject)
+        scan = scans[item.subject]
         if scan is None:
             missing.append({"item": item.relative, "reason": "no scan and landmarks for this subject"})
             continue

@@ -44,20 +44,29 @@ def _hashed(part: str, name: str, taken: set[str], fallback: str) -> str:
     raise ValueError(f"cannot make a unique name for {name!r}")  # a full SHA-256 collision
 
 
-def unique_stems(names: Iterable[str]) -> dict[str, str]:
+def unique_stems(names: Iterable[str], videos: Iterable[str] = ()) -> dict[str, str]:
     """A unique key stem for each photo path: the readable part of the path without its extension (``a/b.jpg``
     -> ``a_b``) when no other path has the same one, else that part plus a hash of the whole path (``x.jpg`` and
     ``x.png`` -> ``x-1f3a...`` and ``x-9c0d...``); a part longer than :data:`MAX_STEM` is shortened the same
-    way. Deterministic for a given set of names."""
-    names = sorted(set(names))
+    way. ``videos`` (also among ``names``): a photo whose part has the form of one of their frames' stems
+    (:func:`frame_stem`) also gets a hash, so ``clip_t000000.jpg`` never meets frame 0 of ``clip.mp4``.
+    Deterministic for a given set of names."""
+    videos = set(videos)
+    names = sorted(set(names) | videos)
     parts = {
         name: readable(name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name) for name in names
     }
     counts = Counter(part.lower() for part in parts.values())
+    frame_of_a_video = re.compile(
+        "|".join(f"{re.escape(parts[video])}_t[0-9]+" for video in sorted(videos)) or "(?!)", re.IGNORECASE
+    )
     stems = {
         name: part
         for name, part in parts.items()
-        if part and counts[part.lower()] == 1 and len(part) <= MAX_STEM
+        if part
+        and counts[part.lower()] == 1
+        and len(part) <= MAX_STEM
+        and (name in videos or not frame_of_a_video.fullmatch(part))
     }
     taken = {stem.lower() for stem in stems.values()}
     for name in names:
@@ -65,6 +74,11 @@ def unique_stems(names: Iterable[str]) -> dict[str, str]:
             stems[name] = _hashed(parts[name][:SHORTENED_STEM].strip("_-"), name, taken, "photo")
             taken.add(stems[name].lower())
     return stems
+
+
+def frame_stem(video_stem: str, index: int) -> str:
+    """The key stem of frame ``index`` of the video with key stem ``video_stem``."""
+    return f"{video_stem}_t{index:06d}"
 
 
 def face_key(stem: str, index: int) -> str:

@@ -12,11 +12,11 @@ from torch.utils.data import IterableDataset
 
 from facegen.data.batch import Reject
 from facegen.data.detectors import Detector, lazy_detector
-from facegen.data.keys import face_key
+from facegen.data.keys import face_key, frame_stem
 from facegen.data.photos import Photo, PhotoInput
 from facegen.data.prepare import CropOptions, process_photo
 from facegen.data.streams import collate, reader_identity
-from facegen.data.video import UnreadableVideo, read_frames
+from facegen.data.video import TruncatedVideo, UnreadableVideo, read_frames
 
 
 class PhotoFolderStream(IterableDataset):
@@ -80,10 +80,12 @@ class PhotoFolderStream(IterableDataset):
                     video = {"video": stem, "frame": frame.index, "time": frame.time, "fps": self.video_fps}
                     yield (
                         Photo(
-                            f"{name}#{frame.index}", f"{stem}_t{frame.index:06d}", b"", pixels=frame.pixels
+                            f"{name}#{frame.index}", frame_stem(stem, frame.index), b"", pixels=frame.pixels
                         ),
                         video,
                     )
+            except TruncatedVideo as error:  # its frames were read and go on; the summary says it ended early
+                yield Reject(name, "video_truncated", str(error))
             except UnreadableVideo as error:
                 yield Reject(name, "unreadable", str(error))
 

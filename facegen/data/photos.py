@@ -165,7 +165,7 @@ class PhotoInput:
             raise FileNotFoundError(
                 f"{setting} {self.spec}: no photos found (looked for {', '.join(looked)})"
             )
-        self.keys = unique_stems(self.names + self.videos)
+        self.keys = unique_stems(self.names, self.videos)
         self._available = set(files)
         self._xml_landmarks: dict[str, list[np.ndarray]] = {}
         self._xml_source: dict[str, str] = {}

@@ -284,6 +284,11 @@ class ShardStream(IterableDataset):
         if self.mode == "eval":
             raw = self._reader_samples(self.urls, reader, readers, state)
             yield from self._batches(self._decoded(raw, state), state)
+            if state["decoded"] == 0 and state["warned"]:
+                raise BadFileError(
+                    f"no usable sample in {len(self.urls)} shard(s) ({self.urls[0]}, ...) for reader {reader} of "
+                    f"{readers}: all {state['warned']} were bad; first reasons: {'; '.join(state['reasons'])}"
+                )
             return
         worker, workers = worker_identity()
         # this rank's batches, dealt to its workers round-robin (the DataLoader interleaves them the same way)

@@ -10,12 +10,20 @@ from typing import NamedTuple
 
 import numpy as np
 
+#: Frames a video may fall short of its header's frame count without being reported as truncated (containers
+#: whose count is an estimate from the duration).
+TRUNCATION_SLACK = 1
 #: File suffixes read as videos.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 
 class UnreadableVideo(ValueError):
     """A video that cannot be opened or decoded; the message names it."""
+
+
+class TruncatedVideo(UnreadableVideo):
+    """Raised after the last frame of a video that ended before the frame count its header declares (a file cut
+    short): the frames before were given; the message names the file and both counts."""
 
 
 class VideoFrame(NamedTuple):
@@ -37,6 +45,7 @@ def read_frames(path: str | Path, fps: float | None = None) -> Iterator[VideoFra
 
     Raises:
         UnreadableVideo: the file cannot be opened or gives no frame.
+        TruncatedVideo: after the last frame, when fewer frames decoded than the header declares.
     """
     import cv2
 
@@ -46,6 +55,7 @@ def read_frames(path: str | Path, fps: float | None = None) -> Iterator[VideoFra
     if not capture.isOpened():
         raise UnreadableVideo(f"{path}: cannot open the video (not a video, or a codec FFmpeg lacks)")
     native = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     try:
         index, start, next_time, given = 0, None, 0.0, 0
         while True:
@@ -65,3 +75,7 @@ def read_frames(path: str | Path, fps: float | None = None) -> Iterator[VideoFra
         capture.release()
     if given == 0:
         raise UnreadableVideo(f"{path}: no frame could be decoded")
+    if index < declared - TRUNCATION_SLACK:
+        raise TruncatedVideo(
+            f"{path}: the video ended after {index} of the {declared} frames its header declares"
+        )

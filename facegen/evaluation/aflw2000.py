@@ -82,6 +82,8 @@ def read_aflw2000(
             raise BadFileError(
                 f"{mat}: not an AFLW2000-3D annotation ({type(error).__name__}: {error})"
             ) from None
+        if not np.isfinite(points[:2]).all():
+            raise BadFileError(f"{mat}: pt3d_68 holds NaN or infinite points; replace the file from {SOURCE}")
         if points.shape != (3, 68) or pose.shape != (3,):
             raise BadFileError(
                 f"{mat}: pt3d_68 is {points.shape} and Pose_Para {pose.shape}, expected (3, 68), (1, 7)"
@@ -128,9 +130,14 @@ def _reannotated(path: Path, count: int | None) -> np.ndarray:
         raise ConfigError(f"--reannotated {path} does not exist; give the re-annotated 68-point .npy")
     try:
         points = np.load(path, allow_pickle=False)
+        if not isinstance(points, np.ndarray):  # an .npz archive of arrays
+            points.close()
+            raise TypeError("an .npz archive")
         points = np.asarray(points, dtype=np.float64)
     except (ValueError, TypeError, OSError) as error:
-        raise BadFileError(f"{path}: not a numeric .npy array ({type(error).__name__})") from None
+        raise BadFileError(
+            f"{path}: not a numeric .npy array ({error}); give the re-annotated 68-point .npy"
+        ) from None
     if points.ndim == 3 and points.shape[1] in (2, 3) and points.shape[2] == 68:
         points = points.transpose(0, 2, 1)
     rows = points.shape[0] if count is None and points.ndim == 3 else count
