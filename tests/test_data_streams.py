@@ -303,3 +303,34 @@ def test_fast_decoding_gives_what_pil_gives():
 
     with pytest.raises(UnidentifiedImageError):  # not an image for OpenCV either: PIL names the problem
         _decode_pixels(b"not an image", grey=False)
+
+
+def test_shards_made_for_another_face_model_or_framing_are_refused_naming_the_remedy(tmp_path):
+    import json
+
+    from facegen.data.batch import InputSpec
+    from facegen.errors import ConfigError
+    from facegen.morphable.registry import load_face_model
+
+    folder = tmp_path / "val"
+    SynthJob("builtin", folder, 2, samples_per_shard=2, options=SynthOptions(size=32), progress=False).run()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    builtin = load_face_model("builtin")
+    assert manifest["face_model"] == {"name": builtin.name, "sha256": builtin.checksum()}
+    assert manifest["image_size"] == 32 and set(manifest["framing"]) == {"fov", "fill"}
+
+    def setup(spec: InputSpec) -> None:
+        data = FaceDataModule(val=str(folder), batch_size=2, num_workers=0)
+        data.follow_task(spec)
+        data.setup("validate")
+
+    spec = InputSpec(64, "builtin", manifest["framing"]["fov"], manifest["framing"]["fill"])
+    setup(spec)  # the same model and framing; another crop size is resized
+    model_file = tmp_path / "other.npz"
+    arrays = builtin.to_arrays()
+    arrays["mean"] = arrays["mean"] * 1.01  # another face model under another file
+    np.savez(model_file, **arrays)
+    with pytest.raises(ConfigError, match="data.val: the shards in .*val were rendered with face model"):
+        setup(spec._replace(face_model=str(model_file)))
+    with pytest.raises(ConfigError, match="were made with fill .*, the task uses 0.6; delete"):
+        setup(spec._replace(fill=0.6))

@@ -16,6 +16,7 @@ from facegen.data.augment import FaceAugmentation
 from facegen.data.batch import FaceBatch, InputSpec
 from facegen.data.detectors import Detector
 from facegen.data.prepare import CropOptions
+from facegen.data.shard_origin import check_origin
 from facegen.data.streams import ShardStream, count_samples, expand_shards
 from facegen.data.synth import DEFAULT_SIZE, SynthOptions
 from facegen.errors import ConfigError
@@ -244,6 +245,8 @@ class FaceDataModule(LightningDataModule):
                     raise ConfigError(f"data.{split} is not set: give a shard pattern (or data.synthetic)")
                 continue
             urls = expand_shards(source, field=f"data.{split}")
+            if self.spec is not None:
+                check_origin(split, urls, self.spec)
             if split == "train":
                 self.streams[split] = ShardStream(
                     urls,

@@ -328,6 +328,8 @@ class PrepareJob:
             "kind": "prepare",
             "input": str(self.input),
             "options": self.signature(),
+            "image_size": self.crop.size,
+            "framing": {"fill": self.crop.fill},
             "photos": photo_count,
             "faces": len(samples),
             "shards": [

@@ -198,6 +198,9 @@ class SynthJob:
             "kind": "synth",
             "options": self.signature(),
             "model": face_model.name,
+            "face_model": {"name": face_model.name, "sha256": face_model.checksum()},
+            "image_size": self.options.size,
+            "framing": {"fov": self.fov, "fill": self.fill},
             "layout": layout.sizes(),
             "faces": self.n,
             "shards": [

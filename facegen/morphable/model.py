@@ -12,6 +12,7 @@ Conventions (all loaders convert to these):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -290,6 +291,16 @@ class MorphableModel(nn.Module):
         return MorphableModel.from_arrays(arrays, source=self.name)
 
     # ------------------------------------------------------------------------------------------ I/O
+    def checksum(self) -> str:
+        """SHA-256 (hexadecimal) of the canonical arrays (:meth:`to_arrays`: names, dtypes, shapes and values), the
+        same for the same model however it was loaded; what shards record to say which model made them."""
+        digest = hashlib.sha256()
+        for name, array in sorted(self.to_arrays().items()):
+            array = np.ascontiguousarray(array)
+            digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes() if array.dtype.kind != "U" else str(array).encode())
+        return digest.hexdigest()
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The model as the canonical dict of numpy arrays (see :func:`validate_arrays`)."""
         arrays: dict[str, np.ndarray] = {
