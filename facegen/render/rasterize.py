@@ -17,7 +17,7 @@ def resolve_backend(name: str) -> str:
     if name == "pytorch3d" and not pytorch3d_available():
         raise ImportError(
             "renderer backend 'pytorch3d' needs PyTorch3D, which is not importable; install it from source "
-            "(see the README) or set the backend to 'torch' (built in) or 'auto'"
+            "(see Install in the README) or set the backend to 'torch' (built in) or 'auto'"
         )
     return name
 

@@ -15,7 +15,7 @@ Modes (``mode``):
 
 (An ``image`` mode, textures composited into photos and compared with the crops from scratch, was removed: on a
 common yardstick, KID of composites into the same validation photos after the same 500 steps, it ended ten times
-above the other two modes; see the README's texture section.)
+above the other two modes; see docs/texture_model.md.)
 
 Training is :class:`~facegen.tasks.adversarial.AdversarialTask`'s iteration (D step, lazy R1, G step, optional path
 length, EMA, ADA).
