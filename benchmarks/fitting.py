@@ -21,7 +21,7 @@ is measured against the exact ones).
         --photos ../shared/assets/photos/annotated ../shared/assets/photos/pseudo --synthetic 64
     python benchmarks/fitting.py --config configs/mofa.yaml --checkpoint runs/mofa/checkpoints/last.ckpt \
         --synthetic 64 --shards data/synth/builtin-128/val
-    python benchmarks/fitting.py --config configs/mofa.yaml --config configs/refine/shape_from_shading.yaml \\
+    python benchmarks/fitting.py --config configs/mofa.yaml --fit configs/fit/shape_from_shading.yaml \\
         --checkpoint runs/mofa/checkpoints/last.ckpt --synthetic 64 --shards data/synth/builtin-128/val
     python benchmarks/fitting.py --config configs/photos_ict.yaml --model models/ict_face_dense.npz \
         --photos ../shared/assets/photos/annotated --detector litert
@@ -49,29 +49,47 @@ from facegen.decoder.code import FaceCode
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
 from facegen.evaluation.wild import nme_io, overlap, summarise
-from facegen.fitting import LandmarkModel
-from facegen.tasks import MoFA, RefineOptions
+from facegen.fitting import FitSchedule, LandmarkModel
+from facegen.tasks import MoFA
 
 STAGES = ("start", "pose", "landmarks", "photometric")
 
 
-def schedule(config: dict) -> RefineOptions:
-    """The config's ``model.init_args.refine`` as a :class:`RefineOptions`, parsed as the CLI parses it."""
+def schedule(config: dict) -> FitSchedule:
+    """The config's ``model.init_args.fit`` (or its former name ``refine``) as a :class:`FitSchedule`, parsed as
+    the CLI parses it (a preset's path is resolved by :func:`read_configs`)."""
+    init = config["model"]["init_args"]
     parser = ArgumentParser()
-    parser.add_argument("--refine", type=RefineOptions | None, default=None)
-    parsed = parser.parse_object({"refine": config["model"]["init_args"].get("refine")})
-    return parser.instantiate(parsed).refine or RefineOptions()
+    parser.add_argument("--fit", type=FitSchedule | None, default=None)
+    parsed = parser.parse_object({"fit": init.get("fit", init.get("refine"))})
+    return parser.instantiate(parsed).fit or FitSchedule()
+
+
+def read_configs(paths: list[str], fit: str | None = None) -> dict:
+    """The configs ``paths`` merged in order (later ones win key by key, as in facegen's CLI), with a fitting
+    schedule given as a preset file (``fit: fit/standard.yaml``, relative to its config) read in; ``fit``: a
+    preset that replaces the configs' schedule."""
+    config: dict = {}
+    for path in paths:
+        one = yaml.safe_load(Path(path).read_text()) or {}
+        init = (one.get("model") or {}).get("init_args") or {}
+        if isinstance(init.get("fit"), str):
+            init["fit"] = yaml.safe_load((Path(path).parent / init["fit"]).read_text())
+        config = merged(config, one)
+    if fit is not None:
+        config["model"]["init_args"]["fit"] = yaml.safe_load(Path(fit).read_text())
+    return config
 
 
 def build_model(args, config: dict) -> MoFA:
     """The checkpoint's MoFA, or the config's untrained one (its encoder predicts the mean face)."""
     if args.checkpoint:
-        return MoFA.load_from_checkpoint(args.checkpoint, map_location="cpu", refine=schedule(config)).eval()
-    init = {k: v for k, v in config["model"]["init_args"].items() if k not in ("refine", "weights")}
+        return MoFA.load_from_checkpoint(args.checkpoint, map_location="cpu", fit=schedule(config)).eval()
+    init = {k: v for k, v in config["model"]["init_args"].items() if k not in ("fit", "refine", "weights")}
     if args.model:
         init["face_model"] = args.model
     init["depths"] = tuple(init.get("depths", (2, 2, 2, 2)))
-    return MoFA(**init, refine=schedule(config)).eval()
+    return MoFA(**init, fit=schedule(config)).eval()
 
 
 def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files", truth=None):
@@ -130,20 +148,20 @@ def wild_photos(root: Path, folder: Path) -> dict[str, list[AnnotatedFace]]:
     return truth
 
 
-def stages(model: MoFA, batch, options: RefineOptions):
+def stages(model: MoFA, batch, options: FitSchedule):
     """(stage name, code, seconds) after the encoder and after each stage of ``options`` that is on."""
     start = time.perf_counter()
     with torch.no_grad():
         code = model(batch.image)
     yield "start", code, time.perf_counter() - start
     single = {
-        "pose": RefineOptions(pose=options.pose),
-        "landmarks": RefineOptions(landmarks=options.landmarks),
-        "photometric": RefineOptions(photometric=options.photometric),
+        "pose": FitSchedule(pose=options.pose),
+        "landmarks": FitSchedule(landmarks=options.landmarks),
+        "photometric": FitSchedule(photometric=options.photometric),
     }
     for name, only in single.items():
         if only.active:
-            fitted = model.refined(batch, code, only)
+            fitted = model.fitted(batch, code, only)
             code = fitted.code
             yield name, code, fitted.seconds[name]
 
@@ -180,7 +198,7 @@ def measure(
     model: MoFA,
     source: str,
     found_batches,
-    options: RefineOptions,
+    options: FitSchedule,
     truth=None,
     noise: float = 0.0,
     annotated: int | None = None,
@@ -340,8 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--config",
         action="append",
-        help="a MoFA config: model and refine schedule (default configs/mofa.yaml); several merge in order, "
+        help="a MoFA config: model and fitting schedule (default configs/mofa.yaml); several merge in order, "
         "later ones overriding earlier ones, as in facegen's CLI",
+    )
+    parser.add_argument(
+        "--fit", help="a fitting schedule preset replacing the config's (e.g. configs/fit/*.yaml)"
     )
     parser.add_argument("--model", help="face model (default: the config's)")
     parser.add_argument(
@@ -379,12 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         help="landmarks of --photos from this detector (files: the annotations)",
     )
     args = parser.parse_args(argv)
-    config: dict = {}
-    for path in args.config or ["configs/mofa.yaml"]:
-        config = merged(config, yaml.safe_load(Path(path).read_text()))
+    config = read_configs(args.config or ["configs/mofa.yaml"], args.fit)
     torch.manual_seed(0)
     model = build_model(args, config)
-    options = model.refine
+    options = model.fit_schedule
     for photos in args.photos:
         measure(model, Path(photos).name, batches(model, photos, args.batch_size, args.detector), options)
     if args.wild:

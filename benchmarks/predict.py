@@ -26,8 +26,7 @@ from pathlib import Path
 
 import cv2
 import torch
-import yaml
-from fitting import schedule  # benchmarks/fitting.py
+from fitting import read_configs, schedule  # benchmarks/fitting.py
 from lightning.pytorch import Trainer
 
 from facegen.callbacks.face_exporter import FaceExporter
@@ -121,8 +120,8 @@ def repeated(photos: Path, copies: int, into: Path, upscale: float = 1.0) -> Pat
 
 
 def run(args, fit: str) -> dict:
-    refine = schedule(yaml.safe_load(Path(args.config).read_text())) if fit == "config" else None
-    model = MoFA(face_model=args.model, image_size=args.size, refine=refine)
+    schedule_ = schedule(read_configs([args.config])) if fit == "config" else None
+    model = MoFA(face_model=args.model, image_size=args.size, fit=schedule_)
     photos = tempfile.TemporaryDirectory()
     data = FaceDataModule(
         predict_dir=str(repeated(Path(args.photos), args.repeat, Path(photos.name), args.upscale)),
@@ -134,7 +133,7 @@ def run(args, fit: str) -> dict:
     timings = Timings()
     timings.wrap(photo_stream_module, "process_photo", "crop")
     timings.wrap(MoFA, "forward", "encode")
-    timings.wrap(MoFA, "refined", "fit")
+    timings.wrap(MoFA, "fitted", "fit")
     timings.wrap(MoFA, "reconstruct", "reconstruct")
     for stage, name in WRITERS.items():
         timings.wrap(face_files, name, stage)
@@ -198,7 +197,7 @@ def main() -> None:
         nargs="+",
         choices=("none", "config"),
         default=["none", "config"],
-        help="measure without fitting and/or with --config's fitting schedule (model.init_args.refine)",
+        help="measure without fitting and/or with --config's fitting schedule (model.init_args.fit)",
     )
     parser.add_argument("--config", default=str(ROOT / "configs" / "mofa.yaml"))
     args = parser.parse_args()

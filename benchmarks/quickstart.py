@@ -12,7 +12,7 @@ import csv
 import json
 from pathlib import Path
 
-#: The validation metrics quoted (``val/`` + name): the encoder's and, after the config's fit, ``refined_``.
+#: The validation metrics quoted (``val/`` + name): the encoder's and, after the config's fit, ``fitted_``.
 QUOTED = ("landmark_error_px", "vertex_error_ratio", "vertex_error_mm", "rotation_error_deg")
 
 
@@ -32,7 +32,7 @@ def quickstart_numbers(metrics: Path) -> dict:
 
     def numbers(row: dict) -> dict:
         values = {"step": int(row["step"])}
-        for prefix, label in (("", "encoder"), ("refined_", "fitted")):
+        for prefix, label in (("", "encoder"), ("fitted_", "fitted")):
             values[label] = {
                 name: round(float(row[f"val/{prefix}{name}"]), 4)
                 for name in QUOTED

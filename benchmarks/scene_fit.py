@@ -1,5 +1,5 @@
 """What does ``TextureGAN``'s ``scene_fit`` buy? The texture model (``mode: composite``) composites its textures on
-the MoFA's fit of each 2D generator image; these images have no landmarks, so ``scene_fit`` refines the
+the MoFA's fit of each 2D generator image; these images have no landmarks, so ``scene_fit`` fits the
 encoder's code with Adam on MoFA's objective with the landmark term off.
 
 For ``--faces`` images of the 2D generator (constant noise, not re-posed), and for each number of ``--steps``
@@ -21,8 +21,8 @@ import torch
 from reposing import scene_models, scene_parser  # benchmarks/reposing.py
 
 from facegen.decoder.code import PARTS
+from facegen.fitting import PhotometricStage
 from facegen.tasks.conditioning import fit_unlabelled
-from facegen.tasks.refine import PhotometricStage
 from facegen.tasks.reposing import render_scene
 
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             "l1": round(float(l1), 4),
             "coverage": round(float(covered.mean()), 3),
             "seconds_per_face": round(seconds / args.faces, 4),
-            "weights": {**vars(mofa.refinement_weights()), "landmark": 0.0},
+            "weights": {**vars(mofa.fit_problem().weights), "landmark": 0.0},
         }
         print(json.dumps(result), flush=True)
     return 0

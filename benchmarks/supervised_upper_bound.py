@@ -95,7 +95,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))  # this module, by class_path
     args = ["fit", "--config", options.config, "--model.class_path", "supervised_upper_bound.SupervisedMoFA"]
     args += ["--data.init_args.augment", "null", "--data.init_args.train_ground_truth", "true"]
-    args += ["--model.init_args.refine", "null"]
+    args += ["--model.init_args.fit", "null"]
     args += [
         "--trainer.callbacks",
         "[]",

@@ -88,6 +88,9 @@ def cpu_config(path: Path, out: Path, **trainer) -> dict:
     import yaml
 
     config = yaml.safe_load(Path(path).read_text())
+    init = (config.get("model") or {}).get("init_args") or {}
+    if isinstance(init.get("fit"), str):  # a preset, named relative to the shipped config: read in
+        init["fit"] = yaml.safe_load((Path(path).parent / init["fit"]).read_text())
     settings = dict(
         max_steps=6,
         val_check_interval=2,

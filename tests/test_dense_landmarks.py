@@ -218,15 +218,15 @@ def test_dense_landmarks_pin_the_shape_better_than_the_68():
 
 def test_a_schedule_with_dense_landmarks_needs_a_model_that_has_them():
     from facegen.errors import ConfigError
-    from facegen.fitting import LandmarkStage
-    from facegen.tasks import MoFA, RefineOptions
+    from facegen.fitting import FitSchedule, LandmarkStage
+    from facegen.tasks import MoFA
 
     with pytest.raises(ConfigError, match="--dense-landmarks mediapipe"):
         MoFA(
             image_size=64,
             depths=(1,),
             width=8,
-            refine=RefineOptions(landmarks=LandmarkStage(iterations=2, dense=1.0)),
+            fit=FitSchedule(landmarks=LandmarkStage(iterations=2, dense=1.0)),
         )
 
 

@@ -298,7 +298,7 @@ def test_evaluate_synthetic_scores_the_encoder_and_the_fit(tmp_path, synthetic_p
     _, _, training, checkpoint = synthetic_photos_and_checkpoint
     out = tmp_path / "synthetic"
     args = ["evaluate", "synthetic", "--config", str(training), "--ckpt_path", str(checkpoint), "--n", "3"]
-    fast = ["--trainer.enable_progress_bar", "false", "--model.init_args.refine.photometric.steps", "15"]
+    fast = ["--trainer.enable_progress_bar", "false", "--model.init_args.fit.photometric.steps", "15"]
     assert main([*args, "--out", str(out), "--", *fast]) == 0
     summary = json.loads((out / "summary.json").read_text())
     for run in ("encoder", "refined"):
@@ -446,9 +446,7 @@ def test_evaluate_now_writes_the_challenge_layout_and_scores_it(
     out = tmp_path / "now"
     args = ["evaluate", "now", "--config", str(training), "--ckpt_path", str(checkpoint), "--root", str(root)]
     fast = ["--trainer.enable_progress_bar", "false", "--data.init_args.predict_detector", "files"]
-    assert (
-        main([*args, "--out", str(out), "--", *fast, "--model.init_args.refine.photometric.steps", "5"]) == 0
-    )
+    assert main([*args, "--out", str(out), "--", *fast, "--model.init_args.fit.photometric.steps", "5"]) == 0
     meshes = out / "predicted_meshes" / "FaMoS_1"
     assert sorted(str(p.relative_to(meshes)) for p in meshes.rglob("*.*")) == [
         "multiview_neutral/IMG_0001.npy",

@@ -4,13 +4,14 @@ schedule of MoFA from the mean face, and the silhouette correspondences of the j
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from facegen.data.synth import SynthOptions, sample_code
-from facegen.decoder.code import PARTS
+from facegen.decoder.code import PARTS, FaceCode
 from facegen.errors import ConfigError
 from facegen.fitting import (
     LandmarkModel,
@@ -21,17 +22,14 @@ from facegen.fitting import (
     fit_pose,
     levenberg_marquardt,
 )
-from facegen.fitting.landmark_fit import SLIDING, LandmarkProblem, estimated_priors, root_weights
-from facegen.fitting.photometric_fit import (
-    PhotometricProblem,
-    PhotometricSetup,
-    PhotometricTargets,
-    fit_photometric,
-)
+from facegen.fitting.landmark_fit import LandmarkProblem, estimated_priors, root_weights
+from facegen.fitting.landmark_model import SLIDING
+from facegen.fitting.photometric_fit import PhotometricProblem, PhotometricSetup, fit_photometric
+from facegen.fitting.problem import FitTargets
+from facegen.fitting.schedule import FitSchedule, PhotometricStage
 from facegen.losses import landmark_error
 from facegen.losses.weights import LossWeights
-from facegen.tasks import MoFA, RefineOptions
-from facegen.tasks.refine import PhotometricStage
+from facegen.tasks import MoFA
 from tests.data_helpers import face_batch
 
 SIZE = 128
@@ -163,10 +161,8 @@ def test_the_staged_schedule_fits_landmarks_from_the_mean_face(model):
     rendered = model.decoder.render(model.decoder(code), code.light, background=0.3)
     batch = face_batch(rendered.image.detach(), landmarks, rendered.mask.float())
     start = model(batch.image)
-    options = RefineOptions(
-        PoseStage(True, 3), LandmarkStage(iterations=8, shape_prior=0.01, contour="fixed")
-    )
-    fitted = model.refined(batch, start, options)
+    options = FitSchedule(PoseStage(True, 3), LandmarkStage(iterations=8, shape_prior=0.01, contour="fixed"))
+    fitted = model.fitted(batch, start, options)
     assert set(fitted.seconds) == {"pose", "landmarks"} and fitted.history == []
     before, _ = landmark_error(model.decoder(start).landmarks, landmarks)
     after, _ = landmark_error(model.decoder(fitted.code).landmarks, landmarks)
@@ -174,19 +170,19 @@ def test_the_staged_schedule_fits_landmarks_from_the_mean_face(model):
 
 
 def test_a_face_whose_fit_diverges_gets_its_starting_code_back_and_is_reported(model, monkeypatch):
-    import facegen.tasks.mofa as mofa_module
+    import facegen.fitting.run as run_module
 
     code, landmarks = faces(model, 3, seed=6)
     batch = face_batch(torch.rand(3, 3, SIZE, SIZE), landmarks)
-    real = mofa_module.fit_landmarks
+    real = run_module.fit_landmarks
 
     def diverging(*args, **kwargs):
         fitted, results = real(*args, **kwargs)
         return fitted._replace(shape=fitted.shape.index_fill(0, torch.tensor([1]), float("inf"))), results
 
-    monkeypatch.setattr(mofa_module, "fit_landmarks", diverging)
+    monkeypatch.setattr(run_module, "fit_landmarks", diverging)
     start = model(batch.image)
-    fitted = model.refined(batch, start, RefineOptions(landmarks=LandmarkStage(iterations=3)))
+    fitted = model.fitted(batch, start, FitSchedule(landmarks=LandmarkStage(iterations=3)))
     assert fitted.diverged.tolist() == [False, True, False]
     assert torch.equal(fitted.code.shape[1], start.shape[1]) and not torch.equal(
         fitted.code.shape[0], start.shape[0]
@@ -210,19 +206,19 @@ def test_silhouette_moves_only_the_jaw_of_the_side_turned_away(model):
 
 
 def test_stage_settings_are_checked():
-    with pytest.raises(ConfigError, match="refine.landmarks"):
+    with pytest.raises(ConfigError, match="fit.landmarks"):
         LandmarkStage(iterations=-1)
-    with pytest.raises(ConfigError, match="refine.landmarks.contour"):
+    with pytest.raises(ConfigError, match="fit.landmarks.contour"):
         LandmarkStage(contour="loose")
-    with pytest.raises(ConfigError, match="refine.pose.iterations"):
+    with pytest.raises(ConfigError, match="fit.pose.iterations"):
         PoseStage(iterations=-2)
     with pytest.raises(ConfigError, match="rounds >= 2"):
         LandmarkStage(iterations=5, priors="estimated")
-    with pytest.raises(ConfigError, match="refine.landmarks.priors"):
+    with pytest.raises(ConfigError, match="fit.landmarks.priors"):
         LandmarkStage(priors="learned")
-    with pytest.raises(ConfigError, match="refine.pose.starts"):
+    with pytest.raises(ConfigError, match="fit.pose.starts"):
         PoseStage(starts="many")
-    with pytest.raises(ConfigError, match="refine.landmarks.robust: .* rounds >= 2"):
+    with pytest.raises(ConfigError, match="fit.landmarks.robust: .* rounds >= 2"):
         LandmarkStage(iterations=5, robust=4.0)
 
 
@@ -264,7 +260,7 @@ def test_estimated_priors_follow_the_landmark_noise(model):
 
 def photometric_problem(model: MoFA, code, truth, parts=PARTS):
     """The photometric problem of the faces rendered from ``truth``, fitted from ``code``."""
-    targets = PhotometricTargets(*problem_targets(model, truth))
+    targets = FitTargets(*problem_targets(model, truth))
     return PhotometricProblem(
         PhotometricSetup(model.decoder, parts, model.region, LossWeights(shape=1e-4)), code, targets
     )
@@ -292,7 +288,7 @@ def test_photometric_levenberg_lowers_the_objective_and_moves_only_its_parts(mod
     truth, _ = faces(model, 4, seed=9)
     with torch.no_grad():
         start = truth._replace(shape=truth.shape * 0.5, light=truth.light * 0.8, albedo=truth.albedo * 0.0)
-        targets = PhotometricTargets(*problem_targets(model, truth))
+        targets = FitTargets(*problem_targets(model, truth))
         parts = ("shape", "albedo", "light")
         setup = PhotometricSetup(model.decoder, parts, model.region, LossWeights(shape=1e-4))
         fitted, cost = fit_photometric(setup, start, targets, 3)
@@ -324,7 +320,7 @@ def test_levenberg_photometric_stage_runs_in_the_schedule_and_needs_the_points_t
     batch = face_batch(rendered.image.detach(), landmarks, rendered.mask.float())
     stage = PhotometricStage(steps=2, parts=("albedo", "light"), solver="levenberg")
     with torch.inference_mode():  # as in predict
-        fitted = model.refined(batch, model(batch.image), RefineOptions(photometric=stage))
+        fitted = model.fitted(batch, model(batch.image), FitSchedule(photometric=stage))
     assert set(fitted.seconds) == {"photometric"} and len(fitted.history) == 2
     assert fitted.history[1] < fitted.history[0]
     with pytest.raises(ConfigError, match="model.photometric: points"):
@@ -333,16 +329,16 @@ def test_levenberg_photometric_stage_runs_in_the_schedule_and_needs_the_points_t
             depths=(1,),
             width=8,
             photometric="raster",
-            refine=RefineOptions(photometric=stage),
+            fit=FitSchedule(photometric=stage),
         )
-    with pytest.raises(ConfigError, match="refine.photometric.solver"):
+    with pytest.raises(ConfigError, match="fit.photometric.solver"):
         PhotometricStage(solver="newton")
 
 
 def test_a_group_without_photometric_points_fits_its_landmarks_alone(model):
     truth, _ = faces(model, 2, seed=11)
     image, _, landmarks, weights = problem_targets(model, truth)
-    empty = PhotometricTargets(image, torch.zeros_like(image[:, :1]), landmarks, weights)
+    empty = FitTargets(image, torch.zeros_like(image[:, :1]), landmarks, weights)
     start = truth._replace(translation=truth.translation + 0.05)
     with torch.no_grad():
         setup = PhotometricSetup(model.decoder, PARTS, model.region, LossWeights(landmark=1.0))
@@ -448,3 +444,34 @@ def test_bounded_levenberg_marquardt_reaches_the_constrained_minimum():
     bounds = (torch.tensor([0.0, -1.0]), torch.tensor([1.0, 1.0]))
     result = levenberg_marquardt(problem, torch.tensor([[0.5, 0.5]]), 10, bounds=bounds)
     torch.testing.assert_close(result.params, torch.tensor([[1.0, -1.0]]))
+
+
+@pytest.mark.parametrize("size", [48, 96])
+def test_the_levenberg_marquardt_cost_is_mofas_weighted_objective_for_the_same_code(size):
+    """One objective: the photometric stage's least-squares cost (its photometric, landmark and prior residuals)
+    equals MoFA's weighted loss of the same code for each face (``points`` term, squared colour distance,
+    per-face mean), at any crop size (both measure landmarks in pixels at 224²)."""
+    from facegen.fitting.levenberg import levenberg_marquardt as solve
+
+    torch.manual_seed(0)
+    model = MoFA(
+        image_size=size, depths=(1,), width=8, norm="l2", photometric_average="image", landmark_jaw=0.3
+    ).eval()
+    batch = face_batch(torch.rand(2, 3, size, size), torch.rand(2, 68, 2) * (size - 1))
+    batch = dataclasses.replace(batch, confidence=torch.rand(2, 68))  # per-point weights
+    with torch.no_grad():
+        code = model(batch.image)
+    code = code._replace(
+        shape=torch.randn_like(code.shape) * 0.3,
+        expression=torch.randn_like(code.expression) * 0.3,
+        albedo=torch.randn_like(code.albedo) * 0.3,
+        light=code.light + 0.05 * torch.randn_like(code.light),
+    )
+    weights = LossWeights(photometric=1.0, landmark=0.02, shape=1e-3, expression=2e-3, albedo=3e-3, light=0.5)
+    targets = model.targets(batch)
+    problem = PhotometricProblem(PhotometricSetup(model.decoder, PARTS, model.region, weights), code, targets)
+    cost = solve(problem, problem.params(), 0).cost[0]
+    for i in range(2):
+        one = FaceCode(*(part[i : i + 1] for part in code))
+        objective = model.weighted_loss(targets.take([i]), one, weights)
+        assert cost[i].item() == pytest.approx(objective.item(), rel=1e-4)

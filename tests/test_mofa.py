@@ -18,9 +18,11 @@ import yaml
 from facegen.cli import main
 from facegen.data.batch import FaceBatch
 from facegen.decoder import CodeLayout, FaceCode
+from facegen.errors import ConfigError
 from facegen.evaluation import vertex_error
+from facegen.fitting import FitSchedule, PhotometricStage, fit
 from facegen.geometry import ambient_sh, euler_to_matrix
-from facegen.tasks import LossWeights, MoFA, PhotometricStage, RefineOptions, refine_code
+from facegen.tasks import LossWeights, MoFA
 from tests.conftest import ROOT
 from tests.data_helpers import cpu_config, face_batch
 
@@ -59,7 +61,8 @@ def test_untrained_encoder_outputs_the_mean_face_frontal_and_ambient_light():
 @pytest.mark.parametrize("photometric", ["points", "raster"])
 def test_every_loss_term_is_finite_and_reaches_the_encoder(photometric):
     model = tiny_mofa(photometric=photometric)
-    terms = model.loss_terms(random_batch(), model(random_batch().image))
+    batch = random_batch()
+    terms = model.loss_terms(model.targets(batch), model(batch.image))
     assert {"photometric", "landmark", "shape", "expression", "albedo", "light"} <= set(terms)
     head = model.encoder.head
     for name in ("photometric", "landmark"):
@@ -70,15 +73,16 @@ def test_every_loss_term_is_finite_and_reaches_the_encoder(photometric):
 
 def test_learned_albedo_is_regularised_for_models_without_one(ict_facegen_npz):
     model = tiny_mofa(face_model=str(ict_facegen_npz), albedo_rank=4)
-    terms = model.loss_terms(random_batch(2), model(random_batch(2).image))
+    batch = random_batch(2)
+    terms = model.loss_terms(model.targets(batch), model(batch.image))
     assert terms["albedo_smoothness"] > 0
     grad = torch.autograd.grad(terms["albedo_smoothness"], model.decoder.albedo.basis)[0]
     assert grad.abs().sum() > 0
 
 
-def photometric(**settings) -> RefineOptions:
+def photometric(**settings) -> FitSchedule:
     """A fitting schedule with only the photometric stage."""
-    return RefineOptions(photometric=PhotometricStage(**settings))
+    return FitSchedule(photometric=PhotometricStage(**settings))
 
 
 def test_landmarks_count_by_the_detector_confidence():
@@ -90,7 +94,7 @@ def test_landmarks_count_by_the_detector_confidence():
 
     def landmark_term(landmarks, confidence) -> float:
         face = dataclasses.replace(batch, landmarks=landmarks, confidence=confidence)
-        return model.loss_terms(face, code)["landmark"].item()
+        return model.loss_terms(model.targets(face), code)["landmark"].item()
 
     assert landmark_term(wrong, doubt) == pytest.approx(landmark_term(batch.landmarks, doubt))
     assert landmark_term(wrong, torch.ones(2, 68)) > landmark_term(batch.landmarks, torch.ones(2, 68))
@@ -101,20 +105,21 @@ def test_refinement_uses_its_own_loss_weights_when_given():
     model, batch = tiny_mofa(), random_batch()
     code = model(batch.image)
     weights = LossWeights(landmark=2e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
-    history = model.refined(batch, code, photometric(steps=1, weights=weights)).history
-    default = model.refined(batch, code, photometric(steps=1)).history
-    assert history[0] == pytest.approx(model.weighted_loss(batch, code, weights).item())
-    assert default[0] == pytest.approx(model.weighted_loss(batch, code).item()) != history[0]
-    model.refine = photometric(steps=1, weights=weights)  # the model's refinement weights are the fallback
-    fallback = model.refined(batch, code, photometric(steps=1)).history
+    history = model.fitted(batch, code, photometric(steps=1, weights=weights)).history
+    default = model.fitted(batch, code, photometric(steps=1)).history
+    targets = model.targets(batch)
+    assert history[0] == pytest.approx(model.weighted_loss(targets, code, weights).item())
+    assert default[0] == pytest.approx(model.weighted_loss(targets, code).item()) != history[0]
+    model.fit_schedule = photometric(steps=1, weights=weights)  # the model's fitting weights are the fallback
+    fallback = model.fitted(batch, code, photometric(steps=1)).history
     assert fallback[0] == pytest.approx(history[0])
     raster = tiny_mofa(
         photometric="raster"
     )  # optional terms follow the weights in use, not the training ones
-    assert "ssim" in raster.loss_terms(batch, code, weights=LossWeights(ssim=0.5))
-    assert "ssim" not in raster.loss_terms(batch, code)
-    with pytest.raises(ValueError, match="validate_refined is a number of validation batches"):
-        tiny_mofa(validate_refined=-1)
+    assert "ssim" in raster.loss_terms(targets, code, weights=LossWeights(ssim=0.5))
+    assert "ssim" not in raster.loss_terms(targets, code)
+    with pytest.raises(ValueError, match="validate_fitted is a number of validation batches"):
+        tiny_mofa(validate_fitted=-1)
 
 
 @pytest.mark.parametrize("mode", ["points", "raster"])
@@ -124,16 +129,21 @@ def test_a_stage_on_reflectance_and_light_decodes_the_geometry_once_with_the_sam
         code = model(batch.image)
     code = code._replace(shape=torch.randn_like(code.shape) * 0.5, rotation=code.rotation + 0.1)
     options = photometric(steps=4, parts=("albedo", "light"))
-    objective = model._photometric_objective(code, options)
-    for moved in (code, code._replace(albedo=code.albedo + 0.3, light=code.light * 1.2)):
-        assert objective(batch, moved).item() == pytest.approx(
-            model.weighted_loss(batch, moved).item(), rel=1e-5
-        )
-    fitted = model.refined(batch, code, options)
-    generic = refine_code(lambda b, c: model.weighted_loss(b, c), batch, code, options.photometric)
-    assert fitted.history == pytest.approx(generic[1], rel=1e-5)
-    assert torch.allclose(fitted.code.light, generic[0].light, atol=1e-5)
+    targets = model.targets(batch)
+    fitted = model.fitted(batch, code, options)  # the geometry decoded once
+    # the same stage with every part listed (decoded at every step) and only reflectance and light moving
+    everything = model.fit_problem(options)._replace(
+        objective=lambda t, c, decoded: model.weighted_loss(t, c._replace(**frozen(code)), None)
+    )
+    generic = fit(everything, targets, code, FitSchedule(photometric=PhotometricStage(4, lr=0.02)))
+    assert fitted.history == pytest.approx(generic.history, rel=1e-5)
+    assert torch.allclose(fitted.code.light, generic.code.light, atol=1e-5)
     assert torch.equal(fitted.code.shape, code.shape)
+
+
+def frozen(code) -> dict:
+    """The geometry parts of ``code``, detached: put into a moving code, they keep it from moving them."""
+    return {part: getattr(code, part).detach() for part in ("rotation", "translation", "shape", "expression")}
 
 
 def test_a_nan_loss_stops_with_the_step_and_term_or_skips_the_batch():
@@ -159,7 +169,7 @@ def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(folder / "checkpoints")
     config["trainer"]["callbacks"][1]["init_args"]["every_n_steps"] = 2
     config["model"]["init_args"].update(image_size=SIZE, depths=[1, 1], width=8)
-    config["model"]["init_args"]["refine"]["photometric"]["steps"] = 40
+    config["model"]["init_args"]["fit"]["photometric"]["steps"] = 40
     data = config["data"]["init_args"]
     data.update(
         train=str(shards / "train"),
@@ -184,8 +194,8 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
     tmp_path, tiny_shards, monkeypatch
 ):
     refinements = []
-    refined = MoFA.refined
-    monkeypatch.setattr(MoFA, "refined", lambda self, *args: refinements.append(1) or refined(self, *args))
+    fitted = MoFA.fitted
+    monkeypatch.setattr(MoFA, "fitted", lambda self, *args: refinements.append(1) or fitted(self, *args))
     main(["fit", "--config", str(tiny_config(tmp_path, tiny_shards))])
     assert len(refinements) == 2  # the first batch of each of the two validations, none in the sanity check
     rows = metrics(tmp_path)
@@ -201,16 +211,16 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
         "val/photometric_error",
     } <= logged
     assert all(math.isfinite(v) for row in rows for v in row.values())
-    validations = [r for r in rows if "val/refined_landmark_error_px" in r]
+    validations = [r for r in rows if "val/fitted_landmark_error_px" in r]
     assert len(validations) == 2  # encoder + refinement on the first validation batch, beside the encoder
-    assert all(r["val/refined_landmark_error_px"] < r["val/landmark_error_px"] for r in validations)
+    assert all(r["val/fitted_landmark_error_px"] < r["val/landmark_error_px"] for r in validations)
     # the README's quickstart numbers come from benchmarks/quickstart.py, which reads these rows
     from benchmarks.quickstart import newest_metrics, quickstart_numbers
 
     quoted = quickstart_numbers(newest_metrics(tmp_path / "runs" / "mofa"))
     for which, row in (("first", validations[0]), ("last", validations[-1])):
         assert quoted[which]["step"] == row["step"]
-        assert quoted[which]["fitted"]["landmark_error_px"] == round(row["val/refined_landmark_error_px"], 4)
+        assert quoted[which]["fitted"]["landmark_error_px"] == round(row["val/fitted_landmark_error_px"], 4)
         assert quoted[which]["encoder"]["vertex_error_ratio"] == round(row["val/vertex_error_ratio"], 4)
     (images,) = tmp_path.glob("runs/mofa/version_*/images")
     assert len(list(images.glob("reconstruction-*.png"))) == 2
@@ -289,11 +299,11 @@ def test_geometry_and_losses_stay_float32_under_bf16_autocast():
     code = code._replace(translation=torch.tensor([[0.3, -0.2, 0.5], [-0.1, 0.4, -0.3]]))
     batch = face_batch(torch.rand(2, 3, 224, 224), torch.rand(2, 68, 2) * 223)
     exact = model.decoder(code)
-    exact_terms = model.loss_terms(batch, code)
+    exact_terms = model.loss_terms(model.targets(batch), code)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = model.decoder(code)
         rendered = model.decoder.render(mixed, code.light)
-        terms = model.loss_terms(batch, FaceCode(*(part.bfloat16() for part in code)))
+        terms = model.loss_terms(model.targets(batch), FaceCode(*(part.bfloat16() for part in code)))
         encoded = model(batch.image)
     assert (mixed.landmarks - exact.landmarks).abs().max() < 1e-3 and mixed.landmarks.dtype == torch.float32
     assert rendered.image.dtype == torch.float32
@@ -314,8 +324,23 @@ def test_photometric_term_averages_over_the_batch_or_per_image():
     batch.mask[0, :, : SIZE // 2] = 0  # one face half hidden: fewer visible points than the others
     code = model(batch.image)
     per_face = [
-        model.loss_terms(batch.take([i]), model(batch.image[i : i + 1]))["photometric"] for i in range(3)
+        model.loss_terms(model.targets(batch.take([i])), model(batch.image[i : i + 1]))["photometric"]
+        for i in range(3)
     ]
     assert torch.allclose(
-        model.loss_terms(batch, code)["photometric"], torch.stack(per_face).mean(), rtol=1e-5
+        model.loss_terms(model.targets(batch), code)["photometric"], torch.stack(per_face).mean(), rtol=1e-5
     )
+
+
+def test_the_former_name_refine_is_accepted_with_a_warning_for_one_release(tmp_path):
+    schedule = FitSchedule(photometric=PhotometricStage(steps=2))
+    with pytest.warns(FutureWarning, match="model.refine is renamed model.fit"):
+        model = tiny_mofa(refine=schedule, validate_refined=1)
+    assert model.fit_schedule == schedule and model.validate_fitted == 1
+    with pytest.warns(FutureWarning):
+        assert not tiny_mofa(refine=None).fit_schedule.active  # refine: null still means no fit
+    with pytest.raises(
+        ConfigError, match="model.refine is the former name of model.fit: give only model.fit"
+    ):
+        tiny_mofa(refine=schedule, fit=schedule)
+    assert "refine" not in tiny_mofa(fit=schedule).hparams and "fit" not in tiny_mofa(fit=schedule).hparams

@@ -18,9 +18,10 @@ from facegen.cli import main
 from facegen.data.landmarks import write_pts
 from facegen.data.synth import SynthOptions, sample_code
 from facegen.export import read_obj
+from facegen.fitting import FitSchedule, PhotometricStage
 from facegen.losses import landmark_error
 from facegen.morphable.registry import load_face_model
-from facegen.tasks import MoFA, PhotometricStage, refine_code
+from facegen.tasks import MoFA
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 from tests.data_helpers import face_batch
@@ -44,7 +45,9 @@ def test_refinement_without_a_trained_encoder_fits_landmarks_within_2px_at_224()
     model = MoFA(image_size=224, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 2, seed=3)
     start = model(batch.image)
-    refined, history = refine_code(model.weighted_loss, batch, start, PhotometricStage(steps=200, lr=0.02))
+    refined, history, _, _ = model.fitted(
+        batch, start, FitSchedule(photometric=PhotometricStage(200, lr=0.02))
+    )
     before, _ = landmark_error(model.decoder(start).landmarks, batch.landmarks)
     after, _ = landmark_error(model.decoder(refined).landmarks, batch.landmarks)
     assert history[-1] < 0.1 * history[0]
@@ -55,9 +58,9 @@ def test_refinement_only_moves_the_free_parts():
     model = MoFA(image_size=SIZE, depths=(1,), width=8).eval()
     _, batch = synthetic_faces(model, 1, seed=1)
     start = model(batch.image)
-    refined, _ = refine_code(
-        model.weighted_loss, batch, start, PhotometricStage(steps=3, parts=("rotation",))
-    )
+    refined = model.fitted(
+        batch, start, FitSchedule(photometric=PhotometricStage(3, parts=("rotation",)))
+    ).code
     assert not torch.equal(refined.rotation, start.rotation)
     assert torch.equal(refined.shape, start.shape) and torch.equal(refined.light, start.light)
     with pytest.raises(ValueError, match="parts"):
@@ -147,7 +150,7 @@ def predict_config(folder: Path, photos: Path, refine_steps: int) -> Path:
                 "image_size": SIZE,
                 "depths": [1],
                 "width": 8,
-                "refine": {"photometric": {"steps": refine_steps, "lr": 0.03}},
+                "fit": {"photometric": {"steps": refine_steps, "lr": 0.03}},
             },
         },
         "data": {
@@ -271,7 +274,7 @@ def test_predict_from_a_trained_checkpoint(tmp_path, synthetic_photos):
     out = tmp_path / "out"
     photo_data = ["--data.init_args.predict_dir", str(photos), "--data.init_args.predict_detector", "files"]
     run = ["--config", str(training), "--ckpt_path", str(checkpoint), *photo_data, "--out", str(out)]
-    main(["predict", *run, "--model.init_args.refine", "null", "--texture_size", "32"])
+    main(["predict", *run, "--model.init_args.fit", "null", "--texture_size", "32"])
     # predicting with the training config opens no log version; its config is kept beside the predictions
     assert [p.name for p in (tmp_path / "fit" / "runs" / "mofa").iterdir()] == ["version_0"]
     assert yaml.safe_load((out / "config.yaml").read_text())["ckpt_path"] == str(checkpoint)
@@ -379,7 +382,7 @@ def test_bad_photos_are_reported_and_the_good_face_is_fitted(tmp_path, synthetic
     (folder / "nan.pts").write_text("version: 1\nn_points: 68\n{\n" + "nan nan\n" * 68 + "}\n")
     config = predict_config(tmp_path, folder, 5)
     spec = yaml.safe_load(config.read_text())
-    spec["model"]["init_args"]["refine"].update(
+    spec["model"]["init_args"]["fit"].update(
         pose={"closed_form": True, "iterations": 2}, landmarks={"iterations": 3}
     )
     config.write_text(yaml.safe_dump(spec))
@@ -395,23 +398,21 @@ def test_bad_photos_are_reported_and_the_good_face_is_fitted(tmp_path, synthetic
     assert code["refinement"]["loss_last"] < code["refinement"]["loss_first"]
 
 
-def test_the_shape_from_shading_fragment_layers_a_levenberg_photometric_stage_over_a_config(
+def test_the_shape_from_shading_preset_replaces_a_configs_schedule_from_the_command_line(
     tmp_path, synthetic_photos
 ):
-    """configs/refine/shape_from_shading.yaml after a predict config: the fit's stage 3 moves the shape by
-    Levenberg-Marquardt, and the saved run config says so."""
+    """``--model.init_args.fit configs/fit/shape_from_shading.yaml`` after a predict config: the fit's stage 3
+    moves the shape by Levenberg-Marquardt, and the saved run config says so."""
     photos, _ = synthetic_photos
-    fragment = Path(__file__).parents[1] / "configs" / "refine" / "shape_from_shading.yaml"
+    preset = Path(__file__).parents[1] / "configs" / "fit" / "shape_from_shading.yaml"
     codes = {}
-    for name, extra in (("base", []), ("shading", ["--config", str(fragment)])):
+    for name, extra in (("base", []), ("shading", ["--model.init_args.fit", str(preset)])):
         out = tmp_path / name
         (tmp_path / name).mkdir()
         config = predict_config(tmp_path / name, photos, 0)
         main(["predict", "--config", str(config), *extra, "--out", str(out), "--outputs", "[code]"])
         codes[name] = json.loads((out / "face0_f0" / "code.json").read_text())
-        saved = yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["refine"][
-            "photometric"
-        ]
+        saved = yaml.safe_load((out / "config.yaml").read_text())["model"]["init_args"]["fit"]["photometric"]
         assert saved["solver"] == ("levenberg" if extra else "adam")
     assert codes["base"]["shape"] == [0.0] * 80  # no stage moved the shape: the untrained encoder's mean face
     assert np.abs(np.asarray(codes["shading"]["shape"])).max() > 0.01

@@ -381,7 +381,7 @@ def test_texture_reconstruction_of_the_shared_photos(tmp_path, assets, mofa_chec
             "init_args": {
                 "mofa": {"checkpoint": str(mofa_checkpoint)},
                 **TINY_GAN,
-                "latent_fit": {"steps": 8, "refine": {"photometric": {"steps": 3}}},
+                "latent_fit": {"steps": 8, "fit": {"photometric": {"steps": 3}}},
             },
         },
         "data": {
@@ -643,7 +643,7 @@ def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
 def test_scene_fit_refines_the_encoders_fit_of_the_2d_images_without_landmarks(
     mofa_checkpoint, face_stylegan_checkpoint
 ):
-    from facegen.tasks import PhotometricStage
+    from facegen.fitting import PhotometricStage
 
     checkpoint, _ = face_stylegan_checkpoint
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(4))

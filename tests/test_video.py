@@ -146,7 +146,7 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Tracker())
     config = yaml.safe_load(predict_config(tmp_path, videos, 0).read_text())  # the predict tests' config
     config["model"]["init_args"].update(
-        refine={"pose": {"closed_form": True, "iterations": 3}, "landmarks": {"iterations": 5}},
+        fit={"pose": {"closed_form": True, "iterations": 3}, "landmarks": {"iterations": 5}},
         video={"smoothing": 0.5, "identity_frames": 4},  # all in the first batch
     )
     config["data"]["init_args"].update(predict_detector="face-alignment", video_fps=20)  # the stub above

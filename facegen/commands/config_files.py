@@ -56,7 +56,21 @@ def check_configs(argv: list[str]) -> None:
     paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     for path in paths:
         if Path(path).is_file():
-            read_yaml(path)
+            check_fit_preset(path, read_yaml(path))
+
+
+def check_fit_preset(path: str | Path, config: dict) -> None:
+    """Raise :class:`ConfigError` when the config at ``path`` names a fitting schedule preset
+    (``model.init_args.fit: fit/standard.yaml``) that is not a file relative to the config's folder, as it is
+    read (a copied config keeps a name that only resolves beside facegen's ``configs/``)."""
+    model = config.get("model")
+    init = model.get("init_args") if isinstance(model, dict) else None
+    preset = init.get("fit") if isinstance(init, dict) else None
+    if isinstance(preset, str) and not (Path(path).parent / preset).is_file():
+        raise ConfigError(
+            f"{path}: model.init_args.fit names {preset}, which is not a file relative to this config; give the "
+            "preset's full path (facegen's presets are in configs/fit/) or copy it beside the config"
+        )
 
 
 def settings(paths: list[str], section: str, cls: type) -> dict:

@@ -116,11 +116,11 @@ def _predict(
     predictions: Path,
     extra: list[str],
     truth: bool,
-    refine: bool = True,
+    fit: bool = True,
     code_only: bool = True,
 ) -> None:
     """``facegen predict`` on ``photos`` into ``predictions``; ``truth``: crops from the landmark files beside the
-    photos; ``refine`` False: refinement off; ``code_only``: MoFA writes only its coefficients."""
+    photos; ``fit`` False: no fitting; ``code_only``: MoFA writes only its coefficients."""
     configs = [arg for config in options.config for arg in ("--config", config)]
     # the configs first, then the user's extra arguments, then what this benchmark needs (later ones win)
     args = ["--ckpt_path", options.ckpt_path] if options.ckpt_path else []
@@ -128,8 +128,8 @@ def _predict(
     args += ["--out", str(predictions)] + (["--outputs", "[code]"] if code_only else [])
     if truth:
         args += ["--data.init_args.predict_detector", "files"]
-    if not refine:
-        args += ["--model.init_args.refine", "null"]
+    if not fit:
+        args += ["--model.init_args.fit", "null"]
     command = [sys.executable, "-m", "facegen.cli", "predict", *configs, *extra, *args]
     print("facegen evaluate: running", " ".join(["facegen", *command[3:]]), flush=True)
     if subprocess.run(command, check=False).returncode != 0:
@@ -220,7 +220,7 @@ def _aflw2000(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     _stage(
         photos, {item.photo.name: item.photo for item in items}, given
     )  # the fit would otherwise refine onto the ground-truth landmarks
-    _predict(options, photos, predictions, extra, truth=truth, refine=not truth)
+    _predict(options, photos, predictions, extra, truth=truth, fit=not truth)
     results, failures = score_aflw2000(items, predictions)
     summary = {"benchmark": "aflw2000", "crop": options.crop, **summarise(results, failures)}
     return (
@@ -268,9 +268,9 @@ def _synthetic(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     summary: dict = {"benchmark": "synthetic", "faces": settings.n, "settings": str(settings)}
     details: dict = {}
     rows = []
-    for name, refine in (("encoder", False), ("refined", True)):
+    for name, fit in (("encoder", False), ("refined", True)):
         predictions = out / f"predictions_{name}"
-        _predict(options, photos, predictions, extra, truth=True, refine=refine)
+        _predict(options, photos, predictions, extra, truth=True, fit=fit)
         results, failures = score_synthetic(model, truth, predictions)
         summary[name] = summarise_synthetic(results, failures)
         details[name] = {"results": results, "failures": failures}

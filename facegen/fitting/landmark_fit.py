@@ -23,301 +23,23 @@ look the wrong way. Blendshape expressions (a model with named expressions, e.g.
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass
-from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from facegen.decoder import FaceCode, FaceDecoder
-from facegen.errors import ConfigError
+from facegen.decoder import FaceCode
+from facegen.fitting.landmark_model import LandmarkBases, LandmarkModel
 from facegen.fitting.levenberg import SolveResult, levenberg_marquardt
-from facegen.fitting.pose import Pose, closed_form_pose, reprojection_error
-from facegen.geometry.camera import MODEL_TO_OPENCV
-from facegen.geometry.rotations import euler_to_matrix, matrix_to_euler
+from facegen.fitting.pose import closed_form_pose, reprojection_error
+from facegen.fitting.schedule import LandmarkStage, PoseStage
+from facegen.geometry.rotations import euler_to_matrix
+from facegen.losses.landmark import reference_scale
 
-#: How the jaw contour landmarks correspond to the model (see the module docstring).
-Contour = Literal["fixed", "sliding"]
-#: How the prior weights of the landmark stage are chosen (see :class:`LandmarkStage`).
-Priors = Literal["fixed", "estimated"]
-#: Where the pose stage starts (see :class:`PoseStage`).
-Starts = Literal["single", "multi"]
-#: The cheek landmarks that slide (the chin, 6-10, stays on its vertices).
-SLIDING = (0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16)
-#: Yaw (degrees) beyond which the side turned away shows a silhouette instead of its jaw line.
-TURNED_AWAY = 10.0
-#: Landmark sizes are measured at this crop size (MoFA's landmark loss units).
-REFERENCE_SIZE = 224.0
 #: The inner 68 points (brows, nose, eyes, mouth): the jaw's convention differs between annotations.
 INNER = slice(17, 68)
 #: Reweighting passes of the robust pose stage (each followed by its Levenberg-Marquardt iterations).
 ROBUST_PASSES = 2
-
-
-@dataclass
-class PoseStage:
-    """Stage 1: the closed-form pose (``closed_form``, from the current shape's landmarks; kept per face only
-    where it fits better than the code's pose), then ``iterations`` of Levenberg-Marquardt on the 6 pose
-    parameters. ``starts``: ``single`` refines that pose; ``multi`` refines several starting poses (the
-    module docstring) and keeps the lowest robust cost. ``robust``: Geman-McClure scale in pixels at 224² (0:
-    plain least squares)."""
-
-    closed_form: bool = False
-    iterations: int = 0
-    starts: Starts = "single"
-    robust: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.iterations < 0 or self.robust < 0:
-            raise ConfigError(
-                f"refine.pose.iterations and refine.pose.robust must be >= 0, got {self.iterations}, {self.robust}"
-            )
-        if self.starts not in ("single", "multi"):
-            raise ConfigError(f"refine.pose.starts must be 'single' or 'multi', got {self.starts!r}")
-
-    @property
-    def active(self) -> bool:
-        return self.closed_form or self.iterations > 0
-
-
-@dataclass
-class LandmarkStage:
-    """Stage 2: ``rounds`` x ``iterations`` of Levenberg-Marquardt on pose, shape and expression against the
-    landmarks, with Gaussian priors of these weights (the ratio to the landmark term in (pixels at 224²)²);
-    ``contour``: ``fixed`` jaw vertices or ``sliding`` silhouette correspondences, re-chosen every round;
-    ``dense``: the weight of the detector's dense landmarks (MediaPipe's 468, on the face model's registered
-    dense points) relative to the 68 (1: all dense points together count as much as the 68; 0: not used).
-    ``robust``: Geman-McClure scale in pixels at 224² (0: plain least squares); the weights are set from each
-    round's residuals for the next, so it needs ``rounds`` >= 2.
-
-    ``priors``: ``fixed`` keeps ``shape_prior`` and ``expression_prior`` in every round; ``estimated`` starts with
-    them and, after each round, sets each face's prior weights for the next to their maximum-likelihood value
-    for the landmark noise that face's residual shows (:func:`estimated_priors`; at least ``min_prior``, the
-    ratio of expression to shape prior kept): weak priors where the landmarks fit the model closely (exact or
-    dense points), about the configured ones for a detector's noise. Needs ``rounds`` >= 2."""
-
-    iterations: int = 0
-    rounds: int = 1
-    shape_prior: float = 0.05
-    expression_prior: float = 0.05
-    contour: Contour = "fixed"
-    dense: float = 0.0
-    priors: Priors = "fixed"
-    min_prior: float = 0.002
-    robust: float = 0.0
-
-    def __post_init__(self) -> None:
-        if (
-            self.iterations < 0
-            or self.rounds < 1
-            or self.shape_prior < 0
-            or self.expression_prior < 0
-            or self.dense < 0
-            or self.min_prior <= 0
-            or self.robust < 0
-        ):
-            raise ConfigError(
-                "refine.landmarks: iterations >= 0, rounds >= 1, priors >= 0, dense >= 0 and robust >= 0, got "
-                f"iterations={self.iterations}, rounds={self.rounds}, shape_prior={self.shape_prior}, "
-                f"expression_prior={self.expression_prior}, dense={self.dense}, min_prior={self.min_prior}, "
-                f"robust={self.robust}"
-            )
-        if self.contour not in ("fixed", "sliding"):
-            raise ConfigError(f"refine.landmarks.contour must be 'fixed' or 'sliding', got {self.contour!r}")
-        if self.priors not in ("fixed", "estimated"):
-            raise ConfigError(f"refine.landmarks.priors must be 'fixed' or 'estimated', got {self.priors!r}")
-        if self.robust > 0 and self.rounds < 2:
-            raise ConfigError(
-                f"refine.landmarks.robust: robust weights are set from a round's residuals for the next: give "
-                f"rounds >= 2 (got {self.rounds})"
-            )
-        if self.priors == "estimated" and (self.rounds < 2 or self.shape_prior <= 0):
-            raise ConfigError(
-                "refine.landmarks.priors: estimated priors are set after a first round with shape_prior > 0: "
-                f"give rounds >= 2 (got {self.rounds}) and shape_prior > 0 (got {self.shape_prior})"
-            )
-
-    @property
-    def active(self) -> bool:
-        return self.iterations > 0
-
-
-class LandmarkBases(NamedTuple):
-    """Per-face landmark geometry in the model frame: mean (B, 68, 3), shape (B, Ks, 68, 3) and expression
-    (B, Ke, 68, 3) bases scaled by their standard deviations (coefficients in standard deviations). A leading
-    size of 1 instead of B: every face shares them (fixed landmark vertices), broadcast in every product, which
-    makes the Jacobian's basis products about four times faster than with B copies."""
-
-    mean: Tensor
-    shape: Tensor
-    expression: Tensor
-
-
-class LandmarkModel:
-    """The landmark vertices of ``decoder``'s face model with its camera, for codes of ``shape``/``expression``
-    coefficients."""
-
-    def __init__(self, decoder: FaceDecoder, n_shape: int, n_expression: int) -> None:
-        self.decoder, self.face_model = decoder, decoder.model
-        self.n_shape, self.n_expression = n_shape, n_expression
-        self.landmark_indices = self.face_model.landmark_indices
-        self.K = decoder.intrinsics
-        self.base = decoder.base_translation
-        self.unit = decoder.translation_unit
-        self.flip = MODEL_TO_OPENCV.to(self.K)
-
-    def parameter_bounds(self, n_free_shape: int) -> tuple[Tensor, Tensor] | None:
-        """Limits of a landmark problem's parameters (pose 6, ``n_free_shape`` shape, the expressions): the
-        expressions' bounds of a blendshape model, the rest free; None for a model without bounds."""
-        bounds = self.face_model.expression_bounds
-        if bounds is None:
-            return None
-        free = self.K.new_full((6 + n_free_shape,), math.inf)
-        low, high = (bound[: self.n_expression].to(free) for bound in bounds)
-        return torch.cat([-free, low]), torch.cat([free, high])
-
-    def silhouette_landmarks(self, code: FaceCode, pixels: Tensor) -> Tensor:
-        """(B, 68, 2) the 68 points in the 2D convention (the jaw of a turned face on its visible outline, as
-        300-W annotates it), taken from the projected vertices ``pixels`` (B, V, 2) of ``code``'s face."""
-        indices = self.silhouette(code)
-        return torch.gather(pixels, 1, indices[..., None].expand(-1, -1, 2))
-
-    def vertex_bases(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Mean (*I, 3), shape (Ks, *I, 3) and expression (Ke, *I, 3) bases, scaled by their standard
-        deviations, of the vertices ``indices`` (any shape *I); only those vertices are gathered."""
-        model, ks, ke = self.face_model, self.n_shape, self.n_expression
-        extra = (None,) * (indices.dim() + 1)
-        return (
-            model.mean[indices],
-            model.shape_basis[:ks, indices] * model.shape_std[(slice(0, ks), *extra)],
-            model.expression_basis[:ke, indices] * model.expression_std[(slice(0, ke), *extra)],
-        )
-
-    def bases(self, indices: Tensor) -> LandmarkBases:
-        """The geometry of vertices ``indices`` (B, 68), or (1, 68) for vertices every face shares."""
-        mean, shape, expression = self.vertex_bases(indices)
-        return LandmarkBases(mean, shape.permute(1, 0, 2, 3), expression.permute(1, 0, 2, 3))
-
-    def with_dense(self, bases: LandmarkBases) -> LandmarkBases:
-        """``bases`` (B, J points) followed by the face model's N dense landmarks (barycentric combinations of
-        their triangles' corners): (B, J + N) points."""
-        model = self.face_model
-        corners = model.faces[model.dense_triangles]  # (N, 3)
-        weights = model.dense_barycentrics.to(bases.mean)[..., None]  # (N, 3, 1)
-        mean, shape, expression = (
-            (part * weights).sum(-2) for part in self.vertex_bases(corners)
-        )  # (N, 3), (Ks, N, 3), (Ke, N, 3)
-        batch = bases.mean.shape[0]
-        return LandmarkBases(
-            torch.cat([bases.mean, mean.expand(batch, -1, -1)], 1),
-            torch.cat([bases.shape, shape.expand(batch, -1, -1, -1)], 2),
-            torch.cat([bases.expression, expression.expand(batch, -1, -1, -1)], 2),
-        )
-
-    @functools.cached_property
-    def candidates(self) -> tuple[Tensor, Tensor] | None:
-        """The sliding landmarks' bands (:func:`contour_candidates`), built when first needed."""
-        return contour_candidates(self.face_model) if len(self.landmark_indices) == 68 else None
-
-    def fixed_indices(self, batch: int) -> Tensor:
-        return self.landmark_indices.expand(batch, -1)
-
-    def points(self, bases: LandmarkBases, shape: Tensor, expression: Tensor) -> Tensor:
-        """(B, 68, 3) model-frame landmark positions of the coefficients (B, Ks), (B, Ke)."""
-        return (
-            bases.mean
-            + torch.einsum("bk,bkjc->bjc", shape, bases.shape)
-            + torch.einsum("bk,bkjc->bjc", expression, bases.expression)
-        )
-
-    def pose_of(self, code: FaceCode) -> Pose:
-        """The code's rigid model -> camera transform (the decoder's)."""
-        return Pose(*self.decoder.camera_pose(code))
-
-    def code_pose(self, pose: Pose) -> tuple[Tensor, Tensor]:
-        """(rotation, translation) code parts of a rigid transform (inverse of :meth:`pose_of`)."""
-        return matrix_to_euler(pose.rotation @ self.flip), (pose.translation - self.base) / self.unit
-
-    def camera(self, rotation: Tensor, translation: Tensor, points: Tensor) -> tuple[Tensor, Tensor]:
-        """The model -> camera rotation (..., 3, 3) of code pose parts (..., 3), (..., 3) and the model points
-        (..., N, 3) in the camera frame."""
-        matrix = euler_to_matrix(rotation) @ self.flip
-        camera = points @ matrix.transpose(-1, -2) + (self.base + translation * self.unit).unsqueeze(-2)
-        return matrix, camera
-
-    def pixels(self, camera: Tensor) -> Tensor:
-        """Pixels (..., N, 2) of camera-frame points (..., N, 3)."""
-        return camera[..., :2] / camera[..., 2:3] * self.K.diagonal()[:2] + self.K[:2, 2]
-
-    def project(self, rotation: Tensor, translation: Tensor, points: Tensor) -> Tensor:
-        """Pixels (..., N, 2) of model points (..., N, 3) under code pose parts (..., 3), (..., 3)."""
-        return self.pixels(self.camera(rotation, translation, points)[1])
-
-    def silhouette(self, code: FaceCode) -> Tensor:
-        """(B, 68) landmark vertices with the cheek landmarks of the side turned away from the camera (by more
-        than :data:`TURNED_AWAY`) slid to that side's silhouette in the current pose; the side facing the camera
-        shows its jaw line, where the fixed vertices lie."""
-        indices = self.fixed_indices(code.batch_size).clone()
-        if self.candidates is None:
-            return indices
-        candidates, side = self.candidates  # (12, C) vertex indices (-1 pads), (12,) +1 / -1
-        valid = candidates >= 0
-        safe = candidates.clamp(min=0)
-        with torch.no_grad():
-            mean, shape, expression = self.vertex_bases(safe)
-            geometry = (
-                mean
-                + torch.einsum("bk,kjcd->bjcd", code.shape, shape)
-                + torch.einsum("bk,kjcd->bjcd", code.expression, expression)
-            )  # (B, 12, C, 3)
-            pixels = self.project(code.rotation[:, None], code.translation[:, None], geometry)
-            # the model's +x axis in the camera frame (the first column of the rotation): its image direction
-            # is "outward" for the +x side, its depth tells which side is turned away (OpenCV z: away)
-            axis = self.pose_of(code).rotation[:, :, 0]  # (B, 3)
-            sideways = torch.nn.functional.normalize(axis[:, :2], dim=-1)  # (B, 2)
-            outward = (pixels * sideways[:, None, None]).sum(-1) * side[:, None]  # (B, 12, C)
-            outward = outward.masked_fill(~valid, float("-inf"))
-            best = outward.argmax(-1)  # (B, 12)
-            away = axis[:, 2:3] * side > math.sin(math.radians(TURNED_AWAY))  # (B, 12)
-        chosen = torch.gather(safe.expand(code.batch_size, -1, -1), 2, best[..., None])[..., 0]
-        sliding = list(SLIDING)
-        indices[:, sliding] = torch.where(away, chosen, indices[:, sliding])
-        return indices
-
-
-def contour_candidates(model) -> tuple[Tensor, Tensor] | None:
-    """For each sliding landmark, the vertices of its horizontal band: (12, C) indices padded with -1 and the
-    side (12,) (+1: the model's +x side). Bands are half the vertical spacing of neighbouring jaw landmarks
-    high, on the landmark's side of the chin, in the face region when the model has one, and not behind the
-    landmark (a side turned away shows the cheek in front of its jaw line)."""
-    mean = model.mean
-    jaw = mean[model.landmark_indices[:17]]
-    region = (
-        model.mask("face") if "face" in model.mask_names else torch.ones_like(mean[:, 0], dtype=torch.bool)
-    )
-    spacing = (jaw[1:, 1] - jaw[:-1, 1]).abs().mean()
-    middle = jaw[8, 0]
-    bands, sides = [], []
-    for j in SLIDING:
-        side = 1.0 if jaw[j, 0] > middle else -1.0
-        band = (
-            region
-            & ((mean[:, 1] - jaw[j, 1]).abs() <= spacing / 2)
-            & ((mean[:, 0] - middle) * side > 0)
-            & (mean[:, 2] >= jaw[j, 2])
-        )
-        members = torch.nonzero(band)[:, 0]
-        if members.numel() == 0:
-            return None
-        bands.append(members)
-        sides.append(side)
-    width_max = max(len(b) for b in bands)
-    padded = torch.full((len(bands), width_max), -1, dtype=torch.long, device=mean.device)
-    for row, members in enumerate(bands):
-        padded[row, : len(members)] = members
-    return padded, torch.tensor(sides, device=mean.device)
 
 
 class LandmarkProblem:
@@ -455,7 +177,7 @@ def fit_pose(
     params = torch.cat([code.rotation, code.translation], -1)
     empty = points.new_zeros(code.batch_size, 0, *points.shape[1:])
     problem = LandmarkProblem(
-        model, clean, root, REFERENCE_SIZE / size, LandmarkBases(points, empty, empty), points.new_zeros(2)
+        model, clean, root, reference_scale(size), LandmarkBases(points, empty, empty), points.new_zeros(2)
     )
     result = levenberg_marquardt(problem, params, stage.iterations)
     return code._replace(rotation=result.params[:, :3], translation=result.params[:, 3:]), result
@@ -499,7 +221,7 @@ def _multi_start_pose(
     for _ in range(ROBUST_PASSES if stage.robust > 0 else 1):
         root = root_weights(all_weights * robust, all_target)
         problem = LandmarkProblem(
-            model, torch.nan_to_num(all_target), root, REFERENCE_SIZE / size, bases, points.new_zeros(2)
+            model, torch.nan_to_num(all_target), root, reference_scale(size), bases, points.new_zeros(2)
         )
         result = levenberg_marquardt(problem, params, stage.iterations)
         params = result.params
@@ -558,7 +280,7 @@ def fit_landmarks(
             bases = LandmarkBases(neutral, bases.shape[:, :0], bases.expression)
         else:
             moving.insert(2, code.shape)
-        problem = LandmarkProblem(model, clean, root, REFERENCE_SIZE / size, bases, priors)
+        problem = LandmarkProblem(model, clean, root, reference_scale(size), bases, priors)
         result = levenberg_marquardt(problem, torch.cat(moving, -1), stage.iterations, bounds=bounds)
         if stage.priors == "estimated" and index < rounds - 1:  # for the next round
             priors = estimated_priors(problem, result.params, stage)

@@ -30,10 +30,12 @@ from torch import Tensor
 from facegen.decoder import FaceCode, FaceDecoder
 from facegen.decoder.code import PARTS
 from facegen.fitting.levenberg import levenberg_marquardt
+from facegen.fitting.problem import FitTargets
 from facegen.geometry.camera import project_points, transform_points
 from facegen.geometry.normals import vertex_normals
 from facegen.geometry.rotations import euler_to_matrix
 from facegen.geometry.sh import sh_basis, sh_shading
+from facegen.losses.landmark import reference_scale
 from facegen.losses.weights import LossWeights
 from facegen.render.points import sample_image_at_points, visible_points
 
@@ -62,19 +64,6 @@ def skew(vectors: Tensor) -> Tensor:
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*vectors.shape, 3)
 
 
-class PhotometricTargets(NamedTuple):
-    """What a batch of faces is fitted to: ``image`` (B, 3, S, S) in [0, 1], the face ``mask`` (B, 1, S, S)
-    (> 0.5 counts), ``landmarks`` (B, 68, 2) in crop pixels (NaN: unused) and their weights (B, 68)."""
-
-    image: Tensor
-    mask: Tensor
-    landmarks: Tensor
-    landmark_weights: Tensor
-
-    def take(self, faces: slice) -> PhotometricTargets:
-        return PhotometricTargets(*(part[faces] for part in self))
-
-
 class PhotometricSetup(NamedTuple):
     """What a photometric fit is: the face ``decoder`` (model, camera, albedo), the code parts that move
     (``moving``, a subset of :data:`~facegen.decoder.code.PARTS`; the others stay), the ``region`` (V,) bool of
@@ -91,9 +80,14 @@ class PhotometricProblem:
     ``targets`` from the starting ``code``. Parameters per face: the moving parts' entries, in
     :data:`~facegen.decoder.code.PARTS` order."""
 
-    def __init__(self, setup: PhotometricSetup, code: FaceCode, targets: PhotometricTargets) -> None:
+    def __init__(self, setup: PhotometricSetup, code: FaceCode, targets: FitTargets) -> None:
         decoder, moving, region, weights = setup
-        image, mask, landmarks, landmark_weights = targets
+        image, mask, landmarks, landmark_weights = (
+            targets.image,
+            targets.mask,
+            targets.landmarks,
+            targets.weights,
+        )
         self.decoder, self.code, self.weights = decoder, code, weights
         self.moving = [part for part in PARTS if part in moving and getattr(code, part).shape[1]]
         self.image, self.gradients = image, image_gradients(image)
@@ -101,7 +95,8 @@ class PhotometricProblem:
         self.target = torch.nan_to_num(landmarks)
         usable = landmark_weights.to(image) * torch.isfinite(landmarks).all(-1)
         self.landmark_root = (
-            (weights.landmark * usable / usable.sum(-1, keepdim=True).clamp(min=1e-12)).sqrt() * 224.0 / size
+            (weights.landmark * usable / usable.sum(-1, keepdim=True).clamp(min=1e-12)).sqrt()
+            * reference_scale(size)
         )[..., None]  # (B, 68, 1)
         with torch.no_grad():
             decoded = decoder(code)
@@ -403,7 +398,7 @@ class LocalDerivatives(NamedTuple):
 
 
 def fit_photometric(
-    setup: PhotometricSetup, code: FaceCode, targets: PhotometricTargets, iterations: int
+    setup: PhotometricSetup, code: FaceCode, targets: FitTargets, iterations: int
 ) -> tuple[FaceCode, Tensor]:
     """``iterations`` of Levenberg-Marquardt on the :class:`PhotometricProblem` of each group of :data:`GROUP`
     faces from ``code`` (the faces are independent; a larger group only adds memory traffic). Returns the fitted

@@ -8,6 +8,15 @@ from torch import Tensor
 from facegen.errors import ConfigError
 from facegen.geometry.landmarks import JAW, NUM_LANDMARKS
 
+#: The crop size (pixels) at which landmark distances are measured, at every resolution: MoFA's landmark term,
+#: the fitting stages' residuals and their robust scales are all in pixels at this size.
+REFERENCE_SIZE = 224.0
+
+
+def reference_scale(image_size: int) -> float:
+    """Pixels of a ``image_size``² crop -> pixels at :data:`REFERENCE_SIZE`."""
+    return REFERENCE_SIZE / image_size
+
 
 def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] | None = None) -> Tensor:
     """(68,) weights: ``custom`` when given (68 values), else ``jaw`` for the contour (0-16), ``inner`` for the
@@ -22,11 +31,10 @@ def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] |
 
 
 def landmark_loss(prediction: Tensor, target: Tensor, weights: Tensor, image_size: int) -> Tensor:
-    """Weighted mean squared distance between landmarks (B, 68, 2) in pixels, in units of (image_size / 224)²
-    pixels, so a weight means the same at every resolution. ``weights``: (68,) or per face (B, 68); each face's
-    mean is normalised by its own weights, then the faces are averaged."""
-    scale = 224.0 / image_size
-    squared = ((prediction - target) * scale).pow(2).sum(-1)  # (B, 68)
+    """Weighted mean squared distance between landmarks (B, 68, 2) in pixels, in (pixels at
+    :data:`REFERENCE_SIZE`)², so a weight means the same at every resolution. ``weights``: (68,) or per face
+    (B, 68); each face's mean is normalised by its own weights, then the faces are averaged."""
+    squared = ((prediction - target) * reference_scale(image_size)).pow(2).sum(-1)  # (B, 68)
     weights = weights.to(squared).expand_as(squared)
     return ((squared * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)).mean()
 

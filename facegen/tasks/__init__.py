@@ -11,7 +11,6 @@ from facegen.tasks.face_stylegan import FaceStyleGAN
 from facegen.tasks.image_gan import ImageGAN
 from facegen.tasks.latent_fit import LatentFit
 from facegen.tasks.mofa import LossWeights, MoFA
-from facegen.tasks.refine import Fitted, PhotometricStage, RefineOptions, refine_code
 from facegen.tasks.reposing import PoseAugment
 from facegen.tasks.texture_gan import TextureGAN
 
@@ -23,11 +22,7 @@ __all__ = [
     "LossWeights",
     "MoFA",
     "MoFASource",
-    "Fitted",
-    "PhotometricStage",
     "PoseAugment",
-    "RefineOptions",
     "Regularization",
     "TextureGAN",
-    "refine_code",
 ]

@@ -14,11 +14,11 @@ from torch import Tensor
 from facegen.data.batch import FaceBatch
 from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.errors import ConfigError
+from facegen.fitting import FitSchedule, FitTargets, PhotometricStage, fit
 from facegen.geometry.camera import transform_points
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.registry import load_face_model
 from facegen.tasks.mofa import MoFA
-from facegen.tasks.refine import PhotometricStage, RefineOptions
 
 #: Yaw angles (radians) of the novel views of a textured face.
 VIEWS = (-0.6, 0.0, 0.6)
@@ -82,19 +82,19 @@ def condition_of(mofa: MoFA, batch: FaceBatch) -> Condition:
 
 
 def fit_unlabelled(mofa: MoFA, image: Tensor, code: FaceCode, stage: PhotometricStage) -> FaceCode:
-    """``code`` of ``image`` (B, 3, S, S) in [0, 1], e.g. a 2D generator's faces, refined by ``stage`` (Adam on
+    """``code`` of ``image`` (B, 3, S, S) in [0, 1], e.g. a 2D generator's faces, fitted by ``stage`` (Adam on
     MoFA's objective, its weights or else ``mofa``'s fitting weights) over the whole image with the landmark
     term off: such images come without landmarks, so the photometric term and the priors decide."""
-    weights = replace(mofa.refinement_weights(RefineOptions(photometric=stage)), landmark=0.0)
-    count = image.shape[0]
-    batch = FaceBatch(
+    weights = replace(mofa.fit_problem(FitSchedule(photometric=stage)).weights, landmark=0.0)
+    schedule = FitSchedule(photometric=replace(stage, weights=weights))
+    count, points = image.shape[0], len(mofa.decoder.model.landmark_indices)
+    targets = FitTargets(
         image,
-        image.new_zeros(count, len(mofa.decoder.model.landmark_indices), 2),  # unused: landmark weight 0
         image.new_ones(count, 1, *image.shape[-2:]),
-        [f"image{i}" for i in range(count)],
-        [{} for _ in range(count)],
+        image.new_full((count, points, 2), float("nan")),  # none: the landmark term is off
+        image.new_zeros(count, points),
     )
-    return mofa.refined(batch, code, RefineOptions(photometric=replace(stage, weights=weights))).code
+    return fit(mofa.fit_problem(schedule), targets, code, schedule).code
 
 
 def render_texture(decoder: FaceDecoder, texture: Tensor, condition: Condition) -> Tensor:

@@ -5,6 +5,7 @@ visible face pixels."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -14,12 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facegen.decoder import FaceDecoder
-from facegen.errors import check_choice
+from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.features import TorchScriptFeatures
+from facegen.fitting import FitSchedule, clone_out_of_inference
 from facegen.losses import photometric_loss, ssim_loss
 from facegen.nets.stylegan import Generator, to_unit
 from facegen.tasks.conditioning import Condition, render_texture, visible_face_pixels
-from facegen.tasks.refine import RefineOptions, clone_out_of_inference
 
 #: Which latent is optimised: one w for every layer (the paper) or one per layer.
 LatentSpace = Literal["w", "w+"]
@@ -40,8 +41,8 @@ class LatentFit:
     their squared autocorrelation at every scale. The loss, on the composite over visible face pixels:
     ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (e.g. VGG16
     LPIPS features; a file you provide, nothing is downloaded) + ``l1`` * photometric L1 + ``ssim`` * SSIM loss
-    + ``prior`` * |w - w_avg|² / w_dim. ``refine``: MoFA's fitting schedule for the geometry first (photometric
-    loss weights: ``refine.photometric.weights``, else the MoFA's training weights)."""
+    + ``prior`` * |w - w_avg|² / w_dim. ``fit``: MoFA's fitting schedule for the geometry first (photometric loss
+    weights: ``fit.photometric.weights``, else the MoFA's; ``refine``: its former name, for one release)."""
 
     steps: int = 1000
     space: LatentSpace = "w"
@@ -56,10 +57,22 @@ class LatentFit:
     prior: float = 1e-3
     perceptual: str | None = None
     perceptual_weight: float = 1.0
-    refine: RefineOptions | None = None
+    fit: FitSchedule | None = None
+    refine: FitSchedule | None = None
 
     def __post_init__(self) -> None:
         check_choice("model.latent_fit.space", self.space, LatentSpace)
+        if self.refine is not None:  # the former name, accepted for one release
+            if self.fit is not None:
+                raise ConfigError(
+                    "model.latent_fit.refine is the former name of latent_fit.fit: give only fit"
+                )
+            warnings.warn(
+                "model.latent_fit.refine is renamed latent_fit.fit; the old name is accepted in this release only",
+                FutureWarning,
+                stacklevel=2,
+            )
+            self.fit, self.refine = self.refine, None
 
     def learning_rate(self, step: int) -> float:
         """The ramped learning rate at ``step``."""

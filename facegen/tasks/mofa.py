@@ -5,7 +5,6 @@ landmark and statistical terms train the encoder without labels."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Literal
@@ -21,9 +20,9 @@ from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
 from facegen.export.outputs import OUTPUTS, Output
-from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks, fit_pose
-from facegen.fitting.photometric_fit import PhotometricSetup, PhotometricTargets, fit_photometric
+from facegen.fitting import FitProblem, FitSchedule, FitTargets, Fitted, LandmarkModel, fit
 from facegen.fitting.plausibility import implausible_fits
+from facegen.fitting.schedule import check_solver
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
@@ -47,7 +46,6 @@ from facegen.predictions import Reconstruction
 from facegen.render.points import sample_image_at_points, visible_points
 from facegen.render.settings import Backend, RasterSettings
 from facegen.tasks.base import FaceTask, Schedule
-from facegen.tasks.refine import Fitted, RefineOptions, check_solver, clone_out_of_inference, refine_code
 from facegen.tasks.video import VideoOptions, VideoTracks
 
 #: Where the albedo comes from (see :class:`MoFA`).
@@ -85,17 +83,20 @@ class MoFA(FaceTask):
         on_nonfinite: ``stop`` raises naming the step and loss term; ``skip`` skips the batch (single device).
         fov, fill: the camera's field of view (degrees) and default framing, as in the data.
         backend: renderer backend (``torch``, ``pytorch3d``, ``auto``).
-        refine: the fitting schedule after the encoder (``predict``, ``val/refined_*``, texture reconstruction):
+        fit: the fitting schedule after the encoder (``predict``, ``val/fitted_*``, texture reconstruction):
             closed-form + Levenberg-Marquardt pose, Levenberg-Marquardt identity and expression on the landmarks,
-            then Adam or Levenberg-Marquardt on MoFA's objective with ``refine.photometric.weights``
-            (:class:`RefineOptions`; Levenberg-Marquardt needs ``photometric: points``); with an untrained
-            encoder this is pure fitting from the mean face.
-        validate_refined: refine the first ``validate_refined`` validation batches (per device) with ``refine``
-            and log their metrics as ``val/refined_<metric>``: the accuracy of encoder + refinement, beside
-            the encoder's own over the whole validation set; 0 (or no refinement stage) turns it off.
-            Lightning's sanity check (whose metrics are not logged) does not refine.
+            then Adam or Levenberg-Marquardt on MoFA's objective with ``fit.photometric.weights``
+            (:class:`~facegen.fitting.FitSchedule`; Levenberg-Marquardt needs ``photometric: points``); with an
+            untrained encoder this is pure fitting from the mean face. A preset file names a shipped schedule
+            (``fit: fit/standard.yaml`` in a config of ``configs/``).
+        validate_fitted: fit the first ``validate_fitted`` validation batches (per device) with ``fit`` and log
+            their metrics as ``val/fitted_<metric>``: the accuracy of encoder + fit, beside the encoder's own
+            over the whole validation set; 0 (or no fitting stage) turns it off. Lightning's sanity check (whose
+            metrics are not logged) does not fit.
         video: how ``predict`` ties the faces of a video's frames together: one identity per video, pose,
             expression and light smoothed in time (:class:`~facegen.tasks.video.VideoOptions`).
+        refine, validate_refined: the former names of ``fit`` and ``validate_fitted``, accepted with a warning
+            for one release.
     """
 
     def __init__(
@@ -127,17 +128,23 @@ class MoFA(FaceTask):
         fov: float = DEFAULT_FOV,
         fill: float = DEFAULT_FILL,
         backend: Backend = "torch",
-        refine: RefineOptions | None = None,
-        validate_refined: int = 0,
+        fit: FitSchedule | None = None,
+        validate_fitted: int = 0,
         video: VideoOptions | None = None,
+        refine: FitSchedule | None | Literal[False] = False,
+        validate_refined: int | None = None,
     ) -> None:
         super().__init__()
-        # refinement settings are run-time choices, not part of the trained model: kept out of checkpoints so
-        # that the config of `facegen predict/validate --ckpt_path` decides them; the encoder's initial weights
-        # too (a checkpoint holds the trained ones, and must load where the initial file is absent)
-        self.save_hyperparameters(
-            ignore=["refine", "validate_refined", "encoder_weights", "pretrained", "video"]
-        )
+        # fitting settings are run-time choices, not part of the trained model: kept out of checkpoints so that
+        # the config of `facegen predict/validate --ckpt_path` decides them; the encoder's initial weights too
+        # (a checkpoint holds the trained ones, and must load where the initial file is absent)
+        self.save_hyperparameters(ignore=[*RUN_TIME_SETTINGS, "encoder_weights", "pretrained"])
+        if refine is not False:  # the former name given, also as null (no fit)
+            fit = _renamed("refine", refine, "fit", fit)
+        if validate_refined is not None:
+            validate_fitted = _renamed(
+                "validate_refined", validate_refined, "validate_fitted", validate_fitted
+            )
         if image_size < 16:
             raise ConfigError(f"model.image_size must be at least 16 pixels, got {image_size}")
         choices = {
@@ -150,22 +157,22 @@ class MoFA(FaceTask):
         }
         for setting, (value, allowed) in choices.items():
             check_choice(f"model.{setting}", value, allowed)
-        if validate_refined < 0:
+        if validate_fitted < 0:
             raise ConfigError(
-                f"model.validate_refined is a number of validation batches (>= 0), got {validate_refined}"
+                f"model.validate_fitted is a number of validation batches (>= 0), got {validate_fitted}"
             )
         self.weights = weights or LossWeights()
-        self.refine = refine or RefineOptions()
-        self.validate_refined = validate_refined
+        self.fit_schedule = fit or FitSchedule()
+        self.validate_fitted = validate_fitted
         self.videos = VideoTracks(video or VideoOptions())
         model = load_face_model(face_model)
-        if self.refine.landmarks.dense > 0 and model.dense_scheme is None:
+        if self.fit_schedule.landmarks.dense > 0 and model.dense_scheme is None:
             raise ConfigError(
-                f"model.refine.landmarks.dense: face model {face_model!r} has no dense landmarks; add them with "
+                f"model.fit.landmarks.dense: face model {face_model!r} has no dense landmarks; add them with "
                 f"`facegen model convert npz --source {face_model} --out DENSE.npz --dense-landmarks mediapipe` "
                 "and use DENSE.npz, or set dense: 0"
             )
-        check_solver(self.refine, photometric)
+        check_solver(self.fit_schedule, photometric)
         learned = self._reflectance(model, reflectance)
         albedo_module = LearnedAlbedo(model.num_vertices, model.faces, albedo_rank) if learned else None
         raster = RasterSettings(backend=backend)
@@ -203,25 +210,32 @@ class MoFA(FaceTask):
         """(B, 3, S, S) in [0, 1] -> the face code."""
         return self.layout.split(self.encoder(image))
 
+    def targets(self, batch: FaceBatch) -> FitTargets:
+        """What MoFA explains of ``batch``: its crops, masks and landmarks, weighted by :meth:`point_weights`, and
+        its dense landmarks (the objective's and the fit's input)."""
+        return FitTargets(
+            batch.image, batch.mask, batch.landmarks, self.point_weights(batch), batch.dense_landmarks
+        )
+
     def loss_terms(
         self,
-        batch: FaceBatch,
+        targets: FitTargets,
         code: FaceCode,
         decoded: DecodedFace | None = None,
         weights: LossWeights | None = None,
     ) -> dict[str, Tensor]:
-        """Every unweighted loss term of MoFA for ``batch`` explained by ``code`` (decoded here unless given);
-        optional terms (SSIM) only when ``weights`` (default: the training ones) give them a weight. Computed in
-        float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
-        with float32(batch.image.device):
-            return self._loss_terms(batch, code.upcast(), decoded, weights)
+        """Every unweighted loss term of MoFA for ``targets`` (:meth:`targets` of a batch) explained by ``code``
+        (decoded here unless given); optional terms (SSIM) only when ``weights`` (default: the training ones)
+        give them a weight. Computed in float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
+        with float32(targets.image.device):
+            return self._loss_terms(targets, code.upcast(), decoded, weights)
 
     def _loss_terms(
-        self, batch: FaceBatch, code: FaceCode, decoded: DecodedFace | None, weights: LossWeights | None
+        self, targets: FitTargets, code: FaceCode, decoded: DecodedFace | None, weights: LossWeights | None
     ) -> dict[str, Tensor]:
-        image, mask = batch.image, batch.mask
+        image, mask = targets.image, targets.mask
         decoded = self.decoder(code) if decoded is None else decoded
-        size = batch.size
+        size = targets.size
         terms: dict[str, Tensor] = {}
         if self.hparams.photometric == "points":
             visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
@@ -239,7 +253,7 @@ class MoFA(FaceTask):
             )
             if (weights or self.weights).ssim > 0:
                 terms["ssim"] = ssim_loss(rendered.image, image, valid)
-        terms["landmark"] = landmark_loss(decoded.landmarks, batch.landmarks, self.point_weights(batch), size)
+        terms["landmark"] = landmark_loss(decoded.landmarks, targets.landmarks, targets.weights, size)
         terms["shape"] = coefficient_prior(code.shape)
         terms["expression"] = coefficient_prior(code.expression)
         terms["light"] = light_prior(code.light)
@@ -265,7 +279,7 @@ class MoFA(FaceTask):
     # ------------------------------------------------------------------------------------ steps
     def training_step(self, batch: FaceBatch, batch_index: int) -> Tensor | None:
         code = self(batch.image)
-        terms = self.loss_terms(batch, code)
+        terms = self.loss_terms(self.targets(batch), code)
         if not self._check_finite(terms):
             return None
         loss = self._total(terms)
@@ -280,10 +294,10 @@ class MoFA(FaceTask):
     def validation_step(self, batch: FaceBatch, batch_index: int) -> None:
         code = self(batch.image)
         metrics = self.evaluate(batch, code)
-        sanity_check = self._trainer is not None and self._trainer.sanity_checking  # not logged: not refined
-        if batch_index < self.validate_refined and self.refine.active and not sanity_check:
-            refined = self.refined(batch, code).code
-            metrics.update({f"refined_{k}": v for k, v in self.evaluate(batch, refined).items()})
+        sanity_check = self._trainer is not None and self._trainer.sanity_checking  # not logged: not fitted
+        if batch_index < self.validate_fitted and self.fit_schedule.active and not sanity_check:
+            fitted = self.fitted(batch, code).code
+            metrics.update({f"fitted_{k}": v for k, v in self.evaluate(batch, fitted).items()})
         self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=len(batch), sync_dist=True)
 
     def test_step(self, batch: FaceBatch, batch_index: int) -> None:
@@ -303,7 +317,7 @@ class MoFA(FaceTask):
 
     def _metrics(self, batch: FaceBatch, code: FaceCode) -> dict[str, Tensor]:
         decoded = self.decoder(code)
-        terms = self.loss_terms(batch, code, decoded)
+        terms = self.loss_terms(self.targets(batch), code, decoded)
         metrics = {"loss": self._total(terms), "landmark_loss": terms["landmark"]}
         rendered = self.decoder.render(decoded, code.light, background=batch.image)
         valid = rendered.mask * (batch.mask > 0.5)
@@ -347,27 +361,27 @@ class MoFA(FaceTask):
         self.videos.reset()
 
     def predict_step(self, batch: FaceBatch, batch_index: int) -> Reconstruction:
-        """The reconstruction of ``batch``, fitted when ``refine`` has a stage; faces of video frames tied
-        together in time (``video``)."""
-        return self.reconstruct(batch, refine=True, video=True)
+        """The reconstruction of ``batch``, fitted when ``fit`` has a stage; faces of video frames tied together in
+        time (``video``)."""
+        return self.reconstruct(batch, fit=True, video=True)
 
     @torch.no_grad()
     def reconstruct(
-        self, batch: FaceBatch, refine: bool = False, geometry: bool = False, video: bool = False
+        self, batch: FaceBatch, fit: bool = False, geometry: bool = False, video: bool = False
     ) -> Reconstruction:
-        """The encoder's code for ``batch`` (fitted with ``refine`` when asked and it has a stage), decoded
-        into everything a writer or a picture needs; ``geometry``: also the grey shaded shape; ``video``: faces
-        of video frames tied together in time (:attr:`videos`)."""
+        """The encoder's code for ``batch`` (fitted by the ``fit`` schedule when asked and it has a stage),
+        decoded into everything a writer or a picture needs; ``geometry``: also the grey shaded shape;
+        ``video``: faces of video frames tied together in time (:attr:`videos`)."""
         code = self(batch.image).upcast()
         history: list[float] = []
         face_loss = diverged = None
-        if refine and self.refine.active and len(batch):
-            faces = [batch.take([i]) for i in range(len(batch))]
-            before = self.face_losses(faces, code)
-            code, history, _, diverged = self.refined(batch, code)
+        if fit and self.fit_schedule.active and len(batch):
+            targets = self.targets(batch)
+            before = self.face_losses(targets, code)
+            code, history, _, diverged = self.fitted(batch, code)
             if video:
                 code = self.videos.apply(batch, code, self._refit_with_identity)
-            face_loss = torch.stack([before, self.face_losses(faces, code)], 1)
+            face_loss = torch.stack([before, self.face_losses(targets, code)], 1)
         elif video and len(batch):
             code = self.videos.apply(batch, code, lambda faces, given: given)
         decoder = self.decoder
@@ -376,7 +390,9 @@ class MoFA(FaceTask):
         contour = LandmarkModel(decoder, code.shape.shape[1], code.expression.shape[1])
         landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels)
         implausible = None
-        if face_loss is not None and self.refine.landmarks.active:  # a fit to the landmarks: judged on them
+        if (
+            face_loss is not None and self.fit_schedule.landmarks.active
+        ):  # a fit to the landmarks: judged on them
             implausible = implausible_fits(
                 batch.landmarks.to(landmarks_2d), landmarks_2d, code.rotation, batch.confidence
             )
@@ -412,22 +428,21 @@ class MoFA(FaceTask):
 
     def weighted_loss(
         self,
-        batch: FaceBatch,
+        targets: FitTargets,
         code: FaceCode,
         weights: LossWeights | None = None,
         decoded: DecodedFace | None = None,
     ) -> Tensor:
-        """MoFA's objective for ``batch`` explained by ``code`` (scalar), with the training ``weights`` unless
+        """MoFA's objective for ``targets`` explained by ``code`` (scalar), with the training ``weights`` unless
         others are given; ``decoded``: ``code`` already decoded (decoded here when None)."""
-        return self._total(self.loss_terms(batch, code, decoded, weights), weights)
+        return self._total(self.loss_terms(targets, code, decoded, weights), weights)
 
-    def face_losses(self, faces: list[FaceBatch], code: FaceCode) -> Tensor:
-        """(B,) the refinement objective (its loss weights) of each face on its own: ``faces`` are the B faces of
-        a batch as batches of one, ``code`` the batch's code."""
-        weights = self.refinement_weights()
+    def face_losses(self, targets: FitTargets, code: FaceCode) -> Tensor:
+        """(B,) the fit's objective (its loss weights) of each face of ``targets`` on its own."""
+        weights = self.fit_problem().weights
         losses = [
-            self.weighted_loss(face, FaceCode(*(part[i : i + 1] for part in code)), weights)
-            for i, face in enumerate(faces)
+            self.weighted_loss(targets.take([i]), FaceCode(*(part[i : i + 1] for part in code)), weights)
+            for i in range(code.batch_size)
         ]
         return torch.stack(losses)
 
@@ -437,112 +452,29 @@ class MoFA(FaceTask):
         weights = self.landmark_weights.expand(len(batch), -1)
         return weights if batch.confidence is None else weights * batch.confidence.to(weights)
 
-    def refinement_weights(self, options: RefineOptions | None = None) -> LossWeights:
-        """The loss weights of a fitting's photometric stage: those of ``options``, else those of ``refine``,
-        else the training ones."""
-        given = options.photometric.weights if options is not None else None
-        return given or self.refine.photometric.weights or self.weights
+    def fit_problem(self, schedule: FitSchedule | None = None) -> FitProblem:
+        """MoFA as the fitting engine sees it: its decoder, photometric region and objective, with the loss
+        weights of ``schedule``'s photometric stage, else of ``fit``'s, else the training ones."""
+        given = schedule.photometric.weights if schedule is not None else None
+        weights = given or self.fit_schedule.photometric.weights or self.weights
 
-    def refined(self, batch: FaceBatch, code: FaceCode, options: RefineOptions | None = None) -> Fitted:
-        """``code`` fitted to ``batch`` with the schedule ``options`` (default: ``refine``): the landmark stages
-        on ``batch.landmarks`` weighted by :meth:`point_weights`, then the photometric stage."""
-        options = options or self.refine
-        code = start = code.upcast()
-        seconds: dict[str, float] = {}
-        if options.pose.active:
-            started = time.perf_counter()
-            landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
-            with torch.inference_mode(False), torch.no_grad():
-                code, target = clone_out_of_inference((code, batch.landmarks))
-                code, _ = fit_pose(
-                    landmarks, code, target, self.point_weights(batch), batch.size, options.pose
-                )
-            seconds["pose"] = time.perf_counter() - started
-        if options.landmarks.active:
-            started = time.perf_counter()
-            code = self._fit_landmarks(batch, code, options.landmarks)
-            seconds["landmarks"] = time.perf_counter() - started
-        history: list[float] = []
-        if options.photometric.steps:
-            started = time.perf_counter()
-            if options.photometric.solver == "levenberg":
-                code, history = self._fit_photometric(batch, code, options)
-            else:
-                code, history = refine_code(
-                    self._photometric_objective(code, options), batch, code, options.photometric
-                )
-            seconds["photometric"] = time.perf_counter() - started
-        diverged = ~torch.isfinite(code.flatten()).all(-1)
-        if diverged.any():
-            code = FaceCode(
-                *(torch.where(diverged[:, None], old, new) for old, new in zip(start, code, strict=True))
-            )
-        return Fitted(code, history, seconds, diverged)
+        def objective(targets: FitTargets, code: FaceCode, decoded: DecodedFace | None) -> Tensor:
+            return self.weighted_loss(targets, code, weights, decoded)
 
-    def _fit_photometric(
-        self, batch: FaceBatch, code: FaceCode, options: RefineOptions
-    ) -> tuple[FaceCode, list[float]]:
-        """The photometric stage by Levenberg-Marquardt (:mod:`facegen.fitting.photometric_fit`); returns the code
-        and the objective (batch mean) before each iteration."""
-        check_solver(options, self.hparams.photometric)
-        stage = options.photometric
-        with torch.inference_mode(False), torch.no_grad(), float32(code.rotation.device):
-            code, image, mask, landmarks = clone_out_of_inference(
-                (code, batch.image, batch.mask, batch.landmarks)
-            )
-            targets = PhotometricTargets(
-                image.float(), mask.float(), landmarks.float(), self.point_weights(batch)
-            )
-            setup = PhotometricSetup(self.decoder, stage.parts, self.region, self.refinement_weights(options))
-            fitted, cost = fit_photometric(setup, code, targets, stage.steps)
-        return fitted, cost[:-1].mean(-1).tolist()
+        return FitProblem(self.decoder, self.region, weights, objective, self.hparams.photometric)
 
-    def _photometric_objective(self, code: FaceCode, options: RefineOptions):
-        """The photometric stage's objective ``(batch, code) -> scalar`` (its loss weights). When the stage moves
-        only reflectance and light, the geometry of ``code`` is decoded once here instead of at every step (same
-        values: pose, shape and expression do not move)."""
-        weights = self.refinement_weights(options)
-        if not set(options.photometric.parts) <= {"albedo", "light"}:
-            return lambda batch, moving: self.weighted_loss(batch, moving, weights)
-        with torch.inference_mode(False), torch.no_grad():
-            geometry = clone_out_of_inference(self.decoder(code))
-
-        def objective(batch: FaceBatch, moving: FaceCode) -> Tensor:
-            with float32(moving.albedo.device):
-                decoded = geometry._replace(albedo=self.decoder.colours(moving.upcast()))
-            return self.weighted_loss(batch, moving, weights, decoded)
-
-        return objective
+    def fitted(self, batch: FaceBatch, code: FaceCode, schedule: FitSchedule | None = None) -> Fitted:
+        """``code`` fitted to ``batch`` by ``schedule`` (default: ``fit``)."""
+        schedule = schedule or self.fit_schedule
+        return fit(self.fit_problem(schedule), self.targets(batch), code, schedule)
 
     def _refit_with_identity(self, batch: FaceBatch, code: FaceCode) -> FaceCode:
         """``code`` with pose and expression fitted again to ``batch``'s landmarks, its identity kept (the
-        landmark stage of ``refine``; unchanged without one)."""
-        if not self.refine.landmarks.active:
+        landmark stage of ``fit``; unchanged without one)."""
+        if not self.fit_schedule.landmarks.active:
             return code
-        return self._fit_landmarks(batch, code, self.refine.landmarks, fixed_identity=True)
-
-    def _fit_landmarks(
-        self, batch: FaceBatch, code: FaceCode, stage: LandmarkStage, fixed_identity: bool = False
-    ) -> FaceCode:
-        """The landmark stage on ``batch``: its 68 landmarks weighted by :meth:`point_weights`, and its dense
-        landmarks when ``stage.dense`` is on and the face model has them."""
-        landmarks = LandmarkModel(self.decoder, code.shape.shape[1], code.expression.shape[1])
-        wanted = stage.dense > 0 and self.decoder.model.dense_scheme is not None
-        with torch.inference_mode(False), torch.no_grad():
-            code, target, dense = clone_out_of_inference(
-                (code, batch.landmarks, batch.dense_landmarks if wanted else None)
-            )
-            code, _ = fit_landmarks(
-                landmarks,
-                code,
-                target,
-                self.point_weights(batch),
-                batch.size,
-                stage,
-                fixed_identity=fixed_identity,
-                dense=dense,
-            )
-        return code
+        schedule = FitSchedule(landmarks=self.fit_schedule.landmarks)
+        return fit(self.fit_problem(schedule), self.targets(batch), code, schedule, fixed_identity=True).code
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(
@@ -556,3 +488,19 @@ def _frontal_light(batch: int, device) -> Tensor:
     light = torch.zeros(batch, 3, 9, device=device)
     light[:, :, 2] = -0.45
     return light.reshape(batch, 27)
+
+
+#: Settings of a run, not of the trained model: never saved with a checkpoint.
+RUN_TIME_SETTINGS = ("fit", "validate_fitted", "video", "refine", "validate_refined")
+
+
+def _renamed(old: str, old_value, new: str, new_value):
+    """``old_value``, given under ``new``'s former name ``old``, with a one-line warning; a
+    :class:`ConfigError` when ``new`` was given too (a value other than its default)."""
+    if new_value not in (None, 0):
+        raise ConfigError(f"model.{old} is the former name of model.{new}: give only model.{new}")
+    rank_zero_warn(
+        f"model.{old} is renamed model.{new}; the old name is accepted in this release only",
+        category=FutureWarning,
+    )
+    return old_value

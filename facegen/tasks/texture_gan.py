@@ -38,6 +38,7 @@ from facegen.data.batch import FaceBatch, InputSpec, SeedBatch
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.features import build_feature_extractor
 from facegen.export.pictures import to_uint8
+from facegen.fitting import PhotometricStage
 from facegen.geometry.precision import float32
 from facegen.geometry.sh import sh_shading
 from facegen.nets.gan_import import read_gan
@@ -54,7 +55,6 @@ from facegen.tasks.conditioning import (
     render_texture,
 )
 from facegen.tasks.latent_fit import LatentFit, fit_latent
-from facegen.tasks.refine import PhotometricStage
 from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes, render_scene
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
@@ -375,8 +375,8 @@ class TextureGAN(AdversarialTask):
         decoder, model = self.mofa.decoder, self.mofa.decoder.model
         condition = self.condition(batch)
         fit = self.latent_fit
-        if fit.refine is not None and fit.refine.active and len(batch):
-            code = self.mofa.refined(batch, condition.code, fit.refine).code
+        if fit.fit is not None and fit.fit.active and len(batch):
+            code = self.mofa.fitted(batch, condition.code, fit.fit).code
             condition = condition._replace(code=code, decoded=decoder(code))
         if len(batch):
             texture, rendered, history, metrics = fit_latent(self.generator_ema, decoder, condition, fit)

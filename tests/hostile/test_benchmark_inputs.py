@@ -87,3 +87,11 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
     config.write_text("trainer:\n  max_steps: [1\nmodel: 2\n")
     assert main(["fit", "--config", str(config)]) == 2
     assert f"{config}: not valid YAML at line 3, column 6" in _one_line_error(capsys)
+
+
+def test_a_copied_config_whose_fit_preset_does_not_resolve_says_how_to_name_it(tmp_path, capsys):
+    config = tmp_path / "mine.yaml"
+    config.write_text("model:\n  class_path: facegen.tasks.MoFA\n  init_args:\n    fit: fit/standard.yaml\n")
+    assert main(["fit", "--config", str(config)]) == 2
+    error = _one_line_error(capsys)
+    assert "model.init_args.fit names fit/standard.yaml, which is not a file relative to this config" in error

@@ -1,5 +1,5 @@
 """User mistakes end in one line, ``facegen: error: ...`` naming the setting or file, exit code 2, no traceback;
-``--debug`` shows the traceback. Also: ``refine.steps 0`` works with the quickstart config, and converted
+``--debug`` shows the traceback. Also: ``fit: null`` works with the quickstart config, and converted
 models keep normal file permissions."""
 
 from __future__ import annotations
@@ -140,11 +140,11 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path):
     assert isinstance(user_error(raised.value), ConfigError)
 
 
-def test_refinement_off_works_with_the_quickstart_config(monkeypatch):
-    """The README's ``--model.init_args.refine null`` with the quickstart's ``validate_refined: 1``."""
+def test_fitting_off_works_with_the_quickstart_config(monkeypatch):
+    """``--model.init_args.fit null`` with the quickstart's ``validate_fitted: 1``."""
     init = yaml.safe_load(open(QUICKSTART))["model"]["init_args"]
-    model = MoFA(**{**init, "refine": None, "depths": [1], "width": 8, "image_size": 32})
-    monkeypatch.setattr(model, "refined", lambda *args: pytest.fail("refined although refine is null"))
+    model = MoFA(**{**init, "fit": None, "depths": [1], "width": 8, "image_size": 32})
+    monkeypatch.setattr(model, "fitted", lambda *args: pytest.fail("fitted although fit is null"))
     batch = face_batch(torch.rand(2, 3, 32, 32), torch.rand(2, 68, 2) * 31)
     model.validation_step(batch, 0)
 

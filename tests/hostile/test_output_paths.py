@@ -30,7 +30,7 @@ def predict_on_shard(folder: Path, shard: Path, out: Path) -> dict:
         },
         "model": {
             "class_path": "facegen.tasks.MoFA",
-            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "refine": None},
+            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "fit": None},
         },
         "data": {
             "class_path": "facegen.data.FaceDataModule",

@@ -98,7 +98,7 @@ def predict_config(folder: Path, photos: Path, callbacks: list[dict]) -> Path:
         },
         "model": {
             "class_path": "facegen.tasks.MoFA",
-            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "refine": None},
+            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "fit": None},
         },
         "data": {
             "class_path": "facegen.data.FaceDataModule",
