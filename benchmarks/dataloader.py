@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facegen.data.detectors import DetectorUnavailable
+from facegen.data.detection.detectors import DetectorUnavailable
 from facegen.data.prepare import PrepareJob
 from facegen.data.streams import ShardStream, expand_shards
 from facegen.data.synth import SynthJob, SynthOptions

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen.data.detectors import DetectorUnavailable, build_detector
+from facegen.data.detection.detectors import DetectorUnavailable, build_detector
 from facegen.data.landmarks import read_pts
 from facegen.data.photos import IMAGE_SUFFIXES, decode_image
 from facegen.data.wild_set import AnnotatedFace, read_wild

@@ -66,7 +66,7 @@ def packaged_photo() -> Path:
 def litert_models() -> Path:
     """The folder of MediaPipe's models for the ``litert`` and ``dlib`` backends (``facegen fetch --detector
     dlib`` puts them there; ``make test`` runs it first)."""
-    from facegen.data.litert_face import MODELS, model_folder
+    from facegen.data.detection.litert_face import MODELS, model_folder
     from facegen.morphable.download import cache_folder
 
     folder = model_folder(cache_folder())

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from facegen.cli import main
-from facegen.data import detectors
-from facegen.data.detectors import DetectorUnavailable, FaceAlignmentDetector
+from facegen.data.detection import detectors
+from facegen.data.detection.detectors import DetectorUnavailable, FaceAlignmentDetector
+from facegen.data.detection.face import DetectedFace, landmark_bbox
 from facegen.data.landmarks import write_pts
 from facegen.data.prepare import CropOptions, PrepareJob
 from facegen.data.streams import ShardStream, expand_shards
@@ -332,7 +333,7 @@ def test_detector_confidences_reach_the_batches_and_the_shards(tmp_path, monkeyp
 
         def detect(self, image):
             return [
-                detectors.DetectedFace(landmarks, detectors.landmark_bbox(landmarks), 0.9, "stub", confidence)
+                DetectedFace(landmarks, landmark_bbox(landmarks), 0.9, "stub", confidence)
             ]
 
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Finder())
@@ -374,7 +375,7 @@ class DotFinder:
             return []
         y, x = np.unravel_index(image[..., 0].argmax(), image.shape[:2])
         points = np.tile(np.array([x, y], np.float32), (68, 1))
-        return [detectors.DetectedFace(points, (x - 5.0, y - 5.0, x + 5.0, y + 5.0), 0.8, "dots")]
+        return [DetectedFace(points, (x - 5.0, y - 5.0, x + 5.0, y + 5.0), 0.8, "dots")]
 
 
 def test_a_detector_retries_larger_and_turned_and_maps_the_landmarks_back():

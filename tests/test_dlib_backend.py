@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from facegen.data import dlib_landmarks as dl
-from facegen.data.detectors import DetectorUnavailable, build_detector
+from facegen.data.detection import dlib_landmarks as dl
+from facegen.data.detection.detectors import DetectorUnavailable, build_detector
 from facegen.data.landmarks import read_pts
 from facegen.data.photos import read_photo
 from tests.conftest import skip_unless_ci
@@ -74,7 +74,7 @@ def test_the_hog_box_is_taken_where_it_is_the_faces(assets):
 def test_dlibs_points_are_kept_where_trusted_and_give_way_to_the_meshs_elsewhere():
     """Without a HOG box, dlib's points are kept only while their inner points agree with the mesh's; the
     confidence of a point falls with the two models' distance there."""
-    from facegen.data.detectors import DetectedFace
+    from facegen.data.detection.face import DetectedFace
 
     rng = np.random.default_rng(0)
     mesh = rng.uniform(100, 200, (68, 2)).astype(np.float32)  # a face of size about 100

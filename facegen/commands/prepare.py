@@ -7,7 +7,7 @@ import sys
 
 from jsonargparse import ArgumentParser
 
-from facegen.data.detectors import Detector, DetectorUnavailable
+from facegen.data.detection.detectors import Detector, DetectorUnavailable
 from facegen.data.prepare import MaskKind
 from facegen.errors import ConfigError
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from facegen.data.augment import FaceAugmentation
 from facegen.data.batch import FaceBatch, InputSpec
-from facegen.data.detectors import Detector
+from facegen.data.detection.detectors import Detector
 from facegen.data.prepare import CropOptions
 from facegen.data.shard_origin import check_origin
 from facegen.data.streams import ShardStream, count_samples, expand_shards

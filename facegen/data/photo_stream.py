@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from facegen.data.batch import Reject
-from facegen.data.detectors import Detector, lazy_detector
+from facegen.data.detection.detectors import Detector, lazy_detector
 from facegen.data.keys import face_key, frame_stem
 from facegen.data.photos import Photo, PhotoInput
 from facegen.data.prepare import CropOptions, process_photo

@@ -20,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facegen.data.alignment import crop_template, face_mask, warp_crop
-from facegen.data.detectors import DetectedFace, LandmarkDetector, landmark_bbox, lazy_detector, miss_reason
+from facegen.data.detection.detectors import lazy_detector, miss_reason
+from facegen.data.detection.face import DetectedFace, LandmarkDetector, landmark_bbox
 from facegen.data.keys import face_key
 from facegen.data.photos import Photo, PhotoInput, UnreadableImage, decode_image
 from facegen.data.sample import encode_image, encode_sample

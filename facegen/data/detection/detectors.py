@@ -7,9 +7,9 @@ Backends:
   the wheel (no download at run time; ``pip install "facegen[mediapipe]"``). The mesh is reduced to the iBUG 68
   scheme with :func:`~facegen.geometry.landmarks.ibug68_from_mediapipe`.
 - ``litert``: the same MediaPipe models run with LiteRT (``pip install "facegen[litert]"``: numpy 2, nothing
-  downgraded), taken once from the mediapipe wheel on PyPI into the cache (:mod:`facegen.data.litert_face`).
+  downgraded), taken once from the mediapipe wheel on PyPI into the cache (:mod:`facegen.data.detection.litert_face`).
 - ``dlib``: the ``litert`` backend's faces and dense points, with the 68 points of dlib's iBUG 300-W shape
-  predictor (``pip install "facegen[dlib,litert]"``; :mod:`facegen.data.dlib_landmarks`): on the shared
+  predictor (``pip install "facegen[dlib,litert]"``; :mod:`facegen.data.detection.dlib_landmarks`): on the shared
   annotated photos 2.26 % NME against litert's 3.84 %. Its model excludes commercial use (iBUG 300-W's terms).
 - ``files``: only landmark files beside the photos (``.pts``, dlib XML); photos without them are rejected.
 - ``auto``: :data:`AUTO_ORDER`, each where the previous finds no face (or cannot start): dlib (on LiteRT's faces,
@@ -25,13 +25,13 @@ what was tried.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, get_args
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
+from facegen.data.detection.face import DetectedFace, LandmarkDetector
 from facegen.errors import ConfigError, FacegenError, check_choice
 from facegen.geometry.landmarks import ibug68_from_mediapipe
 
@@ -58,34 +58,6 @@ def face_alignment_folder() -> Path:
 
 class DetectorUnavailable(FacegenError, RuntimeError):
     """A landmark backend that cannot start (missing package or weights); the message says what to do."""
-
-
-@dataclass
-class DetectedFace:
-    """One face: ``landmarks`` (68, 2) float32 in photo pixels, ``bbox`` (x0, y0, x1, y1), detector score,
-    ``confidence`` (68,) float32 in [0, 1] per landmark when the backend gives one (face-alignment: its heatmap
-    peaks), else None, and ``dense`` (N, 2) float32 photo pixels of a dense scheme (MediaPipe's 468 points from
-    the ``litert`` and ``mediapipe`` backends), else None."""
-
-    landmarks: np.ndarray
-    bbox: tuple[float, float, float, float]
-    score: float
-    detector: str
-    confidence: np.ndarray | None = None
-    dense: np.ndarray | None = None
-
-
-class LandmarkDetector(Protocol):
-    name: str
-
-    def detect(self, image: np.ndarray) -> list[DetectedFace]:
-        """Faces in ``image`` (H, W, 3) uint8 RGB."""
-
-
-def landmark_bbox(landmarks: np.ndarray) -> tuple[float, float, float, float]:
-    x0, y0 = landmarks.min(0)
-    x1, y1 = landmarks.max(0)
-    return float(x0), float(y0), float(x1), float(y1)
 
 
 class FaceAlignmentDetector:
@@ -208,7 +180,7 @@ def build_detector(
 
 
 def _litert(setting: str) -> LandmarkDetector:
-    from facegen.data.litert_face import LiteRTFaceMesh, ModelsUnavailable, fetch_models
+    from facegen.data.detection.litert_face import LiteRTFaceMesh, ModelsUnavailable, fetch_models
     from facegen.morphable.download import cache_folder
 
     try:
@@ -224,7 +196,7 @@ def _litert(setting: str) -> LandmarkDetector:
 
 
 def _dlib(setting: str) -> LandmarkDetector:
-    from facegen.data.dlib_landmarks import DlibLandmarks, ModelMissing, predictor_path
+    from facegen.data.detection.dlib_landmarks import DlibLandmarks, ModelMissing, predictor_path
 
     try:
         import dlib  # noqa: F401
