@@ -332,9 +332,7 @@ def test_detector_confidences_reach_the_batches_and_the_shards(tmp_path, monkeyp
         name = "stub"
 
         def detect(self, image):
-            return [
-                DetectedFace(landmarks, landmark_bbox(landmarks), 0.9, "stub", confidence)
-            ]
+            return [DetectedFace(landmarks, landmark_bbox(landmarks), 0.9, "stub", confidence)]
 
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Finder())
     (batch,) = PhotoFolderStream(str(tmp_path), 4, CropOptions(size=64), "face-alignment")

@@ -12,7 +12,9 @@ a texture model on photos: PSNR/SSIM/L1 on visible face pixels and identity simi
 :mod:`facegen.commands.texture_benchmark`) and ``synthetic`` (faces of the
 checkpoint's face model with known ground truth, :mod:`facegen.commands.synthetic_benchmark`; the encoder alone
 and after the config's fitting).
-"""
+
+Why one module over 400 lines: the four benchmarks' command: each benchmark is a short function over the staging,
+prediction and reporting they share."""
 
 from __future__ import annotations
 

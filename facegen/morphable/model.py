@@ -8,7 +8,8 @@ Conventions (all loaders convert to these):
 - albedo is linear RGB in [0, 1];
 - triangles are 0-based, counter-clockwise seen from outside;
 - UVs follow PyTorch3D's TexturesUV: ``uv_coords`` (T, 2) in [0, 1] with v up, ``uv_faces`` (F, 3) index them.
-"""
+
+Why one module over 400 lines: MorphableModel and the validation of its canonical file are one contract."""
 
 from __future__ import annotations
 

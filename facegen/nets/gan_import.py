@@ -11,7 +11,9 @@ Sizes (resolution, channels, latent sizes, mapping depth, the channel schedule) 
 checked against the constructor arguments the file records; activation clamping and the minibatch-std group come
 from those arguments. Conditional networks, other architectures (StyleGAN3 config-t/r, ``resnet`` generators,
 ``skip`` discriminators) and non-default resampling filters are refused with one line naming what was found.
-"""
+
+Why one module over 400 lines: the readers of the three formats share the checks that a file's tensors fit the
+architecture before anything is built."""
 
 from __future__ import annotations
 

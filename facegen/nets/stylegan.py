@@ -19,7 +19,9 @@ NeurIPS 2020), in plain PyTorch (no custom ops; CPU and GPU), so that published 
 
 Module and parameter names follow the official networks so that their state dicts map one to one.
 Activations are computed in float32 (the official mixed-precision blocks are an optimisation only).
-"""
+
+Why one module over 400 lines: G and D as one architecture, like the official implementation's single module, so
+that parameter names and layouts compare side by side."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """MoFA (Tewari et al., ICCV 2017) as a LightningModule: a CNN encoder regresses the semantic face code, the
 analytic decoder (morphable model + camera + SH shading + rendering) reconstructs the image, and photometric,
-landmark and statistical terms train the encoder without labels."""
+landmark and statistical terms train the encoder without labels.
+
+Why one module over 400 lines: the LightningModule's hooks share the encoder, the decoder and the objective; the fit
+(facegen.fitting), video tracks and metrics' scores live elsewhere."""
 
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ above the other two modes; see docs/texture_model.md.)
 
 Training is :class:`~facegen.tasks.adversarial.AdversarialTask`'s iteration (D step, lazy R1, G step, optional path
 length, EMA, ADA).
-"""
+
+Why one module over 400 lines: the LightningModule's hooks (generation, both training modes, validation, prediction)
+share its networks and state; conditioning, re-posing and latent fitting are modules of their own."""
 
 from __future__ import annotations
 
