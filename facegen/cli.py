@@ -35,7 +35,7 @@ from facegen.callbacks.checkpoint import CheckpointOnStop
 from facegen.commands import EXTRA_COMMANDS
 from facegen.commands.config_files import check_configs
 from facegen.errors import BadFileError, ConfigError, FacegenError
-from facegen.export.outputs import OUTPUTS, Output
+from facegen.export.outputs import DEFAULT_OUTPUTS, OUTPUTS, Output
 from facegen.signals import Stopped, stopping_on_signals
 
 #: Set to 1 to see tracebacks of user errors (as ``--debug`` does).
@@ -115,7 +115,7 @@ class FacegenCLI(LightningCLI):
                 "--outputs",
                 type=list[Output] | None,
                 default=None,
-                help=f"what to write per face (default: all of {', '.join(OUTPUTS)})",
+                help=f"what to write per face, of {', '.join(OUTPUTS)} (default: {', '.join(DEFAULT_OUTPUTS)})",
             )
             parser.set_defaults(return_predictions=False)
         return parser

@@ -4,6 +4,7 @@ end."""
 
 from __future__ import annotations
 
+import csv
 import json
 
 import cv2
@@ -119,7 +120,10 @@ def test_tracks_share_one_identity_and_smooth_in_time_across_batches():
         VideoOptions(smoothing=1.0)
 
 
-def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(tmp_path, monkeypatch):
+def video_predict(tmp_path, monkeypatch, face_model: str = "builtin", lost: frozenset = frozenset()):
+    """``facegen predict`` on a 6-frame, 10 fps video of a synthetic face moving right by a pixel per frame, the
+    landmark detector stubbed (the true landmarks; no face in the frames ``lost``). Returns the output folder and
+    the image shapes the detector saw."""
     model = MoFA(image_size=SIZE, depths=(1,), width=8)
     _, batch = synthetic_faces(model, 1, seed=7)
     crop = (batch.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -139,14 +143,17 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
         name = "stub"
 
         def detect(self, image):
-            shift = shifts[len(seen)]
+            index = len(seen)
             seen.append(image.shape)
-            points = (truth + np.array([shift, 0.0])).astype(np.float32)
+            if index in lost:
+                return []
+            points = (truth + np.array([shifts[index], 0.0])).astype(np.float32)
             return [DetectedFace(points, landmark_bbox(points), 0.9, "stub")]
 
     monkeypatch.setattr(detectors, "build_detector", lambda *args: Tracker())
     config = yaml.safe_load(predict_config(tmp_path, videos, 0).read_text())  # the predict tests' config
     config["model"]["init_args"].update(
+        face_model=face_model,
         fit={"pose": {"closed_form": True, "iterations": 3}, "landmarks": {"iterations": 5}},
         video={"smoothing": 0.5, "identity_frames": 4},  # all in the first batch
     )
@@ -154,11 +161,23 @@ def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
     main(["predict", "--config", str(tmp_path / "video.yaml"), "--out", str(out), "--texture_size", "32"])
+    return out, seen
+
+
+def test_predict_on_a_video_writes_each_frame_one_identity_and_an_overlay_video(tmp_path, monkeypatch):
+    out, seen = video_predict(tmp_path, monkeypatch)
     assert seen == [(240, 260, 3)] * 6  # every frame of the 10 fps video (20 asked), at the video's size
     summary = json.loads((out / "summary.json").read_text())
     assert summary["faces_written"] == 6
     assert summary["videos"] == [
-        {"video": "clip", "frames_with_face": 6, "overlay_video": "clip_overlay.mp4"}
+        {
+            "video": "clip",
+            "frames_with_face": 6,
+            "overlay_video": "clip_overlay.mp4",
+            "blendshapes": None,  # the built-in model's expressions are not ARKit blendshapes
+            "blendshapes_skipped": "blendshape curves: none of the face model's expressions (jaw_open, "
+            "smile_left, smile_right, pucker, ...) is an ARKit blendshape",
+        }
     ]
     records = [json.loads((out / f"clip_t{i:06d}_f0" / "code.json").read_text()) for i in range(6)]
     assert all(r["shape"] == records[0]["shape"] for r in records)  # one identity for the whole video
@@ -221,3 +240,38 @@ def test_a_photo_named_like_a_frame_of_a_video_gets_its_own_key(tmp_path):
     assert keys["clip.mp4"] == "clip" and keys["other_t000000.jpg"] == "other_t000000"
     assert keys["clip_t000000.jpg"].startswith("clip_t000000-")  # never frame_stem("clip", 0)
     assert frame_stem(keys["clip.mp4"], 0) == "clip_t000000"
+
+
+def test_a_video_gives_arkit_blendshape_curves_with_lost_frames_marked(tmp_path, monkeypatch):
+    from facegen.export.arkit import ARKIT_NAMES, CURVE_COUNT
+    from facegen.morphable.registry import load_face_model
+
+    arkit = ["jawOpen", "mouthSmile_L", "mouthSmile_R", "mouthPucker", "mouthStretch_L", "mouthLeft",
+             "browOuterUp_L", "browOuterUp_R", "mouthFrown_L", "eyeBlink_L", "eyeBlink_R", "cheekPuff_L",
+             "cheekPuff_R", "mouthUpperUp_L", "jawLeft", "mouthClose"]  # fmt: skip
+    builtin = load_face_model("builtin")
+    model = builtin.__class__.from_arrays(
+        {**builtin.to_arrays(), "expression_names": np.array(arkit)}, "arkit"
+    )
+    model.save(tmp_path / "arkit.npz")
+    out, _ = video_predict(tmp_path, monkeypatch, str(tmp_path / "arkit.npz"), lost=frozenset({3}))
+    (record,) = json.loads((out / "summary.json").read_text())["videos"]
+    assert record["blendshapes"] == "clip_blendshapes.csv" and record["frames_lost"] == 1
+    rows = list(csv.reader((out / "clip_blendshapes.csv").open()))
+    header, rows = rows[0], rows[1:]
+    assert header[:2] == ["Timecode", "BlendShapeCount"] and header[2:54] == list(ARKIT_NAMES)
+    assert header[54:57] == ["HeadYaw", "HeadPitch", "HeadRoll"] and header[-1] == "Tracked"
+    assert len(rows) == 6 and [row[-1] for row in rows] == ["1", "1", "1", "0", "1", "1"]
+    assert rows[3][2:-1] == [""] * CURVE_COUNT  # the lost frame: no weights, never interpolated
+    assert rows[1][0] == "00:00:00:01.000" and all(row[1] == str(CURVE_COUNT) for row in rows)
+    weights = np.array([[float(v) for v in row[2:54]] for row in rows if row[-1] == "1"])
+    assert ((weights >= 0) & (weights <= 1)).all()
+    code = json.loads((out / "clip_t000000_f0" / "code.json").read_text())["expression"]
+    assert weights[0, ARKIT_NAMES.index("JawOpen")] == pytest.approx(
+        min(max(code["jawOpen"], 0), 1), abs=1e-5
+    )
+    puff = (code["cheekPuff_L"] + code["cheekPuff_R"]) / 2  # ARKit's one CheekPuff: the mean of the sides
+    assert weights[0, ARKIT_NAMES.index("CheekPuff")] == pytest.approx(min(max(puff, 0), 1), abs=1e-5)
+    document = json.loads((out / "clip_blendshapes.json").read_text())
+    assert document["fps"] == 10 and "TongueOut" in document["unfilled"]
+    assert [frame["tracked"] for frame in document["frames"]] == [True, True, True, False, True, True]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
 from collections import OrderedDict, defaultdict, deque
@@ -22,9 +23,10 @@ from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
+from facegen.export.arkit import TrackedFrame, curves
 from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
 from facegen.export.files import child_folder, write_video_atomic
-from facegen.export.outputs import OUTPUTS, Output
+from facegen.export.outputs import DEFAULT_OUTPUTS, OUTPUTS, Output
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
 from facegen.render.settings import Fragments
@@ -52,7 +54,8 @@ class FaceExporter(BasePredictionWriter):
         face_model: the face model of the predictions (triangles, UV layout, expression names).
         overwrite: rewrite faces whose folder is already complete; otherwise they are skipped and counted.
         texture_size: side of the UV textures in texels.
-        outputs: what to write per face (:data:`facegen.export.outputs.OUTPUTS`); ``code.json`` always.
+        outputs: what to write per face (of :data:`facegen.export.outputs.OUTPUTS`; default
+            :data:`~facegen.export.outputs.DEFAULT_OUTPUTS`); ``code.json`` always.
         queue: faces computed ahead of the writer threads (bounds memory).
         writers: writer threads.
     """
@@ -63,7 +66,7 @@ class FaceExporter(BasePredictionWriter):
         face_model: MorphableModel,
         overwrite: bool = False,
         texture_size: int = 512,
-        outputs: Sequence[Output] = OUTPUTS,
+        outputs: Sequence[Output] = DEFAULT_OUTPUTS,
         queue: int = 16,
         writers: int = 2,
     ) -> None:
@@ -97,6 +100,7 @@ class FaceExporter(BasePredictionWriter):
         self._refinement_steps = 0
         self._started = time.perf_counter()
         self._video_frames: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
+        self._video_lost: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self._video_fps: dict[str, float | None] = {}
         self._photos = RecentPhotos()
 
@@ -150,7 +154,12 @@ class FaceExporter(BasePredictionWriter):
             kind = {"face_dropped": self.dropped, "video_truncated": self.truncated}.get(
                 reject.reason, self.rejected
             )
-            kind.append(reject._asdict())
+            kind.append({key: value for key, value in reject._asdict().items() if value is not None})
+            if (
+                reject.video is not None and reject.reason != "face_dropped"
+            ):  # a frame where the face was lost
+                self._video_lost[reject.video["video"]].append((reject.video["frame"], reject.video["time"]))
+                self._video_fps[reject.video["video"]] = reject.video.get("fps")
         self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
         if len(batch) == 0:
             return
@@ -306,17 +315,23 @@ class FaceExporter(BasePredictionWriter):
         )
 
     def _write_videos(self) -> list[dict]:
-        """Per video: its frames with a face, and ``<video>_overlay.mp4`` of their overlays (when written)."""
+        """Per video: its frames with a face, ``<video>_overlay.mp4`` of their overlays (when written), and its
+        blendshape curves (:meth:`_write_curves`)."""
         import cv2
 
         records = []
-        for video, frames in sorted(self._video_frames.items()):
-            frames.sort()
+        for video in sorted(set(self._video_frames) | set(self._video_lost)):
+            frames = sorted(self._video_frames.get(video, []))
+            times = sorted(
+                [time for _, time, _ in frames] + [time for _, time in self._video_lost.get(video, [])]
+            )
+            # the rate of the frames read (a rate asked above the video's own reads every frame)
+            fps = _frame_rate(times) if len(times) > 1 else self._video_fps.get(video) or _frame_rate(times)
             record = {"video": video, "frames_with_face": len(frames), "overlay_video": None}
+            record.update(self._write_curves(video, frames, fps))
             overlays = [child_folder(self.out, name) / "overlay.jpg" for _, _, name in frames]
             overlays = [path for path in overlays if path.is_file()]
             if overlays and "overlay" in self.outputs:
-                fps = self._video_fps.get(video) or _frame_rate([time for _, time, _ in frames])
                 pictures = (cv2.imread(str(path))[..., ::-1] for path in overlays)
                 target = child_folder(self.out, f"{video}_overlay.mp4")  # video: a key stem, safe
                 try:
@@ -327,6 +342,35 @@ class FaceExporter(BasePredictionWriter):
                     rank_zero_warn(f"{target}: could not write the overlay video ({error})")
             records.append(record)
         return records
+
+    def _write_curves(self, video: str, frames: list[tuple[int, float, str]], fps: float) -> dict:
+        """``<video>_blendshapes.csv`` and ``.json``: the ARKit blendshape curves of the video's tracked face
+        (:mod:`facegen.export.arkit`) from its frames' ``code.json``, lost frames marked; returns their names, or
+        why there are none (a model without ARKit-named expressions)."""
+        tracked = []
+        for frame, seconds, name in frames:
+            path = child_folder(self.out, name) / DONE_FILE
+            if not path.is_file():
+                continue
+            record = json.loads(path.read_text())
+            expression = record["expression"]
+            weights = np.asarray(list(expression.values()) if isinstance(expression, dict) else expression)
+            pose = record["pose_degrees"]
+            head = tuple(math.radians(pose[axis]) for axis in ("yaw", "pitch", "roll"))
+            tracked.append(TrackedFrame(frame, seconds, weights, head))
+        lost = [
+            TrackedFrame(frame, seconds, None, None) for frame, seconds in self._video_lost.get(video, [])
+        ]
+        try:
+            table, document = curves(
+                sorted(tracked + lost, key=lambda f: f.frame), self.model.expression_names, fps
+            )
+        except ConfigError as error:
+            return {"blendshapes": None, "blendshapes_skipped": str(error)}
+        target = child_folder(self.out, f"{video}_blendshapes.csv")  # video: a key stem, safe
+        write_text_atomic(target, table)
+        write_text_atomic(target.with_suffix(".json"), json.dumps({"video": video, **document}, indent=1))
+        return {"blendshapes": target.name, "frames_lost": len(lost)}
 
 
 class RecentPhotos:

@@ -17,11 +17,13 @@ from torch import Tensor
 
 
 class Reject(NamedTuple):
-    """A photo that gave no face: its file, a short ``reason`` (e.g. ``no face``, ``unreadable``) and details."""
+    """A photo that gave no face: its file, a short ``reason`` (e.g. ``no face``, ``unreadable``) and details;
+    for a video's frame, its ``video`` metadata (``video`` key stem, ``frame``, ``time``, ``fps``)."""
 
     photo: str
     reason: str
     detail: str
+    video: dict | None = None
 
 
 @dataclass

@@ -101,7 +101,7 @@ class PhotoFolderStream(IterableDataset):
             result = process_photo(photo, detector, self.crop)
             rejects += [Reject(result.name, "face_dropped", detail) for detail in result.dropped]
             if result.reject:
-                rejects.append(Reject(result.name, result.reject, result.detail))
+                rejects.append(Reject(result.name, result.reject, result.detail, video))
             for face_index, face in enumerate(result.faces):
                 meta = face.meta(result.name, face_index)
                 mask = face.mask if face.mask is not None else np.full(face.crop.shape[:2], 255, np.uint8)

@@ -43,11 +43,13 @@ import torch
 from torch import Tensor
 
 from facegen.atomic import write_bytes_atomic, write_text_atomic
-from facegen.export.files import write_jpeg_atomic, write_png_atomic
+from facegen.export.files import png_bytes, write_jpeg_atomic, write_png_atomic
+from facegen.export.gltf import GltfMesh, glb_bytes
 from facegen.export.obj import write_textured_objs, write_vertex_colour_obj
-from facegen.export.outputs import OUTPUTS, Output
+from facegen.export.outputs import DEFAULT_OUTPUTS, Output
 from facegen.export.pictures import draw_landmarks, to_uint8
 from facegen.geometry.affine import apply_affine, invert_affine
+from facegen.geometry.normals import vertex_normals
 from facegen.morphable.model import MorphableModel
 from facegen.render.settings import Fragments, covered_pixels
 from facegen.texture.unwrap import dilate, fill_hidden, unwrap_photo
@@ -67,7 +69,9 @@ class ModelFiles:
     vertex indices, millimetres per model unit, the dense landmarks (scheme, corner vertices (N, 3) and
     barycentric weights (N, 3); None without them), and ``face_triangles`` (F,) bool, the triangles of the face
     proper (all corners in the model's ``skin`` mask; None: every triangle) and ``photo_texels`` (S, S) bool,
-    the UV texels of those triangles (None: every texel may take photo colours)."""
+    the UV texels of those triangles (None: every texel may take photo colours); ``expression_deltas`` (K, V, 3)
+    float32: the vertex offsets of one unit of each expression coefficient (the GLB's morph targets; None
+    without expressions)."""
 
     faces: np.ndarray
     layout: UVLayout | None
@@ -79,6 +83,7 @@ class ModelFiles:
     dense: tuple[str, np.ndarray, np.ndarray] | None = None
     face_triangles: np.ndarray | None = None
     photo_texels: Tensor | None = None
+    expression_deltas: np.ndarray | None = None
 
     def dense_points(self, vertices: np.ndarray) -> np.ndarray | None:
         """(N, 3) dense landmarks on a mesh's ``vertices`` (V, 3), or None without dense landmarks."""
@@ -115,6 +120,9 @@ class ModelFiles:
             None
             if face_triangles is None or layout is None
             else layout.mask & torch.from_numpy(face_triangles)[layout.pix_to_face.clamp(min=0).cpu()],
+            None
+            if model.n_expression == 0
+            else (model.expression_basis * model.expression_std[:, None, None]).float().cpu().numpy(),
         )
 
 
@@ -170,7 +178,7 @@ def _to_photo(meta: dict) -> np.ndarray | None:
 
 
 def write_face(
-    folder: Path, face: FaceResult, model: ModelFiles, outputs: Collection[Output] = OUTPUTS
+    folder: Path, face: FaceResult, model: ModelFiles, outputs: Collection[Output] = DEFAULT_OUTPUTS
 ) -> None:
     """Write the chosen ``outputs`` of ``face`` into ``folder`` (created), then ``code.json`` (always, last).
     Textured meshes need the model's UV ``layout``."""
@@ -183,12 +191,17 @@ def write_face(
         )
         write_vertex_colour_obj(folder / "shaded.obj", vertices, faces, face.shaded[0].cpu().numpy())
     to_photo = _to_photo(face.meta)
-    if layout is not None and uv is not None and {"texture", "albedo"} & set(outputs):
-        _write_textures(folder, face, layout, model.symmetric, to_photo, outputs, model.photo_texels)
+    texture = None
+    if layout is not None and uv is not None and {"texture", "albedo", "glb"} & set(outputs):
+        texture = _write_textures(
+            folder, face, layout, model.symmetric, to_photo, outputs, model.photo_texels
+        )
         meshes = {
             folder / f"{mesh}.obj": f"{name}.png" for name, mesh in TEXTURED_MESHES.items() if name in outputs
         }
         write_textured_objs(meshes, vertices, faces, uv[0], uv[1])
+    if "glb" in outputs:
+        write_bytes_atomic(folder / "face.glb", glb_bytes(_gltf_mesh(face, model, texture)))
     if "overlay" in outputs:
         write_jpeg_atomic(folder / "overlay.jpg", _overlay(face, to_photo, model.face_triangles))
     if "maps" in outputs:
@@ -271,14 +284,15 @@ def _write_textures(
     to_photo: np.ndarray | None,
     outputs: Collection[Output],
     photo_texels: Tensor | None = None,
-) -> None:
+) -> np.ndarray | None:
     """texture.png (+ visibility.png) from the original photo when available (full resolution), else from the
     crop, at ``photo_texels`` (S, S) bool only when given (the rest filled as hidden texels); albedo.png from the
-    reflectance; each when chosen in ``outputs``."""
+    reflectance; each when chosen in ``outputs``. Returns the photo texture (S, S, 3) uint8 when it was made
+    (``texture`` or ``glb`` chosen), else None."""
     fallback, albedo = layout.bake(torch.cat([face.shaded, face.reflectance], -1)).split(3, 1)
-    if "texture" not in outputs:
+    if not {"texture", "glb"} & set(outputs):
         write_png_atomic(folder / "albedo.png", to_uint8(dilate(albedo, layout)[0]))
-        return
+        return None
     size = tuple(face.crop.shape[-2:])
     if face.photo is not None and to_photo is not None:
         region, matrix = _photo_region(np.asarray(face.photo), to_photo, size)
@@ -297,8 +311,36 @@ def _write_textures(
         write_png_atomic(folder / "albedo.png", to_uint8(albedo[0]))
     else:
         texture = dilate(texture, layout)
-    write_png_atomic(folder / "texture.png", to_uint8(texture[0]))
-    write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0])[..., 0])  # grey levels
+    texture = to_uint8(texture[0])
+    if "texture" in outputs:
+        write_png_atomic(folder / "texture.png", texture)
+        write_png_atomic(folder / "visibility.png", to_uint8(unwrapped.visibility[0])[..., 0])  # grey levels
+    return texture
+
+
+def _gltf_mesh(face: FaceResult, model: ModelFiles, texture: np.ndarray | None) -> GltfMesh:
+    """The GLB of ``face``: the fitted mesh as the neutral mesh plus the expression morph targets at the fitted
+    weights, its model-space normals, and the photo ``texture`` (when made)."""
+    vertices = face.vertices_model[0].double().cpu().numpy()
+    deltas, names = model.expression_deltas, model.expression_names
+    weights = face.code["expression"][0].double().cpu().numpy() if deltas is not None else np.zeros(0)
+    neutral = vertices - np.tensordot(weights, deltas[: len(weights)], 1) if len(weights) else vertices
+    normals = vertex_normals(face.vertices_model[:1].float().cpu(), torch.from_numpy(model.faces))[0].numpy()
+    uv, uv_faces = model.uv if model.uv is not None else (None, None)
+    return GltfMesh(
+        vertices=neutral,
+        normals=normals,
+        faces=model.faces,
+        uv=uv,
+        uv_faces=uv_faces,
+        texture_png=None if texture is None else png_bytes(texture),
+        targets=None if not len(weights) else deltas[: len(weights)],
+        target_names=list(names[: len(weights)])
+        if names
+        else [f"expression_{k}" for k in range(len(weights))],
+        weights=weights,
+        metres_per_unit=model.mm_per_unit / 1000.0,
+    )
 
 
 def _photo_region(

@@ -22,7 +22,7 @@ from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
-from facegen.export.outputs import OUTPUTS, Output
+from facegen.export.outputs import DEFAULT_OUTPUTS, Output
 from facegen.fitting import FitProblem, FitSchedule, FitTargets, Fitted, LandmarkModel, fit
 from facegen.fitting.plausibility import implausible_fits
 from facegen.fitting.schedule import check_solver
@@ -424,7 +424,7 @@ class MoFA(FaceTask):
         )
 
     def prediction_writer(
-        self, out: str, overwrite: bool, texture_size: int, outputs: Sequence[Output] = OUTPUTS
+        self, out: str, overwrite: bool, texture_size: int, outputs: Sequence[Output] = DEFAULT_OUTPUTS
     ) -> FaceExporter:
         """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``)."""
         return FaceExporter(out, self.decoder.model, overwrite, texture_size, outputs)
