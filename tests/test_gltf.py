@@ -5,6 +5,7 @@ predict --outputs [glb]`` writes one per face."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pygltflib
@@ -114,3 +115,25 @@ def test_predict_writes_a_glb_whose_default_shape_is_the_fitted_mesh(
     assert np.allclose(gltf.meshes[0].weights, list(record["expression"].values()) if isinstance(
         record["expression"], dict) else record["expression"], atol=1e-5)  # fmt: skip
     assert gltf.images and (("texture" in outputs) == (folder / "texture.png").exists())
+
+
+def test_validation_logs_turnable_3d_reconstructions_to_wandb_offline(in_tmp, tiny_shards, monkeypatch):
+    from tests.test_mofa import tiny_config
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(in_tmp / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = tiny_config(in_tmp / "run", tiny_shards, max_steps=2, val_check_interval=2)
+    logger = Path(__file__).resolve().parents[1] / "configs" / "logger" / "wandb.yaml"
+    assert main(["fit", "--config", str(config), "--config", str(logger)]) == 0
+    (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
+    logged = sorted(run.glob("files/media/object3D/**/*.glb"))
+    assert len(logged) == 2  # meshes_3d faces of the one validation (the sanity check logs none)
+    gltf, accessor = read_glb(logged[0].read_bytes())
+    primitive = gltf.meshes[0].primitives[0]
+    colours = accessor(primitive.attributes.COLOR_0)
+    assert (
+        colours.shape == accessor(primitive.attributes.POSITION).shape
+        and 0 <= colours.min() <= colours.max() <= 1
+    )

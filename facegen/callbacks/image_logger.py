@@ -1,30 +1,38 @@
 """``FaceImageLogger``: reconstruction pictures every N training steps and code histograms after each
-validation, to W&B, TensorBoard, or PNG files beside other loggers' logs."""
+validation, to W&B, TensorBoard, or PNG files beside other loggers' logs; with W&B, also a few validation
+reconstructions as turnable 3D meshes (``wandb.Object3D`` of GLB files)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 from lightning.pytorch import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from facegen.atomic import write_bytes_atomic
 from facegen.data.batch import FaceBatch
 from facegen.decoder.code import PARTS
 from facegen.export.files import write_png_atomic
+from facegen.export.gltf import GltfMesh, glb_bytes
 from facegen.export.pictures import draw_landmarks, to_uint8
+from facegen.geometry.normals import vertex_normals
 from facegen.predictions import Reconstruction
 
 
 class FaceImageLogger(Callback):
     """Logs input | render | overlay | landmarks | geometry for ``max_images`` faces every ``every_n_steps``
-    training steps (rank 0 only), and histograms of each code part over the last validation batch.
+    training steps (rank 0 only), and histograms of each code part over the last validation batch; to W&B also
+    the encoder's reconstruction of the first ``meshes_3d`` faces of that batch as 3D meshes with their
+    reflectance as vertex colours (GLB files in the log folder's ``meshes/``; 0: off).
 
     For tasks that reconstruct faces: ``reconstruct(batch, geometry=True)`` giving a
-    :class:`~facegen.predictions.Reconstruction`, and ``forward(image)`` giving the code."""
+    :class:`~facegen.predictions.Reconstruction`, and ``forward(image)`` giving the code; the 3D meshes also
+    need the task's ``decoder`` (MoFA's)."""
 
-    def __init__(self, every_n_steps: int = 500, max_images: int = 4) -> None:
-        self.every_n_steps, self.max_images = every_n_steps, max_images
+    def __init__(self, every_n_steps: int = 500, max_images: int = 4, meshes_3d: int = 2) -> None:
+        self.every_n_steps, self.max_images, self.meshes_3d = every_n_steps, max_images, meshes_3d
         self._last_val_batch: FaceBatch | None = None
         self._folder: Path | None = None
 
@@ -52,6 +60,9 @@ class FaceImageLogger(Callback):
         if not trainer.is_global_zero or self._last_val_batch is None or trainer.sanity_checking:
             return
         code = pl_module(self._last_val_batch.image)
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if wandb_loggers and self.meshes_3d > 0 and hasattr(pl_module, "decoder"):
+            self._log_meshes(wandb_loggers, pl_module, trainer.global_step)
         for logger in trainer.loggers:
             for part in PARTS:
                 values = getattr(code, part).detach().float().cpu()
@@ -67,6 +78,38 @@ class FaceImageLogger(Callback):
                         }
                     )
         self._last_val_batch = None
+
+    def _log_meshes(self, loggers: list[WandbLogger], pl_module, step: int) -> None:
+        """The encoder's reconstruction of the first :attr:`meshes_3d` faces of the last validation batch, as GLB
+        files (model axes, metres, reflectance colours) logged as ``val/reconstruction_3d``."""
+        import wandb
+
+        first = self._last_val_batch.take(range(min(self.meshes_3d, len(self._last_val_batch))))
+        with torch.no_grad():
+            reconstruction = pl_module.reconstruct(first)
+        model = pl_module.decoder.model
+        folder = self._folder / "meshes"
+        folder.mkdir(parents=True, exist_ok=True)
+        objects = []
+        for i in range(len(first)):
+            vertices = reconstruction.vertices_model[i].float().cpu()
+            mesh = GltfMesh(
+                vertices=vertices.double().numpy(),
+                normals=vertex_normals(vertices[None], model.faces.cpu())[0].numpy(),
+                faces=model.faces.cpu().numpy(),
+                uv=None,
+                uv_faces=None,
+                texture_png=None,
+                targets=None,
+                target_names=[],
+                weights=np.zeros(0),
+                metres_per_unit=model.mm_per_unit / 1000.0,
+                colours=reconstruction.decoded.albedo[i].float().cpu().numpy(),
+            )
+            path = write_bytes_atomic(folder / f"step{step:07d}-{i}.glb", glb_bytes(mesh))
+            objects.append(wandb.Object3D(str(path)))
+        for logger in loggers:
+            logger.experiment.log({"val/reconstruction_3d": objects, "trainer/global_step": step})
 
     @staticmethod
     def log_image(trainer, key: str, image: np.ndarray, step: int, folder: Path) -> None:

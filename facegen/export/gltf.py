@@ -39,6 +39,7 @@ class GltfMesh(NamedTuple):
         targets: (K, V, 3) vertex offsets of each morph target, or None.
         target_names: K names; ``weights``: (K,) the default weights (the fitted expression).
         metres_per_unit: model units -> metres.
+        colours: (V, 3) per-vertex colours in [0, 1] (e.g. the reflectance), or None.
     """
 
     vertices: np.ndarray
@@ -51,6 +52,7 @@ class GltfMesh(NamedTuple):
     target_names: list[str]
     weights: np.ndarray
     metres_per_unit: float
+    colours: np.ndarray | None = None
 
 
 def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -106,6 +108,9 @@ def glb_bytes(mesh: GltfMesh) -> bytes:
         "POSITION": buffer.accessor(positions, "VEC3", ARRAY_BUFFER, bounds=True),
         "NORMAL": buffer.accessor(mesh.normals[source].astype(np.float32), "VEC3", ARRAY_BUFFER),
     }
+    if mesh.colours is not None:
+        colours = np.clip(mesh.colours[source], 0, 1).astype(np.float32)
+        attributes["COLOR_0"] = buffer.accessor(colours, "VEC3", ARRAY_BUFFER)
     if mesh.uv is not None:
         uv = mesh.uv[uv_index].astype(np.float32) * np.float32([1, -1]) + np.float32([0, 1])
         attributes["TEXCOORD_0"] = buffer.accessor(uv, "VEC2", ARRAY_BUFFER)
