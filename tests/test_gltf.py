@@ -18,7 +18,7 @@ from facegen.export.gltf import GltfMesh, glb_bytes
 from tests.test_predict import predict_config, synthetic_photos  # noqa: F401 (the fixture)
 
 DTYPES = {pygltflib.FLOAT: np.float32, pygltflib.UNSIGNED_INT: np.uint32}
-WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3}
+WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
 
 def read_glb(data: bytes) -> tuple[pygltflib.GLTF2, callable]:
@@ -137,3 +137,17 @@ def test_validation_logs_turnable_3d_reconstructions_to_wandb_offline(in_tmp, ti
         colours.shape == accessor(primitive.attributes.POSITION).shape
         and 0 <= colours.min() <= colours.max() <= 1
     )
+
+
+def test_rotations_become_continuous_unit_quaternions():
+    from scipy.spatial.transform import Rotation
+
+    from facegen.export.gltf import quaternions
+
+    angles = np.linspace(0, 340, 18)  # about one turn: signs must stay continuous for interpolation
+    matrices = Rotation.from_euler("y", angles[:, None], degrees=True).as_matrix()
+    matrices[5] = Rotation.from_euler("xyz", [170, -60, 95], degrees=True).as_matrix()  # trace < 0
+    computed = quaternions(matrices)
+    expected = Rotation.from_matrix(matrices).as_quat()  # (x, y, z, w), glTF's order
+    assert np.allclose(np.abs((computed * expected).sum(1)), 1, atol=1e-9)
+    assert ((computed[1:] * computed[:-1]).sum(1) >= 0).all()

@@ -24,6 +24,7 @@ from facegen.export.files import write_video_atomic
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks
 from facegen.tasks import MoFA
 from facegen.tasks.video import VideoOptions, VideoTracks
+from tests.test_gltf import read_glb
 from tests.test_predict import PHOTO_OFFSET, PHOTO_SCALE, PHOTO_SIZE, SIZE, predict_config, synthetic_faces
 
 
@@ -120,7 +121,13 @@ def test_tracks_share_one_identity_and_smooth_in_time_across_batches():
         VideoOptions(smoothing=1.0)
 
 
-def video_predict(tmp_path, monkeypatch, face_model: str = "builtin", lost: frozenset = frozenset()):
+def video_predict(
+    tmp_path,
+    monkeypatch,
+    face_model: str = "builtin",
+    lost: frozenset = frozenset(),
+    outputs: str | None = None,
+):
     """``facegen predict`` on a 6-frame, 10 fps video of a synthetic face moving right by a pixel per frame, the
     landmark detector stubbed (the true landmarks; no face in the frames ``lost``). Returns the output folder and
     the image shapes the detector saw."""
@@ -160,7 +167,19 @@ def video_predict(tmp_path, monkeypatch, face_model: str = "builtin", lost: froz
     config["data"]["init_args"].update(predict_detector="face-alignment", video_fps=20)  # the stub above
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "out"
-    main(["predict", "--config", str(tmp_path / "video.yaml"), "--out", str(out), "--texture_size", "32"])
+    extra = ["--outputs", outputs] if outputs else []
+    main(
+        [
+            "predict",
+            "--config",
+            str(tmp_path / "video.yaml"),
+            "--out",
+            str(out),
+            "--texture_size",
+            "32",
+            *extra,
+        ]
+    )
     return out, seen
 
 
@@ -254,9 +273,11 @@ def test_a_video_gives_arkit_blendshape_curves_with_lost_frames_marked(tmp_path,
         {**builtin.to_arrays(), "expression_names": np.array(arkit)}, "arkit"
     )
     model.save(tmp_path / "arkit.npz")
-    out, _ = video_predict(tmp_path, monkeypatch, str(tmp_path / "arkit.npz"), lost=frozenset({3}))
+    outputs = "[glb, texture, overlay, code]"
+    out, _ = video_predict(tmp_path, monkeypatch, str(tmp_path / "arkit.npz"), frozenset({3}), outputs)
     (record,) = json.loads((out / "summary.json").read_text())["videos"]
     assert record["blendshapes"] == "clip_blendshapes.csv" and record["frames_lost"] == 1
+    assert record["animation"] == "clip_animation.glb"
     rows = list(csv.reader((out / "clip_blendshapes.csv").open()))
     header, rows = rows[0], rows[1:]
     assert header[:2] == ["Timecode", "BlendShapeCount"] and header[2:54] == list(ARKIT_NAMES)
@@ -272,6 +293,16 @@ def test_a_video_gives_arkit_blendshape_curves_with_lost_frames_marked(tmp_path,
     )
     puff = (code["cheekPuff_L"] + code["cheekPuff_R"]) / 2  # ARKit's one CheekPuff: the mean of the sides
     assert weights[0, ARKIT_NAMES.index("CheekPuff")] == pytest.approx(min(max(puff, 0), 1), abs=1e-5)
+    gltf, accessor = read_glb((out / "clip_animation.glb").read_bytes())
+    (animation,) = gltf.animations
+    times = accessor(animation.samplers[0].input)
+    assert times.tolist() == pytest.approx([0.0, 0.1, 0.2, 0.4, 0.5])  # the tracked frames
+    keyed = accessor(animation.samplers[0].output).reshape(5, -1)
+    assert keyed.shape[1] == len(arkit) and keyed[0, 0] == pytest.approx(code["jawOpen"], abs=1e-5)
+    rotations = accessor(animation.samplers[1].output)
+    assert rotations.shape == (5, 4) and np.allclose(np.linalg.norm(rotations, axis=1), 1, atol=1e-6)
+    assert [c.target.path for c in animation.channels] == ["weights", "rotation"]
+    assert gltf.meshes[0].extras["targetNames"] == arkit and gltf.images  # the first frame's texture
     document = json.loads((out / "clip_blendshapes.json").read_text())
     assert document["fps"] == 10 and "TongueOut" in document["unfilled"]
     assert [frame["tracked"] for frame in document["frames"]] == [True, True, True, False, True, True]

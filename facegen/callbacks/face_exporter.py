@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from facegen.atomic import write_text_atomic
+from facegen.atomic import write_bytes_atomic, write_text_atomic
 from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
@@ -26,7 +26,9 @@ from facegen.errors import ConfigError
 from facegen.export.arkit import TrackedFrame, curves
 from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
 from facegen.export.files import child_folder, write_video_atomic
+from facegen.export.gltf import GltfAnimation, GltfMesh, glb_bytes
 from facegen.export.outputs import DEFAULT_OUTPUTS, OUTPUTS, Output
+from facegen.geometry.normals import vertex_normals
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
 from facegen.render.settings import Fragments
@@ -77,6 +79,7 @@ class FaceExporter(BasePredictionWriter):
         self.out, self.overwrite, self.texture_size = Path(out), overwrite, texture_size
         self.outputs, self.queue, self.writers = frozenset(outputs), queue, writers
         self.model = ModelFiles.of(face_model, texture_size)
+        self.face_model = face_model
         if not face_model.has_uv and {"texture", "albedo"} & self.outputs:
             rank_zero_warn(
                 f"face model {face_model.name!r} has no UV layout: textured .obj files are not written"
@@ -345,9 +348,10 @@ class FaceExporter(BasePredictionWriter):
 
     def _write_curves(self, video: str, frames: list[tuple[int, float, str]], fps: float) -> dict:
         """``<video>_blendshapes.csv`` and ``.json``: the ARKit blendshape curves of the video's tracked face
-        (:mod:`facegen.export.arkit`) from its frames' ``code.json``, lost frames marked; returns their names, or
-        why there are none (a model without ARKit-named expressions)."""
-        tracked = []
+        (:mod:`facegen.export.arkit`) from its frames' ``code.json``, lost frames marked, and with ``glb`` among
+        the outputs ``<video>_animation.glb`` (:meth:`_write_animation`); returns their names, or why there are
+        no curves (a model without ARKit-named expressions)."""
+        tracked, records = [], []
         for frame, seconds, name in frames:
             path = child_folder(self.out, name) / DONE_FILE
             if not path.is_file():
@@ -358,6 +362,10 @@ class FaceExporter(BasePredictionWriter):
             pose = record["pose_degrees"]
             head = tuple(math.radians(pose[axis]) for axis in ("yaw", "pitch", "roll"))
             tracked.append(TrackedFrame(frame, seconds, weights, head))
+            records.append((name, record))
+        written = {}
+        if "glb" in self.outputs and records and self.model.expression_deltas is not None:
+            written["animation"] = self._write_animation(video, tracked, records)
         lost = [
             TrackedFrame(frame, seconds, None, None) for frame, seconds in self._video_lost.get(video, [])
         ]
@@ -366,11 +374,45 @@ class FaceExporter(BasePredictionWriter):
                 sorted(tracked + lost, key=lambda f: f.frame), self.model.expression_names, fps
             )
         except ConfigError as error:
-            return {"blendshapes": None, "blendshapes_skipped": str(error)}
+            return {**written, "blendshapes": None, "blendshapes_skipped": str(error)}
         target = child_folder(self.out, f"{video}_blendshapes.csv")  # video: a key stem, safe
         write_text_atomic(target, table)
         write_text_atomic(target.with_suffix(".json"), json.dumps({"video": video, **document}, indent=1))
-        return {"blendshapes": target.name, "frames_lost": len(lost)}
+        return {**written, "blendshapes": target.name, "frames_lost": len(lost)}
+
+    def _write_animation(
+        self, video: str, tracked: list[TrackedFrame], records: list[tuple[str, dict]]
+    ) -> str:
+        """``<video>_animation.glb``: the video's face (its one identity; the first frame's texture when written)
+        with the expression weights and the head's rotation of every tracked frame as a glTF animation (linear
+        between tracked frames)."""
+        first_name, first = records[0]
+        with torch.no_grad():
+            neutral = self.face_model(shape=torch.tensor([first["shape"]], dtype=torch.float32)).vertices[0]
+        faces = self.model.faces
+        uv, uv_faces = self.model.uv if self.model.uv is not None else (None, None)
+        texture = child_folder(self.out, first_name) / "texture.png"
+        count = len(tracked[0].expression)
+        names = list((self.model.expression_names or [])[:count])
+        mesh = GltfMesh(
+            vertices=neutral.double().numpy(),
+            normals=vertex_normals(neutral[None], torch.from_numpy(faces))[0].numpy(),
+            faces=faces,
+            uv=uv,
+            uv_faces=uv_faces,
+            texture_png=texture.read_bytes() if texture.is_file() else None,
+            targets=self.model.expression_deltas[:count],
+            target_names=names or [f"expression_{k}" for k in range(count)],
+            weights=tracked[0].expression,
+            metres_per_unit=self.model.mm_per_unit / 1000.0,
+        )
+        flip = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> glTF's (Y up, toward the viewer)
+        rotations = np.stack([flip @ np.asarray(r["camera_from_model"]["rotation"]) for _, r in records])
+        times = np.asarray([f.time for f in tracked]) - tracked[0].time
+        animation = GltfAnimation(times, np.stack([f.expression for f in tracked]), rotations)
+        target = child_folder(self.out, f"{video}_animation.glb")  # video: a key stem, safe
+        write_bytes_atomic(target, glb_bytes(mesh, animation))
+        return target.name
 
 
 class RecentPhotos:

@@ -63,6 +63,37 @@ def split_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray, np
     return unique[:, 0], unique[:, 1], inverse.reshape(faces.shape).astype(np.uint32)
 
 
+class GltfAnimation(NamedTuple):
+    """A mesh's motion over time: keyframe ``times`` (N,) in seconds, the morph-target ``weights`` (N, K) and the
+    head's ``rotations`` (N, 3, 3) from the model's frame to the viewer's (glTF axes: Y up, toward the viewer),
+    played linearly between keyframes."""
+
+    times: np.ndarray
+    weights: np.ndarray
+    rotations: np.ndarray
+
+
+def quaternions(rotations: np.ndarray) -> np.ndarray:
+    """(N, 4) unit quaternions (x, y, z, w), glTF's order, of rotation matrices (N, 3, 3), signs kept
+    continuous from one to the next (so that linear interpolation takes the short way)."""
+    out = np.empty((len(rotations), 4))
+    for n, m in enumerate(np.asarray(rotations, np.float64)):
+        trace = np.trace(m)
+        if trace > 0:
+            s = 2 * np.sqrt(trace + 1)
+            q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+        else:
+            i = int(np.argmax(np.diag(m)))
+            j, k = (i + 1) % 3, (i + 2) % 3
+            s = 2 * np.sqrt(max(1 + m[i, i] - m[j, j] - m[k, k], 1e-12))
+            q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
+            q[i], q[j], q[k] = s / 4, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
+        out[n] = q
+        if n and out[n] @ out[n - 1] < 0:
+            out[n] = -out[n]
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
 class _Buffer:
     """The binary chunk being built, with its buffer views and accessors."""
 
@@ -89,14 +120,15 @@ class _Buffer:
             "type": kind,
         }
         if bounds:
-            accessor["min"] = array.min(0).astype(float).tolist()
-            accessor["max"] = array.max(0).astype(float).tolist()
+            accessor["min"] = np.atleast_1d(array.min(0)).astype(float).tolist()
+            accessor["max"] = np.atleast_1d(array.max(0)).astype(float).tolist()
         self.accessors.append(accessor)
         return len(self.accessors) - 1
 
 
-def glb_bytes(mesh: GltfMesh) -> bytes:
-    """``mesh`` as a binary glTF 2.0 file (one scene, one node, one mesh, one primitive)."""
+def glb_bytes(mesh: GltfMesh, animation: GltfAnimation | None = None) -> bytes:
+    """``mesh`` as a binary glTF 2.0 file (one scene, one node, one mesh, one primitive), with ``animation`` of
+    its morph-target weights and its node's rotation when given."""
     if mesh.uv is None:
         source, triangles = np.arange(len(mesh.vertices)), mesh.faces.astype(np.uint32)
     else:
@@ -152,6 +184,23 @@ def glb_bytes(mesh: GltfMesh) -> bytes:
         ]
         document["extensionsUsed"] = ["KHR_materials_unlit"]
         primitive["material"] = 0
+    if animation is not None:
+        times = buffer.accessor(np.asarray(animation.times, np.float32), "SCALAR", None, bounds=True)
+        weights = buffer.accessor(np.asarray(animation.weights, np.float32).reshape(-1), "SCALAR", None)
+        rotations = buffer.accessor(quaternions(animation.rotations).astype(np.float32), "VEC4", None)
+        document["animations"] = [
+            {
+                "name": "track",
+                "samplers": [
+                    {"input": times, "output": weights, "interpolation": "LINEAR"},
+                    {"input": times, "output": rotations, "interpolation": "LINEAR"},
+                ],
+                "channels": [
+                    {"sampler": 0, "target": {"node": 0, "path": "weights"}},
+                    {"sampler": 1, "target": {"node": 0, "path": "rotation"}},
+                ],
+            }
+        ]
     binary = bytes(buffer.data) + b"\0" * (-len(buffer.data) % 4)
     document["buffers"] = [{"byteLength": len(binary)}]
     document["bufferViews"] = buffer.views
