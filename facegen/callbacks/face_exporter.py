@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import threading
 import time
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,17 +17,15 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from facegen.atomic import write_bytes_atomic, write_text_atomic
+from facegen.atomic import write_text_atomic
 from facegen.data.batch import FaceBatch
 from facegen.data.keys import OutputNames
 from facegen.data.photos import UnreadableImage, read_photo
 from facegen.errors import ConfigError
-from facegen.export.arkit import TrackedFrame, curves
 from facegen.export.face_files import DONE_FILE, FaceResult, ModelFiles, write_face
-from facegen.export.files import child_folder, write_video_atomic
-from facegen.export.gltf import GltfAnimation, GltfMesh, glb_bytes
+from facegen.export.files import child_folder
 from facegen.export.outputs import DEFAULT_OUTPUTS, OUTPUTS, Output
-from facegen.geometry.normals import vertex_normals
+from facegen.export.video_files import VideoRecords
 from facegen.morphable.model import MorphableModel
 from facegen.predictions import Reconstruction
 from facegen.render.settings import Fragments
@@ -102,9 +99,7 @@ class FaceExporter(BasePredictionWriter):
         self._pending: deque[tuple[str, str, Future]] = deque()
         self._refinement_steps = 0
         self._started = time.perf_counter()
-        self._video_frames: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
-        self._video_lost: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        self._video_fps: dict[str, float | None] = {}
+        self.videos = VideoRecords()
         self._photos = RecentPhotos()
 
     def on_predict_start(self, trainer, pl_module) -> None:
@@ -122,8 +117,7 @@ class FaceExporter(BasePredictionWriter):
             name = self.names.name(key)
             meta = batch.meta[i]
             if name is not None and meta.get("video") is not None and meta.get("face_index", 0) == 0:
-                self._video_frames[meta["video"]].append((meta["frame"], meta["time"], name))
-                self._video_fps[meta["video"]] = meta.get("fps")
+                self.videos.tracked(meta, name)
             if name is None:
                 self.failed.append(
                     {"face": key, "error": "duplicate key: an earlier face of this run has it"}
@@ -161,8 +155,7 @@ class FaceExporter(BasePredictionWriter):
             if (
                 reject.video is not None and reject.reason != "face_dropped"
             ):  # a frame where the face was lost
-                self._video_lost[reject.video["video"]].append((reject.video["frame"], reject.video["time"]))
-                self._video_fps[reject.video["video"]] = reject.video.get("fps")
+                self.videos.lost(reject.video)
         self._refinement_steps = max(self._refinement_steps, len(prediction.fit_loss))
         if len(batch) == 0:
             return
@@ -241,7 +234,11 @@ class FaceExporter(BasePredictionWriter):
         while self._pending:
             self._collect()
         self._pool.shutdown()
-        self._write_summary(trainer, self._write_videos())
+        records, failed = self.videos.write(self.out, self.outputs, self.model, self.face_model)
+        for failure in failed:
+            rank_zero_warn(failure["error"])
+        self.failed += failed
+        self._write_summary(trainer, records)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         """Predict stopped (a signal, or an error): the faces being written are finished, the queued ones are
@@ -317,103 +314,6 @@ class FaceExporter(BasePredictionWriter):
             )
         )
 
-    def _write_videos(self) -> list[dict]:
-        """Per video: its frames with a face, ``<video>_overlay.mp4`` of their overlays (when written), and its
-        blendshape curves (:meth:`_write_curves`)."""
-        import cv2
-
-        records = []
-        for video in sorted(set(self._video_frames) | set(self._video_lost)):
-            frames = sorted(self._video_frames.get(video, []))
-            times = sorted(
-                [time for _, time, _ in frames] + [time for _, time in self._video_lost.get(video, [])]
-            )
-            # the rate of the frames read (a rate asked above the video's own reads every frame)
-            fps = _frame_rate(times) if len(times) > 1 else self._video_fps.get(video) or _frame_rate(times)
-            record = {"video": video, "frames_with_face": len(frames), "overlay_video": None}
-            record.update(self._write_curves(video, frames, fps))
-            overlays = [child_folder(self.out, name) / "overlay.jpg" for _, _, name in frames]
-            overlays = [path for path in overlays if path.is_file()]
-            if overlays and "overlay" in self.outputs:
-                pictures = (cv2.imread(str(path))[..., ::-1] for path in overlays)
-                target = child_folder(self.out, f"{video}_overlay.mp4")  # video: a key stem, safe
-                try:
-                    write_video_atomic(target, pictures, fps)
-                    record["overlay_video"] = target.name
-                except OSError as error:
-                    self.failed.append({"face": video, "error": str(error)})
-                    rank_zero_warn(f"{target}: could not write the overlay video ({error})")
-            records.append(record)
-        return records
-
-    def _write_curves(self, video: str, frames: list[tuple[int, float, str]], fps: float) -> dict:
-        """``<video>_blendshapes.csv`` and ``.json``: the ARKit blendshape curves of the video's tracked face
-        (:mod:`facegen.export.arkit`) from its frames' ``code.json``, lost frames marked, and with ``glb`` among
-        the outputs ``<video>_animation.glb`` (:meth:`_write_animation`); returns their names, or why there are
-        no curves (a model without ARKit-named expressions)."""
-        tracked, records = [], []
-        for frame, seconds, name in frames:
-            path = child_folder(self.out, name) / DONE_FILE
-            if not path.is_file():
-                continue
-            record = json.loads(path.read_text())
-            expression = record["expression"]
-            weights = np.asarray(list(expression.values()) if isinstance(expression, dict) else expression)
-            pose = record["pose_degrees"]
-            head = tuple(math.radians(pose[axis]) for axis in ("yaw", "pitch", "roll"))
-            tracked.append(TrackedFrame(frame, seconds, weights, head))
-            records.append((name, record))
-        written = {}
-        if "glb" in self.outputs and records and self.model.expression_deltas is not None:
-            written["animation"] = self._write_animation(video, tracked, records)
-        lost = [
-            TrackedFrame(frame, seconds, None, None) for frame, seconds in self._video_lost.get(video, [])
-        ]
-        try:
-            table, document = curves(
-                sorted(tracked + lost, key=lambda f: f.frame), self.model.expression_names, fps
-            )
-        except ConfigError as error:
-            return {**written, "blendshapes": None, "blendshapes_skipped": str(error)}
-        target = child_folder(self.out, f"{video}_blendshapes.csv")  # video: a key stem, safe
-        write_text_atomic(target, table)
-        write_text_atomic(target.with_suffix(".json"), json.dumps({"video": video, **document}, indent=1))
-        return {**written, "blendshapes": target.name, "frames_lost": len(lost)}
-
-    def _write_animation(
-        self, video: str, tracked: list[TrackedFrame], records: list[tuple[str, dict]]
-    ) -> str:
-        """``<video>_animation.glb``: the video's face (its one identity; the first frame's texture when written)
-        with the expression weights and the head's rotation of every tracked frame as a glTF animation (linear
-        between tracked frames)."""
-        first_name, first = records[0]
-        with torch.no_grad():
-            neutral = self.face_model(shape=torch.tensor([first["shape"]], dtype=torch.float32)).vertices[0]
-        faces = self.model.faces
-        uv, uv_faces = self.model.uv if self.model.uv is not None else (None, None)
-        texture = child_folder(self.out, first_name) / "texture.png"
-        count = len(tracked[0].expression)
-        names = list((self.model.expression_names or [])[:count])
-        mesh = GltfMesh(
-            vertices=neutral.double().numpy(),
-            normals=vertex_normals(neutral[None], torch.from_numpy(faces))[0].numpy(),
-            faces=faces,
-            uv=uv,
-            uv_faces=uv_faces,
-            texture_png=texture.read_bytes() if texture.is_file() else None,
-            targets=self.model.expression_deltas[:count],
-            target_names=names or [f"expression_{k}" for k in range(count)],
-            weights=tracked[0].expression,
-            metres_per_unit=self.model.mm_per_unit / 1000.0,
-        )
-        flip = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> glTF's (Y up, toward the viewer)
-        rotations = np.stack([flip @ np.asarray(r["camera_from_model"]["rotation"]) for _, r in records])
-        times = np.asarray([f.time for f in tracked]) - tracked[0].time
-        animation = GltfAnimation(times, np.stack([f.expression for f in tracked]), rotations)
-        target = child_folder(self.out, f"{video}_animation.glb")  # video: a key stem, safe
-        write_bytes_atomic(target, glb_bytes(mesh, animation))
-        return target.name
-
 
 class RecentPhotos:
     """Decoded photos shared by the writer threads: the faces of one photo are written one after another, so
@@ -443,12 +343,6 @@ class RecentPhotos:
             except BaseException as error:  # handed to every face of the photo, raised below
                 entry.set_exception(error)
         return entry.result()
-
-
-def _frame_rate(times: list[float]) -> float:
-    """Frames per second of frames at ``times`` (seconds, sorted): from their median spacing; 25 for one."""
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
-    return 1.0 / gaps[len(gaps) // 2] if gaps else 25.0
 
 
 def one_face(fragments: Fragments, index: int, num_faces: int) -> Fragments:
