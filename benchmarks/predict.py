@@ -5,11 +5,12 @@ writers) and each writer (vertex-colour meshes, textures, textured meshes, overl
 The writers run in FaceExporter's background thread, overlapping the next batch's work, so the stage times
 (each summed over its own thread) can add up to more than the wall time per face; ``cpu_seconds_per_face`` is
 the process's CPU time (all threads) per face, which bounds the rate on a machine's cores and varies less
-than the wall time on a shared machine. Photos come with landmark files (the shared assets' dlib XML / .pts), so no detector runs; the model is untrained
+than the wall time on a shared machine. Photos come with landmark files (the shared assets' dlib XML / .pts), so no detector runs; the model is the config's, untrained
 (the encoder's cost does not depend on its weights). Prints one JSON line per fitting setting. Examples:
 
     python benchmarks/predict.py        # ../shared/assets photos, no fitting and configs/mofa.yaml's schedule
-    python benchmarks/predict.py --photos PHOTOS --fit none --texture-size 512 --model models/ict_face.npz
+    python benchmarks/predict.py --config configs/photos_ict.yaml --repeat 2   # the ICT photo path, its encoder
+    python benchmarks/predict.py --config configs/photos_ict.yaml --outputs code   # coefficients only
     python benchmarks/predict.py --fit none --repeat 8   # 8 copies of each photo: the steady-state rate
 """
 
@@ -29,14 +30,16 @@ import torch
 from fitting import read_configs, schedule  # benchmarks/fitting.py
 from lightning.pytorch import Trainer
 
-from facegen.callbacks.face_exporter import FaceExporter
 from facegen.data import FaceDataModule
 from facegen.data import photo_stream as photo_stream_module
 from facegen.data.landmarks import read_pts, write_pts
 from facegen.export import face_files
+from facegen.export.outputs import DEFAULT_OUTPUTS, OUTPUTS
 from facegen.tasks import MoFA
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Settings of a run, not of the model, that the benchmark sets itself.
+RUN_TIME = ("fit", "refine", "weights", "validate_fitted", "validate_refined", "video")
 #: Writer stages: functions of facegen.export.face_files timed where write_face calls them.
 WRITERS = {
     "mesh_colours": "write_vertex_colour_obj",
@@ -119,16 +122,27 @@ def repeated(photos: Path, copies: int, into: Path, upscale: float = 1.0) -> Pat
     return into
 
 
+def build_model(args, fit: str) -> MoFA:
+    """The ``--config``'s MoFA, untrained (its encoder's cost does not depend on its weights): its encoder and
+    face model (or ``--model``), at ``--size`` when given, with its fitting schedule or none."""
+    config = read_configs([args.config])
+    init = {k: v for k, v in config["model"]["init_args"].items() if k not in RUN_TIME}
+    init["face_model"] = args.model or init.get("face_model", "builtin")
+    init["image_size"] = args.size or init.get("image_size", 224)
+    init["depths"] = tuple(init.get("depths", (2, 2, 2, 2)))
+    return MoFA(**init, fit=schedule(config) if fit == "config" else None)
+
+
 def run(args, fit: str) -> dict:
-    schedule_ = schedule(read_configs([args.config])) if fit == "config" else None
-    model = MoFA(face_model=args.model, image_size=args.size, fit=schedule_)
+    model = build_model(args, fit)
+    size = model.hparams.image_size
     photos = tempfile.TemporaryDirectory()
     data = FaceDataModule(
         predict_dir=str(repeated(Path(args.photos), args.repeat, Path(photos.name), args.upscale)),
         predict_detector="files",
         batch_size=args.batch,
         num_workers=0,
-        image_size=args.size,
+        image_size=size,
     )
     timings = Timings()
     timings.wrap(photo_stream_module, "process_photo", "crop")
@@ -138,7 +152,7 @@ def run(args, fit: str) -> dict:
     for stage, name in WRITERS.items():
         timings.wrap(face_files, name, stage)
     with tempfile.TemporaryDirectory() as out, photos:
-        exporter = FaceExporter(out, model.decoder.model, overwrite=True, texture_size=args.texture_size)
+        exporter = model.prediction_writer(out, True, args.texture_size, args.outputs)
         trainer = Trainer(
             accelerator="cpu",
             logger=False,
@@ -165,9 +179,11 @@ def run(args, fit: str) -> dict:
         "faces_per_second": round(faces / total, 3),
         "cpu_seconds_per_face": round(cpu / max(faces, 1), 4),
         "seconds_per_face": per_face,
+        "outputs": sorted(args.outputs),
         "texture_size": args.texture_size,
-        "image_size": args.size,
-        "model": args.model,
+        "image_size": size,
+        "model": model.hparams.face_model,
+        "config": args.config,
         "batch": args.batch,
         "repeat": args.repeat,
         "upscale": args.upscale,
@@ -182,8 +198,13 @@ def main() -> None:
         default=str(ROOT.parent / "shared" / "assets" / "photos" / "pseudo"),
         help="folder of photos with landmark files (.pts or dlib XML)",
     )
-    parser.add_argument("--model", default="builtin", help="face model: builtin or a canonical .npz")
-    parser.add_argument("--size", type=int, default=224, help="crop size")
+    parser.add_argument(
+        "--model", help="face model: builtin, a named one or a canonical .npz (default: --config's)"
+    )
+    parser.add_argument("--size", type=int, help="crop size (default: --config's)")
+    parser.add_argument(
+        "--outputs", nargs="+", choices=OUTPUTS, default=list(DEFAULT_OUTPUTS), help="what to write per face"
+    )
     parser.add_argument("--texture-size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument(

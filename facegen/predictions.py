@@ -32,7 +32,8 @@ class Reconstruction(NamedTuple):
         vertices_model: (B, V, 3) shape and expression in model space, before the pose.
         camera_rotation: (B, 3, 3) and camera_translation: (B, 3), model space -> camera frame.
         shaded: (B, V, 3) albedo times SH irradiance (unclamped).
-        render: the faces rendered on black: image (B, 3, S, S) and coverage mask (B, 1, S, S).
+        render: the faces rendered on black: image (B, 3, S, S) and coverage mask (B, 1, S, S); None when no
+            output needs it (coefficients only).
         fit_loss: the fitting objective (mean over the batch) before each refinement step; empty without one.
         face_loss: (B, 2) each face's own fitting objective before and after the refinement; None without one.
         fit_diverged: (B,) bool, faces whose fit diverged (their code is the encoder's); None without a fit.
@@ -49,7 +50,7 @@ class Reconstruction(NamedTuple):
     camera_rotation: Tensor
     camera_translation: Tensor
     shaded: Tensor
-    render: RenderOutput
+    render: RenderOutput | None
     fit_loss: list[float]
     face_loss: Tensor | None = None
     fit_diverged: Tensor | None = None

@@ -118,8 +118,11 @@ def test_predict_writes_a_glb_whose_default_shape_is_the_fitted_mesh(
 
 
 def test_validation_logs_turnable_3d_reconstructions_to_wandb_offline(in_tmp, tiny_shards, monkeypatch):
+    import wandb
+
     from tests.test_mofa import tiny_config
 
+    wandb.finish()  # a run an earlier test left open in this process would be reused by the logger
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(in_tmp / "no-netrc"))
@@ -127,6 +130,7 @@ def test_validation_logs_turnable_3d_reconstructions_to_wandb_offline(in_tmp, ti
     config = tiny_config(in_tmp / "run", tiny_shards, max_steps=2, val_check_interval=2)
     logger = Path(__file__).resolve().parents[1] / "configs" / "logger" / "wandb.yaml"
     assert main(["fit", "--config", str(config), "--config", str(logger)]) == 0
+    wandb.finish()
     (run,) = (in_tmp / "runs" / "wandb").glob("offline-run-*")
     logged = sorted(run.glob("files/media/object3D/**/*.glb"))
     assert len(logged) == 2  # meshes_3d faces of the one validation (the sanity check logs none)

@@ -344,3 +344,18 @@ def test_the_former_name_refine_is_accepted_with_a_warning_for_one_release(tmp_p
     ):
         tiny_mofa(refine=schedule, fit=schedule)
     assert "refine" not in tiny_mofa(fit=schedule).hparams and "fit" not in tiny_mofa(fit=schedule).hparams
+
+
+@pytest.mark.parametrize("mode", ["points", "raster"])
+def test_each_faces_own_objective_comes_in_one_pass_as_it_would_alone(mode):
+    model, batch = tiny_mofa(photometric=mode, photometric_average="batch"), random_batch(3)
+    with torch.no_grad():
+        code = model(batch.image)
+    model.fit_schedule = photometric(steps=1, weights=LossWeights(landmark=0.02, ssim=0.3))
+    targets, weights = model.targets(batch), model.fit_problem().weights
+    together = model.face_losses(targets, code)
+    alone = [
+        model.weighted_loss(targets.take([i]), FaceCode(*(part[i : i + 1] for part in code)), weights)
+        for i in range(3)
+    ]
+    assert together.shape == (3,) and together.tolist() == pytest.approx([a.item() for a in alone], rel=1e-5)

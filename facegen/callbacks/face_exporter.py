@@ -192,9 +192,11 @@ class FaceExporter(BasePredictionWriter):
                 detected=batch.landmarks[one],
                 K=decoded.K[one],
                 crop=batch.image[one],
-                render=render.image[one],
-                render_mask=render.mask[one],
-                fragments=one_face(render.fragments, i, self.model.faces.shape[0]),
+                render=None if render is None else render.image[one],
+                render_mask=None if render is None else render.mask[one],
+                fragments=None
+                if render is None
+                else one_face(render.fragments, i, self.model.faces.shape[0]),
                 meta={**batch.meta[i], "photo_path": photo_paths[i]},
                 photo=photo_pixels[i],
                 refinement=refinement(prediction, i),

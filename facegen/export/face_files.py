@@ -155,9 +155,9 @@ class FaceResult:
     detected: Tensor
     K: Tensor
     crop: Tensor
-    render: Tensor
-    render_mask: Tensor
-    fragments: Fragments
+    render: Tensor | None
+    render_mask: Tensor | None
+    fragments: Fragments | None
     meta: dict
     photo: np.ndarray | None
     refinement: tuple[int, float, float] | None

@@ -10,5 +10,8 @@ from typing import Literal, get_args
 Output = Literal["mesh", "texture", "albedo", "overlay", "maps", "code", "glb"]
 #: Every output facegen can write.
 OUTPUTS: tuple[Output, ...] = get_args(Output)
+#: The outputs made from the faces' render (its image, coverage and fragments): without them, predict renders
+#: nothing.
+RENDERED: frozenset[Output] = frozenset({"texture", "albedo", "overlay", "maps", "glb"})
 #: What ``facegen predict`` writes unless ``--outputs`` says otherwise (the GLB is asked for by name).
 DEFAULT_OUTPUTS: tuple[Output, ...] = tuple(output for output in OUTPUTS if output != "glb")

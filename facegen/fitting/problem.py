@@ -41,20 +41,27 @@ class FitTargets(NamedTuple):
 #: A task's objective: ``(targets, code, decoded) -> scalar``, with ``code`` already decoded into ``decoded``
 #: when given (None: the objective decodes it).
 Objective = Callable[[FitTargets, FaceCode, DecodedFace | None], Tensor]
+#: The same objective with the geometry (pose, shape, expression) of a code held: ``(targets, code)`` -> a
+#: function of the moving code whose value equals the objective's while only reflectance and light move; what
+#: depends on the geometry alone (visibility, the photo's colours at the vertices, the landmark term, the
+#: geometry's priors) is computed once.
+HeldGeometry = Callable[[FitTargets, FaceCode], Callable[[FaceCode], Tensor]]
 
 
 class FitProblem(NamedTuple):
     """How a task explains faces: its ``decoder`` (model, camera, albedo), the ``region`` (V,) bool of vertices
     its photometric term sees, the photometric stage's loss ``weights``, its ``objective`` (the photometric
     stage's Adam solver descends it; with those weights it is the cost the Levenberg-Marquardt solver minimises
-    as least squares) and its ``photometric`` term (``points`` or ``raster``; Levenberg-Marquardt fits
-    ``points``)."""
+    as least squares), its ``photometric`` term (``points`` or ``raster``; Levenberg-Marquardt fits ``points``)
+    and, when it has one, the objective with the geometry held (:data:`HeldGeometry`), which the Adam solver
+    uses when only reflectance and light move."""
 
     decoder: FaceDecoder
     region: Tensor
     weights: LossWeights
     objective: Objective
     photometric: str = "points"
+    held_geometry: HeldGeometry | None = None
 
 
 def clone_out_of_inference(value):

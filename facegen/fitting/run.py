@@ -109,15 +109,21 @@ def _adam(
     problem: FitProblem, targets: FitTargets, code: FaceCode, stage: PhotometricStage
 ) -> tuple[FaceCode, list[float]]:
     """``stage.steps`` of Adam at ``stage.lr`` on ``problem.objective``, moving ``stage.parts``; returns the code
-    (detached) and the objective before each step. When only reflectance and light move, the geometry of
-    ``code`` is decoded once instead of at every step (same values: pose, shape and expression do not move)."""
+    (detached) and the objective before each step. When only reflectance and light move, what depends on the
+    geometry is computed once instead of at every step (same values: pose, shape and expression do not move):
+    by the problem's ``held_geometry`` when it has one, else the decoded geometry."""
     decoder, objective = problem.decoder, problem.objective
-    geometry = None
-    if stage.geometry_fixed:
+    geometry = held = None
+    if stage.geometry_fixed and problem.held_geometry is not None:
+        with torch.inference_mode(False), torch.no_grad():
+            held = problem.held_geometry(*clone_out_of_inference((targets, code)))
+    elif stage.geometry_fixed:
         with torch.inference_mode(False), torch.no_grad():
             geometry = clone_out_of_inference(decoder(code))
 
     def loss(targets: FitTargets, moving: FaceCode) -> Tensor:
+        if held is not None:
+            return held(moving)
         if geometry is None:
             return objective(targets, moving, None)
         with float32(moving.albedo.device):

@@ -57,10 +57,15 @@ def sh_shading(normals: Tensor, coeffs: Tensor) -> Tensor:
     Returns:
         (B, N, 3) (or (B, H, W, 3)) shading, to multiply with albedo.
     """
-    basis = sh_basis(normals)
+    return shade(sh_basis(normals), coeffs)
+
+
+def shade(basis: Tensor, coeffs: Tensor) -> Tensor:
+    """Per-point RGB irradiance from the points' SH ``basis`` (B, ..., 9) (:func:`sh_basis` of their normals,
+    e.g. computed once for a fixed geometry) and radiance ``coeffs`` (B, 27): (B, ..., 3)."""
     gamma = coeffs.reshape(coeffs.shape[0], 3, 9)
-    flat = basis.reshape(basis.shape[0], math.prod(normals.shape[1:-1]), 9)  # explicit: B may be 0
-    return (flat @ gamma.transpose(1, 2)).reshape(*normals.shape[:-1], 3)
+    flat = basis.reshape(basis.shape[0], math.prod(basis.shape[1:-1]), 9)  # explicit: B may be 0
+    return (flat @ gamma.transpose(1, 2)).reshape(*basis.shape[:-1], 3)
 
 
 def ambient_sh(batch: int, intensity: float = 1.0, device=None, dtype=None) -> Tensor:

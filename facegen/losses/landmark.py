@@ -30,13 +30,17 @@ def landmark_weights(jaw: float = 0.5, inner: float = 1.0, custom: list[float] |
     return weights
 
 
-def landmark_loss(prediction: Tensor, target: Tensor, weights: Tensor, image_size: int) -> Tensor:
+def landmark_loss(
+    prediction: Tensor, target: Tensor, weights: Tensor, image_size: int, per_face: bool = False
+) -> Tensor:
     """Weighted mean squared distance between landmarks (B, 68, 2) in pixels, in (pixels at
     :data:`REFERENCE_SIZE`)², so a weight means the same at every resolution. ``weights``: (68,) or per face
-    (B, 68); each face's mean is normalised by its own weights, then the faces are averaged."""
+    (B, 68); each face's mean is normalised by its own weights, then the faces are averaged (``per_face``: (B,),
+    not averaged)."""
     squared = ((prediction - target) * reference_scale(image_size)).pow(2).sum(-1)  # (B, 68)
     weights = weights.to(squared).expand_as(squared)
-    return ((squared * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)).mean()
+    faces = (squared * weights).sum(-1) / weights.sum(-1).clamp(min=1e-12)
+    return faces if per_face else faces.mean()
 
 
 def landmark_error(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

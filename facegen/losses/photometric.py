@@ -42,29 +42,35 @@ def colour_distance(prediction: Tensor, target: Tensor, norm: Norm = "l21", eps:
 #: How a masked mean averages over a batch: ``batch`` (one mean over every face's masked values) or ``image``
 #: (each face's own masked mean, then their average: every face counts the same however much of it is seen).
 Average = Literal["batch", "image"]
+#: :data:`Average`, or ``face``: each face's own masked mean, not averaged (B,) (each face's own objective).
+Reduction = Literal["batch", "image", "face"]
 
 
-def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6, average: Average = "batch") -> Tensor:
+def masked_mean(values: Tensor, mask: Tensor, eps: float = 1e-6, average: Reduction = "batch") -> Tensor:
     """Mean of ``values`` (B, ...) weighted by ``mask`` of the same shape (float or bool): over everything, or
-    (``average="image"``) per image and then over the batch (an image with an empty mask counts as 0)."""
+    (``average="image"``) per image and then over the batch (an image with an empty mask counts as 0), or
+    (``average="face"``) per image, (B,)."""
     mask = mask.to(values.dtype)
     if average == "batch":
         return (values * mask).sum() / mask.sum().clamp(min=eps)
     dims = tuple(range(1, values.dim()))
-    return ((values * mask).sum(dims) / mask.sum(dims).clamp(min=eps)).mean()
+    per_face = (values * mask).sum(dims) / mask.sum(dims).clamp(min=eps)
+    return per_face if average == "face" else per_face.mean()
 
 
 def photometric_loss(
-    prediction: Tensor, target: Tensor, mask: Tensor, norm: Norm = "l21", average: Average = "batch"
+    prediction: Tensor, target: Tensor, mask: Tensor, norm: Norm = "l21", average: Reduction = "batch"
 ) -> Tensor:
     """Masked mean colour distance. ``mask``: (B, 1, H, W) / (B, H, W) for images, (B, N) for points."""
     distance = colour_distance(prediction, target, norm)
     return masked_mean(distance, mask.reshape(distance.shape), average=average)
 
 
-def ssim_loss(prediction: Tensor, target: Tensor, mask: Tensor, window: int = 7) -> Tensor:
+def ssim_loss(
+    prediction: Tensor, target: Tensor, mask: Tensor, window: int = 7, average: Reduction = "batch"
+) -> Tensor:
     """Kornia's structural dissimilarity (1 - SSIM) / 2, averaged over ``mask`` (B, 1, H, W)."""
     dissimilarity = kornia.losses.ssim_loss(prediction, target, window, reduction="none").mean(
         1, keepdim=True
     )
-    return masked_mean(dissimilarity, mask)
+    return masked_mean(dissimilarity, mask, average=average)

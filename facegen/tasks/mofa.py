@@ -22,14 +22,15 @@ from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.decoder.albedo import LearnedAlbedo
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.geometry import vertex_error
-from facegen.export.outputs import DEFAULT_OUTPUTS, Output
+from facegen.export.outputs import DEFAULT_OUTPUTS, RENDERED, Output
 from facegen.fitting import FitProblem, FitSchedule, FitTargets, Fitted, LandmarkModel, fit
 from facegen.fitting.plausibility import implausible_fits
+from facegen.fitting.problem import HeldGeometry
 from facegen.fitting.schedule import check_solver
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.precision import float32
 from facegen.geometry.rotations import euler_to_matrix, rotation_angle_between
-from facegen.geometry.sh import ambient_sh
+from facegen.geometry.sh import ambient_sh, sh_basis, shade
 from facegen.losses import (
     LossWeights,
     coefficient_prior,
@@ -168,6 +169,7 @@ class MoFA(FaceTask):
         self.fit_schedule = fit or FitSchedule()
         self.validate_fitted = validate_fitted
         self.videos = VideoTracks(video or VideoOptions())
+        self._render_predictions = True  # what predict's writer needs (see prediction_writer)
         model = load_face_model(face_model)
         if self.fit_schedule.landmarks.dense > 0 and model.dense_scheme is None:
             raise ConfigError(
@@ -226,41 +228,52 @@ class MoFA(FaceTask):
         code: FaceCode,
         decoded: DecodedFace | None = None,
         weights: LossWeights | None = None,
+        per_face: bool = False,
     ) -> dict[str, Tensor]:
         """Every unweighted loss term of MoFA for ``targets`` (:meth:`targets` of a batch) explained by ``code``
         (decoded here unless given); optional terms (SSIM) only when ``weights`` (default: the training ones)
-        give them a weight. Computed in float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
+        give them a weight. ``per_face``: each term of each face on its own, (B,) (the objective of a batch of
+        that one face; the learned albedo's smoothness, a property of the model, stays a scalar). Computed in
+        float32 even inside autocast (:mod:`facegen.geometry.precision`)."""
         with float32(targets.image.device):
-            return self._loss_terms(targets, code.upcast(), decoded, weights)
+            return self._loss_terms(targets, code.upcast(), decoded, weights, per_face)
 
     def _loss_terms(
-        self, targets: FitTargets, code: FaceCode, decoded: DecodedFace | None, weights: LossWeights | None
+        self,
+        targets: FitTargets,
+        code: FaceCode,
+        decoded: DecodedFace | None,
+        weights: LossWeights | None,
+        per_face: bool,
     ) -> dict[str, Tensor]:
         image, mask = targets.image, targets.mask
         decoded = self.decoder(code) if decoded is None else decoded
         size = targets.size
         terms: dict[str, Tensor] = {}
+        average = "face" if per_face else self.hparams.photometric_average
         if self.hparams.photometric == "points":
             visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
             observed = sample_image_at_points(torch.cat([image, mask], 1), decoded.pixels)
             valid = visible & self.region & (observed[..., 3] > 0.5)
             colours = self.decoder.vertex_colours(decoded, code.light)
             terms["photometric"] = photometric_loss(
-                colours, observed[..., :3], valid, self.hparams.norm, self.hparams.photometric_average
+                colours, observed[..., :3], valid, self.hparams.norm, average
             )
         else:
             rendered = self.decoder.render(decoded, code.light, background=image)
             valid = rendered.mask * (mask > 0.5)
-            terms["photometric"] = photometric_loss(
-                rendered.image, image, valid, self.hparams.norm, self.hparams.photometric_average
-            )
+            terms["photometric"] = photometric_loss(rendered.image, image, valid, self.hparams.norm, average)
             if (weights or self.weights).ssim > 0:
-                terms["ssim"] = ssim_loss(rendered.image, image, valid)
-        terms["landmark"] = landmark_loss(decoded.landmarks, targets.landmarks, targets.weights, size)
-        terms["shape"] = coefficient_prior(code.shape)
-        terms["expression"] = coefficient_prior(code.expression)
-        terms["light"] = light_prior(code.light)
-        terms["albedo"] = coefficient_prior(code.albedo)
+                terms["ssim"] = ssim_loss(
+                    rendered.image, image, valid, average="face" if per_face else "batch"
+                )
+        terms["landmark"] = landmark_loss(
+            decoded.landmarks, targets.landmarks, targets.weights, size, per_face=per_face
+        )
+        terms["shape"] = coefficient_prior(code.shape, per_face)
+        terms["expression"] = coefficient_prior(code.expression, per_face)
+        terms["light"] = light_prior(code.light, per_face)
+        terms["albedo"] = coefficient_prior(code.albedo, per_face)
         if isinstance(self.decoder.albedo, LearnedAlbedo):
             terms["albedo_smoothness"] = self.decoder.albedo.smoothness()
         return terms
@@ -365,16 +378,22 @@ class MoFA(FaceTask):
 
     def predict_step(self, batch: FaceBatch, batch_index: int) -> Reconstruction:
         """The reconstruction of ``batch``, fitted when ``fit`` has a stage; faces of video frames tied together in
-        time (``video``)."""
-        return self.reconstruct(batch, fit=True, video=True)
+        time (``video``); rendered unless the prediction writer writes nothing made from the render."""
+        return self.reconstruct(batch, fit=True, video=True, render=self._render_predictions)
 
     @torch.no_grad()
     def reconstruct(
-        self, batch: FaceBatch, fit: bool = False, geometry: bool = False, video: bool = False
+        self,
+        batch: FaceBatch,
+        fit: bool = False,
+        geometry: bool = False,
+        video: bool = False,
+        render: bool = True,
     ) -> Reconstruction:
         """The encoder's code for ``batch`` (fitted by the ``fit`` schedule when asked and it has a stage),
         decoded into everything a writer or a picture needs; ``geometry``: also the grey shaded shape;
-        ``video``: faces of video frames tied together in time (:attr:`videos`)."""
+        ``video``: faces of video frames tied together in time (:attr:`videos`); ``render``: the faces rendered
+        (else ``render`` is None)."""
         code = self(batch.image).upcast()
         history: list[float] = []
         face_loss = diverged = None
@@ -415,7 +434,7 @@ class MoFA(FaceTask):
             camera_rotation=rotation,
             camera_translation=translation,
             shaded=decoder.vertex_colours(decoded, code.light),
-            render=decoder.render(decoded, code.light, background=0.0),
+            render=decoder.render(decoded, code.light, background=0.0) if render else None,
             fit_loss=history,
             face_loss=face_loss,
             fit_diverged=diverged,
@@ -426,7 +445,9 @@ class MoFA(FaceTask):
     def prediction_writer(
         self, out: str, overwrite: bool, texture_size: int, outputs: Sequence[Output] = DEFAULT_OUTPUTS
     ) -> FaceExporter:
-        """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``)."""
+        """The callback that writes this model's predictions (``facegen predict --out``, ``--outputs``); its
+        outputs decide whether :meth:`predict_step` renders the faces."""
+        self._render_predictions = bool(RENDERED & set(outputs))
         return FaceExporter(out, self.decoder.model, overwrite, texture_size, outputs)
 
     def weighted_loss(
@@ -441,13 +462,9 @@ class MoFA(FaceTask):
         return self._total(self.loss_terms(targets, code, decoded, weights), weights)
 
     def face_losses(self, targets: FitTargets, code: FaceCode) -> Tensor:
-        """(B,) the fit's objective (its loss weights) of each face of ``targets`` on its own."""
+        """(B,) the fit's objective (its loss weights) of each face of ``targets`` on its own, in one pass."""
         weights = self.fit_problem().weights
-        losses = [
-            self.weighted_loss(targets.take([i]), FaceCode(*(part[i : i + 1] for part in code)), weights)
-            for i in range(code.batch_size)
-        ]
-        return torch.stack(losses)
+        return self._total(self.loss_terms(targets, code, weights=weights, per_face=True), weights)
 
     def point_weights(self, batch: FaceBatch) -> Tensor:
         """(B, 68) weight of each landmark of each face: the model's ``landmark_weights`` (jaw, or the 68 given)
@@ -464,7 +481,57 @@ class MoFA(FaceTask):
         def objective(targets: FitTargets, code: FaceCode, decoded: DecodedFace | None) -> Tensor:
             return self.weighted_loss(targets, code, weights, decoded)
 
-        return FitProblem(self.decoder, self.region, weights, objective, self.hparams.photometric)
+        held = self._held_geometry(weights) if self.hparams.photometric == "points" else None
+        return FitProblem(self.decoder, self.region, weights, objective, self.hparams.photometric, held)
+
+    def _held_geometry(self, weights: LossWeights) -> HeldGeometry:
+        """MoFA's ``points`` objective with ``weights`` and a code's geometry held
+        (:data:`~facegen.fitting.problem.HeldGeometry`): the terms of :meth:`loss_terms` in the same order, those
+        of the geometry computed once."""
+
+        def build(targets: FitTargets, code: FaceCode):
+            with torch.no_grad(), float32(targets.image.device):
+                code = code.upcast()
+                decoded = self.decoder(code)
+                size = targets.size
+                visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
+                observed = sample_image_at_points(torch.cat([targets.image, targets.mask], 1), decoded.pixels)
+                valid = visible & self.region & (observed[..., 3] > 0.5)
+                basis = sh_basis(decoded.normals)
+                geometry_terms = {
+                    "landmark": landmark_loss(decoded.landmarks, targets.landmarks, targets.weights, size),
+                    "shape": coefficient_prior(code.shape),
+                    "expression": coefficient_prior(code.expression),
+                }
+                smoothness = (
+                    self.decoder.albedo.smoothness()
+                    if isinstance(self.decoder.albedo, LearnedAlbedo)
+                    else None
+                )
+
+            def objective(moving: FaceCode) -> Tensor:
+                with float32(targets.image.device):
+                    moving = moving.upcast()
+                    colours = self.decoder.colours(moving) * shade(basis, moving.light)
+                    terms = {
+                        "photometric": photometric_loss(
+                            colours,
+                            observed[..., :3],
+                            valid,
+                            self.hparams.norm,
+                            self.hparams.photometric_average,
+                        ),
+                        **geometry_terms,
+                        "light": light_prior(moving.light),
+                        "albedo": coefficient_prior(moving.albedo),
+                    }
+                    if smoothness is not None:
+                        terms["albedo_smoothness"] = smoothness
+                    return self._total(terms, weights)
+
+            return objective
+
+        return build
 
     def fitted(self, batch: FaceBatch, code: FaceCode, schedule: FitSchedule | None = None) -> Fitted:
         """``code`` fitted to ``batch`` by ``schedule`` (default: ``fit``)."""
