@@ -102,3 +102,14 @@ def cpu_config(path: Path, out: Path, **trainer) -> dict:
     config["trainer"].update({**settings, **trainer})
     config["trainer"]["logger"]["init_args"]["save_dir"] = str(out / "runs")
     return config
+
+
+def undecodable_shard(path: Path, count: int) -> Path:
+    """A shard of ``count`` samples whose images do not decode (each a bad sample, the file itself sound)."""
+    bad = []
+    for i in range(count):
+        sample = good_sample(f"b{i}")
+        sample["png"] = b"not an image"
+        bad.append(sample)
+    write_shard(path, bad)
+    return path

@@ -12,7 +12,7 @@ from facegen.commands.now_benchmark import read_now, read_scans
 from facegen.data import FaceDataModule
 from facegen.errors import BadFileError, ConfigError
 from facegen.evaluation.aflw2000 import read_aflw2000
-from tests.data_helpers import good_sample, write_shard
+from tests.data_helpers import undecodable_shard
 from tests.test_evaluate import _landmarks, write_aflw
 
 
@@ -70,13 +70,8 @@ def test_a_malformed_now_scan_is_named_before_anything_is_predicted(tmp_path):
 
 
 def test_validation_where_no_sample_decodes_fails_naming_the_shard(tmp_path):
-    bad = []
-    for i in range(3):
-        sample = good_sample(f"b{i}")
-        sample["png"] = b"not an image"
-        bad.append(sample)
-    write_shard(tmp_path / "shard-000000.tar", bad)
-    data = FaceDataModule(val=str(tmp_path / "shard-000000.tar"), batch_size=2, num_workers=0, image_size=32)
+    shard = undecodable_shard(tmp_path / "shard-000000.tar", 3)
+    data = FaceDataModule(val=str(shard), batch_size=2, num_workers=0, image_size=32)
     data.setup("validate")
     with pytest.raises(BadFileError, match="no usable sample in 1 shard.*shard-000000.tar.*all 3 were bad"):
         list(data.val_dataloader())

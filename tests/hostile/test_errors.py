@@ -15,7 +15,7 @@ import yaml
 from facegen.cli import main, user_error
 from facegen.errors import ConfigError
 from facegen.morphable.builtin import builtin_model
-from facegen.tasks import MoFA
+from facegen.tasks import LossWeights, MoFA
 from tests.conftest import ROOT
 from tests.data_helpers import face_batch
 
@@ -143,7 +143,8 @@ def test_debug_shows_the_traceback(monkeypatch, tmp_path):
 def test_fitting_off_works_with_the_quickstart_config(monkeypatch):
     """``--model.init_args.fit null`` with the quickstart's ``validate_fitted: 1``."""
     init = yaml.safe_load(open(QUICKSTART))["model"]["init_args"]
-    model = MoFA(**{**init, "fit": None, "depths": [1], "width": 8, "image_size": 32})
+    weights = LossWeights(**init.get("weights", {}))
+    model = MoFA(**{**init, "weights": weights, "fit": None, "depths": [1], "width": 8, "image_size": 32})
     monkeypatch.setattr(model, "fitted", lambda *args: pytest.fail("fitted although fit is null"))
     batch = face_batch(torch.rand(2, 3, 32, 32), torch.rand(2, 68, 2) * 31)
     model.validation_step(batch, 0)

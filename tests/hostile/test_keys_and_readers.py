@@ -30,6 +30,7 @@ from tests.data_helpers import (
     good_sample,
     sample_members,
     template_landmarks,
+    undecodable_shard,
     write_raw_tar,
     write_shard,
 )
@@ -151,13 +152,8 @@ def test_an_empty_archive_raises_instead_of_validating_nothing(tmp_path):
 
 
 def test_a_training_shard_where_nothing_decodes_raises_after_one_pass(tmp_path):
-    bad = []
-    for i in range(4):
-        sample = good_sample(f"b{i}")
-        sample["png"] = b"not an image"
-        bad.append(sample)
-    write_shard(tmp_path / "shard-000000.tar", bad)
-    stream = ShardStream([str(tmp_path / "shard-000000.tar")], 2, mode="train", batches_per_rank=3)
+    shard = undecodable_shard(tmp_path / "shard-000000.tar", 4)
+    stream = ShardStream([str(shard)], 2, mode="train", batches_per_rank=3)
     with deadline(30), pytest.raises(BadFileError, match="no usable sample.*bad_image"):
         list(stream)
 

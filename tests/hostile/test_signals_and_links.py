@@ -28,8 +28,8 @@ from facegen.nets.stylegan import Generator
 from tests.conftest import ROOT
 from tests.data_helpers import face_photo, template_landmarks
 from tests.gan_files import randomised, rosinality_state
-from tests.hostile.test_output_paths import SIZE
 from tests.test_mofa import tiny_config
+from tests.test_predict import predict_config as base_predict_config
 
 
 class SignalAt(Callback):
@@ -88,31 +88,14 @@ def photo_folder(tmp_path) -> Path:
 
 
 def predict_config(folder: Path, photos: Path, callbacks: list[dict]) -> Path:
-    config = {
-        "trainer": {
-            "accelerator": "cpu",
-            "logger": False,
-            "enable_progress_bar": False,
-            "default_root_dir": str(folder),
-            "callbacks": callbacks,
-        },
-        "model": {
-            "class_path": "facegen.tasks.MoFA",
-            "init_args": {"image_size": SIZE, "depths": [1], "width": 8, "fit": None},
-        },
-        "data": {
-            "class_path": "facegen.data.FaceDataModule",
-            "init_args": {
-                "predict_dir": str(photos),
-                "predict_detector": "files",
-                "batch_size": 2,
-                "num_workers": 0,
-                "image_size": SIZE,
-            },
-        },
-    }
-    path = folder / "predict.yaml"
-    path.write_text(yaml.safe_dump(config))
+    """The predict tests' config (:func:`tests.test_predict.predict_config`) without a fit, in batches of two,
+    with ``callbacks``."""
+    path = base_predict_config(folder, photos, 0)
+    spec = yaml.safe_load(path.read_text())
+    spec["trainer"]["callbacks"] = callbacks
+    spec["model"]["init_args"]["fit"] = None
+    spec["data"]["init_args"]["batch_size"] = 2
+    path.write_text(yaml.safe_dump(spec))
     return path
 
 
