@@ -219,3 +219,43 @@ def test_gan_import_refuses_tensors_that_do_not_fit_in_one_line_before_allocatin
     error = capsys.readouterr().err.strip()
     assert error.startswith("facegen: error:") and "\n" not in error and expected in error, error
     assert not (tmp_path / "gan.pt").exists()
+
+
+def test_prepare_stops_on_sigterm_keeping_finished_shards_and_the_rerun_finishes(
+    tmp_path, monkeypatch, capsys
+):
+    from facegen.data import prepare
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    landmarks = template_landmarks(0.8, (200, 180))
+    for i in range(6):
+        Image.fromarray(face_photo((400, 420), landmarks, seed=i)).save(folder / f"face{i}.png")
+        write_pts(folder / f"face{i}.pts", landmarks)
+    real, seen = prepare.process_photo, []
+
+    def signalled(*args, **kwargs):  # SIGTERM while the third photo (the second shard) is being prepared
+        seen.append(1)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "process_photo", signalled)
+    out = tmp_path / "shards"
+    command = [
+        "prepare",
+        "--input",
+        str(folder),
+        "--out",
+        str(out),
+        "--photos-per-shard",
+        "2",
+        "--progress",
+        "false",
+    ]
+    assert main(command) == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("facegen: stopped by SIGTERM:")
+    assert sorted(p.name for p in out.iterdir()) == ["shard-000000.json", "shard-000000.tar"]  # no partial
+    monkeypatch.setattr(prepare, "process_photo", real)
+    assert main(command) == 0
+    assert json.loads((out / "manifest.json").read_text())["faces"] == 6
