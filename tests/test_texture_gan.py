@@ -10,7 +10,7 @@ import torch
 
 from facegen.losses.adversarial import discriminator_loss, generator_loss, path_length_penalty, r1_penalty
 from facegen.nets.ada import AdaptiveAugment
-from facegen.nets.stylegan import Generator
+from facegen.nets.stylegan import Generator, seeded_latents
 from tests.data_helpers import cpu_config
 
 SMALL = {"channel_base": 256, "channel_max": 32}
@@ -588,6 +588,13 @@ def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
     frozen = [p.clone() for p in (*model.scene_generator.parameters(), *model.mofa.parameters())]
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     data = SeedDataModule(train_seeds="0-15", val_seeds="100-107", batch_size=4)
+    pairs, generate = [], model.generate
+
+    def recorded(z, ema=False, truncation=1.0):  # each texture latent beside its batch's 2D-image latents
+        pairs.append((z.clone(), model._scene_z.clone(), ema))
+        return generate(z, ema, truncation)
+
+    model.generate = recorded
     trainer = L.Trainer(
         max_steps=3,
         accelerator="cpu",
@@ -597,6 +604,13 @@ def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
         default_root_dir=tmp_path,
     )
     trainer.fit(model, data)
+    # one latent per person: every texture of a training step (D's, G's and the path-length batch) is driven by
+    # the latent of the 2D image it is composited onto, seeded by the batch's seeds
+    training = [(z, scene) for z, scene, ema in pairs if not ema]
+    assert len(training) >= 2 and all(torch.equal(z, scene[: len(z)]) for z, scene in training)
+    table = seeded_latents(list(range(16)), model.scene_generator.z_dim)  # the training seeds' latents
+    assert all((row == table).all(1).any() for _, scene in training for row in scene)
+    model.generate = generate
     assert bool(model.directions.fitted) and model.directions.basis.abs().sum() > 0
     changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"generator", "discriminator"} <= changed

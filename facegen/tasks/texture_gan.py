@@ -44,7 +44,7 @@ from facegen.fitting import PhotometricStage
 from facegen.geometry.precision import float32
 from facegen.geometry.sh import sh_shading
 from facegen.nets.gan_import import read_gan
-from facegen.nets.stylegan import Discriminator, Generator, seeded_latents
+from facegen.nets.stylegan import Discriminator, Generator, seeded_latents, to_unit
 from facegen.predictions import GeneratedTextures, ReconstructedTextures
 from facegen.tasks.adversarial import AdversarialTask, Regularization
 from facegen.tasks.conditioning import (
@@ -198,9 +198,24 @@ class TextureGAN(AdversarialTask):
             )
         seeds = batch.seeds.tolist()
         rng = None if self.training else torch.Generator().manual_seed(seeds[0] if seeds else 0)
-        return self.scene_condition(
-            seeded_latents(seeds, self.scene_generator.z_dim).to(self.device), repose, rng
-        )
+        self._scene_z = seeded_latents(seeds, self.scene_generator.z_dim).to(self.device)
+        return self.scene_condition(self._scene_z, repose, rng)
+
+    def latents(self, batch_size: int) -> Tensor:
+        """The texture generator's latents: in ``composite`` mode the latents of the batch's 2D images (the
+        first ``batch_size``; :meth:`condition` sets them), so that each composite pairs a person's texture with
+        that person's head; else fresh noise."""
+        scene = getattr(self, "_scene_z", None)
+        if self.hparams.mode == "composite" and scene is not None and scene.shape[0] >= batch_size:
+            return scene[:batch_size]
+        return super().latents(batch_size)
+
+    def generate(self, z: Tensor, ema: bool = False, truncation: float = 1.0) -> Tensor:
+        """As the adversarial task's, but in ``composite`` mode the training generator mixes no styles: the 2D
+        generator renders each person from one w, and the texture paired with it follows the same latent."""
+        if ema or self.hparams.mode != "composite":
+            return super().generate(z, ema, truncation)
+        return to_unit(self.generator.synthesis(self.generator.ws(z), noise_mode="random"))
 
     @torch.no_grad()
     def scene_condition(
