@@ -793,3 +793,29 @@ def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_pa
     path.write_text(yaml.safe_dump(config))
     assert main(["fit", "--config", str(path)]) == 0
     assert list((tmp_path / "runs").rglob("last.ckpt"))  # written through the config's W&B logger folder
+
+
+def test_composites_are_rendered_at_the_discriminators_resolution(mofa_checkpoint, face_stylegan_checkpoint):
+    """D compares the 2D images at their own resolution with composites rendered there: no resize down to the
+    MoFA's crop and back (the background of a composite is the 2D image's own pixels)."""
+    from facegen.data.batch import SeedBatch
+    from facegen.geometry.camera import intrinsics_from_fov
+
+    checkpoint, _ = face_stylegan_checkpoint
+    model = composite_model(mofa_checkpoint, checkpoint).eval()
+    with torch.no_grad():
+        condition = model.condition(SeedBatch(torch.arange(4)), repose=False)
+        real, _ = model.real_inputs(condition)
+        texture = torch.rand(4, 3, model.hparams.resolution, model.hparams.resolution)
+        fake = model.fake_inputs(texture, condition, None)
+    size = model.hparams.resolution
+    assert condition.image.shape[-1] != size and condition.native.shape[-1] == size
+    assert real.shape[-1] == fake.shape[-1] == size and torch.equal(real, condition.native * 2 - 1)
+    K = intrinsics_from_fov(model.mofa.decoder.fov, (size, size)).expand(4, 3, 3)
+    covered = model._native.rasterize(condition.decoded.vertices, model.mofa.decoder.model.faces, K).mask[
+        :, None
+    ]
+    assert covered.any() and not covered.all()
+    assert torch.equal(
+        torch.where(covered, 0.0, fake), torch.where(covered, 0.0, real)
+    )  # untouched background

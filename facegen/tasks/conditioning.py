@@ -15,9 +15,10 @@ from facegen.data.batch import FaceBatch
 from facegen.decoder import DecodedFace, FaceCode, FaceDecoder
 from facegen.errors import ConfigError
 from facegen.fitting import FitSchedule, FitTargets, PhotometricStage, fit
-from facegen.geometry.camera import transform_points
+from facegen.geometry.camera import intrinsics_from_fov, transform_points
 from facegen.geometry.sh import ambient_sh
 from facegen.morphable.registry import load_face_model
+from facegen.render.renderer import Renderer
 from facegen.tasks.mofa import MoFA
 
 #: Yaw angles (radians) of the novel views of a textured face.
@@ -33,12 +34,14 @@ class MoFASource:
 
 class Condition(NamedTuple):
     """What the frozen MoFA says of a batch of photos: image (B, 3, S, S) in [0, 1], face mask (B, 1, S, S), code,
-    decoded geometry (camera frame)."""
+    decoded geometry (camera frame), and for a 2D generator's images the images at its own resolution
+    (B, 3, R, R), else None."""
 
     image: Tensor
     mask: Tensor
     code: FaceCode
     decoded: DecodedFace
+    native: Tensor | None = None
 
 
 def load_mofa(source: MoFASource, face_model: str | None) -> MoFA:
@@ -97,19 +100,27 @@ def fit_unlabelled(mofa: MoFA, image: Tensor, code: FaceCode, stage: Photometric
     return fit(mofa.fit_problem(schedule), targets, code, schedule).code
 
 
-def render_texture(decoder: FaceDecoder, texture: Tensor, condition: Condition) -> Tensor:
-    """UV ``texture`` (B, 3, R, R) in [0, 1] shaded on the fitted faces, composited into the photos:
-    (B, 3, S, S)."""
+def render_texture(
+    decoder: FaceDecoder, texture: Tensor, condition: Condition, native: Renderer | None = None
+) -> Tensor:
+    """UV ``texture`` (B, 3, T, T) in [0, 1] shaded on the fitted faces, composited into the photos: (B, 3, S, S);
+    with ``native`` (a renderer at the 2D images' own resolution R), into ``condition.native``: (B, 3, R, R),
+    the same camera's field of view at that size."""
     decoded, model = condition.decoded, decoder.model
-    return decoder.renderer(
+    renderer, K, background = decoder.renderer, decoded.K, condition.image
+    if native is not None:
+        size = native.settings.image_size
+        renderer, background = native, condition.native
+        K = intrinsics_from_fov(decoder.fov, size).to(decoded.K).expand_as(decoded.K)
+    return renderer(
         decoded.vertices,
         model.faces,
-        decoded.K,
+        K,
         texture=texture,
         uv_coords=model.uv_coords,
         uv_faces=model.uv_faces,
         sh_coeffs=condition.code.light,
-        background=condition.image,
+        background=background,
     ).image
 
 

@@ -100,11 +100,13 @@ class PoseDirections(nn.Module):
 
 class Scene(NamedTuple):
     """Images of the frozen 2D generator: image (B, 3, S, S) in [0, 1] at the MoFA's crop size, the w each was
-    made from (B, w_dim) after re-posing, and which were mirrored (B,) bool."""
+    made from (B, w_dim) after re-posing, which were mirrored (B,) bool, and the images at the generator's own
+    resolution (B, 3, R, R) (what the discriminator compares composites with, never resized)."""
 
     image: Tensor
     w: Tensor
     flipped: Tensor
+    native: Tensor
 
 
 def render_scene(
@@ -126,10 +128,11 @@ def render_scene(
         flipped = (torch.rand(z.shape[0], generator=rng) < options.flip).to(z.device)
     ws = w.unsqueeze(1).repeat(1, generator.num_ws, 1)
     image = to_unit(generator.synthesis(ws, noise_mode=noise_mode))
-    image = torch.where(flipped[:, None, None, None], image.flip(-1), image)
+    native = torch.where(flipped[:, None, None, None], image.flip(-1), image).clamp(0, 1)
+    image = native
     if image.shape[-1] != size:
         image = F.interpolate(image, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return Scene(image.clamp(0, 1), w, flipped)
+    return Scene(image.clamp(0, 1), w, flipped, native)
 
 
 @torch.no_grad()

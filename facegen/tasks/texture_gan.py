@@ -25,6 +25,7 @@ share its networks and state; conditioning, re-posing and latent fitting are mod
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,7 @@ from facegen.geometry.sh import sh_shading
 from facegen.nets.gan_import import read_gan
 from facegen.nets.stylegan import Discriminator, Generator, seeded_latents, to_unit
 from facegen.predictions import GeneratedTextures, ReconstructedTextures
+from facegen.render.renderer import Renderer
 from facegen.tasks.adversarial import AdversarialTask, Regularization
 from facegen.tasks.conditioning import (
     Condition,
@@ -236,7 +238,7 @@ class TextureGAN(AdversarialTask):
         if self.scene_fit.steps:
             code = fit_unlabelled(self.mofa, scene.image, code, self.scene_fit)
         mask = scene.image.new_ones(scene.image.shape[0], 1, *scene.image.shape[-2:])
-        return Condition(scene.image, mask, code, self.mofa.decoder(code))
+        return Condition(scene.image, mask, code, self.mofa.decoder(code), scene.native)
 
     def on_fit_start(self) -> None:
         self._learn_pose_directions_once()
@@ -293,18 +295,34 @@ class TextureGAN(AdversarialTask):
         """UV ``texture`` (B, 3, R, R) in [0, 1] shaded on the fitted faces, composited into the images."""
         return render_texture(self.mofa.decoder, texture, condition)
 
+    def _native_renderer(self, condition: Condition) -> Renderer | None:
+        """A renderer at D's resolution when ``condition`` has the 2D images at that resolution (composite mode:
+        composites are rendered there, not rendered at the crop size and resized)."""
+        size = self.hparams.resolution
+        if condition.native is None or condition.native.shape[-1] != size:
+            return None
+        if getattr(self, "_native", None) is None:
+            settings = dataclasses.replace(self.mofa.decoder.renderer.settings, image_size=(size, size))
+            self._native = Renderer(settings)
+        return self._native
+
     def real_inputs(self, condition: Condition) -> tuple[Tensor, Tensor | None]:
         """What D sees of the photos (or 2D images), in [-1, 1], and (``uv`` mode) the visibility masks
         (B, 1, R, R) that generated textures are shown under: those of other photos of the batch."""
         if self.hparams.mode == "uv":
             real, seen = self.real_textures(condition)
             return torch.cat([real * 2 - 1, seen * 2 - 1], 1), seen.roll(1, 0)
+        if self._native_renderer(condition) is not None:
+            return condition.native * 2 - 1, None
         return self._at_d_resolution(condition.image) * 2 - 1, None
 
     def fake_inputs(self, texture: Tensor, condition: Condition, masks: Tensor | None) -> Tensor:
         """Generated ``texture`` (B, 3, R, R) in [0, 1] presented to D like the real inputs."""
         if self.hparams.mode == "uv":
             return torch.cat([texture * masks * 2 - 1, masks * 2 - 1], 1)
+        native = self._native_renderer(condition)
+        if native is not None:
+            return render_texture(self.mofa.decoder, texture, condition, native) * 2 - 1
         return self._at_d_resolution(self.render(texture, condition)) * 2 - 1
 
     def _at_d_resolution(self, image: Tensor) -> Tensor:
