@@ -30,3 +30,26 @@ def test_the_figure_shows_the_photo_overlay_two_views_and_the_texture(tmp_path, 
     for view in panels[2:4]:  # each view shows the mesh on white
         assert (view.min(-1) < 200).mean() > 0.1 and (view.min(-1) > 245).mean() > 0.1
     assert np.abs(panels[2] - panels[3]).mean() > 5  # turned
+
+
+def test_the_glb_figure_reads_the_file_back_and_moves_its_morph_targets(tmp_path, synthetic_photos, capsys):  # noqa: F811
+    from docs.make_glb_figure import main as make_glb_figure
+
+    photos, _ = synthetic_photos
+    for name in ("face0.png", "face0.pts"):
+        shutil.copy(photos / name, tmp_path / name)
+    out = tmp_path / "glb.jpg"
+    extra = ["--model.init_args.face_model", "builtin", "--model.init_args.image_size", "64"]
+    make_glb_figure(["--photo", str(tmp_path / "face0.png"), "--out", str(out), "--", *extra])
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["panels"] == [
+        [],
+        ["jaw_open"],
+        ["smile_left", "smile_right"],
+        ["blink_left", "blink_right"],
+    ]
+    picture = cv2.imread(str(out))
+    assert picture.shape == (HEIGHT, 4 * HEIGHT + 3 * GAP, 3)
+    panels = [picture[:, i * (HEIGHT + GAP) : i * (HEIGHT + GAP) + HEIGHT].astype(int) for i in range(4)]
+    assert (panels[0].min(-1) < 200).mean() > 0.1  # the face is drawn
+    assert np.abs(panels[1] - panels[0]).mean() > 1  # opening the jaw moves the mesh
