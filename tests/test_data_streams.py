@@ -334,3 +334,53 @@ def test_shards_made_for_another_face_model_or_framing_are_refused_naming_the_re
         setup(spec._replace(face_model=str(model_file)))
     with pytest.raises(ConfigError, match="were made with fill .*, the task uses 0.6; delete"):
         setup(spec._replace(fill=0.6))
+
+
+def _synth_stream(**settings):
+    from facegen.data.synth_stream import SynthStream
+
+    job = SynthJob("builtin", "unused", 0, options=SynthOptions(size=32), progress=False)
+    return SynthStream(job, 4, 3, **settings)
+
+
+def _shapes(batches) -> torch.Tensor:
+    return torch.cat([batch["params"]["shape"] for batch in batches])
+
+
+def test_the_synthetic_stream_renders_new_faces_that_never_repeat_and_resumes_exactly(monkeypatch):
+    import facegen.data.streams as streams
+
+    stream = _synth_stream()
+    first = list(stream)
+    shapes = _shapes(first)
+    assert len(first) == 3 and len(torch.unique(shapes, dim=0)) == 12  # no face twice in an epoch
+    assert all(batch["image"].shape == (4, 3, 32, 32) for batch in first)
+    stream.epoch = 1
+    assert not (_shapes(list(stream))[:, None] == shapes[None]).all(-1).any()  # the next epoch: new faces
+    resumed = _synth_stream()
+    resumed.skip_batches = 1  # a run resumed after its first batch continues with the same faces
+    tail = list(resumed)
+    assert len(tail) == 2 and all(
+        torch.equal(a["image"], b["image"]) for a, b in zip(tail, first[1:], strict=True)
+    )
+    faces = []
+    for rank in (0, 1):  # two DDP ranks (readers) draw faces of their own
+        monkeypatch.setattr(streams, "reader_identity", lambda rank=rank: (rank, 2))
+        faces.append(_shapes(list(_synth_stream())))
+    assert not (faces[0][:, None] == faces[1][None]).all(-1).any()
+
+
+def test_the_datamodule_streams_synthetic_training_faces_and_writes_no_training_shards(tmp_path):
+    from facegen.data.synth_stream import SynthStream
+
+    synthetic = SyntheticData(root=str(tmp_path / "synth"), train=16, val=4, samples_per_shard=4, stream=True)
+    data = FaceDataModule(synthetic=synthetic, batch_size=4, num_workers=0, image_size=32)
+    data.prepare_data()
+    assert (
+        not (tmp_path / "synth" / "train").exists()
+        and (tmp_path / "synth" / "val" / "manifest.json").is_file()
+    )
+    data.setup("fit")
+    assert isinstance(data.streams["train"], SynthStream) and len(data.streams["train"]) == 4
+    batch = next(iter(data.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32)

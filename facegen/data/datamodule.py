@@ -33,7 +33,9 @@ class SyntheticData:
     """Shards rendered with ``facegen synth`` into ``root/{train,val,test}`` when missing (on rank 0, in
     ``prepare_data``); each split uses its own seed so no face repeats across splits. The face model, the render
     size and the framing follow the task (:class:`~facegen.data.batch.InputSpec`): ``model`` and
-    ``options.size`` need not be given, and are refused when they contradict it."""
+    ``options.size`` need not be given, and are refused when they contradict it. ``stream``: the training faces
+    are rendered on the fly instead (:class:`~facegen.data.synth_stream.SynthStream`: ``train`` new faces per
+    epoch, none repeated, nothing written); validation and test stay fixed shards."""
 
     root: str = "data/synth/builtin"
     model: str | None = None
@@ -43,6 +45,7 @@ class SyntheticData:
     samples_per_shard: int = 500
     seed: int = 0
     options: SynthOptions = field(default_factory=SynthOptions)
+    stream: bool = False
 
     def split_dir(self, split: str) -> Path:
         return Path(self.root) / split
@@ -216,6 +219,8 @@ class FaceDataModule(LightningDataModule):
             count = getattr(spec, split)
             if count <= 0 or self.sources[split] is not None or split not in needed.get(job, (split,)):
                 continue
+            if split == "train" and spec.stream:  # rendered on the fly by the training stream
+                continue
             synth = self._synth_job(split, count, spec.seed * 1000 + offset)
             if (synth.out / "manifest.json").is_file():
                 continue
@@ -239,6 +244,9 @@ class FaceDataModule(LightningDataModule):
                     video_fps=self.video_fps,
                 )
                 continue
+            if split == "train" and self._streams_synthetic_faces():
+                self.streams[split] = self._synth_stream()
+                continue
             source = self._source(split)
             if source is None:
                 if stage is not None and split in ("train", "predict", "test"):
@@ -260,6 +268,30 @@ class FaceDataModule(LightningDataModule):
                 )
             else:
                 self.streams[split] = ShardStream(urls, self.eval_batch_size, self.image_size, "eval")
+
+    def _streams_synthetic_faces(self) -> bool:
+        synthetic = self.synthetic
+        return (
+            self.sources["train"] is None
+            and synthetic is not None
+            and synthetic.stream
+            and synthetic.train > 0
+        )
+
+    def _synth_stream(self):
+        """The training stream of new synthetic faces (``data.synthetic.stream``)."""
+        from facegen.data.synth_stream import SynthStream
+
+        synthetic = self.synthetic
+        world = self.trainer.world_size if self.trainer is not None else 1
+        batches = synthetic.train // (world * self.batch_size)
+        if batches < 1:
+            raise ConfigError(
+                f"data.synthetic.train {synthetic.train} faces per epoch give no batch of {self.batch_size} for "
+                f"each of {world} rank(s): raise it or lower data.batch_size"
+            )
+        job = self._synth_job("train", synthetic.train, synthetic.seed * 1000)
+        return SynthStream(job, self.batch_size, batches, self.seed, with_params=self.train_ground_truth)
 
     def _batches_per_rank(self, urls: list[str]) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1

@@ -169,11 +169,7 @@ class SynthJob:
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         records, todo = plan_shards(self.out, self.n, self.samples_per_shard, self.signature())
-        face_model = load_face_model(self.model)
-        albedo = None if face_model.has_albedo else RandomSkinAlbedo(face_model)
-        decoder = FaceDecoder(face_model, (self.options.size,) * 2, self.fov, self.fill, albedo=albedo)
-        layout = decoder.layout()
-        face_flags = _face_region(face_model)
+        face_model, decoder, layout, face_flags = self.renderer()
         bar = tqdm(
             total=self.n,
             initial=sum(r["samples"] for r in records.values()),
@@ -211,6 +207,21 @@ class SynthJob:
         }
         write_json_atomic(self.out / "manifest.json", manifest)
         return manifest
+
+    def renderer(self) -> tuple[MorphableModel, FaceDecoder, CodeLayout, Tensor]:
+        """What renders this job's faces: the face model, its decoder at the job's size and framing (random skin
+        albedo for models without an albedo basis), the code layout and the face-region flags of the triangles."""
+        face_model = load_face_model(self.model)
+        albedo = None if face_model.has_albedo else RandomSkinAlbedo(face_model)
+        decoder = FaceDecoder(face_model, (self.options.size,) * 2, self.fov, self.fill, albedo=albedo)
+        return face_model, decoder, decoder.layout(), _face_region(face_model)
+
+    @torch.no_grad()
+    def render_batch(self, renderer, first: int, count: int, generator: torch.Generator) -> list[dict]:
+        """``count`` new faces drawn with ``generator`` as encoded samples (what a shard holds), keyed from
+        ``first``; ``renderer``: :meth:`renderer`."""
+        _, decoder, layout, face_flags = renderer
+        return self._render_batch(decoder, layout, face_flags, first, count, generator)
 
     @torch.no_grad()
     def _render_batch(self, decoder, layout, face_flags, first, count, generator) -> list[dict]:
