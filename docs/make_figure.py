@@ -17,6 +17,7 @@ import math
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -103,21 +104,30 @@ def figure(photo: Path, face: Path) -> np.ndarray:
         *render_views(face, (0.0, 40.0)),
         texture,
     ]
+    return row(panels)
+
+
+def row(panels: list[np.ndarray]) -> np.ndarray:
+    """``panels`` (each ``HEIGHT``² RGB) side by side, ``GAP`` white pixels apart."""
     gap = np.full((HEIGHT, GAP, 3), 255, np.uint8)
-    row = [part for panel in panels for part in (panel, gap)][:-1]
-    return np.concatenate(row, axis=1)
+    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
-def main(argv: list[str] | None = None) -> None:
+@contextmanager
+def predicted_photo(argv: list[str] | None, description: str, out: str, outputs: list[str]):
+    """Parse a figure script's command line (``--photo``, ``--config``, ``--out`` with default ``out``; after
+    ``--``, more ``facegen predict`` arguments), run ``facegen predict`` on the photo (staged with its landmark
+    files) with ``outputs``; the context is (arguments, the staged photo, the first predicted face's folder), which
+    exist until it ends."""
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--photo", type=Path, help="default: scikit-image's astronaut")
     parser.add_argument("--config", default="configs/photos_ict.yaml")
-    parser.add_argument("--out", type=Path, default=Path("docs/figure.jpg"))
+    parser.add_argument("--out", type=Path, default=Path(out))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -131,24 +141,26 @@ def main(argv: list[str] | None = None) -> None:
             "--data.init_args.predict_dir",
             str(scratch / "photos"),
         ]
-        code = facegen([*command, "--out", str(predicted), "--trainer.enable_progress_bar", "false", *extra])
+        settings = ["--out", str(predicted), "--trainer.enable_progress_bar", "false", *outputs, *extra]
+        code = facegen([*command, *settings])
         faces = sorted(p.parent for p in predicted.glob("*/code.json"))
         if code or not faces:
-            sys.exit(f"make_figure.py: facegen predict found no face in {photo} (exit code {code})")
-        picture = figure(scratch / "photos" / photo.name, faces[0])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), picture[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]):
-        sys.exit(f"make_figure.py: --out {args.out}: cannot write an image there (use .jpg or .png)")
-    print(
-        json.dumps(
-            {
-                "figure": str(args.out),
-                "photo": str(photo.name),
-                "face": faces[0].name,
-                "size": picture.shape[:2],
-            }
-        )
-    )
+            sys.exit(f"{Path(sys.argv[0]).name}: facegen predict found no face in {photo} (exit code {code})")
+        yield args, scratch / "photos" / photo.name, faces[0]
+
+
+def write_figure(out: Path, picture: np.ndarray) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), picture[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        sys.exit(f"--out {out}: cannot write an image there (use .jpg or .png)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    with predicted_photo(argv, __doc__, "docs/figure.jpg", []) as (args, photo, face):
+        picture = figure(photo, face)
+    write_figure(args.out, picture)
+    record = {"figure": str(args.out), "photo": photo.name, "face": face.name, "size": picture.shape[:2]}
+    print(json.dumps(record))
 
 
 if __name__ == "__main__":

@@ -10,10 +10,8 @@ Prints one JSON line: the figure's path and the morph targets each panel moved.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -21,9 +19,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_figure import GAP, HEIGHT, default_photo, stage  # noqa: E402 (beside this script)
+from make_figure import HEIGHT, predicted_photo, row, write_figure  # noqa: E402 (beside this script)
 
-from facegen.cli import main as facegen  # noqa: E402
 from facegen.geometry.camera import MODEL_TO_OPENCV  # noqa: E402
 from facegen.render import RasterSettings, Renderer  # noqa: E402
 
@@ -36,25 +33,32 @@ POSES = (
 )
 
 
+def read_glb(data: bytes):
+    """A GLB file's bytes parsed by pygltflib, and a function giving accessor ``i`` as an array ((count, width),
+    or (count,) for scalars)."""
+    import pygltflib
+
+    gltf = pygltflib.GLTF2.load_from_bytes(data)
+    blob = gltf.binary_blob()
+    widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+    types = {pygltflib.FLOAT: np.float32, pygltflib.UNSIGNED_INT: np.uint32}
+
+    def accessor(index: int) -> np.ndarray:
+        spec = gltf.accessors[index]
+        view = gltf.bufferViews[spec.bufferView]
+        width = widths[spec.type]
+        values = np.frombuffer(blob, types[spec.componentType], spec.count * width, view.byteOffset)
+        return values.reshape(spec.count, width) if width > 1 else values
+
+    return gltf, accessor
+
+
 class GlbFace:
     """A face GLB read back with pygltflib: positions (N, 3) metres, triangles (F, 3), UVs (N, 2), the texture
     (H, W, 3) uint8 or None, morph-target offsets (K, N, 3), their names and default weights (K,)."""
 
     def __init__(self, path: Path) -> None:
-        import pygltflib
-
-        gltf = pygltflib.GLTF2.load(str(path))
-        blob = gltf.binary_blob()
-        widths = {"SCALAR": 1, "VEC2": 2, "VEC3": 3}
-        types = {pygltflib.FLOAT: np.float32, pygltflib.UNSIGNED_INT: np.uint32}
-
-        def array(index: int) -> np.ndarray:
-            spec = gltf.accessors[index]
-            view = gltf.bufferViews[spec.bufferView]
-            width = widths[spec.type]
-            values = np.frombuffer(blob, types[spec.componentType], spec.count * width, view.byteOffset)
-            return values.reshape(spec.count, width) if width > 1 else values
-
+        gltf, array = read_glb(Path(path).read_bytes())
         mesh = gltf.meshes[0]
         primitive = mesh.primitives[0]
         self.positions = array(primitive.attributes.POSITION).astype(np.float64)
@@ -70,7 +74,7 @@ class GlbFace:
         self.texture = None
         if gltf.images:
             view = gltf.bufferViews[gltf.images[0].bufferView]
-            data = np.frombuffer(blob, np.uint8, view.byteLength, view.byteOffset)
+            data = np.frombuffer(gltf.binary_blob(), np.uint8, view.byteLength, view.byteOffset)
             self.texture = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].copy()
 
     def shaped(self, weights: np.ndarray) -> np.ndarray:
@@ -110,44 +114,15 @@ def figure(path: Path) -> tuple[np.ndarray, list[list[str]]]:
             weights[chosen] = 1.0
             panels.append(render(face, face.shaped(weights), centre, radius))
             moved.append([face.names[i] for i in chosen])
-    gap = np.full((HEIGHT, GAP, 3), 255, np.uint8)
-    row = [part for panel in panels for part in (panel, gap)][:-1]
-    return np.concatenate(row, axis=1), moved
+    return row(panels), moved
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--photo", type=Path, help="default: scikit-image's astronaut")
-    parser.add_argument("--config", default="configs/photos_ict.yaml")
-    parser.add_argument("--out", type=Path, default=Path("docs/glb_figure.jpg"))
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        photo = args.photo or default_photo(scratch)
-        stage(photo, scratch / "photos")
-        predicted = scratch / "predicted"
-        command = [
-            "predict",
-            "--config",
-            args.config,
-            "--data.init_args.predict_dir",
-            str(scratch / "photos"),
-        ]
-        outputs = ["--outputs", "[glb, code]", "--trainer.enable_progress_bar", "false"]
-        code = facegen([*command, "--out", str(predicted), *outputs, *extra])
-        found = sorted(predicted.glob("*/face.glb"))
-        if code or not found:
-            sys.exit(f"make_glb_figure.py: facegen predict wrote no face.glb for {photo} (exit code {code})")
-        picture, moved = figure(found[0])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), picture[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]):
-        sys.exit(f"make_glb_figure.py: --out {args.out}: cannot write an image there (use .jpg or .png)")
-    print(json.dumps({"figure": str(args.out), "face": found[0].parent.name, "panels": moved}))
+    outputs = ["--outputs", "[glb, code]"]
+    with predicted_photo(argv, __doc__, "docs/glb_figure.jpg", outputs) as (args, _, face):
+        picture, moved = figure(face / "face.glb")
+    write_figure(args.out, picture)
+    print(json.dumps({"figure": str(args.out), "face": face.name, "panels": moved}))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,18 @@ from docs.make_figure import main as make_figure
 from tests.test_predict import synthetic_photos  # noqa: F401  (the fixture)
 
 
-def test_the_figure_shows_the_photo_overlay_two_views_and_the_texture(tmp_path, synthetic_photos, capsys):  # noqa: F811
-    photos, _ = synthetic_photos
+def figure_arguments(folder, photos_and_truth, out) -> list[str]:
+    """A figure script's command line for a synthetic photo (with its landmark file) and the built-in model."""
+    photos, _ = photos_and_truth
     for name in ("face0.png", "face0.pts"):
-        shutil.copy(photos / name, tmp_path / name)
-    out = tmp_path / "figure.jpg"
+        shutil.copy(photos / name, folder / name)
     extra = ["--model.init_args.face_model", "builtin", "--model.init_args.image_size", "64"]
-    make_figure(["--photo", str(tmp_path / "face0.png"), "--out", str(out), "--", *extra])
+    return ["--photo", str(folder / "face0.png"), "--out", str(out), "--", *extra]
+
+
+def test_the_figure_shows_the_photo_overlay_two_views_and_the_texture(tmp_path, synthetic_photos, capsys):  # noqa: F811
+    out = tmp_path / "figure.jpg"
+    make_figure(figure_arguments(tmp_path, synthetic_photos, out))
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["face"] == "face0_f0"
     picture = cv2.imread(str(out))
@@ -35,12 +40,8 @@ def test_the_figure_shows_the_photo_overlay_two_views_and_the_texture(tmp_path, 
 def test_the_glb_figure_reads_the_file_back_and_moves_its_morph_targets(tmp_path, synthetic_photos, capsys):  # noqa: F811
     from docs.make_glb_figure import main as make_glb_figure
 
-    photos, _ = synthetic_photos
-    for name in ("face0.png", "face0.pts"):
-        shutil.copy(photos / name, tmp_path / name)
     out = tmp_path / "glb.jpg"
-    extra = ["--model.init_args.face_model", "builtin", "--model.init_args.image_size", "64"]
-    make_glb_figure(["--photo", str(tmp_path / "face0.png"), "--out", str(out), "--", *extra])
+    make_glb_figure(figure_arguments(tmp_path, synthetic_photos, out))
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["panels"] == [
         [],

@@ -8,32 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pygltflib
 import pytest
 
+from docs.make_glb_figure import read_glb
 from facegen.cli import main
 from facegen.export import read_obj
 from facegen.export.files import png_bytes
 from facegen.export.gltf import GltfMesh, glb_bytes
 from tests.test_predict import predict_config, synthetic_photos  # noqa: F401 (the fixture)
-
-DTYPES = {pygltflib.FLOAT: np.float32, pygltflib.UNSIGNED_INT: np.uint32}
-WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
-
-
-def read_glb(data: bytes) -> tuple[pygltflib.GLTF2, callable]:
-    """The parsed file and a function giving accessor ``i`` as an array."""
-    gltf = pygltflib.GLTF2.load_from_bytes(data)
-    binary = gltf.binary_blob()
-
-    def accessor(index: int) -> np.ndarray:
-        spec = gltf.accessors[index]
-        view = gltf.bufferViews[spec.bufferView]
-        width = WIDTHS[spec.type]
-        array = np.frombuffer(binary, DTYPES[spec.componentType], spec.count * width, view.byteOffset)
-        return array.reshape(spec.count, width) if width > 1 else array
-
-    return gltf, accessor
 
 
 def fitted_positions(gltf, accessor) -> np.ndarray:

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from docs.make_glb_figure import read_glb
 from facegen.cli import main
 from facegen.data.batch import FaceBatch
 from facegen.data.detection import detectors
@@ -24,7 +25,6 @@ from facegen.export.files import write_video_atomic
 from facegen.fitting import LandmarkModel, LandmarkStage, fit_landmarks
 from facegen.tasks import MoFA
 from facegen.tasks.video import VideoOptions, VideoTracks
-from tests.test_gltf import read_glb
 from tests.test_predict import PHOTO_OFFSET, PHOTO_SCALE, PHOTO_SIZE, SIZE, predict_config, synthetic_faces
 
 
