@@ -169,7 +169,8 @@ class SynthJob:
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         records, todo = plan_shards(self.out, self.n, self.samples_per_shard, self.signature())
-        face_model, decoder, layout, face_flags = self.renderer()
+        renderer = self.renderer()
+        face_model, _, layout, _ = renderer
         bar = tqdm(
             total=self.n,
             initial=sum(r["samples"] for r in records.values()),
@@ -184,7 +185,7 @@ class SynthJob:
             with ShardWriter(shard_path(self.out, index), {"signature": self.signature()}) as writer:
                 for first in range(start, stop, self.batch_size):
                     count = min(self.batch_size, stop - first)
-                    for sample in self._render_batch(decoder, layout, face_flags, first, count, generator):
+                    for sample in self.render_batch(renderer, first, count, generator):
                         writer.write(sample)
                     bar.update(count)
             records[index] = writer.record
@@ -221,10 +222,6 @@ class SynthJob:
         """``count`` new faces drawn with ``generator`` as encoded samples (what a shard holds), keyed from
         ``first``; ``renderer``: :meth:`renderer`."""
         _, decoder, layout, face_flags = renderer
-        return self._render_batch(decoder, layout, face_flags, first, count, generator)
-
-    @torch.no_grad()
-    def _render_batch(self, decoder, layout, face_flags, first, count, generator) -> list[dict]:
         options = self.options
         code = sample_code(layout, count, options, generator)
         decoded = decoder(code)

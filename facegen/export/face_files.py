@@ -85,6 +85,28 @@ class ModelFiles:
     photo_texels: Tensor | None = None
     expression_deltas: np.ndarray | None = None
 
+    def gltf_mesh(
+        self, neutral: np.ndarray, normals: np.ndarray, weights: np.ndarray, texture_png: bytes | None
+    ) -> GltfMesh:
+        """A GLB mesh of this model: the ``neutral`` vertices (V, 3, model space) under the expression morph
+        targets at ``weights`` (K,; a model without expressions gets none), unit ``normals`` (V, 3) of the mesh as
+        shown, and the PNG ``texture_png`` (None: untextured)."""
+        count = len(weights) if self.expression_deltas is not None else 0
+        uv, uv_faces = self.uv if self.uv is not None else (None, None)
+        names = list((self.expression_names or [])[:count]) or [f"expression_{k}" for k in range(count)]
+        return GltfMesh(
+            vertices=neutral,
+            normals=normals,
+            faces=self.faces,
+            uv=uv,
+            uv_faces=uv_faces,
+            texture_png=texture_png,
+            targets=self.expression_deltas[:count] if count else None,
+            target_names=names,
+            weights=np.asarray(weights, np.float64)[:count],
+            metres_per_unit=self.mm_per_unit / 1000.0,
+        )
+
     def dense_points(self, vertices: np.ndarray) -> np.ndarray | None:
         """(N, 3) dense landmarks on a mesh's ``vertices`` (V, 3), or None without dense landmarks."""
         if self.dense is None:
@@ -322,25 +344,11 @@ def _gltf_mesh(face: FaceResult, model: ModelFiles, texture: np.ndarray | None) 
     """The GLB of ``face``: the fitted mesh as the neutral mesh plus the expression morph targets at the fitted
     weights, its model-space normals, and the photo ``texture`` (when made)."""
     vertices = face.vertices_model[0].double().cpu().numpy()
-    deltas, names = model.expression_deltas, model.expression_names
+    deltas = model.expression_deltas
     weights = face.code["expression"][0].double().cpu().numpy() if deltas is not None else np.zeros(0)
     neutral = vertices - np.tensordot(weights, deltas[: len(weights)], 1) if len(weights) else vertices
     normals = vertex_normals(face.vertices_model[:1].float().cpu(), torch.from_numpy(model.faces))[0].numpy()
-    uv, uv_faces = model.uv if model.uv is not None else (None, None)
-    return GltfMesh(
-        vertices=neutral,
-        normals=normals,
-        faces=model.faces,
-        uv=uv,
-        uv_faces=uv_faces,
-        texture_png=None if texture is None else png_bytes(texture),
-        targets=None if not len(weights) else deltas[: len(weights)],
-        target_names=list(names[: len(weights)])
-        if names
-        else [f"expression_{k}" for k in range(len(weights))],
-        weights=weights,
-        metres_per_unit=model.mm_per_unit / 1000.0,
-    )
+    return model.gltf_mesh(neutral, normals, weights, None if texture is None else png_bytes(texture))
 
 
 def _photo_region(

@@ -20,7 +20,7 @@ from facegen.errors import ConfigError
 from facegen.export.arkit import TrackedFrame, curves
 from facegen.export.face_files import DONE_FILE, ModelFiles
 from facegen.export.files import child_folder, write_video_atomic
-from facegen.export.gltf import GltfAnimation, GltfMesh, glb_bytes
+from facegen.export.gltf import GltfAnimation, glb_bytes
 from facegen.export.outputs import Output
 from facegen.geometry.normals import vertex_normals
 from facegen.morphable.model import MorphableModel
@@ -127,22 +127,10 @@ def _write_animation(
     first_name, first = records[0]
     with torch.no_grad():
         neutral = where.face_model(shape=torch.tensor([first["shape"]], dtype=torch.float32)).vertices[0]
-    uv, uv_faces = model.uv if model.uv is not None else (None, None)
     texture = child_folder(where.out, first_name) / "texture.png"
-    count = len(tracked[0].expression)
-    names = list((model.expression_names or [])[:count])
-    mesh = GltfMesh(
-        vertices=neutral.double().numpy(),
-        normals=vertex_normals(neutral[None], torch.from_numpy(model.faces))[0].numpy(),
-        faces=model.faces,
-        uv=uv,
-        uv_faces=uv_faces,
-        texture_png=texture.read_bytes() if texture.is_file() else None,
-        targets=model.expression_deltas[:count],
-        target_names=names or [f"expression_{k}" for k in range(count)],
-        weights=tracked[0].expression,
-        metres_per_unit=model.mm_per_unit / 1000.0,
-    )
+    normals = vertex_normals(neutral[None], torch.from_numpy(model.faces))[0].numpy()
+    texture_png = texture.read_bytes() if texture.is_file() else None
+    mesh = model.gltf_mesh(neutral.double().numpy(), normals, tracked[0].expression, texture_png)
     flip = np.diag([1.0, -1.0, -1.0])  # OpenCV camera axes -> glTF's (Y up, toward the viewer)
     rotations = np.stack([flip @ np.asarray(r["camera_from_model"]["rotation"]) for _, r in records])
     times = np.asarray([f.time for f in tracked]) - tracked[0].time

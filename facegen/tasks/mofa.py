@@ -252,13 +252,9 @@ class MoFA(FaceTask):
         terms: dict[str, Tensor] = {}
         average = "face" if per_face else self.hparams.photometric_average
         if self.hparams.photometric == "points":
-            visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
-            observed = sample_image_at_points(torch.cat([image, mask], 1), decoded.pixels)
-            valid = visible & self.region & (observed[..., 3] > 0.5)
+            observed, valid = self._observed_points(targets, decoded)
             colours = self.decoder.vertex_colours(decoded, code.light)
-            terms["photometric"] = photometric_loss(
-                colours, observed[..., :3], valid, self.hparams.norm, average
-            )
+            terms["photometric"] = photometric_loss(colours, observed, valid, self.hparams.norm, average)
         else:
             rendered = self.decoder.render(decoded, code.light, background=image)
             valid = rendered.mask * (mask > 0.5)
@@ -277,6 +273,15 @@ class MoFA(FaceTask):
         if isinstance(self.decoder.albedo, LearnedAlbedo):
             terms["albedo_smoothness"] = self.decoder.albedo.smoothness()
         return terms
+
+    def _observed_points(self, targets: FitTargets, decoded: DecodedFace) -> tuple[Tensor, Tensor]:
+        """What the ``points`` photometric term compares the vertex colours with: the photos' colours at the
+        projected vertices (B, V, 3), and which vertices count (B, V) bool: visible, in the model's region and on
+        the face mask."""
+        size = targets.size
+        visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
+        observed = sample_image_at_points(torch.cat([targets.image, targets.mask], 1), decoded.pixels)
+        return observed[..., :3], visible & self.region & (observed[..., 3] > 0.5)
 
     def _total(self, terms: dict[str, Tensor], weights: LossWeights | None = None) -> Tensor:
         weights = asdict(weights or self.weights)
@@ -412,9 +417,7 @@ class MoFA(FaceTask):
         contour = LandmarkModel(decoder, code.shape.shape[1], code.expression.shape[1])
         landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels)
         implausible = None
-        if (
-            face_loss is not None and self.fit_schedule.landmarks.active
-        ):  # a fit to the landmarks: judged on them
+        if face_loss is not None and self.fit_schedule.landmarks.active:  # judged on the landmarks it fitted
             implausible = implausible_fits(
                 batch.landmarks.to(landmarks_2d), landmarks_2d, code.rotation, batch.confidence
             )
@@ -493,13 +496,12 @@ class MoFA(FaceTask):
             with torch.no_grad(), float32(targets.image.device):
                 code = code.upcast()
                 decoded = self.decoder(code)
-                size = targets.size
-                visible = visible_points(decoded.vertices, decoded.normals, decoded.pixels, (size, size))
-                observed = sample_image_at_points(torch.cat([targets.image, targets.mask], 1), decoded.pixels)
-                valid = visible & self.region & (observed[..., 3] > 0.5)
+                observed, valid = self._observed_points(targets, decoded)
                 basis = sh_basis(decoded.normals)
                 geometry_terms = {
-                    "landmark": landmark_loss(decoded.landmarks, targets.landmarks, targets.weights, size),
+                    "landmark": landmark_loss(
+                        decoded.landmarks, targets.landmarks, targets.weights, targets.size
+                    ),
                     "shape": coefficient_prior(code.shape),
                     "expression": coefficient_prior(code.expression),
                 }
@@ -516,7 +518,7 @@ class MoFA(FaceTask):
                     terms = {
                         "photometric": photometric_loss(
                             colours,
-                            observed[..., :3],
+                            observed,
                             valid,
                             self.hparams.norm,
                             self.hparams.photometric_average,
