@@ -97,26 +97,17 @@ def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files", 
     detected face with its annotation (``truth``: photo file name -> annotated faces, default the landmark files
     beside the photos) in crop pixels as ``meta["truth"]`` and its yaw as ``meta["truth_yaw"]`` (faces without
     one are left out; each annotation is matched once)."""
-    module = FaceDataModule(
-        predict_dir=photos, predict_detector=detector, batch_size=batch_size, num_workers=0
-    )
-    module.follow_task(model.input_spec)
-    module.setup("predict")
-    if detector != "files":
-        stream = module.streams["predict"]
-        stream.photos.use_landmark_files = False  # the files are the ground truth, not the input
-        if truth is None:
-            truth = {
-                p.name: [
-                    AnnotatedFace(f"{p.name}#{k}", Path(p.name), points, float("nan"))
-                    for k, points in enumerate(p.known_landmarks)
-                ]
-                for p in PhotoInput(photos).iter_photos()
-                if not isinstance(p, tuple)
-            }
+    if detector != "files" and truth is None:
+        truth = {
+            p.name: [
+                AnnotatedFace(f"{p.name}#{k}", Path(p.name), points, float("nan"))
+                for k, points in enumerate(p.known_landmarks)
+            ]
+            for p in PhotoInput(photos).iter_photos()
+            if not isinstance(p, tuple)
+        }
     used: set[str] = set()
-    for raw in module.predict_dataloader():
-        batch = module.on_after_batch_transfer(raw, 0)
+    for batch in photo_batches(model, photos, batch_size, detector):
         if detector != "files":
             keep = []
             for i, meta in enumerate(batch.meta):
@@ -133,6 +124,20 @@ def batches(model: MoFA, photos: str, batch_size: int, detector: str = "files", 
             batch = batch.take(keep)
         if len(batch):
             yield batch
+
+
+def photo_batches(model: MoFA, photos: str, batch_size: int, detector: str = "files"):
+    """Batches of every face in the folder ``photos``: from their landmark files (``files``) or found by
+    ``detector``, which never reads the landmark files beside the photos (they are ground truth, not input)."""
+    module = FaceDataModule(
+        predict_dir=photos, predict_detector=detector, batch_size=batch_size, num_workers=0
+    )
+    module.follow_task(model.input_spec)
+    module.setup("predict")
+    if detector != "files":
+        module.streams["predict"].photos.use_landmark_files = False
+    for raw in module.predict_dataloader():
+        yield module.on_after_batch_transfer(raw, 0)
 
 
 def wild_photos(root: Path, folder: Path) -> dict[str, list[AnnotatedFace]]:

@@ -64,14 +64,14 @@ def test_fetch_reads_the_config_and_auto_needs_one_backend(tmp_path, fake_models
     offline = [fetch.Fetched("face-alignment: weights", None, "offline: put them into the hub folder")]
     monkeypatch.setattr(fetch, "BACKENDS", {**fetch.BACKENDS, "face-alignment": lambda pip_args: offline})
     (tmp_path / "cache" / "models").mkdir(parents=True)
-    (tmp_path / "cache" / "models" / "ict-face.r2.npz").write_bytes(b"converted before")
+    (tmp_path / "cache" / "models" / "ict-face.r3.npz").write_bytes(b"converted before")
     index = _file_index(tmp_path / "index", fake_models)
     config = os.path.join(ROOT, "configs", "photos_ict.yaml")
     assert main(["fetch", "--config", config, "--pip_args", f"--index-url {index}"]) == 0
     out = capsys.readouterr().out
     assert (
         f"face model ict-face{' ' * 10}" in out
-        and str(tmp_path / "cache" / "models" / "ict-face.r2.npz") in out
+        and str(tmp_path / "cache" / "models" / "ict-face.r3.npz") in out
     )
     lines = out.splitlines()
     assert sum(line.startswith("litert: face_landmark.tflite") for line in lines) == 1  # dlib needs it too
@@ -81,7 +81,7 @@ def test_fetch_reads_the_config_and_auto_needs_one_backend(tmp_path, fake_models
     nowhere = (tmp_path / "nowhere").as_uri()
     monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "empty"))
     (tmp_path / "empty" / "models").mkdir(parents=True)
-    (tmp_path / "empty" / "models" / "ict-face.r2.npz").write_bytes(b"converted before")
+    (tmp_path / "empty" / "models" / "ict-face.r3.npz").write_bytes(b"converted before")
     assert main(["fetch", "--config", config, "--pip_args", f"--index-url {nowhere}"]) == 2
     assert "detector auto: no landmark backend can start" in capsys.readouterr().err
 

@@ -378,7 +378,7 @@ def test_a_named_model_is_fetched_converted_and_cached_on_first_use(tmp_path, mo
     monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(download, "download_ict", fake_download)
     model = load_face_model("ict-face")
-    assert model.num_vertices == 9409 and (tmp_path / "cache" / "models" / "ict-face.r2.npz").is_file()
+    assert model.num_vertices == 9409 and (tmp_path / "cache" / "models" / "ict-face.r3.npz").is_file()
     assert load_face_model("ict-face").num_vertices == 9409 and fetched == [tmp_path / "cache"]  # cached
     monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "offline"))
 
@@ -387,7 +387,7 @@ def test_a_named_model_is_fetched_converted_and_cached_on_first_use(tmp_path, mo
 
     monkeypatch.setattr(download, "download_ict", offline)
     with pytest.raises(
-        download.DownloadError, match="facegen model convert ict .*offline/models/ict-face.r2.npz"
+        download.DownloadError, match="facegen model convert ict .*offline/models/ict-face.r3.npz"
     ):
         load_face_model("ict-face")
 

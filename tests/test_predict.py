@@ -348,7 +348,7 @@ def test_the_photo_config_fits_ict_to_the_shared_photos_without_training(
     from facegen.evaluation.aflw2000 import box_nme
 
     (tmp_path / "cache" / "models").mkdir(parents=True)
-    (tmp_path / "cache" / "models" / "ict-face.r2.npz").write_bytes(ict_facegen_npz.read_bytes())
+    (tmp_path / "cache" / "models" / "ict-face.r3.npz").write_bytes(ict_facegen_npz.read_bytes())
     monkeypatch.setenv("FACEGEN_CACHE", str(tmp_path / "cache"))
     photos, out = assets / "photos" / "annotated", tmp_path / "out"
     config = str(Path(__file__).parents[1] / "configs" / "photos_ict.yaml")

@@ -24,7 +24,11 @@ def build_parser() -> ArgumentParser:
     convert.add_argument("--source", type=str, default=None, help="model file or folder as downloaded")
     convert.add_argument("--out", type=str, required=True, help="canonical .npz to write")
     convert.add_argument(
-        "--landmarks", type=str, default=None, help="68 landmark indices / FLAME embedding file"
+        "--landmarks",
+        type=str,
+        default=None,
+        help="68 landmark indices (.npy/.txt) / FLAME embedding file; ICT: 'calibrated' (default: re-chosen "
+        "for 2D detectors), 'ict' (the toolkit's own) or an indices file",
     )
     convert.add_argument("--region", type=str, default=None, help="ICT region: head (default) or face")
     convert.add_argument(

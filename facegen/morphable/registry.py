@@ -25,7 +25,7 @@ def _reader(module: str, function: str) -> Callable[..., MorphableModel]:
     return read
 
 
-#: format name -> reader(source, **options). Options: ``landmarks`` (bfm2009, bfm2017, flame), ``region`` (ict).
+#: format name -> reader(source, **options). Options: ``landmarks`` (bfm2009, bfm2017, flame, ict), ``region`` (ict).
 FORMATS: dict[str, Callable[..., MorphableModel]] = {
     "bfm2009": _reader("facegen.morphable.formats.bfm", "load_bfm2009"),
     "bfm-front": _reader("facegen.morphable.formats.bfm", "load_bfm_front"),
@@ -40,8 +40,9 @@ FORMATS: dict[str, Callable[..., MorphableModel]] = {
 #: name -> ICT-FaceKit region: models downloaded (pinned, checksummed) and converted into the cache on first use.
 NAMED_MODELS = {"ict-face": "face", "ict-head": "head"}
 #: Revision of the cached conversions, part of their file name: raised whenever the conversion changes, so an
-#: older cache is never used silently (2: ICT's expressions are marked as blendshapes).
-NAMED_REVISION = 2
+#: older cache is never used silently (2: ICT's expressions are marked as blendshapes; 3: the landmark vertices
+#: calibrated for 2D detectors, :data:`facegen.morphable.formats.ict.CALIBRATED_LANDMARKS`).
+NAMED_REVISION = 3
 
 
 def fetched_model(name: str, cache: Path | None = None) -> Path:

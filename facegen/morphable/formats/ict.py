@@ -5,6 +5,11 @@ mode at +1 standard deviation), one OBJ per ARKit-style expression blendshape, a
 (expression names, landmark vertices). Quads are split along their first diagonal, (a, b, c, d) ->
 (a, b, c), (a, c, d); per-corner UVs are kept. Regions (the toolkit's vertex ranges): ``face`` = vertices
 0-9408, ``head`` = face + head and neck = 0-11247. Units: centimetres.
+
+Landmarks (``landmarks=``): ``calibrated`` (default) takes the 68 vertices of :data:`CALIBRATED_LANDMARKS`, ICT's
+own points with the eyebrows, nose, eyes and mouth re-chosen for the convention of 2D detectors and 300-W-style
+annotations (how they were chosen and measured is in the file's header); ``ict`` keeps the toolkit's own
+``idx_to_landmark_verts``; a path reads 68 indices from a ``.npy`` or text file.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegen.morphable.formats.common import require_file
+from facegen.morphable.formats.common import read_landmark_indices, require_file
 from facegen.morphable.formats.obj_mesh import read_obj, triangulate
 from facegen.morphable.model import ModelFileError, MorphableModel
 
@@ -27,21 +32,31 @@ ICT_WHERE = (
 )
 REGION_VERTEX_COUNT = {"face": 9409, "head": 11248}
 NARROW_FACE_VERTEX_COUNT = 6706
+#: The default landmark vertices (``landmarks="calibrated"``), written by ``benchmarks/calibrate_landmarks.py``.
+CALIBRATED_LANDMARKS = Path(__file__).with_name("ict_landmarks_2d.txt")
 
 
-def load_ict(source: str | Path, region: str = "head") -> MorphableModel:
-    """ICT-FaceKit from a ``FaceXModel`` folder or an ``ict_face_model.npz`` conversion (see the assets README)."""
+def load_ict(
+    source: str | Path, region: str = "head", landmarks: str | Path = "calibrated"
+) -> MorphableModel:
+    """ICT-FaceKit from a ``FaceXModel`` folder or an ``ict_face_model.npz`` conversion (see the assets README),
+    with the landmark vertices ``landmarks`` (``calibrated``, ``ict`` or a file; see the module docstring)."""
     path = Path(source)
     if region not in REGION_VERTEX_COUNT:
         raise ValueError(f"ICT region must be one of {sorted(REGION_VERTEX_COUNT)}, got {region!r}")
     if path.suffix == ".npz":
-        return _from_npz(require_file(path, "ICT-FaceKit npz", ICT_WHERE), region)
-    if not path.is_dir():
+        arrays = _npz_arrays(require_file(path, "ICT-FaceKit npz", ICT_WHERE), region)
+    elif not path.is_dir():
         raise FileNotFoundError(f"ICT-FaceKit folder not found: {path}. {ICT_WHERE}")
-    return _from_folder(path, region)
+    else:
+        arrays = _folder_arrays(path, region)
+    if str(landmarks) != "ict":
+        chosen = CALIBRATED_LANDMARKS if str(landmarks) == "calibrated" else Path(landmarks)
+        arrays["landmark_indices"] = read_landmark_indices(chosen, arrays["vertices_mean"].shape[0])
+    return _from_ict_arrays(arrays, region, str(path))
 
 
-def _from_folder(folder: Path, region: str) -> MorphableModel:
+def _folder_arrays(folder: Path, region: str) -> dict[str, np.ndarray]:
     index_path = require_file(folder / "vertex_indices.json", "ICT-FaceKit vertex_indices.json", ICT_WHERE)
     try:
         indices = json.loads(index_path.read_text())
@@ -95,10 +110,10 @@ def _from_folder(folder: Path, region: str) -> MorphableModel:
         "uv_faces": uv_faces.reshape(-1, 3),
         "landmark_indices": landmarks,
     }
-    return _from_ict_arrays(arrays, region, str(folder))
+    return arrays
 
 
-def _from_npz(path: Path, region: str) -> MorphableModel:
+def _npz_arrays(path: Path, region: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -120,7 +135,7 @@ def _from_npz(path: Path, region: str) -> MorphableModel:
         if "uv_faces" in arrays:
             used, inverse = np.unique(arrays["uv_faces"][inside], return_inverse=True)
             arrays["uv_coords"], arrays["uv_faces"] = arrays["uv_coords"][used], inverse.reshape(-1, 3)
-    return _from_ict_arrays(arrays, region, str(path))
+    return arrays
 
 
 def _from_ict_arrays(arrays: dict[str, np.ndarray], region: str, source: str) -> MorphableModel:
