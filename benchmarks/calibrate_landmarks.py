@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fitting import build_model, photo_batches, read_configs, schedule  # benchmarks/fitting.py
 
 from facegen.atomic import write_text_atomic
 from facegen.errors import ConfigError
 from facegen.fitting.landmark_calibration import RECHOSEN, VertexChoice
-from fitting import build_model, photo_batches, read_configs, schedule  # benchmarks/fitting.py
 
 #: The outer eye corners of the iBUG 68 points: the default radius is a quarter of their distance.
 OUTER_EYE_CORNERS = (36, 45)

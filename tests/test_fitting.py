@@ -475,3 +475,76 @@ def test_the_levenberg_marquardt_cost_is_mofas_weighted_objective_for_the_same_c
         one = FaceCode(*(part[i : i + 1] for part in code))
         objective = model.weighted_loss(targets.take([i]), one, weights)
         assert cost[i].item() == pytest.approx(objective.item(), rel=1e-4)
+
+
+def test_random_blendshape_weights_lie_in_their_bounds_and_are_sparse():
+    layout = MoFA(image_size=SIZE, depths=(1,), width=8).layout
+    generator = torch.Generator().manual_seed(2)
+    code = sample_code(layout, 64, SynthOptions(expression=1.5), generator, "blendshape")
+    weights = code.expression
+    assert weights.min() == 0 and weights.max() <= 1 and weights.max() > 0.9
+    active = (weights > 0).float().mean()
+    assert 0.15 < active < 0.35  # BLENDSHAPE_ACTIVE = 0.25
+    pca = sample_code(layout, 64, SynthOptions(expression=1.5), torch.Generator().manual_seed(2)).expression
+    assert pca.min() < -1 and pca.max() > 1
+
+
+def test_landmark_vertices_move_to_where_the_detector_puts_the_points(model):
+    from facegen.fitting.landmark_calibration import RECHOSEN, VertexChoice
+
+    face_model = model.decoder.model
+    indices = face_model.landmark_indices.clone()
+    mean = face_model.mean
+    # the "detector" puts the nose tip (30) and a mouth corner (48) on other vertices nearby
+    nose_tip, corner = 30, 48
+    moved = {}
+    for k in (nose_tip, corner):
+        near = torch.argsort((mean - mean[indices[k]]).norm(dim=-1))
+        moved[k] = int(near[3])
+    code, _ = faces(model, 5, seed=3)
+    with torch.no_grad():
+        pixels = model.decoder(code).pixels
+    detected = pixels[:, indices].clone()
+    for k, vertex in moved.items():
+        detected[:, k] = pixels[:, vertex]
+    radius = float((mean[moved[nose_tip]] - mean[indices[nose_tip]]).norm()) * 1.5
+    choice = VertexChoice(mean, indices, radius=max(radius, 1e-3))
+    choice.add(pixels, detected, torch.ones(5, 68))
+    chosen = choice.indices()
+    assert int(chosen[nose_tip]) == moved[nose_tip] and int(chosen[corner]) == moved[corner]
+    others = [k for k in RECHOSEN if k not in moved]
+    assert torch.equal(chosen[others], indices[others]) and torch.equal(chosen[:17], indices[:17])
+    assert choice.mean_distance(chosen) == 0 < choice.mean_distance(indices)
+    # a point the detector is not confident about does not move its vertex
+    unsure = VertexChoice(mean, indices, radius=max(radius, 1e-3))
+    confidence = torch.ones(5, 68)
+    confidence[:, nose_tip] = 0
+    unsure.add(pixels, detected, confidence)
+    assert int(unsure.indices()[nose_tip]) == int(indices[nose_tip])
+    assert int(unsure.indices()[corner]) == moved[corner]
+
+
+def test_the_calibration_script_writes_indices_the_converter_reads(tmp_path, monkeypatch, capsys):
+    """benchmarks/calibrate_landmarks.py end to end on rendered faces whose landmark files are the built-in
+    model's exact points: the chosen vertices sit no further from the points than the model's own, and the file
+    is one ``facegen model convert --landmarks`` reads."""
+    import json
+    from pathlib import Path
+
+    from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
+    from facegen.morphable.builtin import builtin_model
+    from facegen.morphable.formats.common import read_landmark_indices
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from calibrate_landmarks import main
+
+    render_benchmark(builtin_model(), 112, SyntheticSettings(n=3), tmp_path / "photos")
+    out = tmp_path / "landmarks.txt"
+    config = Path(__file__).parents[1] / "configs" / "mofa.yaml"
+    argv = ["--config", str(config), "--photos", str(tmp_path / "photos"), "--detector", "files"]
+    assert main([*argv, "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["faces"] == 3 and report["distance_after"] <= report["distance_before"] < 0.05
+    indices = read_landmark_indices(out, builtin_model().num_vertices)
+    assert out.read_text().startswith("# facegen landmark vertices of facegen-builtin")
+    assert torch.equal(torch.as_tensor(indices[:17]), builtin_model().landmark_indices[:17].long())

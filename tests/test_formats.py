@@ -302,10 +302,31 @@ def test_ict_folder_reader_synthetic(tmp_path):
     assert face.num_vertices == 9409 and int(face.faces.max()) < 9409
 
 
+def test_ict_landmarks_are_the_calibrated_ones_unless_asked_otherwise(tmp_path):
+    from facegen.morphable.formats.ict import CALIBRATED_LANDMARKS
+    from facegen.morphable.model import ModelFileError
+
+    write_ict_folder(tmp_path / "ict")
+    own = json.loads((tmp_path / "ict" / "vertex_indices.json").read_text())["idx_to_landmark_verts"]
+    shipped = np.loadtxt(CALIBRATED_LANDMARKS, dtype=np.int64)
+    assert shipped.shape == (68,) and CALIBRATED_LANDMARKS.read_text().startswith(
+        "# facegen landmark vertices"
+    )
+    calibrated = convert("ict", tmp_path / "ict", region="face")
+    assert np.array_equal(calibrated.landmark_indices.numpy(), shipped)
+    assert np.array_equal(convert("ict", tmp_path / "ict", landmarks="ict").landmark_indices.numpy(), own)
+    given = tmp_path / "mine.txt"
+    given.write_text("# my detector\n" + "\n".join(str(i) for i in range(68)))
+    assert convert("ict", tmp_path / "ict", landmarks=str(given)).landmark_indices.tolist() == list(range(68))
+    given.write_text("\n".join(["9409"] * 68))
+    with pytest.raises(ModelFileError, match="mine.txt: landmark indices must be 0-based and below 9409"):
+        convert("ict", tmp_path / "ict", region="face", landmarks=str(given))
+
+
 # ------------------------------------------------------------------------------ the real ICT-FaceKit
 def test_ict_npz_matches_reference_vertices(ict_npz):
     reference = np.load(ict_npz)
-    model = convert("ict", ict_npz)
+    model = convert("ict", ict_npz, landmarks="ict")
     shape, expression = torch.randn(4, 100), torch.rand(4, 53)
     vertices = model(shape=shape, expression=expression).vertices.numpy()
     expected = (

@@ -54,7 +54,7 @@ def render_benchmark(model: MorphableModel, size: int, settings: SyntheticSettin
     decoder = FaceDecoder(model, (side, side), settings.fov, settings.fill, albedo=albedo)
     generator = torch.Generator().manual_seed(settings.seed)
     with torch.no_grad():
-        code = sample_code(decoder.layout(), settings.n, settings.options, generator)
+        code = sample_code(decoder.layout(), settings.n, settings.options, generator, model.expression_kind)
         decoded = decoder(code)
         background = smooth_backgrounds(settings.n, side, generator)
         images = decoder.render(decoded, code.light, background=background).image

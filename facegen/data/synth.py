@@ -24,11 +24,13 @@ from facegen.decoder import CodeLayout, FaceCode, FaceDecoder
 from facegen.errors import ConfigError, check_choice
 from facegen.geometry.framing import DEFAULT_FILL, DEFAULT_FOV
 from facegen.geometry.sh import ambient_sh
-from facegen.morphable.model import MorphableModel
+from facegen.morphable.model import ExpressionKind, MorphableModel
 from facegen.morphable.registry import load_face_model
 
 #: Backgrounds behind synthetic faces: smooth random colour fields, or one random colour.
 Background = Literal["smooth", "plain"]
+#: The chance that a blendshape expression is on in a random face.
+BLENDSHAPE_ACTIVE = 0.25
 #: Side of synthetic renders in pixels when nothing else says.
 DEFAULT_SIZE = 224
 
@@ -37,8 +39,10 @@ DEFAULT_SIZE = 224
 class SynthOptions:
     """Distributions of the random faces. Angles in degrees (uniform in +-limit; the yaw's magnitude at least
     ``yaw_min``, e.g. turned faces only with ``yaw_min: 60, yaw: 90``); coefficient spreads are
-    multiples of the model's standard deviations; translation spreads are in code units (a tenth of the
-    default camera distance). ``size``: side of the renders in pixels (None: :data:`DEFAULT_SIZE` for
+    multiples of the model's standard deviations, except the weights of blendshape expressions (ICT-FaceKit's
+    ARKit-style ones, which mean something only in [0, 1]): each is on with probability
+    :data:`BLENDSHAPE_ACTIVE` and then uniform in [0, ``expression``] (capped at 1); translation spreads are in
+    code units (a tenth of the default camera distance). ``size``: side of the renders in pixels (None: :data:`DEFAULT_SIZE` for
     ``facegen synth``; in a data module, its image size)."""
 
     size: int | None = None
@@ -66,9 +70,14 @@ class SynthOptions:
 
 
 def sample_code(
-    layout: CodeLayout, batch: int, options: SynthOptions, generator: torch.Generator
+    layout: CodeLayout,
+    batch: int,
+    options: SynthOptions,
+    generator: torch.Generator,
+    expression_kind: ExpressionKind = "pca",
 ) -> FaceCode:
-    """A random :class:`FaceCode` (B = ``batch``) drawn from ``options``."""
+    """A random :class:`FaceCode` (B = ``batch``) drawn from ``options`` for a model whose expressions are of
+    ``expression_kind``."""
 
     def uniform(low, high, *size):
         return low + (high - low) * torch.rand(*size, generator=generator)
@@ -92,11 +101,16 @@ def sample_code(
     first_band = strength * direction[:, [1, 2, 0]]  # SH order y, z, x
     light[:, :, 1:4] = light[:, :, :1] * first_band[:, None, :]
     light[:, :, 4:] = light[:, :, :1] * 0.05 * torch.randn(batch, 1, 5, generator=generator)
+    if expression_kind == "blendshape":
+        active = torch.rand(batch, layout.expression, generator=generator) < BLENDSHAPE_ACTIVE
+        expression = active * uniform(0, min(options.expression, 1.0), batch, layout.expression)
+    else:
+        expression = normal(options.expression, layout.expression)
     return FaceCode(
         rotation,
         translation,
         normal(options.shape, layout.shape),
-        normal(options.expression, layout.expression),
+        expression,
         normal(options.albedo, layout.albedo),
         light.reshape(batch, -1),
     )
@@ -221,9 +235,9 @@ class SynthJob:
     def render_batch(self, renderer, first: int, count: int, generator: torch.Generator) -> list[dict]:
         """``count`` new faces drawn with ``generator`` as encoded samples (what a shard holds), keyed from
         ``first``; ``renderer``: :meth:`renderer`."""
-        _, decoder, layout, face_flags = renderer
+        face_model, decoder, layout, face_flags = renderer
         options = self.options
-        code = sample_code(layout, count, options, generator)
+        code = sample_code(layout, count, options, generator, face_model.expression_kind)
         decoded = decoder(code)
         background = (
             smooth_backgrounds(count, options.size, generator)

@@ -57,17 +57,20 @@ class VertexChoice:
 
     def indices(self) -> Tensor:
         """(68,) the landmark vertices: for each re-chosen landmark the candidate of least mean distance, the
-        others as given."""
+        others (and those the detector never gave with any confidence) as given."""
         chosen = self.start.clone()
         for j, k in enumerate(self.points):
-            chosen[k] = self.candidates[j][self.cost[j].argmin()]
+            if self.weight[j] > 0:
+                chosen[k] = self.candidates[j][self.cost[j].argmin()]
         return chosen
 
     def mean_distance(self, indices: Tensor) -> float:
         """The confidence-weighted mean distance (over the face size) of the re-chosen landmarks at ``indices``
-        (each must be one of its candidates, as :meth:`indices` and the start are)."""
+        (each must be one of its candidates, as :meth:`indices` and the start are), over the landmarks the
+        detector gave."""
+        seen = [j for j in range(len(self.points)) if self.weight[j] > 0]
         total = 0.0
-        for j, k in enumerate(self.points):
-            where = torch.nonzero(self.candidates[j] == indices[k])[:, 0]
+        for j in seen:
+            where = torch.nonzero(self.candidates[j] == indices[self.points[j]])[:, 0]
             total += float(self.cost[j][where[0]] / self.weight[j])
-        return total / len(self.points)
+        return total / max(len(seen), 1)
