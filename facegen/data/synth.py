@@ -101,6 +101,7 @@ def sample_code(
     first_band = strength * direction[:, [1, 2, 0]]  # SH order y, z, x
     light[:, :, 1:4] = light[:, :, :1] * first_band[:, None, :]
     light[:, :, 4:] = light[:, :, :1] * 0.05 * torch.randn(batch, 1, 5, generator=generator)
+    shape = normal(options.shape, layout.shape)  # drawn first: the same faces as before for PCA models
     if expression_kind == "blendshape":
         active = torch.rand(batch, layout.expression, generator=generator) < BLENDSHAPE_ACTIVE
         expression = active * uniform(0, min(options.expression, 1.0), batch, layout.expression)
@@ -109,7 +110,7 @@ def sample_code(
     return FaceCode(
         rotation,
         translation,
-        normal(options.shape, layout.shape),
+        shape,
         expression,
         normal(options.albedo, layout.albedo),
         light.reshape(batch, -1),
