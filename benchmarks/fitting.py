@@ -236,9 +236,7 @@ def measure(
                 decoded = model.decoder(code)
                 vertices = model.decoder.model(shape=code.shape, expression=code.expression).vertices
                 contour = LandmarkModel(model.decoder, code.shape.shape[1], code.expression.shape[1])
-                silhouette = torch.gather(
-                    decoded.pixels, 1, contour.silhouette(code)[..., None].expand(-1, -1, 2)
-                )
+                silhouette = contour.silhouette_landmarks(code, decoded.pixels, noisy.landmarks)
             for i in range(len(batch)):
                 observed = clean[i].numpy() if reference[i] is None else reference[i]
                 row = {

@@ -548,3 +548,36 @@ def test_the_calibration_script_writes_indices_the_converter_reads(tmp_path, mon
     indices = read_landmark_indices(out, builtin_model().num_vertices)
     assert out.read_text().startswith("# facegen landmark vertices of facegen-builtin")
     assert torch.equal(torch.as_tensor(indices[:17]), builtin_model().landmark_indices[:17].long())
+
+
+def test_slid_jaw_points_take_the_outline_vertex_nearest_to_their_detection(model):
+    """A turned face's cheek landmarks on the side turned away go to the outline vertex nearest their detected
+    point (here: the outline one slice above their own height); a missing detection keeps its own height."""
+    code = model.layout.zeros(1)._replace(rotation=torch.tensor([[0.0, math.radians(45), 0.0]]))
+    landmark_model = LandmarkModel(model.decoder, model.layout.shape, model.layout.expression)
+    own_height = landmark_model.silhouette(code)
+    candidates, side, own = landmark_model.outline
+    with torch.no_grad():
+        pixels = model.decoder(code).pixels[0]  # (V, 2)
+    slid = [j for j, k in enumerate(SLIDING) if own_height[0, k] != landmark_model.landmark_indices[k]]
+    assert len(slid) >= 3
+    detected = pixels[landmark_model.landmark_indices].clone()[None]  # (1, 68, 2)
+    expected = own_height.clone()
+    for j in slid:
+        row = candidates[int(own[j]) + 1]
+        row = row[row >= 0]
+        k = SLIDING[j]  # outward: from the hidden jaw vertex towards its outline vertex
+        direction = torch.sign(pixels[own_height[0, k], 0] - pixels[landmark_model.landmark_indices[k], 0])
+        vertex = row[(pixels[row, 0] * direction).argmax()]  # the outermost vertex of the slice above
+        detected[0, SLIDING[j]] = pixels[vertex] + 0.3  # a detection near it
+        expected[0, SLIDING[j]] = vertex
+    assert torch.equal(landmark_model.silhouette(code, detected), expected)
+    missing = detected.clone()
+    missing[0, SLIDING[slid[0]]] = float("nan")
+    expected[0, SLIDING[slid[0]]] = own_height[0, SLIDING[slid[0]]]
+    assert torch.equal(landmark_model.silhouette(code, missing), expected)
+    # the side facing the camera and the rest of the face keep their vertices whatever was detected
+    facing = [k for k in range(68) if k not in [SLIDING[j] for j in slid]]
+    assert torch.equal(
+        landmark_model.silhouette(code, detected)[0, facing], landmark_model.landmark_indices[facing]
+    )

@@ -8,9 +8,9 @@ projected model landmarks, q the observed ones (crop pixels), s = 224 / crop siz
 deviations.
 
 The jaw contour (landmarks 0-16) of a 2D annotation follows the face's silhouette, not fixed vertices. With
-``contour: sliding`` each cheek landmark (0-5 and 11-16) moves, before every round of iterations, to the vertex of
-its horizontal band of the model (the same height on the same side, in the face region) that lies furthest out
-in the image: the silhouette point of that band in the current pose.
+``contour: sliding`` each cheek landmark (0-5 and 11-16) of the side turned away moves, before every round of
+iterations, to the vertex of the model's outline in the current pose nearest to its detected point
+(:meth:`~facegen.fitting.landmark_model.LandmarkModel.silhouette`).
 
 Real detections have outliers (a hand, hair, a detector that lost the face). With ``robust`` set, both stages
 down-weight points by iteratively reweighted least squares with Geman-McClure weights ``1 / (1 + (e / robust)²)²``
@@ -270,7 +270,9 @@ def fit_landmarks(
     bounds = model.parameter_bounds(0 if fixed_identity else n_shape)
     for index in range(rounds):
         root = root_weights(weights * robust, target)
-        indices = model.silhouette(code) if stage.contour == "sliding" else model.fixed_indices(1)
+        indices = (
+            model.silhouette(code, target[:, :68]) if stage.contour == "sliding" else model.fixed_indices(1)
+        )
         bases = model.bases(indices)
         if use_dense:
             bases = model.with_dense(bases)

@@ -2,9 +2,13 @@
 silhouette points a turned face's jaw slides to, and the 68 points in the 2D convention.
 
 The jaw contour (landmarks 0-16) of a 2D annotation follows the face's silhouette, not fixed vertices. With
-sliding correspondences each cheek landmark (0-5 and 11-16) moves to the vertex of its horizontal band of the
-model (the same height on the same side, in the face region) that lies furthest out in the image: the
-silhouette point of that band in the current pose (:meth:`LandmarkModel.silhouette`).
+sliding correspondences each cheek landmark (0-5 and 11-16) of the side turned away moves onto the model's
+outline in the current pose (:meth:`LandmarkModel.silhouette`). The outline of a side is traced in thin
+horizontal slices of the model (:data:`OUTLINE_SLICES` per spacing of the jaw landmarks, on that side, in the face
+region): the vertex of each slice that lies furthest out in the image. Given the detected points, each landmark
+takes the outline vertex nearest to its detected point (a 2D annotation spaces its jaw points along the visible
+outline, not at the model's heights); without them (or where one is missing), the outline vertex at the height
+of its own jaw vertex.
 """
 
 from __future__ import annotations
@@ -25,6 +29,18 @@ from facegen.geometry.rotations import euler_to_matrix, matrix_to_euler
 SLIDING = (0, 1, 2, 3, 4, 5, 11, 12, 13, 14, 15, 16)
 #: Yaw (degrees) beyond which the side turned away shows a silhouette instead of its jaw line.
 TURNED_AWAY = 10.0
+#: Slices of the outline per vertical spacing of neighbouring jaw landmarks.
+OUTLINE_SLICES = 4
+
+
+class Outline(NamedTuple):
+    """Slices of the model whose outermost vertices trace a side's outline: ``candidates`` (S, C) vertex
+    indices (-1 pads), ``side`` (S,) +1 for the model's +x side, -1 for the other, and ``own`` (12,) the slice of
+    each sliding landmark's own jaw vertex height (:data:`SLIDING` order)."""
+
+    candidates: Tensor
+    side: Tensor
+    own: Tensor
 
 
 class LandmarkBases(NamedTuple):
@@ -61,10 +77,11 @@ class LandmarkModel:
         low, high = (bound[: self.n_expression].to(free) for bound in bounds)
         return torch.cat([-free, low]), torch.cat([free, high])
 
-    def silhouette_landmarks(self, code: FaceCode, pixels: Tensor) -> Tensor:
+    def silhouette_landmarks(self, code: FaceCode, pixels: Tensor, detected: Tensor | None = None) -> Tensor:
         """(B, 68, 2) the 68 points in the 2D convention (the jaw of a turned face on its visible outline, as
-        300-W annotates it), taken from the projected vertices ``pixels`` (B, V, 2) of ``code``'s face."""
-        indices = self.silhouette(code)
+        300-W annotates it), taken from the projected vertices ``pixels`` (B, V, 2) of ``code``'s face; with the
+        ``detected`` points (B, 68, 2) the jaw points sit on the outline where they were detected."""
+        indices = self.silhouette(code, detected)
         return torch.gather(pixels, 1, indices[..., None].expand(-1, -1, 2))
 
     def vertex_bases(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -100,9 +117,9 @@ class LandmarkModel:
         )
 
     @functools.cached_property
-    def candidates(self) -> tuple[Tensor, Tensor] | None:
-        """The sliding landmarks' bands (:func:`contour_candidates`), built when first needed."""
-        return contour_candidates(self.face_model) if len(self.landmark_indices) == 68 else None
+    def outline(self) -> Outline | None:
+        """The outline slices (:func:`outline_slices`), built when first needed."""
+        return outline_slices(self.face_model) if len(self.landmark_indices) == 68 else None
 
     def fixed_indices(self, batch: int) -> Tensor:
         return self.landmark_indices.expand(batch, -1)
@@ -138,14 +155,16 @@ class LandmarkModel:
         """Pixels (..., N, 2) of model points (..., N, 3) under code pose parts (..., 3), (..., 3)."""
         return self.pixels(self.camera(rotation, translation, points)[1])
 
-    def silhouette(self, code: FaceCode) -> Tensor:
+    def silhouette(self, code: FaceCode, detected: Tensor | None = None) -> Tensor:
         """(B, 68) landmark vertices with the cheek landmarks of the side turned away from the camera (by more
-        than :data:`TURNED_AWAY`) slid to that side's silhouette in the current pose; the side facing the camera
-        shows its jaw line, where the fixed vertices lie."""
+        than :data:`TURNED_AWAY`) slid onto that side's outline in the current pose: to the outline vertex nearest
+        their ``detected`` point (B, 68, 2) where it is given and finite, else to the outline at their own
+        height; the side facing the camera shows its jaw line, where the fixed vertices lie."""
         indices = self.fixed_indices(code.batch_size).clone()
-        if self.candidates is None:
+        if self.outline is None:
             return indices
-        candidates, side = self.candidates  # (12, C) vertex indices (-1 pads), (12,) +1 / -1
+        candidates, side, own = self.outline
+        sliding_side = side[own]  # (12,)
         valid = candidates >= 0
         safe = candidates.clamp(min=0)
         with torch.no_grad():
@@ -154,50 +173,76 @@ class LandmarkModel:
                 mean
                 + torch.einsum("bk,kjcd->bjcd", code.shape, shape)
                 + torch.einsum("bk,kjcd->bjcd", code.expression, expression)
-            )  # (B, 12, C, 3)
+            )  # (B, S, C, 3)
             pixels = self.project(code.rotation[:, None], code.translation[:, None], geometry)
             # the model's +x axis in the camera frame (the first column of the rotation): its image direction
             # is "outward" for the +x side, its depth tells which side is turned away (OpenCV z: away)
             axis = self.pose_of(code).rotation[:, :, 0]  # (B, 3)
             sideways = torch.nn.functional.normalize(axis[:, :2], dim=-1)  # (B, 2)
-            outward = (pixels * sideways[:, None, None]).sum(-1) * side[:, None]  # (B, 12, C)
-            outward = outward.masked_fill(~valid, float("-inf"))
-            best = outward.argmax(-1)  # (B, 12)
-            away = axis[:, 2:3] * side > math.sin(math.radians(TURNED_AWAY))  # (B, 12)
-        chosen = torch.gather(safe.expand(code.batch_size, -1, -1), 2, best[..., None])[..., 0]
+            outward = (pixels * sideways[:, None, None]).sum(-1) * side[:, None]  # (B, S, C)
+            best = outward.masked_fill(~valid, float("-inf")).argmax(-1)  # (B, S)
+            vertex = torch.gather(safe.expand(code.batch_size, -1, -1), 2, best[..., None])[..., 0]  # (B, S)
+            chosen = vertex[:, own]  # (B, 12): the outline at each landmark's own height
+            if detected is not None:
+                point = torch.gather(pixels, 2, best[..., None, None].expand(-1, -1, 1, 2))[
+                    :, :, 0
+                ]  # (B, S, 2)
+                goal = detected[:, list(SLIDING)].to(point)  # (B, 12, 2)
+                distance = (point[:, None] - goal[:, :, None]).norm(dim=-1)  # (B, 12, S)
+                elsewhere = (sliding_side[:, None] != side[None, :]) | ~valid.any(
+                    -1
+                )  # (12, S): other side, empty
+                nearest = distance.masked_fill(elsewhere, float("inf")).nan_to_num(float("inf")).argmin(-1)
+                found = goal.isfinite().all(-1)
+                chosen = torch.where(found, torch.gather(vertex, 1, nearest), chosen)
+            away = axis[:, 2:3] * sliding_side > math.sin(math.radians(TURNED_AWAY))  # (B, 12)
         sliding = list(SLIDING)
         indices[:, sliding] = torch.where(away, chosen, indices[:, sliding])
         return indices
 
 
-def contour_candidates(model) -> tuple[Tensor, Tensor] | None:
-    """For each sliding landmark, the vertices of its horizontal band: (12, C) indices padded with -1 and the
-    side (12,) (+1: the model's +x side). Bands are half the vertical spacing of neighbouring jaw landmarks
-    high, on the landmark's side of the chin, in the face region when the model has one, and not behind the
-    landmark (a side turned away shows the cheek in front of its jaw line)."""
+def outline_slices(model) -> Outline | None:
+    """The :class:`Outline` of ``model``: on each side, slices :data:`OUTLINE_SLICES` times thinner than the
+    spacing of neighbouring jaw landmarks, from half a spacing below that side's lowest sliding landmark to half
+    a spacing above its highest, each holding the vertices of that height on that side, in the face region when
+    the model has one, and not behind the jaw landmark nearest in height (a side turned away shows the cheek in
+    front of its jaw line). None when a slice at a landmark's height is empty."""
     mean = model.mean
     jaw = mean[model.landmark_indices[:17]]
     region = (
         model.mask("face") if "face" in model.mask_names else torch.ones_like(mean[:, 0], dtype=torch.bool)
     )
     spacing = (jaw[1:, 1] - jaw[:-1, 1]).abs().mean()
+    thickness = spacing / OUTLINE_SLICES
     middle = jaw[8, 0]
-    bands, sides = [], []
-    for j in SLIDING:
-        side = 1.0 if jaw[j, 0] > middle else -1.0
-        band = (
-            region
-            & ((mean[:, 1] - jaw[j, 1]).abs() <= spacing / 2)
-            & ((mean[:, 0] - middle) * side > 0)
-            & (mean[:, 2] >= jaw[j, 2])
-        )
-        members = torch.nonzero(band)[:, 0]
-        if members.numel() == 0:
-            return None
-        bands.append(members)
-        sides.append(side)
-    width_max = max(len(b) for b in bands)
-    padded = torch.full((len(bands), width_max), -1, dtype=torch.long, device=mean.device)
-    for row, members in enumerate(bands):
+    slices, sides, own = [], [], {}
+    for side in (1.0, -1.0):
+        landmarks = [j for j in SLIDING if (jaw[j, 0] - middle) * side > 0]
+        heights = jaw[landmarks, 1]
+        low = float(heights.min() - spacing / 2)
+        count = int(torch.ceil((heights.max() + spacing / 2 - low) / thickness))
+        first = len(slices)
+        for n in range(count):
+            y = low + (n + 0.5) * float(thickness)
+            nearest = landmarks[int((heights - y).abs().argmin())]
+            members = torch.nonzero(
+                region
+                & ((mean[:, 1] - y).abs() <= thickness / 2)
+                & ((mean[:, 0] - middle) * side > 0)
+                & (mean[:, 2] >= jaw[nearest, 2])
+            )[:, 0]
+            slices.append(members)
+            sides.append(side)
+        for j in landmarks:
+            own[j] = first + min(int((jaw[j, 1] - low) / thickness), count - 1)
+    if any(slices[own[j]].numel() == 0 for j in SLIDING):
+        return None
+    width = max(len(members) for members in slices)
+    padded = torch.full((len(slices), width), -1, dtype=torch.long, device=mean.device)
+    for row, members in enumerate(slices):
         padded[row, : len(members)] = members
-    return padded, torch.tensor(sides, device=mean.device)
+    return Outline(
+        padded,
+        torch.tensor(sides, device=mean.device),
+        torch.tensor([own[j] for j in SLIDING], device=mean.device),
+    )

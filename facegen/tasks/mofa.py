@@ -415,7 +415,7 @@ class MoFA(FaceTask):
         code = code._replace(expression=decoder.model.clip_expression(code.expression))  # blendshapes: [0, 1]
         decoded = decoder(code)
         contour = LandmarkModel(decoder, code.shape.shape[1], code.expression.shape[1])
-        landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels)
+        landmarks_2d = contour.silhouette_landmarks(code, decoded.pixels, batch.landmarks)
         implausible = None
         if face_loss is not None and self.fit_schedule.landmarks.active:  # judged on the landmarks it fitted
             implausible = implausible_fits(
