@@ -217,7 +217,9 @@ def outline_slices(model) -> Outline | None:
     middle = jaw[8, 0]
     slices, sides, own = [], [], {}
     for side in (1.0, -1.0):
-        landmarks = [j for j in SLIDING if (jaw[j, 0] - middle) * side > 0]
+        landmarks = [j for j in SLIDING if (1.0 if jaw[j, 0] > middle else -1.0) == side]
+        if not landmarks:
+            continue
         heights = jaw[landmarks, 1]
         low = float(heights.min() - spacing / 2)
         count = int(torch.ceil((heights.max() + spacing / 2 - low) / thickness))
