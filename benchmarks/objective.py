@@ -10,6 +10,7 @@ per-term values at the truth and at the mean face. The faces are rendered as the
 
     python benchmarks/objective.py --config configs/mofa.yaml
     python benchmarks/objective.py --config configs/mofa.yaml --weights '{"shape": 1e-4, "expression": 1e-4}'
+    python benchmarks/objective.py --config configs/mofa_paper.yaml --face_model builtin
 
 Models whose reflectance is learned (ICT-FaceKit, FLAME) have no true reflectance code; they are refused.
 """
@@ -104,8 +105,11 @@ def main() -> None:
     parser.add_argument("--faces", type=int, default=64)
     parser.add_argument("--size", type=int, help="crop size (default: the config's)")
     parser.add_argument("--weights", action="append", default=[], help="JSON of loss weights to try as well")
+    parser.add_argument("--face_model", help="face model instead of the config's (e.g. builtin)")
     args = parser.parse_args()
     config = yaml.safe_load(Path(args.config).read_text())
+    if args.face_model:
+        config["model"]["init_args"]["face_model"] = args.face_model
     model = build_model(config, args.size)
     if model.decoder.albedo is not None:
         raise SystemExit(f"{model.hparams.face_model}: learned reflectance has no true code to hold")

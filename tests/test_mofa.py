@@ -227,11 +227,45 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
     assert list(tmp_path.rglob("last.ckpt"))
 
 
-@pytest.mark.parametrize("name", ["mofa.yaml", "mofa_ict.yaml", "mofa_bfm.yaml"])
+@pytest.mark.parametrize("name", ["mofa.yaml", "mofa_ict.yaml", "mofa_bfm.yaml", "mofa_paper.yaml"])
 def test_mofa_configs_parse_with_their_defaults(capsys, name):
     with pytest.raises(SystemExit) as raised:
         main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
     assert raised.value.code == 0 and "facegen.tasks.MoFA" in capsys.readouterr().out
+
+
+def test_the_paper_config_trains_a_few_steps_with_its_objective(tmp_path, tiny_shards):
+    """configs/mofa_paper.yaml on the built-in model and the tiny shards: every loss term is logged, each image
+    is averaged on its own, nothing is fitted after the encoder, and its objective prefers the true face."""
+    config = cpu_config(ROOT / "configs" / "mofa_paper.yaml", tmp_path, max_steps=3, devices=1)
+    config["trainer"].update(strategy="auto", sync_batchnorm=False, precision="32-true")
+    config["trainer"]["logger"] = {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path / "runs"), "name": "mofa_paper"},
+    }
+    config["trainer"]["callbacks"] = config["trainer"]["callbacks"][:1]
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "checkpoints")
+    config["model"]["init_args"].update(face_model="builtin", image_size=SIZE, depths=[1], width=8)
+    data = config["data"]["init_args"]
+    data.update(train=str(tiny_shards / "train"), val=str(tiny_shards / "val"), batch_size=4, num_workers=0)
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["fit", "--config", str(path)])
+    (metrics_file,) = tmp_path.glob("runs/mofa_paper/version_*/metrics.csv")
+    rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(metrics_file.open())]
+    logged = set().union(*rows)
+    assert {
+        "train/photometric",
+        "train/landmark",
+        "train/shape",
+        "train/light",
+        "val/vertex_error_mm",
+    } <= logged
+    assert not any(key.startswith("val/fitted_") for key in logged)
+    model = MoFA.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert model.hparams.photometric_average == "image" and not model.fit_schedule.active
+    weights = model.weights
+    assert weights.landmark == 1e-2 and weights.shape == weights.expression == weights.albedo == 1e-4
 
 
 def test_ict_config_trains_with_a_learned_reflectance(tmp_path, ict_facegen_npz):
@@ -364,8 +398,8 @@ def test_each_faces_own_objective_comes_in_one_pass_as_it_would_alone(mode):
 def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path):
     """benchmarks/objective.py on a few faces of the quickstart's data: under the default loss weights (those of
     configs/mofa.yaml) the objective prefers shrunken shapes over the true ones; with the landmark term at 1e-2
-    and the priors at 1e-4 the truth scores best, better than the mean face and than its shape and expression
-    shrunk or grown."""
+    and the priors at 1e-4 (configs/mofa_paper.yaml's weights) the truth scores best, better than the mean face
+    and than its shape and expression shrunk or grown."""
     from benchmarks.objective import build_model, curve, faces
 
     model = build_model(yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text()), 64)
@@ -373,4 +407,10 @@ def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path)
     assert curve(model, batch, truth, model.weights)["best_scale"] < 0.75
     balanced = LossWeights(landmark=1e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
     result = curve(model, batch, truth, balanced)
+    assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
+    # configs/mofa_paper.yaml's objective (its weights, each image averaged alone) on the same faces
+    paper = yaml.safe_load((ROOT / "configs" / "mofa_paper.yaml").read_text())
+    paper["model"]["init_args"].update(face_model="builtin", depths=[1], width=8)
+    paper_model = build_model(paper, 64)
+    result = curve(paper_model, batch, truth, paper_model.weights)
     assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
