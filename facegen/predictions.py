@@ -100,7 +100,8 @@ class ReconstructedTextures(NamedTuple):
         render: (B, 3, S, S) the textured fit rendered into the crop.
         views: (B, 3, S, S * n) the textured geometry from n novel yaw angles, side by side.
         fit_loss: the fitting objective (mean over the batch) at each latent-optimisation step.
-        metrics: {``psnr`` (dB), ``ssim``, ``l1``: (B,)} of the render against the crop on visible face pixels.
+        metrics: {``psnr`` (dB), ``ssim``, ``l1``, and ``lpips`` when the latent fit has LPIPS: (B,)} of the render
+            against the crop on visible face pixels.
     """
 
     batch: FaceBatch

@@ -465,6 +465,26 @@ def test_latent_fitting_with_a_user_given_perceptual_network(tmp_path, mofa_setu
     assert len(history) == 4 and history[-1] < history[0]
 
 
+def test_latent_fitting_with_lpips_reports_it(tmp_path, mofa_setup, mofa_checkpoint):
+    from facegen.tasks.latent_fit import LatentFit, fit_latent
+    from tests.test_lpips import write_files
+
+    root, _ = mofa_setup
+    model = texture_model(mofa_checkpoint).eval()
+    condition = model.condition(shard_batch(root, count=2))
+    fit = LatentFit(steps=3, lpips=write_files(tmp_path / "lpips"), lpips_weight=1.0)
+    fitted = fit_latent(model.generator_ema, model.mofa.decoder, condition, fit)
+    lpips = fitted.metrics["lpips"]
+    assert lpips.shape == (2,) and torch.isfinite(lpips).all() and (lpips > 0).all()
+    assert set(
+        fit_latent(model.generator_ema, model.mofa.decoder, condition, LatentFit(steps=1)).metrics
+    ) == {
+        "psnr",
+        "ssim",
+        "l1",
+    }
+
+
 def test_bad_settings_get_clear_errors(tmp_path, mofa_checkpoint):
     from facegen.data.seeds import parse_seeds
     from facegen.evaluation.features import build_feature_extractor

@@ -336,14 +336,16 @@ def _texture(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     _predict(options, Path(options.root), predictions, extra, truth=False, code_only=False)
     results, failures = score_textures(predictions, options.identity)
     summary = {"benchmark": "texture", **summarise_textures(results, failures)}
-    identity = summary.get("identity_cosine")
+    identity, lpips = summary.get("identity_cosine"), summary.get("lpips")
     row = (
         f"| {summary.get('psnr', float('nan')):.2f} | {summary.get('ssim', float('nan')):.3f} | "
-        f"{summary.get('l1', float('nan')):.4f} | {'–' if identity is None else f'{identity:.3f}'} | "
-        f"{summary['found']} |"
+        f"{summary.get('l1', float('nan')):.4f} | {'–' if lpips is None else f'{lpips:.4f}'} | "
+        f"{'–' if identity is None else f'{identity:.3f}'} | {summary['found']} |"
     )
     table = (
-        "| PSNR (dB) | SSIM | L1 | identity cosine | faces |\n| --- | --- | --- | --- | --- |\n" + row + "\n"
+        "| PSNR (dB) | SSIM | L1 | LPIPS | identity cosine | faces |\n| --- | --- | --- | --- | --- | --- |\n"
+        + row
+        + "\n"
     )
     return (
         summary,

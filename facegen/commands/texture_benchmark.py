@@ -1,5 +1,6 @@
 """Texture reconstruction scores for ``facegen evaluate texture``: what a texture model's ``facegen predict`` wrote
-per photo (``fit.json``: PSNR, SSIM and L1 of the render against the photo on visible face pixels) and, with a
+per photo (``fit.json``: PSNR, SSIM and L1 of the render against the photo on visible face pixels, and LPIPS when
+the texture model's ``latent_fit.lpips`` names its files) and, with a
 face-recognition network you give (TorchScript; none is bundled), the cosine similarity of the identity
 embeddings of the photo crop and the render (both taken from ``side_by_side.png``: photo | render | views)."""
 
@@ -15,8 +16,8 @@ from PIL import Image
 from facegen.errors import ConfigError
 from facegen.evaluation.features import TorchScriptFeatures
 
-#: Per-photo metrics of ``fit.json`` that are summarised.
-METRICS = ("psnr", "ssim", "l1")
+#: Per-photo metrics of ``fit.json`` that are summarised (``lpips`` when it was measured).
+METRICS = ("psnr", "ssim", "l1", "lpips")
 
 
 def _photo_and_render(path: Path) -> torch.Tensor:
@@ -38,7 +39,10 @@ def score_textures(predictions: Path, identity: str | None) -> tuple[list[dict],
     results = []
     for path in sorted(predictions.glob("*/fit.json")):
         record = json.loads(path.read_text())
-        result = {"item": path.parent.name, **{name: float(record[name]) for name in METRICS}}
+        result = {
+            "item": path.parent.name,
+            **{name: float(record[name]) for name in METRICS if name in record},
+        }
         if network is not None:
             with torch.no_grad():
                 embeddings = torch.nn.functional.normalize(

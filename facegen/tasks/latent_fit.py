@@ -19,6 +19,7 @@ from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.features import TorchScriptFeatures
 from facegen.fitting import FitSchedule, clone_out_of_inference
 from facegen.losses import photometric_loss, ssim_loss
+from facegen.losses.lpips import LPIPS, LpipsFiles
 from facegen.nets.stylegan import Generator, to_unit
 from facegen.tasks.conditioning import Condition, render_texture, visible_face_pixels
 
@@ -40,7 +41,9 @@ class LatentFit:
     optimised too, renormalised to zero mean and unit variance after each step, and ``noise_regularize`` weighs
     their squared autocorrelation at every scale. The loss, on the composite over visible face pixels:
     ``perceptual_weight`` * squared feature distance under the TorchScript network at ``perceptual`` (e.g. VGG16
-    LPIPS features; a file you provide, nothing is downloaded) + ``l1`` * photometric L1 + ``ssim`` * SSIM loss
+    LPIPS features; a file you provide, nothing is downloaded) + ``lpips_weight`` * LPIPS-VGG with the learned
+    heads (:mod:`facegen.losses.lpips`; ``lpips``: its two files, which also add ``lpips`` to the reported
+    metrics; the face's pixels only: the photo everywhere else) + ``l1`` * photometric L1 + ``ssim`` * SSIM loss
     + ``prior`` * |w - w_avg|² / w_dim. ``fit``: MoFA's fitting schedule for the geometry first (photometric loss
     weights: ``fit.photometric.weights``, else the MoFA's; ``refine``: its former name, for one release)."""
 
@@ -57,6 +60,8 @@ class LatentFit:
     prior: float = 1e-3
     perceptual: str | None = None
     perceptual_weight: float = 1.0
+    lpips: LpipsFiles | None = None
+    lpips_weight: float = 1.0
     fit: FitSchedule | None = None
     refine: FitSchedule | None = None
 
@@ -142,6 +147,7 @@ def fit_latent(
         visible = visible_face_pixels(decoder, condition)
         perceptual = TorchScriptFeatures(fit.perceptual).to(device) if fit.perceptual else None
         target_features = perceptual(condition.image).detach() if perceptual is not None else None
+        lpips = LPIPS.from_files(fit.lpips, "model.latent_fit.lpips").to(device) if fit.lpips else None
         optimizer = torch.optim.Adam([w, *noise], betas=(0.9, 0.999), lr=fit.lr)
         history: list[float] = []
 
@@ -163,6 +169,9 @@ def fit_latent(
                 loss = loss + fit.ssim * ssim_loss(rendered, condition.image, visible)
             if perceptual is not None:
                 loss = loss + fit.perceptual_weight * (perceptual(rendered) - target_features).square().mean()
+            if lpips is not None and fit.lpips_weight > 0:
+                face_only = rendered * visible + condition.image * (1 - visible)
+                loss = loss + fit.lpips_weight * lpips(face_only, condition.image).mean()
             history.append(loss.item())
             if fit.noise_regularize > 0:
                 loss = loss + fit.noise_regularize * noise_penalty(noise)
@@ -172,16 +181,22 @@ def fit_latent(
             _normalise(noise)
         with torch.no_grad():
             texture, rendered = composite(w)
-            metrics = reconstruction_metrics(rendered, condition.image, visible)
+            metrics = reconstruction_metrics(rendered, condition.image, visible, lpips)
     return FittedTexture(texture.detach(), rendered, history, metrics)
 
 
-def reconstruction_metrics(rendered: Tensor, photo: Tensor, visible: Tensor) -> dict[str, Tensor]:
-    """PSNR (dB), SSIM and L1 per photo (B,) of ``rendered`` against ``photo`` over ``visible`` (B, 1, S, S)."""
+def reconstruction_metrics(
+    rendered: Tensor, photo: Tensor, visible: Tensor, lpips: LPIPS | None = None
+) -> dict[str, Tensor]:
+    """PSNR (dB), SSIM and L1 per photo (B,) of ``rendered`` against ``photo`` over ``visible`` (B, 1, S, S), and
+    with ``lpips`` the LPIPS distance of the render on those pixels (the photo elsewhere) to the photo."""
     count = visible.sum((1, 2, 3)).clamp(min=1) * 3
     error = rendered - photo
     mse = (error.pow(2) * visible).sum((1, 2, 3)) / count
     l1 = (error.abs() * visible).sum((1, 2, 3)) / count
     ssim_map = kornia.metrics.ssim(rendered, photo, 7).mean(1, keepdim=True)
     ssim = (ssim_map * visible).sum((1, 2, 3)) / visible.sum((1, 2, 3)).clamp(min=1)
-    return {"psnr": 10 * torch.log10(1 / mse.clamp(min=1e-10)), "ssim": ssim, "l1": l1}
+    metrics = {"psnr": 10 * torch.log10(1 / mse.clamp(min=1e-10)), "ssim": ssim, "l1": l1}
+    if lpips is not None:
+        metrics["lpips"] = lpips(rendered * visible + photo * (1 - visible), photo)
+    return metrics
