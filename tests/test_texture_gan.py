@@ -732,7 +732,8 @@ def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_chec
 def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_path, monkeypatch):
     """configs/texture_gan_ffhq.yaml (composite mode) with stand-ins: a Deep3DFaceRecon front-BFM file (a dome)
     converted with a UV file, a MoFA trained two steps on its synthetic faces, and an NVIDIA network pickle in place
-    of the FFHQ network; only sizes, devices and run lengths are shrunk for the CPU."""
+    of the FFHQ network, synthetic crops in place of FFHQ's photos; only sizes, devices and run lengths are shrunk
+    for the CPU."""
     import numpy as np
     import scipy.io
     import yaml
@@ -808,7 +809,9 @@ def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_pa
         metric_samples=4,
         **{k: v for k, v in TINY_GAN.items() if k != "metric_samples"},
     )
-    config["data"]["init_args"].update(train_seeds="0-7", val_seeds="100-103", batch_size=4)
+    real = str(tmp_path / "val")  # FFHQ's stand-in: real crops in shards
+    config["data"]["init_args"].update(train_seeds="0-7", val_seeds="100-103", batch_size=4, real=real)
+    config["data"]["init_args"]["real_workers"] = 1
     path = tmp_path / "texture_gan_ffhq.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["fit", "--config", str(path)]) == 0
@@ -839,3 +842,68 @@ def test_composites_are_rendered_at_the_discriminators_resolution(mofa_checkpoin
     assert torch.equal(
         torch.where(covered, 0.0, fake), torch.where(covered, 0.0, real)
     )  # untouched background
+
+
+def photos_in_order(root):
+    """The crops of the shards under ``root/train`` in order, in batches of 4, in [0, 1]."""
+    from facegen.data.streams import ShardStream, expand_shards
+
+    return [b["image"].float() / 255 for b in ShardStream(expand_shards(str(root / "train")), 4)]
+
+
+def test_the_discriminator_sees_real_photos_from_their_shards_never_the_composites_backgrounds(
+    mofa_setup, mofa_checkpoint, face_stylegan_checkpoint, tmp_path
+):
+    """``SeedDataModule(real=...)``: each training batch of seeds comes with as many real face crops from shards,
+    and they (at D's resolution), not the 2D generator's images, are D's real inputs; validation's KID compares
+    the composites with them."""
+    import lightning as L
+    import torch.nn.functional as F
+
+    from facegen.data import SeedDataModule
+    from facegen.data.streams import ShardStream, expand_shards
+
+    root, _ = mofa_setup
+    checkpoint, _ = face_stylegan_checkpoint
+    torch.manual_seed(0)
+    model = composite_model(mofa_checkpoint, checkpoint)
+    data = SeedDataModule(train_seeds="0-15", val_seeds="100-107", batch_size=4, real=str(root / "train"))
+    shown, step = [], model.adversarial_step
+
+    def recorded(real, fake, batch_size):
+        shown.append(real.detach().clone())
+        return step(real, fake, batch_size)
+
+    model.adversarial_step = recorded
+    trainer = L.Trainer(
+        max_steps=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, data)
+    photos = (
+        torch.cat([b["image"] for b in ShardStream(expand_shards(str(root / "train")), 16)]).float() / 255
+    )
+    photos = (
+        F.interpolate(photos, size=(16, 16), mode="bilinear", antialias=True) * 2 - 1
+    )  # at D's resolution
+    assert shown and all(real.shape == (4, 3, 16, 16) for real in shown)
+    for real in shown:  # every real input is one of the shards' photos, none a 2D-generator image
+        distance = (real[:, None] - photos[None]).abs().amax((2, 3, 4))
+        assert (distance.min(1).values < 1e-5).all()
+    model.adversarial_step = step
+    checker = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    measured = []  # the images validation measures, real and fake in turn
+    hook = model.features.register_forward_hook(lambda _, inputs, __: measured.append(inputs[0].clone()))
+    checker.validate(model, data, verbose=False)
+    hook.remove()
+    assert torch.isfinite(checker.callback_metrics["val/kid_render"])
+    validation_real = measured[0::2]
+    assert len(validation_real) == 2  # the validation seeds' two batches, each beside the next real photos
+    assert all(torch.equal(a, b) for a, b in zip(validation_real, photos_in_order(root), strict=False))
+    with pytest.raises(FileNotFoundError, match="data.real"):
+        SeedDataModule(train_seeds="0-15", real=str(tmp_path / "missing-{000..001}.tar"))

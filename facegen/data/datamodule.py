@@ -62,11 +62,11 @@ def same_face_model(a: str, b: str) -> bool:
     return a == b or (a != "builtin" and b != "builtin" and Path(a).resolve() == Path(b).resolve())
 
 
-class _EpochLoader(DataLoader):
+class EpochLoader(DataLoader):
     """A DataLoader that tells its stream which epoch (and, after a mid-epoch resume, how many of its batches
     were consumed) before each pass, so shuffles are reproducible and resumable."""
 
-    def __init__(self, dataset, datamodule: FaceDataModule, **kwargs) -> None:
+    def __init__(self, dataset, datamodule: LightningDataModule, **kwargs) -> None:
         super().__init__(dataset, batch_size=None, **kwargs)
         self._datamodule = datamodule
 
@@ -316,7 +316,7 @@ class FaceDataModule(LightningDataModule):
             "prefetch_factor": 2 if self.num_workers > 0 else None,
         }
         if isinstance(stream, ShardStream):  # epochs and resumption; a photo folder is read once
-            return _EpochLoader(stream, self, **settings)
+            return EpochLoader(stream, self, **settings)
         return DataLoader(stream, batch_size=None, **settings)
 
     def train_dataloader(self) -> DataLoader:

@@ -1,13 +1,18 @@
 """``SeedDataModule``: batches of seeds, to ``facegen predict`` generated images and textures reproducibly, and to
-train the texture model in ``composite`` mode (each seed is a face of the frozen 2D generator)."""
+train the texture model in ``composite`` mode (each seed is a face of the frozen 2D generator), optionally with a
+batch of real face photos from shards beside each batch of seeds (``real``: what the discriminator is shown as
+real, as the texture paper shows it FFHQ)."""
 
 from __future__ import annotations
 
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from facegen.data.batch import SeedBatch
+from facegen.data.datamodule import EpochLoader
+from facegen.data.streams import ShardStream, expand_shards
 from facegen.errors import ConfigError
 
 
@@ -34,7 +39,13 @@ def collate_seeds(items: list[torch.Tensor]) -> SeedBatch:
 class SeedDataModule(LightningDataModule):
     """Batches (:class:`~facegen.data.batch.SeedBatch`) of seeds (e.g. ``"0-15"``): ``seeds`` to predict,
     ``train_seeds`` (shuffled each epoch, incomplete last batch dropped) and ``val_seeds`` to fit. (Named apart
-    from ``FaceDataModule``'s ``train``/``val`` folders, which a config switching data modules would carry over.)"""
+    from ``FaceDataModule``'s ``train``/``val`` folders, which a config switching data modules would carry over.)
+
+    ``real``: shards of real face crops (a folder, pattern or list, as ``FaceDataModule``'s ``train``; e.g.
+    ``facegen prepare``'s output) whose images ride along with the seeds when fitting: each training batch gets as
+    many, drawn shuffled and looping over the shards (read by ``real_workers`` loader processes; a resumed run
+    continues where it stopped), each validation batch the next ones in order (validation stops when either runs
+    out)."""
 
     def __init__(
         self,
@@ -42,6 +53,9 @@ class SeedDataModule(LightningDataModule):
         batch_size: int = 8,
         train_seeds: str | list[int] | None = None,
         val_seeds: str | list[int] | None = None,
+        real: str | list[str] | None = None,
+        real_workers: int = 0,
+        shuffle_buffer: int = 1000,
     ) -> None:
         super().__init__()
         self.seeds, self.batch_size = parse_seeds(seeds), batch_size
@@ -51,6 +65,18 @@ class SeedDataModule(LightningDataModule):
             raise ConfigError(
                 f"data.train_seeds has {len(self.train)} seeds, fewer than data.batch_size {batch_size}: give more seeds"
             )
+        self.real = expand_shards(real, "data.real") if real is not None else None
+        self.real_workers, self.shuffle_buffer = real_workers, shuffle_buffer
+
+    def _with_real(self, seeds: DataLoader, stream: ShardStream, mode: str) -> CombinedLoader:
+        real = EpochLoader(stream, self, num_workers=self.real_workers)
+        return CombinedLoader({"seeds": seeds, "real": real}, mode=mode)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Seeds with real photos (a combined loader's dict) as one :class:`SeedBatch` (uint8 -> [0, 1])."""
+        if isinstance(batch, dict):
+            return SeedBatch(batch["seeds"].seeds, batch["real"]["image"].float() / 255)
+        return batch
 
     def _loader(self, seeds: list[int], shuffle: bool = False) -> DataLoader:
         tensor = torch.tensor(seeds, dtype=torch.long)
@@ -61,12 +87,29 @@ class SeedDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.seeds)
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
         if self.train is None:
             raise ConfigError(
                 "data.train_seeds: give the training seeds (e.g. 0-99999) to fit on seed batches"
             )
-        return self._loader(self.train, shuffle=True)
+        seeds = self._loader(self.train, shuffle=True)
+        if self.real is None:
+            return seeds
+        ranks = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = max(len(self.train) // self.batch_size // ranks, 1)
+        stream = ShardStream(
+            self.real,
+            self.batch_size,
+            mode="train",
+            batches_per_rank=per_rank,
+            shuffle_buffer=self.shuffle_buffer,
+        )
+        return self._with_real(seeds, stream, "max_size_cycle")
 
-    def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val) if self.val is not None else []
+    def val_dataloader(self) -> DataLoader | CombinedLoader | list:
+        if self.val is None:
+            return []
+        seeds = self._loader(self.val)
+        if self.real is None:
+            return seeds
+        return self._with_real(seeds, ShardStream(self.real, self.batch_size, mode="eval"), "min_size")

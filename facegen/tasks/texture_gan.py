@@ -306,12 +306,16 @@ class TextureGAN(AdversarialTask):
             self._native = Renderer(settings)
         return self._native
 
-    def real_inputs(self, condition: Condition) -> tuple[Tensor, Tensor | None]:
-        """What D sees of the photos (or 2D images), in [-1, 1], and (``uv`` mode) the visibility masks
-        (B, 1, R, R) that generated textures are shown under: those of other photos of the batch."""
+    def real_inputs(self, condition: Condition, photos: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """What D sees as real, in [-1, 1]: real face ``photos`` (B, 3, H, W) in [0, 1] at D's resolution when
+        given (composite mode with ``data.real``; never the composites' own backgrounds), else the photos (or 2D
+        images) of ``condition``; and (``uv`` mode) the visibility masks (B, 1, R, R) that generated textures are
+        shown under: those of other photos of the batch."""
         if self.hparams.mode == "uv":
             real, seen = self.real_textures(condition)
             return torch.cat([real * 2 - 1, seen * 2 - 1], 1), seen.roll(1, 0)
+        if photos is not None:
+            return self._at_d_resolution(photos) * 2 - 1, None
         if self._native_renderer(condition) is not None:
             return condition.native * 2 - 1, None
         return self._at_d_resolution(condition.image) * 2 - 1, None
@@ -334,7 +338,8 @@ class TextureGAN(AdversarialTask):
     # ------------------------------------------------------------------------------------ training
     def training_step(self, batch: FaceBatch | SeedBatch, batch_index: int) -> None:
         condition = self.condition(batch)
-        real, masks = self.real_inputs(condition)  # the photos are unwrapped once per iteration
+        photos = batch.real if isinstance(batch, SeedBatch) else None
+        real, masks = self.real_inputs(condition, photos)  # the photos are unwrapped once per iteration
         self.adversarial_step(
             real, lambda texture: self.fake_inputs(texture, condition, masks), condition.image.shape[0]
         )
@@ -352,9 +357,10 @@ class TextureGAN(AdversarialTask):
         size = condition.image.shape[0]
         texture = self.generate(self.latents(size), ema=True, truncation=self.truncation)
         rendered = self.render(texture, condition)
-        self._metric_batches["render_real"].append(self.features(condition.image))
+        photos = batch.real if isinstance(batch, SeedBatch) and batch.real is not None else condition.image
+        self._metric_batches["render_real"].append(self.features(photos[:size]))
         self._metric_batches["render_fake"].append(self.features(rendered))
-        if self.hparams.mode == "composite":  # no real UV textures: the 2D images are the real side
+        if self.hparams.mode == "composite":  # no real UV textures: real photos (data.real) or the 2D images
             if batch_index == 0:
                 self._pictures = [texture, condition.image, rendered]
             return
