@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -414,3 +415,35 @@ def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path)
     paper_model = build_model(paper, 64)
     result = curve(paper_model, batch, truth, paper_model.weights)
     assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
+
+
+def test_the_learning_curve_reports_each_budget_and_draws_the_runs(tmp_path, tiny_shards, capsys):
+    """benchmarks/learning_curve.py on the tiny shards: a self-supervised and a supervised run validated after 2
+    and 4 steps, one JSON line per budget, and the plot of both."""
+    import numpy as np
+    from PIL import Image
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from learning_curve import main as curve
+
+    config = tiny_config(tmp_path / "tiny", tiny_shards)
+    out = tmp_path / "curve"
+    for mode in ("self", "supervised"):
+        argv = ["--config", str(config), "--steps", "2", "4", "--mode", mode, "--out", str(out)]
+        assert curve(argv) == 0
+    rows = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+    assert [(r["mode"], r["steps"]) for r in rows] == [
+        ("self", 2),
+        ("self", 4),
+        ("supervised", 2),
+        ("supervised", 4),
+    ]
+    assert all(math.isfinite(r["vertex_error_ratio"]) and r["vertex_error_ratio"] > 0 for r in rows)
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"run"')]
+    assert printed == rows
+    figure = tmp_path / "curve.png"
+    assert curve(["--plot", str(out / "curve.jsonl"), "--figure", str(figure)]) == 0
+    picture = np.asarray(Image.open(figure).convert("RGB"))
+    assert picture.shape == (400, 640, 3)
+    for colour in ((31, 119, 180), (214, 39, 40)):  # each run drawn in its colour (lines may overlap: legend)
+        assert (np.abs(picture.astype(int) - colour).max(-1) < 40).sum() > 20, colour
