@@ -186,8 +186,12 @@ def tiny_config(folder: Path, shards: Path, **trainer) -> Path:
     return path
 
 
-def metrics(folder: Path) -> list[dict]:
-    (path,) = folder.glob("runs/mofa/version_*/metrics.csv")
+#: Loss terms every MoFA training run logs.
+TRAINING_TERMS = {"train/photometric", "train/landmark", "train/shape", "train/light"}
+
+
+def metrics(folder: Path, name: str = "mofa") -> list[dict]:
+    (path,) = folder.glob(f"runs/{name}/version_*/metrics.csv")
     return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(path.open())]
 
 
@@ -202,10 +206,7 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
     rows = metrics(tmp_path)
     logged = set().union(*rows)
     assert {
-        "train/photometric",
-        "train/landmark",
-        "train/shape",
-        "train/light",
+        *TRAINING_TERMS,
         "val/vertex_error_mm",
         "val/vertex_error_mean_face",
         "val/landmark_nme",
@@ -252,16 +253,8 @@ def test_the_paper_config_trains_a_few_steps_with_its_objective(tmp_path, tiny_s
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(path)])
-    (metrics_file,) = tmp_path.glob("runs/mofa_paper/version_*/metrics.csv")
-    rows = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(metrics_file.open())]
-    logged = set().union(*rows)
-    assert {
-        "train/photometric",
-        "train/landmark",
-        "train/shape",
-        "train/light",
-        "val/vertex_error_mm",
-    } <= logged
+    logged = set().union(*metrics(tmp_path, "mofa_paper"))
+    assert {*TRAINING_TERMS, "val/vertex_error_mm"} <= logged
     assert not any(key.startswith("val/fitted_") for key in logged)
     model = MoFA.load_from_checkpoint(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu")
     assert model.hparams.photometric_average == "image" and not model.fit_schedule.active

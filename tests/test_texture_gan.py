@@ -120,6 +120,22 @@ def shard_batch(root, size=48, count=4):
     return module.on_after_batch_transfer(next(iter(module.val_dataloader())), 0)
 
 
+def cpu_trainer(**settings):
+    """A Lightning trainer of 3 CPU steps without logger, checkpoints or progress bar (``settings`` override)."""
+    import lightning as L
+
+    return L.Trainer(
+        **{
+            "max_steps": 3,
+            "accelerator": "cpu",
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            **settings,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def mofa_checkpoint(mofa_setup):
     """The last checkpoint of a tiny ``facegen fit`` of the MoFA config."""
@@ -132,7 +148,6 @@ def mofa_checkpoint(mofa_setup):
 
 
 def test_one_training_iteration_updates_generator_discriminator_and_ema(mofa_setup, mofa_checkpoint):
-    import lightning as L
 
     from facegen.data import FaceDataModule
 
@@ -143,14 +158,7 @@ def test_one_training_iteration_updates_generator_discriminator_and_ema(mofa_set
     ema_before = [p.clone() for p in model.generator_ema.parameters()]
     mofa_before = [p.clone() for p in model.mofa.parameters()]
     data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
-    trainer = L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-    )
+    trainer = cpu_trainer(limit_val_batches=0)
     trainer.fit(model, data)
     changed = {name.split(".")[0] for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert {"generator", "discriminator"} <= changed and "mofa" not in changed
@@ -427,7 +435,6 @@ def test_texture_configs_parse(capsys, name, task):
 
 
 def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mofa_checkpoint):
-    import lightning as L
 
     from facegen.data import FaceDataModule
 
@@ -436,14 +443,7 @@ def test_a_diverged_discriminator_stops_training_naming_the_step(mofa_setup, mof
     with torch.no_grad():
         model.discriminator.b4.out.bias.fill_(float("nan"))
     data = FaceDataModule(train=str(root / "train"), batch_size=4, num_workers=0, image_size=48)
-    trainer = L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-    )
+    trainer = cpu_trainer(limit_val_batches=0)
     with pytest.raises(FloatingPointError, match="step 0: loss term 'd_loss' is nan"):
         trainer.fit(model, data)
 
@@ -593,7 +593,6 @@ def composite_model(mofa_checkpoint, gan_checkpoint, **kwargs):
 def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
     mofa_checkpoint, face_stylegan_checkpoint, tmp_path
 ):
-    import lightning as L
 
     from facegen.data import SeedDataModule
     from facegen.nets.gan_import import read_gan
@@ -615,14 +614,7 @@ def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
         return generate(z, ema, truncation)
 
     model.generate = recorded
-    trainer = L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = cpu_trainer(default_root_dir=tmp_path)
     trainer.fit(model, data)
     # one latent per person: every texture of a training step (D's, G's and the path-length batch) is driven by
     # the latent of the 2D image it is composited onto, seeded by the batch's seeds
@@ -875,15 +867,7 @@ def test_the_discriminator_sees_real_photos_from_their_shards_never_the_composit
         return step(real, fake, batch_size)
 
     model.adversarial_step = recorded
-    trainer = L.Trainer(
-        max_steps=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = cpu_trainer(limit_val_batches=0, default_root_dir=tmp_path)
     trainer.fit(model, data)
     photos = (
         torch.cat([b["image"] for b in ShardStream(expand_shards(str(root / "train")), 16)]).float() / 255
