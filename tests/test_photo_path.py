@@ -47,3 +47,33 @@ def test_predict_reconstructs_the_photo_with_the_auto_detector(tmp_path, package
     record = json.loads((out / face / "code.json").read_text())
     assert record["detector"] == "dlib" and np.shape(record["landmarks_2d_photo_px"]) == (68, 2)
     assert (out / face / "overlay.jpg").is_file()
+
+
+def test_dlibs_face_descriptor_tells_the_same_face_from_another(tmp_path, packaged_photo):
+    """The texture benchmark's default identity measure on the astronaut: the crop against itself, its mirror
+    image (one person: dlib's distance below 0.6) and a rendered face of the built-in model (another); and
+    ``facegen evaluate texture``'s scorer reading a prediction folder with it."""
+    from PIL import Image
+
+    from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
+    from facegen.commands.texture_benchmark import score_textures
+    from facegen.evaluation.identity import DlibIdentity
+    from facegen.morphable.builtin import builtin_model
+
+    crop = read_photo(str(packaged_photo))[36:206, 135:305]
+    identity = DlibIdentity()
+    assert identity.similarity(crop, crop).distance < 1e-6
+    mirrored = identity.similarity(crop, crop[:, ::-1])
+    assert mirrored.distance < 0.6 and mirrored.cosine > 0.95
+    render_benchmark(builtin_model(), 112, SyntheticSettings(n=1), tmp_path / "render")
+    stranger = np.asarray(Image.open(tmp_path / "render" / "face_0000.png").convert("RGB"))
+    other = identity.similarity(crop, stranger)
+    assert other.distance > 0.6 and other.cosine < mirrored.cosine
+    face = tmp_path / "predictions" / "astronaut_f0"
+    face.mkdir(parents=True)
+    (face / "fit.json").write_text(json.dumps({"psnr": 30.0, "ssim": 0.9, "l1": 0.02}))
+    side = np.asarray(Image.fromarray(crop).resize((64, 64)))
+    Image.fromarray(np.concatenate([side, side[:, ::-1], side], 1)).save(face / "side_by_side.png")
+    (result,), failures = score_textures(tmp_path / "predictions", "dlib")
+    assert failures == [] and result["identity_distance"] < 0.6 and result["identity_cosine"] > 0.9
+    assert "lpips" not in result and result["psnr"] == 30.0

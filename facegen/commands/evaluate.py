@@ -8,7 +8,8 @@ a Markdown table (``OUT/summary.md``, also printed); the summary's numbers also 
 
 Benchmarks: ``aflw2000`` (AFLW2000-3D, :mod:`facegen.evaluation.aflw2000`), ``now`` (the NoW challenge's layout
 and its metric where the scans are present, :mod:`facegen.evaluation.now`), ``texture`` (texture reconstruction of
-a texture model on photos: PSNR/SSIM/L1 on visible face pixels and identity similarity under a network you give,
+a texture model on photos: PSNR/SSIM/L1 (LPIPS) on visible face pixels and identity similarity under dlib's face
+descriptor or a network you give,
 :mod:`facegen.commands.texture_benchmark`) and ``synthetic`` (faces of the
 checkpoint's face model with known ground truth, :mod:`facegen.commands.synthetic_benchmark`; the encoder alone
 and after the config's fitting).
@@ -73,9 +74,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--identity",
         type=str | None,
-        default=None,
-        help="texture: a TorchScript face-recognition network (images in [0, 255], (B, 3, H, W)) for identity "
-        "similarity; none is bundled",
+        default="dlib",
+        help="texture: identity similarity of photo and render under dlib's face descriptor (dlib, the default; "
+        "the dlib extra), a TorchScript face-recognition network's file (images in [0, 255], (B, 3, H, W)), or none",
     )
     parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
     parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")
@@ -336,16 +337,18 @@ def _texture(options, out: Path, extra: list[str]) -> tuple[dict, dict, str]:
     _predict(options, Path(options.root), predictions, extra, truth=False, code_only=False)
     results, failures = score_textures(predictions, options.identity)
     summary = {"benchmark": "texture", **summarise_textures(results, failures)}
-    identity, lpips = summary.get("identity_cosine"), summary.get("lpips")
+
+    def cell(name: str, digits: int) -> str:
+        value = summary.get(name)
+        return "–" if value is None else f"{value:.{digits}f}"
+
     row = (
-        f"| {summary.get('psnr', float('nan')):.2f} | {summary.get('ssim', float('nan')):.3f} | "
-        f"{summary.get('l1', float('nan')):.4f} | {'–' if lpips is None else f'{lpips:.4f}'} | "
-        f"{'–' if identity is None else f'{identity:.3f}'} | {summary['found']} |"
+        f"| {cell('psnr', 2)} | {cell('ssim', 3)} | {cell('l1', 4)} | {cell('lpips', 4)} | "
+        f"{cell('identity_cosine', 3)} | {cell('identity_distance', 3)} | {summary['found']} |"
     )
     table = (
-        "| PSNR (dB) | SSIM | L1 | LPIPS | identity cosine | faces |\n| --- | --- | --- | --- | --- | --- |\n"
-        + row
-        + "\n"
+        "| PSNR (dB) | SSIM | L1 | LPIPS | identity cosine | identity distance | faces |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n" + row + "\n"
     )
     return (
         summary,

