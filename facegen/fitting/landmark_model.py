@@ -184,14 +184,12 @@ class LandmarkModel:
             vertex = torch.gather(safe.expand(code.batch_size, -1, -1), 2, best[..., None])[..., 0]  # (B, S)
             chosen = vertex[:, own]  # (B, 12): the outline at each landmark's own height
             if detected is not None:
-                point = torch.gather(pixels, 2, best[..., None, None].expand(-1, -1, 1, 2))[
-                    :, :, 0
-                ]  # (B, S, 2)
-                goal = detected[:, list(SLIDING)].to(point)  # (B, 12, 2)
-                distance = (point[:, None] - goal[:, :, None]).norm(dim=-1)  # (B, 12, S)
-                elsewhere = (sliding_side[:, None] != side[None, :]) | ~valid.any(
-                    -1
-                )  # (12, S): other side, empty
+                # the outline's pixels (B, S, 2), each landmark's distance to them (B, 12, S), slices it cannot
+                # take (12, S): the other side's and empty ones
+                point = torch.gather(pixels, 2, best[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+                goal = detected[:, list(SLIDING)].to(point)
+                distance = (point[:, None] - goal[:, :, None]).norm(dim=-1)
+                elsewhere = (sliding_side[:, None] != side[None, :]) | ~valid.any(-1)
                 nearest = distance.masked_fill(elsewhere, float("inf")).nan_to_num(float("inf")).argmin(-1)
                 found = goal.isfinite().all(-1)
                 chosen = torch.where(found, torch.gather(vertex, 1, nearest), chosen)
