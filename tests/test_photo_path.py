@@ -57,7 +57,7 @@ def test_dlibs_face_descriptor_tells_the_same_face_from_another(tmp_path, packag
 
     from facegen.commands.synthetic_benchmark import SyntheticSettings, render_benchmark
     from facegen.commands.texture_benchmark import score_textures
-    from facegen.evaluation.identity import DlibIdentity
+    from facegen.data.detection.dlib_identity import DlibIdentity
     from facegen.morphable.builtin import builtin_model
 
     crop = read_photo(str(packaged_photo))[36:206, 135:305]

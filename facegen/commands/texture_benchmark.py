@@ -2,7 +2,7 @@
 per photo (``fit.json``: PSNR, SSIM and L1 of the render against the photo on visible face pixels, and LPIPS when
 the texture model's ``latent_fit.lpips`` names its files) and the identity similarity of the photo crop and the
 render (both taken from ``side_by_side.png``: photo | render | views): by default under dlib's face descriptor
-(:mod:`facegen.evaluation.identity`: cosine similarity and dlib's Euclidean distance), or the cosine similarity
+(:mod:`facegen.data.detection.dlib_identity`: cosine similarity and dlib's Euclidean distance), or the cosine similarity
 of the embeddings of a TorchScript face-recognition network you give."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facegen.data.detection.dlib_identity import DlibIdentity, ModelMissing
 from facegen.errors import ConfigError
 from facegen.evaluation.features import TorchScriptFeatures
-from facegen.evaluation.identity import DlibIdentity, ModelMissing
 
 #: Per-photo metrics of ``fit.json`` that are summarised (``lpips`` when it was measured).
 METRICS = ("psnr", "ssim", "l1", "lpips")
