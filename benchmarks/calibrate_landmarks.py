@@ -29,7 +29,6 @@ import torch
 from fitting import build_model, photo_batches, read_configs, schedule  # benchmarks/fitting.py
 
 from facegen.atomic import write_text_atomic
-from facegen.errors import ConfigError
 from facegen.fitting.landmark_calibration import RECHOSEN, VertexChoice
 
 #: The outer eye corners of the iBUG 68 points: the default radius is a quarter of their distance.
@@ -55,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the 68-index text file to write")
     args = parser.parse_args(argv)
     if args.rounds < 1:
-        raise ConfigError(f"--rounds {args.rounds}: give 1 or more")
+        raise SystemExit(f"--rounds {args.rounds}: give 1 or more")
     args.checkpoint = None
     config = read_configs(args.config)
     model = build_model(args, config)
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     faces = sum(len(b) for b in found)
     if not faces:
-        raise ConfigError(
+        raise SystemExit(
             f"--photos {' '.join(args.photos)}: {args.detector} found no face; give other photos"
         )
     mean = face_model.mean

@@ -28,7 +28,6 @@ from PIL import Image, ImageDraw
 
 from facegen.atomic import write_bytes_atomic
 from facegen.cli import FacegenCLI
-from facegen.errors import ConfigError
 
 #: The validation metrics reported at each budget.
 REPORTED = ("vertex_error_ratio", "vertex_error_mm", "landmark_error_px", "rotation_error_deg")
@@ -87,7 +86,7 @@ def budget_rows(metrics: Path, budgets: list[int]) -> dict[int, dict]:
                 rows[int(row["step"]) + 1] = row
     missing = [b for b in budgets if b not in rows]
     if missing:
-        raise ConfigError(f"{metrics}: no validation after step {missing[0]}; validated at {sorted(rows)}")
+        raise SystemExit(f"{metrics}: no validation after step {missing[0]}; validated at {sorted(rows)}")
     return {b: rows[b] for b in budgets}
 
 
@@ -122,7 +121,7 @@ def plot(files: list[str], size: tuple[int, int] = (640, 400)) -> Image.Image:
                 row = json.loads(line)
                 runs.setdefault(row["run"], []).append((row["steps"], row["vertex_error_ratio"]))
     if not runs:
-        raise ConfigError(f"--plot {' '.join(files)}: no results in these files")
+        raise SystemExit(f"--plot {' '.join(files)}: no results in these files")
     steps = [s for points in runs.values() for s, _ in points]
     ratios = [r for points in runs.values() for _, r in points] + [1.0]
     low, high = math.log10(min(steps)) - 0.1, math.log10(max(steps)) + 0.1
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"wrote": args.figure}))
         return 0
     if min(args.steps) < 1:
-        raise ConfigError(f"--steps {args.steps}: budgets are positive step counts")
+        raise SystemExit(f"--steps {args.steps}: budgets are positive step counts")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     train(args)
     return 0

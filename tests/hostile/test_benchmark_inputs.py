@@ -90,3 +90,33 @@ def test_a_copied_config_whose_fit_preset_does_not_resolve_says_how_to_name_it(t
     assert main(["fit", "--config", str(config)]) == 2
     error = _one_line_error(capsys)
     assert "model.init_args.fit names fit/standard.yaml, which is not a file relative to this config" in error
+
+
+def test_the_calibration_and_learning_curve_scripts_refuse_bad_settings_in_one_line(tmp_path, monkeypatch):
+    """benchmarks/calibrate_landmarks.py and learning_curve.py: zero rounds or step budgets, photos without a face,
+    a results file without results: each one line (SystemExit's message) before any work."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    from calibrate_landmarks import main as calibrate
+    from learning_curve import main as curve
+    from PIL import Image
+
+    (tmp_path / "empty").mkdir()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(
+        tmp_path / "empty" / "grey.png"
+    )  # no face, no landmark file
+    with pytest.raises(SystemExit, match=r"^--rounds 0: give 1 or more$"):
+        calibrate(["--photos", str(tmp_path), "--rounds", "0", "--out", str(tmp_path / "x.txt")])
+    config = str(root / "configs" / "mofa.yaml")
+    with pytest.raises(SystemExit, match=r"^--photos .*empty: files found no face; give other photos$"):
+        calibrate(
+            ["--config", config, "--photos", str(tmp_path / "empty"), "--detector", "files", "--out", "x"]
+        )
+    with pytest.raises(SystemExit, match=r"^--steps \[0, 10\]: budgets are positive step counts$"):
+        curve(["--steps", "0", "10", "--out", str(tmp_path / "curve")])
+    (tmp_path / "curve.jsonl").write_text("\n")
+    with pytest.raises(SystemExit, match="no results in these files"):
+        curve(["--plot", str(tmp_path / "curve.jsonl"), "--figure", str(tmp_path / "c.png")])
+    assert not (tmp_path / "x.txt").exists() and not (tmp_path / "c.png").exists()
