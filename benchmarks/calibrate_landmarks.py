@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(report), flush=True)
     header = [
-        f"facegen landmark vertices of {face_model.name} ({face_model.num_vertices} vertices, {face_model.units}):",
-        f"points {RECHOSEN[0]}-{RECHOSEN[-1]} re-chosen within {radius:.3g} {face_model.units} for the {args.detector}"
-        f" detector, {args.rounds} round(s) over {faces} faces of: {' '.join(args.photos)}",
+        f"facegen landmark vertices of {face_model.name} ({face_model.num_vertices} vertices, "
+        f"{face_model.units}):",
+        f"points {RECHOSEN[0]}-{RECHOSEN[-1]} re-chosen within {radius:.3g} {face_model.units} for the "
+        f"{args.detector} detector, {args.rounds} round(s) over {faces} faces of: {' '.join(args.photos)}",
         "by benchmarks/calibrate_landmarks.py (no annotation used); the other points as given.",
     ]
     text = "".join(f"# {line}\n" for line in header) + "\n".join(map(str, chosen.tolist())) + "\n"

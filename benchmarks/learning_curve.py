@@ -44,7 +44,9 @@ def fit_arguments(args) -> list[str]:
     for config in args.config:
         argv += ["--config", config]
     if args.mode == "supervised":
-        sys.path.insert(0, str(Path(__file__).parent))  # supervised_upper_bound, by class_path
+        here = str(Path(__file__).parent)  # supervised_upper_bound, imported by class_path
+        if here not in sys.path:
+            sys.path.insert(0, here)
         argv += ["--model.class_path", "supervised_upper_bound.SupervisedMoFA"]
         argv += ["--data.init_args.augment", "null", "--data.init_args.train_ground_truth", "true"]
     argv += ["--model.init_args.fit", "null", "--model.init_args.validate_fitted", "0"]

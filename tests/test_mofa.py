@@ -410,13 +410,15 @@ def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path)
     assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
 
 
-def test_the_learning_curve_reports_each_budget_and_draws_the_runs(tmp_path, tiny_shards, capsys):
+def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
+    tmp_path, tiny_shards, capsys, monkeypatch
+):
     """benchmarks/learning_curve.py on the tiny shards: a self-supervised and a supervised run validated after 2
     and 4 steps, one JSON line per budget, and the plot of both."""
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from learning_curve import main as curve
 
     config = tiny_config(tmp_path / "tiny", tiny_shards)

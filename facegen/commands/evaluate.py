@@ -76,7 +76,8 @@ def build_parser() -> ArgumentParser:
         type=str | None,
         default="dlib",
         help="texture: identity similarity of photo and render under dlib's face descriptor (dlib, the default; "
-        "the dlib extra), a TorchScript face-recognition network's file (images in [0, 255], (B, 3, H, W)), or none",
+        "the dlib extra), a TorchScript face-recognition network's file (images in [0, 255], (B, 3, H, W)), "
+        "or none",
     )
     parser.add_argument("--out", type=str, required=True, help="folder for predictions, results and summary")
     parser.add_argument("--crop", type=Crop, default="detector", help="detector or truth (see the docs)")

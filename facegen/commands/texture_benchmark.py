@@ -2,8 +2,8 @@
 per photo (``fit.json``: PSNR, SSIM and L1 of the render against the photo on visible face pixels, and LPIPS when
 the texture model's ``latent_fit.lpips`` names its files) and the identity similarity of the photo crop and the
 render (both taken from ``side_by_side.png``: photo | render | views): by default under dlib's face descriptor
-(:mod:`facegen.data.detection.dlib_identity`: cosine similarity and dlib's Euclidean distance), or the cosine similarity
-of the embeddings of a TorchScript face-recognition network you give."""
+(:mod:`facegen.data.detection.dlib_identity`: cosine similarity and dlib's Euclidean distance), or the cosine
+similarity of the embeddings of a TorchScript face-recognition network you give."""
 
 from __future__ import annotations
 

@@ -118,8 +118,8 @@ class FaceBatch:
 
 
 class SeedBatch(NamedTuple):
-    """seeds: (B,) long, one generated sample per seed (the same seed gives the same sample); ``real``: (B, 3, H, W)
-    float in [0, 1], real face photos beside them (``SeedDataModule(real=...)``), or None."""
+    """seeds: (B,) long, one generated sample per seed (the same seed gives the same sample); ``real``:
+    (B, 3, H, W) float in [0, 1], real face photos beside them (``SeedDataModule(real=...)``), or None."""
 
     seeds: Tensor
     real: Tensor | None = None

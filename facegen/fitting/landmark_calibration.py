@@ -14,15 +14,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facegen.fitting.plausibility import face_size
+
 #: The landmarks re-chosen: eyebrows, nose, eyes and mouth. The jaw (0-16) is left: its cheek points slide to
-#: the silhouette (:data:`facegen.fitting.landmark_model.SLIDING`) from bands built around these vertices.
+#: the outline (:data:`facegen.fitting.landmark_model.SLIDING`) traced from the heights of these vertices.
 RECHOSEN = tuple(range(17, 68))
-
-
-def face_size(points: Tensor) -> Tensor:
-    """(B,) sqrt(w·h) of the boxes around the points (B, N, 2): the NME's normaliser."""
-    extent = points.amax(1) - points.amin(1)
-    return extent.prod(-1).clamp(min=1e-6).sqrt()
 
 
 class VertexChoice:
@@ -47,9 +43,14 @@ class VertexChoice:
 
     def add(self, pixels: Tensor, detected: Tensor, confidence: Tensor | None = None) -> None:
         """Fitted faces' projected vertices ``pixels`` (B, V, 2) and the detector's points ``detected``
-        (B, 68, 2) in the same pixels, with its per-point ``confidence`` (B, 68) in [0, 1] (None: ones)."""
+        (B, 68, 2) in the same pixels (NaN where missing: not counted), with its per-point ``confidence``
+        (B, 68) in [0, 1] (None: ones)."""
         size = face_size(detected)
-        weight = torch.ones_like(detected[..., 0]) if confidence is None else confidence
+        usable = detected.isfinite().all(-1)
+        weight = (
+            torch.ones_like(usable, dtype=detected.dtype) if confidence is None else confidence
+        ) * usable
+        detected = torch.nan_to_num(detected)
         for j, k in enumerate(self.points):
             distance = (pixels[:, self.candidates[j]] - detected[:, None, k]).norm(dim=-1) / size[:, None]
             self.cost[j] += (distance * weight[:, k, None]).sum(0).double()

@@ -26,6 +26,16 @@ MIN_CONFIDENCE = 0.1
 MAX_YAW_DEGREES = 90.0
 
 
+def face_size(points: Tensor) -> Tensor:
+    """(B,) sqrt(w·h) of the box around each face's finite points (B, N, 2), the NME's normaliser (1e-6 for a
+    face without any)."""
+    usable = torch.isfinite(points).all(-1)[..., None]
+    big, small = torch.finfo(points.dtype).max, torch.finfo(points.dtype).min
+    low = torch.where(usable, points, big).amin(1)
+    high = torch.where(usable, points, small).amax(1)
+    return (high - low).clamp(min=1e-6).prod(-1).sqrt()
+
+
 def implausible_fits(
     detected: Tensor, fitted: Tensor, rotation: Tensor, confidence: Tensor | None = None
 ) -> list[str | None]:
@@ -38,10 +48,7 @@ def implausible_fits(
         trust = (confidence.to(detected) * usable).sum(-1) / usable.sum(-1).clamp(min=1)
     filled = torch.where(usable[..., None], detected, torch.zeros_like(detected))
     count = usable.sum(-1).clamp(min=1)
-    big, small = torch.finfo(detected.dtype).max, torch.finfo(detected.dtype).min
-    low = torch.where(usable[..., None], detected, big).amin(1)
-    high = torch.where(usable[..., None], detected, small).amax(1)
-    size = (high - low).clamp(min=1e-6).prod(-1).sqrt()
+    size = face_size(detected)
     distance = ((fitted - filled).norm(dim=-1) * usable).sum(-1) / count / size  # (B,)
     reasons: list[str | None] = []
     for face in range(len(detected)):

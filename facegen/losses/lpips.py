@@ -29,7 +29,8 @@ from facegen.errors import ConfigError
 #: The metric's input normalisation: (x - SHIFT) / SCALE per RGB channel on images in [-1, 1].
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-#: VGG16's convolution widths per block (torchvision's ``features``: convolutions, ReLUs, max-pools between blocks).
+#: VGG16's convolution widths per block (torchvision's ``features``: convolutions, ReLUs, max-pools between
+#: blocks).
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 WHERE = (
     "backbone: torchvision's VGG16 ImageNet weights (vgg16-397923af.pth); heads: vgg.pth from the lpips package's "

@@ -25,7 +25,8 @@ def _reader(module: str, function: str) -> Callable[..., MorphableModel]:
     return read
 
 
-#: format name -> reader(source, **options). Options: ``landmarks`` (bfm2009, bfm2017, flame, ict), ``region`` (ict).
+#: format name -> reader(source, **options). Options: ``landmarks`` (bfm2009, bfm2017, flame, ict), ``region``
+#: (ict).
 FORMATS: dict[str, Callable[..., MorphableModel]] = {
     "bfm2009": _reader("facegen.morphable.formats.bfm", "load_bfm2009"),
     "bfm-front": _reader("facegen.morphable.formats.bfm", "load_bfm_front"),
