@@ -161,3 +161,34 @@ def test_gradcheck_geometry():
     rotation = euler_to_matrix(torch.randn(2, 3, dtype=D))
     translation = torch.randn(2, 3, dtype=D, requires_grad=True)
     assert gradcheck(lambda p, t: transform_points(p, rotation, t), (points, translation))
+
+
+def test_photo_intrinsics_project_into_the_photo_what_the_crop_camera_projects_into_the_crop():
+    import numpy as np
+
+    from facegen.geometry.affine import apply_affine, invert_affine
+    from facegen.geometry.camera import photo_intrinsics, project_points, upright_intrinsics
+
+    angle, scale = 0.4, 0.7
+    rotation = scale * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    transform = np.concatenate([rotation, [[12.0], [-5.0]]], 1)  # photo -> crop pixels
+    K = intrinsics_from_fov(12.0, (64, 64)).double()
+    points = torch.randn(1, 20, 3, dtype=torch.float64) + torch.tensor([0.0, 0.0, 40.0], dtype=torch.float64)
+    in_photo = photo_intrinsics(K, torch.from_numpy(transform)[None])
+    crop_pixels, _ = project_points(points, K)
+    photo_pixels, _ = project_points(points, in_photo)
+    expected = apply_affine(invert_affine(transform), crop_pixels[0].numpy())
+    assert np.allclose(photo_pixels[0].numpy(), expected, atol=1e-9)
+
+    # the same camera as an upright pinhole rolled about its optical axis (what PyTorch3D's cameras take)
+    upright, roll = upright_intrinsics(in_photo)
+    assert torch.allclose(upright @ roll, in_photo, atol=1e-12)
+    assert (
+        upright[0, 0, 1] == 0 and upright[0, 1, 0] == 0 and torch.isclose(upright[0, 0, 0], upright[0, 1, 1])
+    )
+    assert torch.allclose(roll[0] @ roll[0].T, torch.eye(3, dtype=torch.float64), atol=1e-12)
+    assert torch.isclose(upright[0, 0, 0], K[0, 0, 0] / scale)
+    skewed = in_photo.clone()
+    skewed[0, 0, 1] += 0.2 * upright[0, 0, 0]
+    with pytest.raises(ValueError, match="skew"):
+        upright_intrinsics(skewed)

@@ -63,6 +63,27 @@ def test_camera_conversion_projects_like_opencv():
     assert torch.allclose(theirs, ours, atol=1e-3)
 
 
+def test_a_turned_camera_projects_like_opencv_and_rasterizes_alike():
+    """Intrinsics with a scaled rotation (a face fitted in a turned crop drawn into its photo)."""
+    import math
+
+    from facegen.geometry.camera import photo_intrinsics
+
+    angle = 0.5
+    turn = [
+        [0.8 * math.cos(angle), -0.8 * math.sin(angle), 6.0],
+        [0.8 * math.sin(angle), 0.8 * math.cos(angle), -3.0],
+    ]
+    K = photo_intrinsics(intrinsics_from_focal(torch.tensor([60.0]), (SIZE, SIZE)), torch.tensor([turn]))
+    points = torch.randn(1, 10, 3) * 0.3 + torch.tensor([0.0, 0.0, 2.0])
+    theirs = opencv_to_pytorch3d_cameras(K, (SIZE, SIZE), pixel_centres=False).transform_points_screen(
+        points, image_size=(SIZE, SIZE)
+    )[..., :2]
+    assert torch.allclose(theirs, project_points(points, K)[0], atol=1e-3)
+    vertices, faces = random_mesh(3)
+    assert_parity(*both(vertices, faces, K))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("perspective_correct", [True, False])
 def test_random_meshes(seed, perspective_correct):

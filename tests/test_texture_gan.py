@@ -669,14 +669,13 @@ def test_composite_mode_trains_on_re_posed_faces_of_the_2d_generator(
 def test_scene_fit_refines_the_encoders_fit_of_the_2d_images_without_landmarks(
     mofa_checkpoint, face_stylegan_checkpoint
 ):
-    from facegen.fitting import PhotometricStage
+    from facegen.fitting import FitSchedule, PhotometricStage
 
     checkpoint, _ = face_stylegan_checkpoint
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(4))
     encoder_only = composite_model(mofa_checkpoint, checkpoint).eval()
-    fitted = composite_model(
-        mofa_checkpoint, checkpoint, scene_fit=PhotometricStage(steps=5, parts=("albedo", "light"))
-    ).eval()
+    stage = PhotometricStage(steps=5, parts=("albedo", "light"))
+    fitted = composite_model(mofa_checkpoint, checkpoint, scene_fit=FitSchedule(photometric=stage)).eval()
     plain, refined = encoder_only.scene_condition(z, repose=False), fitted.scene_condition(z, repose=False)
     assert torch.equal(plain.image, refined.image)
     # the chosen parts moved, the others are the encoder's
@@ -692,6 +691,69 @@ def test_scene_fit_refines_the_encoders_fit_of_the_2d_images_without_landmarks(
 
     assert error(refined) < error(plain)  # the render explains the image better
     assert "scene_fit" not in fitted.hparams  # a run-time choice: the current config decides it
+
+
+class KnownFaces:
+    """A landmark backend that finds the given 68 points (one face per image, in call order), or no face."""
+
+    def __init__(self, landmarks):
+        self.landmarks, self.calls = list(landmarks), 0
+
+    def detect(self, image):
+        from facegen.data.detection.face import DetectedFace, landmark_bbox
+
+        points = self.landmarks[self.calls]
+        self.calls += 1
+        return [] if points is None else [DetectedFace(points, landmark_bbox(points), 1.0, "known")]
+
+
+def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back_exactly(mofa_checkpoint):
+    import torch.nn.functional as F
+
+    from facegen.fitting import FitSchedule, LandmarkStage, PoseStage
+    from facegen.geometry.camera import intrinsics_from_fov, project_points
+    from facegen.tasks.conditioning import MoFASource, load_mofa
+    from facegen.tasks.scene_geometry import fit_scene_geometry
+
+    mofa = load_mofa(MoFASource(str(mofa_checkpoint)), None).eval()
+    decoder, native_size, size = mofa.decoder, 80, mofa.hparams.image_size
+    # two model faces, rolled so that their crops turn, drawn at the 2D images' own size (80 px, crops 48 px)
+    with torch.no_grad():
+        truth = mofa(torch.zeros(2, 3, size, size))  # the MoFA's code sizes
+    generator = torch.Generator().manual_seed(0)
+    truth = truth._replace(
+        rotation=torch.tensor([[0.05, 0.2, 0.35], [-0.05, -0.25, -0.3]]),
+        translation=torch.zeros_like(truth.translation),  # the default framing
+        shape=torch.randn(truth.shape.shape, generator=generator) * 0.8,
+        expression=torch.zeros_like(truth.expression),
+    )
+    decoded = decoder(truth)
+    K_native = intrinsics_from_fov(decoder.fov, (native_size, native_size)).expand(2, 3, 3)
+    landmarks, _ = project_points(decoded.vertices[:, decoder.model.landmark_indices], K_native)
+    render = decoder.render(decoded, truth.light, background=0.5).image
+    native = F.interpolate(render, size=(native_size, native_size), mode="bilinear", align_corners=False)
+    resized = F.interpolate(native, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    schedule = FitSchedule(
+        pose=PoseStage(closed_form=True, iterations=5),
+        landmarks=LandmarkStage(iterations=10, shape_prior=1e-4, expression_prior=1e-4),
+    )
+
+    found = fit_scene_geometry(mofa, KnownFaces(landmarks.numpy()), native, resized, schedule)
+    assert found.detected.all() and found.image.shape == (2, 3, size, size)
+    assert not torch.allclose(found.image, resized)  # the aligned crops, not the resized images
+    assert (found.landmark_error < 0.01).all()
+    # the fit, made in the turned crop, lands on the face's points in the 80 px image through native_K
+    fitted = decoder(found.code).vertices[:, decoder.model.landmark_indices]
+    drawn, _ = project_points(fitted, found.native_K)
+    assert (drawn - landmarks).norm(dim=-1).mean() < 0.01 * native_size
+    assert found.native_K[:, 0, 1].abs().min() > 0.1  # turned crops: intrinsics with a rotation
+
+    # no face found: the encoder's code on the whole image, drawn with the plain camera at the image's size
+    missed = fit_scene_geometry(mofa, KnownFaces([None, landmarks[1].numpy()]), native, resized, schedule)
+    assert missed.detected.tolist() == [False, True] and torch.isnan(missed.landmark_error[0])
+    assert torch.equal(missed.image[0], resized[0])
+    assert torch.allclose(missed.native_K[0], K_native[0], atol=1e-4)
+    assert torch.allclose(missed.code.shape[1], found.code.shape[1], atol=1e-4)
 
 
 def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_checkpoint, tmp_path):
@@ -719,6 +781,15 @@ def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_chec
         PoseAugment(flip=1.5)
     with pytest.raises(ValueError, match="model.pose.samples must be at least 8"):
         PoseAugment(samples=2)
+    from facegen.fitting import FitSchedule, PoseStage
+
+    landmark_stages = FitSchedule(pose=PoseStage(closed_form=True))
+    with pytest.raises(ValueError, match="model.scene_fit has landmark stages .* set model.scene_detector"):
+        composite_model(mofa_checkpoint, checkpoint, scene_fit=landmark_stages)
+    with pytest.raises(ValueError, match="model.scene_detector files reads landmark files"):
+        composite_model(mofa_checkpoint, checkpoint, scene_fit=landmark_stages, scene_detector="files")
+    with pytest.raises(ValueError, match="model.scene_detector"):
+        composite_model(mofa_checkpoint, checkpoint, scene_detector="nonsense")
 
 
 def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_path, monkeypatch):
@@ -787,6 +858,8 @@ def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_pa
         randomised(Discriminator(16, 3, **sizes), 1),
     )
     config = yaml.safe_load((ROOT / "configs" / "texture_gan_ffhq.yaml").read_text())
+    init = config["model"]["init_args"]
+    init["scene_fit"] = str(ROOT / "configs" / init["scene_fit"])  # a preset beside the config it leaves
     config["trainer"].update(
         accelerator="cpu", devices=1, strategy="auto", max_steps=4, val_check_interval=1, log_every_n_steps=1
     )

@@ -47,6 +47,17 @@ class FaceCode(NamedTuple):
         """Half-precision parts (an encoder under bf16/fp16 autocast) as float32; others as they are."""
         return FaceCode(*(upcast(part) for part in self))
 
+    def take(self, faces: list[int] | slice) -> FaceCode:
+        """The codes of the batch elements ``faces``, in that order."""
+        return FaceCode(*(part[faces] for part in self))
+
+    def put(self, faces: list[int], other: FaceCode) -> FaceCode:
+        """A copy with the codes of batch elements ``faces`` replaced by ``other``'s (len(faces) codes)."""
+        parts = [part.clone() for part in self]
+        for part, new in zip(parts, other, strict=True):
+            part[faces] = new.to(part)
+        return FaceCode(*parts)
+
 
 @dataclass(frozen=True)
 class CodeLayout:

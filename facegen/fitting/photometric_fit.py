@@ -408,7 +408,7 @@ def fit_photometric(
     codes, costs = [], []
     for start in range(0, code.batch_size, GROUP):
         faces = slice(start, start + GROUP)
-        group = FaceCode(*(part[faces] for part in code))
+        group = code.take(faces)
         problem = PhotometricProblem(setup, group, targets.take(faces))
         result = levenberg_marquardt(problem, problem.params(), iterations)
         codes.append(problem.code_of(result.params))

@@ -60,3 +60,32 @@ def project_points(points: Tensor, K: Tensor, eps: float = 1e-8) -> tuple[Tensor
     normalized = torch.cat([points[..., :2] / safe.unsqueeze(-1), torch.ones_like(depth).unsqueeze(-1)], -1)
     pixels = normalized @ K.transpose(-1, -2)
     return pixels[..., :2], depth
+
+
+def photo_intrinsics(K: Tensor, transform: Tensor) -> Tensor:
+    """Intrinsics (B, 3, 3) that project into a photo what ``K`` (B, 3, 3) projects into a crop of it, the crop
+    cut by ``transform`` (B, 2, 3), photo -> crop pixels, a similarity: ``A⁻¹ K`` with ``A`` the transform as a
+    3 x 3 matrix. Exact for any camera-frame point: a face fitted in a crop is drawn into the photo by rendering
+    the same vertices with these intrinsics. With a turned crop the upper-left 2 x 2 block is a scaled rotation
+    (:func:`upright_intrinsics` splits it)."""
+    bottom = transform.new_tensor([0.0, 0.0, 1.0]).expand(transform.shape[0], 1, 3)
+    return torch.linalg.solve(torch.cat([transform, bottom], 1), K)
+
+
+def upright_intrinsics(K: Tensor, tolerance: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """``K`` (B, 3, 3) with a scaled rotation for its upper-left 2 x 2 block (:func:`photo_intrinsics` of a
+    turned crop) as ``K_upright @ roll``: intrinsics with equal focal lengths and no skew (B, 3, 3), and the
+    rotation about the optical axis (B, 3, 3) that turns the camera frame first. Raises ``ValueError`` for a
+    block that is not a scaled rotation (skew or unequal focal lengths beyond ``tolerance``, relative)."""
+    block = K[:, :2, :2]
+    a, b = (block[:, 0, 0] + block[:, 1, 1]) / 2, (block[:, 1, 0] - block[:, 0, 1]) / 2
+    focal = torch.sqrt(a * a + b * b)
+    cos, sin = a / focal, b / focal
+    rotation2 = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    if (block - focal[:, None, None] * rotation2).abs().amax() > tolerance * float(focal.abs().max()):
+        raise ValueError("intrinsics with skew or unequal focal lengths are not a turned pinhole camera")
+    upright = K.clone()
+    upright[:, :2, :2] = focal[:, None, None] * torch.eye(2, dtype=K.dtype, device=K.device)
+    roll = torch.eye(3, dtype=K.dtype, device=K.device).repeat(K.shape[0], 1, 1)
+    roll[:, :2, :2] = rotation2
+    return upright, roll

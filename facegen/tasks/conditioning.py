@@ -34,14 +34,18 @@ class MoFASource:
 
 class Condition(NamedTuple):
     """What the frozen MoFA says of a batch of photos: image (B, 3, S, S) in [0, 1], face mask (B, 1, S, S), code,
-    decoded geometry (camera frame), and for a 2D generator's images the images at its own resolution
-    (B, 3, R, R), else None."""
+    decoded geometry (camera frame); for a 2D generator's images the images at its own resolution (B, 3, R, R),
+    else None, and, when each face was fitted in a crop of its image (two-step geometry), the intrinsics
+    (B, 3, 3) that draw it into that image (else the image is the crop, resized) and where a face was detected
+    (B,) bool."""
 
     image: Tensor
     mask: Tensor
     code: FaceCode
     decoded: DecodedFace
     native: Tensor | None = None
+    native_K: Tensor | None = None
+    detected: Tensor | None = None
 
 
 def load_mofa(source: MoFASource, face_model: str | None) -> MoFA:
@@ -109,9 +113,13 @@ def render_texture(
     decoded, model = condition.decoded, decoder.model
     renderer, K, background = decoder.renderer, decoded.K, condition.image
     if native is not None:
-        size = native.settings.image_size
-        renderer, background = native, condition.native
-        K = intrinsics_from_fov(decoder.fov, size).to(decoded.K).expand_as(decoded.K)
+        renderer, background, K = native, condition.native, condition.native_K
+        if K is None:
+            K = (
+                intrinsics_from_fov(decoder.fov, native.settings.image_size)
+                .to(decoded.K)
+                .expand_as(decoded.K)
+            )
     return renderer(
         decoded.vertices,
         model.faces,

@@ -38,10 +38,11 @@ from torch import Tensor
 from facegen.callbacks.image_logger import FaceImageLogger
 from facegen.callbacks.texture_exporter import TextureExporter
 from facegen.data.batch import FaceBatch, InputSpec, SeedBatch
+from facegen.data.detection.detectors import Detector, LazyDetector, lazy_detector
 from facegen.errors import ConfigError, check_choice
 from facegen.evaluation.features import build_feature_extractor
 from facegen.export.pictures import to_uint8
-from facegen.fitting import PhotometricStage
+from facegen.fitting import FitSchedule
 from facegen.geometry.precision import float32
 from facegen.geometry.sh import sh_shading
 from facegen.nets.gan_import import read_gan
@@ -60,6 +61,7 @@ from facegen.tasks.conditioning import (
 )
 from facegen.tasks.latent_fit import LatentFit, fit_latent
 from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes, render_scene
+from facegen.tasks.scene_geometry import fit_scene_geometry
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -97,10 +99,15 @@ class TextureGAN(AdversarialTask):
             wherever names and shapes match; in ``composite`` mode (where it is required) its generator is also
             the frozen 2D generator whose images are composited.
         pose: re-posing of the 2D generator's faces (``composite`` mode).
-        scene_fit: ``composite`` mode: Adam steps of MoFA's objective (landmark term off) that refine the
-            encoder's fit of each 2D image before its texture is composited (training, validation and
-            generation); ``steps: 0`` (the default): the encoder's code alone. ``benchmarks/scene_fit.py``
-            measures what the steps buy.
+        scene_fit: ``composite`` mode: the fitting schedule after the encoder's fit of each 2D image, before its
+            texture is composited (training, validation and generation); the default fits nothing (the
+            encoder's code alone). Without ``scene_detector`` only its photometric stage runs, with the landmark
+            term off (generated images come without landmarks); ``benchmarks/scene_fit.py`` measures it.
+        scene_detector: ``composite`` mode: the texture paper's two-step geometry
+            (:mod:`facegen.tasks.scene_geometry`): each 2D image's face detected by this landmark backend (as
+            ``facegen predict``'s ``data.predict_detector``) and aligned as a photo's, ``scene_fit`` run on its
+            crop (pose and shape on the landmarks, then photometric) and drawn back into the image exactly;
+            images without a face found keep the whole-image fit and are counted (``train/scene_detected``).
     """
 
     def __init__(
@@ -125,14 +132,18 @@ class TextureGAN(AdversarialTask):
         latent_fit: LatentFit | None = None,
         pretrained: str | None = None,
         pose: PoseAugment | None = None,
-        scene_fit: PhotometricStage | None = None,
+        scene_fit: FitSchedule | None = None,
+        scene_detector: Detector | None = None,
     ) -> None:
         super().__init__()
         # generation and reconstruction settings are run-time choices: kept out of checkpoints so that the
         # config of `facegen predict --ckpt_path` decides them; so is the file the networks start from
-        self.save_hyperparameters(ignore=["truncation", "latent_fit", "pretrained", "pose", "scene_fit"])
+        self.save_hyperparameters(
+            ignore=["truncation", "latent_fit", "pretrained", "pose", "scene_fit", "scene_detector"]
+        )
         self.truncation = truncation
-        self.scene_fit = scene_fit or PhotometricStage()
+        self.scene_fit = scene_fit or FitSchedule()
+        self.scene_detector = _scene_detector(scene_detector, self.scene_fit)
         check_choice("model.mode", mode, Mode)
         self.latent_fit = latent_fit or LatentFit()
         self.mofa = load_mofa(mofa or MoFASource(), face_model)
@@ -234,10 +245,18 @@ class TextureGAN(AdversarialTask):
             noise_mode="random" if self.training else "const",
             rng=rng,
         )
-        code = self.mofa(scene.image)
-        if self.scene_fit.steps:
-            code = fit_unlabelled(self.mofa, scene.image, code, self.scene_fit)
         mask = scene.image.new_ones(scene.image.shape[0], 1, *scene.image.shape[-2:])
+        if self.scene_detector is not None:
+            fitted = fit_scene_geometry(
+                self.mofa, self.scene_detector, scene.native, scene.image, self.scene_fit
+            )
+            decoded = self.mofa.decoder(fitted.code)
+            return Condition(
+                fitted.image, mask, fitted.code, decoded, scene.native, fitted.native_K, fitted.detected
+            )
+        code = self.mofa(scene.image)
+        if self.scene_fit.photometric.steps:
+            code = fit_unlabelled(self.mofa, scene.image, code, self.scene_fit.photometric)
         return Condition(scene.image, mask, code, self.mofa.decoder(code), scene.native)
 
     def on_fit_start(self) -> None:
@@ -338,6 +357,8 @@ class TextureGAN(AdversarialTask):
     # ------------------------------------------------------------------------------------ training
     def training_step(self, batch: FaceBatch | SeedBatch, batch_index: int) -> None:
         condition = self.condition(batch)
+        if condition.detected is not None:
+            self.log("train/scene_detected", condition.detected.float().mean())
         photos = batch.real if isinstance(batch, SeedBatch) else None
         real, masks = self.real_inputs(condition, photos)  # the photos are unwrapped once per iteration
         self.adversarial_step(
@@ -354,9 +375,14 @@ class TextureGAN(AdversarialTask):
         if seen_so_far >= self.hparams.metric_samples:
             return
         condition = self.condition(batch)
+        if condition.detected is not None:
+            self.log("val/scene_detected", condition.detected.float().mean())
         size = condition.image.shape[0]
         texture = self.generate(self.latents(size), ema=True, truncation=self.truncation)
-        rendered = self.render(texture, condition)
+        if self.hparams.mode == "composite":  # the composites as D sees them, at its resolution
+            rendered = (self.fake_inputs(texture, condition, None) + 1) / 2
+        else:
+            rendered = self.render(texture, condition)
         photos = batch.real if isinstance(batch, SeedBatch) and batch.real is not None else condition.image
         self._metric_batches["render_real"].append(self.features(photos[:size]))
         self._metric_batches["render_fake"].append(self.features(rendered))
@@ -433,6 +459,23 @@ class TextureGAN(AdversarialTask):
     def prediction_writer(self, out: str, overwrite: bool, texture_size: int) -> TextureExporter:
         """The callback that writes this model's predictions (``facegen predict --out``)."""
         return TextureExporter(out, self.mofa.decoder.model, overwrite, texture_size)
+
+
+def _scene_detector(name: Detector | None, schedule: FitSchedule) -> LazyDetector | None:
+    """The landmark backend of ``model.scene_detector`` (built on first use); a schedule with landmark stages
+    needs one."""
+    if name is None:
+        if schedule.pose.active or schedule.landmarks.active:
+            raise ConfigError(
+                "model.scene_fit has landmark stages (pose, landmarks) but generated images come without "
+                "landmarks: set model.scene_detector (e.g. auto) or keep only scene_fit.photometric"
+            )
+        return None
+    if name == "files":
+        raise ConfigError(
+            "model.scene_detector files reads landmark files, which generated images do not have"
+        )
+    return lazy_detector(name, setting="model.scene_detector")
 
 
 def texture_panel(pictures: list[Tensor], count: int = 4) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from facegen.geometry.camera import upright_intrinsics
 from facegen.render.settings import Fragments, RasterSettings
 
 
@@ -17,7 +18,9 @@ def pytorch3d_available() -> bool:
 
 
 def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int], pixel_centres: bool = True):
-    """PyTorch3D cameras (+X left, +Y up, NDC) for identity-pose OpenCV cameras with intrinsics K (B, 3, 3).
+    """PyTorch3D cameras (+X left, +Y up, NDC) for identity-pose OpenCV cameras with intrinsics K (B, 3, 3) (a
+    turned pinhole camera's, as :func:`~facegen.geometry.camera.photo_intrinsics` gives, as an upright camera
+    rolled about its optical axis: PyTorch3D reads only the focal lengths and principal point of K).
 
     ``cameras_from_opencv_projection`` maps the image plane like OpenCV's projection, but PyTorch3D's rasterizer
     samples pixel (i, j) at screen point (j + 0.5, i + 0.5), where OpenCV's pixel centre is (j, i). With
@@ -25,13 +28,14 @@ def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int], pixel_ce
     """
     from pytorch3d.utils import cameras_from_opencv_projection
 
+    K, roll = upright_intrinsics(K)
     if pixel_centres:
-        K = K.clone()
         K[:, :2, 2] += 0.5
     batch = K.shape[0]
-    eye = torch.eye(3, dtype=K.dtype, device=K.device).expand(batch, 3, 3)
     size = torch.tensor([image_size], dtype=K.dtype, device=K.device).expand(batch, 2)
-    return cameras_from_opencv_projection(eye, torch.zeros(batch, 3, dtype=K.dtype, device=K.device), K, size)
+    return cameras_from_opencv_projection(
+        roll, torch.zeros(batch, 3, dtype=K.dtype, device=K.device), K, size
+    )
 
 
 def rasterize_pytorch3d(vertices: Tensor, faces: Tensor, K: Tensor, settings: RasterSettings) -> Fragments:
