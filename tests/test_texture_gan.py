@@ -578,6 +578,36 @@ def test_pose_directions_move_the_predicted_pose_to_the_target_with_the_smallest
     assert torch.allclose(shift @ projector.T, shift, atol=1e-5)
 
 
+def test_feedback_corrects_the_linear_step_by_the_measured_pose():
+    """A non-linear "pose" of the 2D images (a saturating function of their colours), learnt linearly from w:
+    each closed-loop correction by the measured pose brings the images closer to their targets."""
+    from facegen.tasks.reposing import PoseAugment, PoseDirections, render_scene
+
+    torch.manual_seed(0)
+    generator = tiny_generator().eval()
+    mix = torch.randn(3, 2, generator=torch.Generator().manual_seed(2))
+
+    def measure(image):
+        return torch.tanh(4 * (image.mean((2, 3)) - 0.5) @ mix)
+
+    z = torch.randn(256, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        learnt = render_scene(generator, z, 16, noise_mode="const")
+        directions = PoseDirections(16)
+        directions.fit(learnt.w, measure(learnt.image), ridge=1e-3)
+        errors = []
+        for feedback in (0, 1, 3):
+            options = PoseAugment(max_yaw=0.3, max_pitch=0.1, flip=0.0, feedback=feedback)
+            scene = render_scene(
+                generator, z[:32], 16, directions, options, "const", torch.Generator().manual_seed(1), measure
+            )
+            target = directions.targets(32, options, torch.Generator().manual_seed(1))
+            errors.append(float((measure(scene.image) - target).abs().mean()))
+    assert errors[2] < errors[1] < errors[0] and errors[2] < 0.5 * errors[0]
+    with pytest.raises(ValueError, match="feedback must be >= 0"):
+        PoseAugment(feedback=-1)
+
+
 def composite_model(mofa_checkpoint, gan_checkpoint, **kwargs):
     from facegen.tasks import PoseAugment
 

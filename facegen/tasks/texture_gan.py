@@ -60,7 +60,14 @@ from facegen.tasks.conditioning import (
     render_texture,
 )
 from facegen.tasks.latent_fit import LatentFit, fit_latent
-from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit_scenes, render_scene
+from facegen.tasks.reposing import (
+    POSE_ANGLES,
+    PoseAugment,
+    PoseDirections,
+    fit_scenes,
+    pose_of,
+    render_scene,
+)
 from facegen.tasks.scene_geometry import fit_scene_geometry
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
@@ -244,6 +251,7 @@ class TextureGAN(AdversarialTask):
             self.pose,
             noise_mode="random" if self.training else "const",
             rng=rng,
+            measure=pose_of(self.mofa),
         )
         mask = scene.image.new_ones(scene.image.shape[0], 1, *scene.image.shape[-2:])
         if self.scene_detector is not None:
