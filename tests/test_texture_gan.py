@@ -786,6 +786,56 @@ def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back
     assert torch.allclose(missed.code.shape[1], found.code.shape[1], atol=1e-4)
 
 
+def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
+    mofa_checkpoint, face_stylegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    import json
+
+    import cv2
+
+    from docs.make_texture_figure import CELL, GAP, LABEL
+    from docs.make_texture_figure import main as make_texture_figure
+    from facegen.data import SeedDataModule
+    from tests.conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import reposing
+    import scene_fit
+
+    gan, _ = face_stylegan_checkpoint
+    models = ["--mofa", str(mofa_checkpoint), "--generator", str(gan)]
+    reposing.main([*models, "--samples", "16", "--test", "4", "--feedback", "0", "1", "--identity", "dlib"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["feedback"] for line in lines] == [0, 1]
+    for line in lines:
+        assert -1 <= line["identity"]["cosine"] <= 1 and line["identity"]["distance"] >= 0
+        assert 0 <= line["identity"]["same_person"] <= 1 and line["seconds_per_face"] > 0
+    with pytest.raises(SystemExit, match="--feedback >= 0"):
+        reposing.main([*models, "--feedback", "-1"])
+
+    scene_fit.main([*models, "--faces", "3", "--steps", "0", "--detector", "dlib"])
+    two_step = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert two_step["two_step"] == "dlib" and 0 <= two_step["detected"] <= 1 and two_step["faces"] == 3
+    with pytest.raises(SystemExit, match="--fit nowhere.yaml does not exist"):
+        scene_fit.main([*models, "--detector", "dlib", "--fit", "nowhere.yaml"])
+
+    # the figure: composites of a trained composite-mode checkpoint, one row per model
+    torch.manual_seed(0)
+    model = composite_model(mofa_checkpoint, gan)
+    trainer = cpu_trainer(max_steps=2, limit_val_batches=0)
+    trainer.fit(model, SeedDataModule(train_seeds="0-7", batch_size=4))
+    checkpoint = tmp_path / "texture.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    out = tmp_path / "figure.png"
+    runs = ["--run", f"first={checkpoint}", "--run", f"second={checkpoint}"]
+    make_texture_figure([*runs, "--generator", str(gan), "--seeds", "100-103", "--out", str(out)])
+    figure = cv2.imread(str(out))
+    assert figure.shape == (2 * (CELL + GAP), LABEL + 4 * (CELL + GAP), 3)
+    assert figure[:CELL, LABEL:].std() > 1  # composites drawn, not blank
+    with pytest.raises(SystemExit, match="--run nothing"):
+        make_texture_figure(["--run", "nothing", "--generator", str(gan)])
+
+
 def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_checkpoint, tmp_path):
     from facegen.data import SeedDataModule
     from facegen.data.batch import SeedBatch
