@@ -8,14 +8,16 @@ face covers (L1, colours in [0, 1]), the share of the image the face covers, the
 seconds per face. Prints one JSON line per number of steps.
 
 With ``--detector`` (``model.scene_detector``: the texture paper's two-step geometry,
-:mod:`facegen.tasks.scene_geometry`), one more line for the ``--fit`` schedule on the same images: the share of
+:mod:`facegen.tasks.scene_geometry`), one more line for the ``--fit`` schedule on the same images (or, with
+``--images FOLDER``, on the first ``--faces`` photos there, centre squares at ``--size``², standing in for a
+generator of photo-like faces such as FFHQ's): the share of
 images with a face detected, the box NME of the fitted 68 points (2D convention) against the detected ones on
 those faces (mean, median, and of the encoder's code before fitting), L1 and coverage in the crops the faces
 were fitted in, and seconds per face (detection included).
 
     python benchmarks/scene_fit.py --mofa runs/mofa/checkpoints/last.ckpt \\
         --generator runs/stylegan_synth/checkpoints/last.ckpt [--faces 64] [--steps 0 10 30 100] \\
-        [--detector auto --fit configs/fit/photos.yaml]
+        [--detector auto --fit configs/fit/photos.yaml [--images PHOTOS --size 256]]
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from jsonargparse import ArgumentParser
 from reposing import scene_models, scene_parser  # benchmarks/reposing.py
 
 from facegen.data.detection.detectors import DETECTORS, lazy_detector
+from facegen.data.photos import IMAGE_SUFFIXES, read_photo
 from facegen.decoder.code import PARTS
 from facegen.errors import ConfigError
 from facegen.fitting import FitSchedule, PhotometricStage
@@ -58,16 +64,33 @@ def coverage_l1(mofa, code, image: torch.Tensor) -> tuple[float, float]:
     return float(l1), float(covered.mean())
 
 
-def two_step(mofa, generator, z: torch.Tensor, detector: str, schedule: FitSchedule) -> dict:
-    """The two-step geometry's measurements (module docstring) on the 2D images of ``z``."""
-    with torch.no_grad():
-        scene = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const")
+def folder_images(folder: str, count: int, size: int) -> torch.Tensor:
+    """(B, 3, size, size) in [0, 1]: the centre squares of the first ``count`` photos of ``folder`` (sorted),
+    resized to ``size``² (area averaging), standing in for a 2D generator's images."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not paths:
+        raise SystemExit(f"--images {folder}: no photos there")
+    squares = []
+    for path in paths:
+        image = read_photo(str(path))
+        height, width = image.shape[:2]
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        square = image[top : top + side, left : left + side]
+        squares.append(cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA))
+    return torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).float() / 255
+
+
+def two_step(mofa, native: torch.Tensor, detector: str, schedule: FitSchedule) -> dict:
+    """The two-step geometry's measurements (module docstring) on 2D images ``native`` (B, 3, R, R)."""
+    size = mofa.hparams.image_size
+    resized = F.interpolate(native, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     try:
         backend = lazy_detector(detector, setting="--detector")
         started = time.perf_counter()
-        fitted = fit_scene_geometry(mofa, backend, scene.native, scene.image, schedule)
+        fitted = fit_scene_geometry(mofa, backend, native, resized, schedule)
         seconds = time.perf_counter() - started
-        start = fit_scene_geometry(mofa, backend, scene.native, scene.image, FitSchedule())
+        start = fit_scene_geometry(mofa, backend, native, resized, FitSchedule())
     except ConfigError as error:
         raise SystemExit(str(error)) from None
     found = fitted.detected
@@ -75,7 +98,8 @@ def two_step(mofa, generator, z: torch.Tensor, detector: str, schedule: FitSched
     l1, coverage = coverage_l1(mofa, fitted.code, fitted.image)
     return {
         "two_step": detector,
-        "faces": len(z),
+        "faces": len(native),
+        "image_size": native.shape[-1],
         "detected": round(float(found.float().mean()), 3),
         "landmark_nme_box": round(float(error.mean()), 4) if len(error) else None,
         "landmark_nme_box_median": round(float(error.median()), 4) if len(error) else None,
@@ -84,7 +108,7 @@ def two_step(mofa, generator, z: torch.Tensor, detector: str, schedule: FitSched
         else None,
         "l1": round(l1, 4),
         "coverage": round(coverage, 3),
-        "seconds_per_face": round(seconds / len(z), 4),
+        "seconds_per_face": round(seconds / len(native), 4),
     }
 
 
@@ -98,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fit", default="configs/fit/photos.yaml", help="two-step schedule (with --detector)"
     )
+    parser.add_argument(
+        "--images", default=None, help="two-step on these photos (a folder) instead of the generator's images"
+    )
+    parser.add_argument("--size", type=int, default=None, help="their side (default: the generator's)")
     args = parser.parse_args(argv)
     schedule = read_schedule(args.fit) if args.detector else None
 
@@ -124,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(result), flush=True)
     if schedule is not None:
-        print(json.dumps(two_step(mofa, generator, z, args.detector, schedule)), flush=True)
+        if args.images:
+            native = folder_images(args.images, args.faces, args.size or generator.resolution)
+        else:
+            with torch.no_grad():
+                native = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const").native
+        print(json.dumps(two_step(mofa, native, args.detector, schedule)), flush=True)
     return 0
 
 

@@ -792,6 +792,7 @@ def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
     import json
 
     import cv2
+    import numpy as np
 
     from docs.make_texture_figure import CELL, GAP, LABEL
     from docs.make_texture_figure import main as make_texture_figure
@@ -816,6 +817,13 @@ def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
     scene_fit.main([*models, "--faces", "3", "--steps", "0", "--detector", "dlib"])
     two_step = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert two_step["two_step"] == "dlib" and 0 <= two_step["detected"] <= 1 and two_step["faces"] == 3
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(2):
+        cv2.imwrite(str(photos / f"{index}.png"), np.random.default_rng(index).integers(0, 255, (40, 60, 3)))
+    scene_fit.main([*models, "--steps", "0", "--detector", "dlib", "--images", str(photos), "--size", "32"])
+    on_photos = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert on_photos["faces"] == 2 and on_photos["image_size"] == 32
     with pytest.raises(SystemExit, match="--fit nowhere.yaml does not exist"):
         scene_fit.main([*models, "--detector", "dlib", "--fit", "nowhere.yaml"])
 
