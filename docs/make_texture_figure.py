@@ -5,7 +5,7 @@ sees them; the same seeds for every model) and its reconstructions of photos (ph
 
     python docs/make_texture_figure.py --run before=CKPT[:PREDICTIONS] --run after=CKPT[:PREDICTIONS] \\
         --generator runs/stylegan_synth/checkpoints/last.ckpt [--seeds 100000-100005] \\
-        [--out docs/texture_models.png]
+        [--out docs/texture_models.jpg]
 
 ``CKPT``: a composite-mode ``TextureGAN`` checkpoint (its MoFA is read from the path it was trained with);
 ``PREDICTIONS``: the folder of ``facegen predict --config configs/texture_gan_composite.yaml --ckpt_path CKPT
@@ -30,7 +30,7 @@ from facegen.tasks import MoFASource, TextureGAN
 from facegen.tasks.adversarial import Regularization
 
 CELL = 128  # pixels per picture
-LABEL = 120  # width of the label column
+LABEL = 160  # width of the label column
 GAP = 4
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", required=True, help="LABEL=CHECKPOINT[:PREDICTIONS]")
     parser.add_argument("--generator", required=True, help="the 2D generator the models were trained on")
     parser.add_argument("--seeds", default="100000-100005")
-    parser.add_argument("--out", default="docs/texture_models.png")
+    parser.add_argument("--out", default="docs/texture_models.jpg")
     args = parser.parse_args(argv)
     runs, seeds = [Run(spec) for spec in args.run], parse_seeds(args.seeds)
     width = LABEL + len(seeds) * (CELL + GAP)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row(f"{run.label}: composites", composites(run, args.generator, seeds), width))
         if run.predictions is not None:
             rows.append(
-                row(f"{run.label}: photo|render", reconstructions(run.predictions, len(seeds) // 2), width)
+                row(f"{run.label}: photo, render", reconstructions(run.predictions, len(seeds) // 2), width)
             )
     figure = np.concatenate([np.pad(r, ((0, GAP), (0, 0), (0, 0)), constant_values=255) for r in rows])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

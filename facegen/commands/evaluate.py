@@ -134,7 +134,10 @@ def _predict(
         args += ["--data.init_args.predict_detector", "files"]
     if not fit:
         args += ["--model.init_args.fit", "null"]
-    command = [sys.executable, "-m", "facegen.cli", "predict", *configs, *extra, *args]
+    # photos are read by FaceDataModule (the configs' own settings kept): a config that trains on seeds (composite
+    # texture models) switches to it, before the user's extra arguments set its options
+    photo_data = ["--data", "facegen.data.FaceDataModule"]
+    command = [sys.executable, "-m", "facegen.cli", "predict", *configs, *photo_data, *extra, *args]
     print("facegen evaluate: running", " ".join(["facegen", *command[3:]]), flush=True)
     if subprocess.run(command, check=False).returncode != 0:
         raise ConfigError("facegen predict failed (its error is above); fix it and rerun facegen evaluate")
