@@ -786,8 +786,8 @@ def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back
     assert torch.allclose(missed.code.shape[1], found.code.shape[1], atol=1e-4)
 
 
-def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
-    mofa_checkpoint, face_stylegan_checkpoint, tmp_path, capsys, monkeypatch
+def test_the_scene_benchmarks_the_texture_figure_and_benchmark_run_on_tiny_composite_models(
+    mofa_setup, mofa_checkpoint, face_stylegan_checkpoint, tmp_path, capsys, monkeypatch
 ):
     import json
 
@@ -796,7 +796,6 @@ def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
 
     from docs.make_texture_figure import CELL, GAP, LABEL
     from docs.make_texture_figure import main as make_texture_figure
-    from facegen.data import SeedDataModule
     from tests.conftest import ROOT
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -827,13 +826,33 @@ def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
     with pytest.raises(SystemExit, match="--fit nowhere.yaml does not exist"):
         scene_fit.main([*models, "--detector", "dlib", "--fit", "nowhere.yaml"])
 
-    # the figure: composites of a trained composite-mode checkpoint, one row per model
+    # a composite model trained two steps through the CLI, as a user's run writes its checkpoint
+    import yaml
+
+    from facegen.cli import main
+    from facegen.data.landmarks import write_pts
+
+    init = {
+        **TINY_GAN,
+        "mofa": {"checkpoint": str(mofa_checkpoint)},
+        "mode": "composite",
+        "pretrained": str(gan),
+    }
+    trainer = {"accelerator": "cpu", "logger": False, "enable_progress_bar": False, "max_steps": 2}
+    config = {
+        "trainer": {**trainer, "limit_val_batches": 0, "default_root_dir": str(tmp_path / "run")},
+        "model": {"class_path": "facegen.tasks.TextureGAN", "init_args": {**init, "pose": {"samples": 16}}},
+        "data": {
+            "class_path": "facegen.data.SeedDataModule",
+            "init_args": {"train_seeds": "0-7", "batch_size": 4},
+        },
+    }
+    (tmp_path / "composite.yaml").write_text(yaml.safe_dump(config))
     torch.manual_seed(0)
-    model = composite_model(mofa_checkpoint, gan)
-    trainer = cpu_trainer(max_steps=2, limit_val_batches=0)
-    trainer.fit(model, SeedDataModule(train_seeds="0-7", batch_size=4))
-    checkpoint = tmp_path / "texture.ckpt"
-    trainer.save_checkpoint(checkpoint)
+    assert main(["fit", "--config", str(tmp_path / "composite.yaml")]) == 0
+    (checkpoint,) = (tmp_path / "run").rglob("*.ckpt")
+
+    # the figure: composites of the checkpoint, one row per model
     out = tmp_path / "figure.png"
     runs = ["--run", f"first={checkpoint}", "--run", f"second={checkpoint}"]
     make_texture_figure([*runs, "--generator", str(gan), "--seeds", "100-103", "--out", str(out)])
@@ -842,6 +861,27 @@ def test_the_scene_benchmarks_and_the_texture_figure_run_on_tiny_models(
     assert figure[:CELL, LABEL:].std() > 1  # composites drawn, not blank
     with pytest.raises(SystemExit, match="--run nothing"):
         make_texture_figure(["--run", "nothing", "--generator", str(gan)])
+
+    # the texture benchmark on the composite config (its data are seeds: photos are read by FaceDataModule)
+    root, _ = mofa_setup
+    batch = shard_batch(root, count=2)
+    for index in range(2):
+        (photos / f"{index}.png").unlink()  # the noise images of the two-step check above
+        image = (batch.image[index].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        cv2.imwrite(str(photos / f"face{index}.png"), cv2.resize(image, None, fx=4, fy=4)[..., ::-1])
+        write_pts(photos / f"face{index}.pts", batch.landmarks[index].numpy() * 4 + 1.5)
+    scores = tmp_path / "scores"
+    args = [
+        "evaluate",
+        "texture",
+        "--config",
+        str(tmp_path / "composite.yaml"),
+        "--ckpt_path",
+        str(checkpoint),
+    ]
+    args += ["--root", str(photos), "--out", str(scores), "--identity", "none"]
+    assert main([*args, "--", "--model.init_args.latent_fit.steps", "2"]) == 0
+    assert json.loads((scores / "summary.json").read_text())["found"] == 2
 
 
 def test_composite_mode_settings_are_checked(mofa_checkpoint, face_stylegan_checkpoint, tmp_path):
