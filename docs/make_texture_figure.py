@@ -53,7 +53,9 @@ def composites(run: Run, generator: str, seeds: list[int]) -> list[np.ndarray]:
     """(R, R, 3) uint8 composites of ``run``'s model for ``seeds`` (evaluation mode: the re-posing is drawn from
     the seeds, the same for every model)."""
     with torch.serialization.safe_globals([MoFASource, Regularization]):  # the settings its hparams hold
-        model = TextureGAN.load_from_checkpoint(run.checkpoint, map_location="cpu", pretrained=generator).eval()
+        model = TextureGAN.load_from_checkpoint(
+            run.checkpoint, map_location="cpu", pretrained=generator
+        ).eval()
     if model.hparams.mode != "composite":
         raise SystemExit(
             f"--run {run.label}: {run.checkpoint} is a {model.hparams.mode}-mode model, not composite"
