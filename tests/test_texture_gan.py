@@ -989,7 +989,8 @@ def test_the_research_config_reaches_training_with_format_exact_stand_ins(tmp_pa
     init = config["model"]["init_args"]
     init["scene_fit"] = str(ROOT / "configs" / init["scene_fit"])  # a preset beside the config it leaves
     assert init["scene_detector"] == "auto"
-    init["scene_detector"] = "dlib"  # auto's last resort on these faceless images would download face-alignment
+    # auto's last resort on these faceless images would try to download face-alignment's weights
+    init["scene_detector"] = "dlib"
     config["trainer"].update(
         accelerator="cpu", devices=1, strategy="auto", max_steps=4, val_check_interval=1, log_every_n_steps=1
     )
