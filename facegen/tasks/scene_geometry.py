@@ -93,6 +93,8 @@ def fit_scene_geometry(
         fitted = fitted._replace(expression=mofa.decoder.model.clip_expression(fitted.expression))
         code, image[found] = code.put(found, fitted), batch.image
         error[found] = _landmark_error(mofa, fitted, batch).cpu()
+    # every written code's blendshape weights in [0, 1], the encoder's of faces not found too
+    code = code._replace(expression=mofa.decoder.model.clip_expression(code.expression))
     K = mofa.decoder.intrinsics.expand(len(pixels), 3, 3)  # the crop camera's (B, 3, 3)
     native_K = photo_intrinsics(K, torch.from_numpy(np.stack(transforms)).to(K))
     return SceneGeometry(image, code, native_K, detected.to(native.device), error.to(native.device))
