@@ -1040,11 +1040,11 @@ def test_composites_are_rendered_at_the_discriminators_resolution(mofa_checkpoin
     )  # untouched background
 
 
-def photos_in_order(root):
-    """The crops of the shards under ``root/train`` in order, in batches of 4, in [0, 1]."""
+def photos_in_order(root, split="train"):
+    """The crops of the shards under ``root/split`` in order, in batches of 4, in [0, 1]."""
     from facegen.data.streams import ShardStream, expand_shards
 
-    return [b["image"].float() / 255 for b in ShardStream(expand_shards(str(root / "train")), 4)]
+    return [b["image"].float() / 255 for b in ShardStream(expand_shards(str(root / split)), 4)]
 
 
 def test_the_discriminator_sees_real_photos_from_their_shards_never_the_composites_backgrounds(
@@ -1093,5 +1093,22 @@ def test_the_discriminator_sees_real_photos_from_their_shards_never_the_composit
     validation_real = measured[0::2]
     assert len(validation_real) == 2  # the validation seeds' two batches, each beside the next real photos
     assert all(torch.equal(a, b) for a, b in zip(validation_real, photos_in_order(root), strict=False))
+    # held-out real images for validation (data.val_real): KID against photos D never learnt from
+    held_out = SeedDataModule(
+        train_seeds="0-15",
+        val_seeds="100-107",
+        batch_size=4,
+        real=str(root / "train"),
+        val_real=str(root / "val"),
+    )
+    measured.clear()
+    hook = model.features.register_forward_hook(lambda _, inputs, __: measured.append(inputs[0].clone()))
+    checker.validate(model, held_out, verbose=False)
+    hook.remove()
+    validation_real = measured[0::2]
+    assert validation_real and all(
+        torch.equal(a, b) for a, b in zip(validation_real, photos_in_order(root, "val"), strict=False)
+    )
+    assert not torch.equal(validation_real[0], photos_in_order(root)[0])
     with pytest.raises(FileNotFoundError, match="data.real"):
         SeedDataModule(train_seeds="0-15", real=str(tmp_path / "missing-{000..001}.tar"))

@@ -45,7 +45,8 @@ class SeedDataModule(LightningDataModule):
     ``facegen prepare``'s output) whose images ride along with the seeds when fitting: each training batch gets as
     many, drawn shuffled and looping over the shards (read by ``real_workers`` loader processes; a resumed run
     continues where it stopped), each validation batch the next ones in order (validation stops when either runs
-    out)."""
+    out). ``val_real``: other shards for validation (the images KID compares the composites with, which the
+    discriminator should not have learnt from); default ``real``."""
 
     def __init__(
         self,
@@ -54,6 +55,7 @@ class SeedDataModule(LightningDataModule):
         train_seeds: str | list[int] | None = None,
         val_seeds: str | list[int] | None = None,
         real: str | list[str] | None = None,
+        val_real: str | list[str] | None = None,
         real_workers: int = 0,
         shuffle_buffer: int = 1000,
     ) -> None:
@@ -66,6 +68,7 @@ class SeedDataModule(LightningDataModule):
                 f"data.train_seeds has {len(self.train)} seeds, fewer than data.batch_size {batch_size}: give more seeds"
             )
         self.real = expand_shards(real, "data.real") if real is not None else None
+        self.val_real = expand_shards(val_real, "data.val_real") if val_real is not None else self.real
         self.real_workers, self.shuffle_buffer = real_workers, shuffle_buffer
 
     def _with_real(self, seeds: DataLoader, stream: ShardStream, mode: str) -> CombinedLoader:
@@ -110,6 +113,6 @@ class SeedDataModule(LightningDataModule):
         if self.val is None:
             return []
         seeds = self._loader(self.val)
-        if self.real is None:
+        if self.val_real is None:
             return seeds
-        return self._with_real(seeds, ShardStream(self.real, self.batch_size, mode="eval"), "min_size")
+        return self._with_real(seeds, ShardStream(self.val_real, self.batch_size, mode="eval"), "min_size")
