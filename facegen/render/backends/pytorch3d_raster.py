@@ -18,9 +18,9 @@ def pytorch3d_available() -> bool:
 
 
 def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int], pixel_centres: bool = True):
-    """PyTorch3D cameras (+X left, +Y up, NDC) for identity-pose OpenCV cameras with intrinsics K (B, 3, 3) (a
-    turned pinhole camera's, as :func:`~facegen.geometry.camera.photo_intrinsics` gives, as an upright camera
-    rolled about its optical axis: PyTorch3D reads only the focal lengths and principal point of K).
+    """PyTorch3D cameras (+X left, +Y up, NDC) for identity-pose OpenCV cameras with intrinsics K (B, 3, 3); a
+    turned pinhole camera's K (:func:`~facegen.geometry.camera.photo_intrinsics` of a turned crop) becomes an
+    upright camera rolled about its optical axis, since PyTorch3D reads only the focal lengths and principal point.
 
     ``cameras_from_opencv_projection`` maps the image plane like OpenCV's projection, but PyTorch3D's rasterizer
     samples pixel (i, j) at screen point (j + 0.5, i + 0.5), where OpenCV's pixel centre is (j, i). With
@@ -28,7 +28,10 @@ def opencv_to_pytorch3d_cameras(K: Tensor, image_size: tuple[int, int], pixel_ce
     """
     from pytorch3d.utils import cameras_from_opencv_projection
 
-    K, roll = upright_intrinsics(K)
+    if bool((K[:, 0, 1] != 0).any() or (K[:, 1, 0] != 0).any()):  # turned (or skewed: refused)
+        K, roll = upright_intrinsics(K)
+    else:  # upright, focal lengths as they are
+        K, roll = K.clone(), torch.eye(3, dtype=K.dtype, device=K.device).expand(K.shape[0], 3, 3)
     if pixel_centres:
         K[:, :2, 2] += 0.5
     batch = K.shape[0]
