@@ -55,14 +55,19 @@ from facegen.tasks import MoFA
 STAGES = ("start", "pose", "landmarks", "photometric")
 
 
-def schedule(config: dict) -> FitSchedule:
-    """The config's ``model.init_args.fit`` (or its former name ``refine``) as a :class:`FitSchedule`, parsed as
-    the CLI parses it (a preset's path is resolved by :func:`read_configs`)."""
-    init = config["model"]["init_args"]
+def parse_schedule(fit: dict | None) -> FitSchedule:
+    """A fitting schedule's settings (a preset's contents; None: fit nothing) as a :class:`FitSchedule`, parsed
+    as the CLI parses them."""
     parser = ArgumentParser()
     parser.add_argument("--fit", type=FitSchedule | None, default=None)
-    parsed = parser.parse_object({"fit": init.get("fit", init.get("refine"))})
-    return parser.instantiate(parsed).fit or FitSchedule()
+    return parser.instantiate(parser.parse_object({"fit": fit})).fit or FitSchedule()
+
+
+def schedule(config: dict) -> FitSchedule:
+    """The config's ``model.init_args.fit`` (or its former name ``refine``) as a :class:`FitSchedule` (a preset's
+    path is resolved by :func:`read_configs`)."""
+    init = config["model"]["init_args"]
+    return parse_schedule(init.get("fit", init.get("refine")))
 
 
 def read_configs(paths: list[str], fit: str | None = None) -> dict:

@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from facegen.data.detection.dlib_identity import DlibIdentity, ModelMissing
+from facegen.data.detection.dlib_identity import SAME_PERSON, DlibIdentity, ModelMissing, compare
 from facegen.decoder import FaceCode
 from facegen.nets.gan_import import read_gan
 from facegen.nets.stylegan import Generator
@@ -39,8 +39,6 @@ from facegen.tasks.reposing import POSE_ANGLES, PoseAugment, PoseDirections, fit
 
 #: Faces per MoFA call.
 CHUNK = 64
-#: dlib's threshold: two faces within this descriptor distance are the same person.
-SAME_PERSON = 0.6
 
 
 def scene_parser(description: str) -> argparse.ArgumentParser:
@@ -87,9 +85,9 @@ def descriptors(identity: DlibIdentity, images: torch.Tensor) -> np.ndarray:
 
 
 def similarity(first: np.ndarray, second: np.ndarray) -> dict[str, float]:
-    """Mean cosine similarity, mean distance and share within :data:`SAME_PERSON` of paired descriptors."""
-    distance = np.linalg.norm(first - second, axis=1)
-    cosine = (first * second).sum(1) / (np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1))
+    """Mean cosine similarity, mean distance and share of the same person (dlib's threshold) of paired
+    descriptors (B, 128)."""
+    cosine, distance = compare(first, second)
     return {
         "cosine": round(float(cosine.mean()), 4),
         "distance": round(float(distance.mean()), 4),

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from jsonargparse import ArgumentParser
+from fitting import parse_schedule  # benchmarks/fitting.py
 from reposing import scene_models, scene_parser  # benchmarks/reposing.py
 
 from facegen.data.detection.detectors import DETECTORS, lazy_detector
@@ -42,16 +42,14 @@ from facegen.errors import ConfigError
 from facegen.fitting import FitSchedule, PhotometricStage
 from facegen.tasks.conditioning import fit_unlabelled
 from facegen.tasks.reposing import render_scene
-from facegen.tasks.scene_geometry import fit_scene_geometry
+from facegen.tasks.scene_geometry import crop_scenes, fit_scene_geometry
 
 
 def read_schedule(path: str) -> FitSchedule:
-    """The fitting schedule of a preset file (``configs/fit/*.yaml``), parsed as the CLI parses it."""
+    """The fitting schedule of a preset file (``configs/fit/*.yaml``)."""
     if not Path(path).is_file():
         raise SystemExit(f"--fit {path} does not exist: give a schedule such as configs/fit/photos.yaml")
-    parser = ArgumentParser()
-    parser.add_argument("--fit", type=FitSchedule)
-    return parser.instantiate(parser.parse_object({"fit": yaml.safe_load(Path(path).read_text())})).fit
+    return parse_schedule(yaml.safe_load(Path(path).read_text()))
 
 
 def coverage_l1(mofa, code, image: torch.Tensor) -> tuple[float, float]:
@@ -88,9 +86,10 @@ def two_step(mofa, native: torch.Tensor, detector: str, schedule: FitSchedule) -
     try:
         backend = lazy_detector(detector, setting="--detector")
         started = time.perf_counter()
-        fitted = fit_scene_geometry(mofa, backend, native, resized, schedule)
+        crops = crop_scenes(mofa, backend, native)
+        fitted = fit_scene_geometry(mofa, crops, native, resized, schedule)
         seconds = time.perf_counter() - started
-        start = fit_scene_geometry(mofa, backend, native, resized, FitSchedule())
+        start = fit_scene_geometry(mofa, crops, native, resized, FitSchedule())
     except ConfigError as error:
         raise SystemExit(str(error)) from None
     found = fitted.detected
@@ -133,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
     mofa, generator = scene_models(args)
     z = torch.randn(args.faces, generator.z_dim)
     with torch.no_grad():
-        image = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const").image
-        encoded = mofa(image)
+        scene = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const")
+        image, encoded = scene.image, mofa(scene.image)
+    if schedule is not None:  # the two-step geometry's images: photos given, else the same generated ones
+        native = (
+            folder_images(args.images, args.faces, args.size or generator.resolution)
+            if args.images
+            else scene.native
+        )
     for steps in args.steps:
         stage = PhotometricStage(steps=steps, lr=args.lr, parts=tuple(args.parts))
         started = time.perf_counter()
@@ -152,11 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(result), flush=True)
     if schedule is not None:
-        if args.images:
-            native = folder_images(args.images, args.faces, args.size or generator.resolution)
-        else:
-            with torch.no_grad():
-                native = render_scene(generator, z, mofa.hparams.image_size, noise_mode="const").native
         print(json.dumps(two_step(mofa, native, args.detector, schedule)), flush=True)
     return 0
 

@@ -82,10 +82,10 @@ def row(label: str, cells: list[np.ndarray], width: int) -> np.ndarray:
     cv2.putText(out, label, (6, CELL // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     x = LABEL
     for cell in cells:
-        tensor = torch.from_numpy(np.ascontiguousarray(cell)).permute(2, 0, 1)[None].float() / 255
-        resized = F.interpolate(tensor, size=(CELL, CELL), mode="bilinear", align_corners=False)[0]
         if x + CELL > width:
             break
+        tensor = torch.from_numpy(np.ascontiguousarray(cell)).permute(2, 0, 1)[None].float() / 255
+        resized = F.interpolate(tensor, size=(CELL, CELL), mode="bilinear", align_corners=False)[0]
         out[:, x : x + CELL] = to_uint8(resized)
         x += CELL + GAP
     return out

@@ -743,7 +743,7 @@ def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back
     from facegen.fitting import FitSchedule, LandmarkStage, PoseStage
     from facegen.geometry.camera import intrinsics_from_fov, project_points
     from facegen.tasks.conditioning import MoFASource, load_mofa
-    from facegen.tasks.scene_geometry import fit_scene_geometry
+    from facegen.tasks.scene_geometry import crop_scenes, fit_scene_geometry
 
     mofa = load_mofa(MoFASource(str(mofa_checkpoint)), None).eval()
     decoder, native_size, size = mofa.decoder, 80, mofa.hparams.image_size
@@ -768,7 +768,10 @@ def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back
         landmarks=LandmarkStage(iterations=10, shape_prior=1e-4, expression_prior=1e-4),
     )
 
-    found = fit_scene_geometry(mofa, KnownFaces(landmarks.numpy()), native, resized, schedule)
+    def two_step(detector):
+        return fit_scene_geometry(mofa, crop_scenes(mofa, detector, native), native, resized, schedule)
+
+    found = two_step(KnownFaces(landmarks.numpy()))
     assert found.detected.all() and found.image.shape == (2, 3, size, size)
     assert not torch.allclose(found.image, resized)  # the aligned crops, not the resized images
     assert (found.landmark_error < 0.01).all()
@@ -779,7 +782,7 @@ def test_two_step_geometry_fits_each_detected_face_in_its_crop_and_draws_it_back
     assert found.native_K[:, 0, 1].abs().min() > 0.1  # turned crops: intrinsics with a rotation
 
     # no face found: the encoder's code on the whole image, drawn with the plain camera at the image's size
-    missed = fit_scene_geometry(mofa, KnownFaces([None, landmarks[1].numpy()]), native, resized, schedule)
+    missed = two_step(KnownFaces([None, landmarks[1].numpy()]))
     assert missed.detected.tolist() == [False, True] and torch.isnan(missed.landmark_error[0])
     assert torch.equal(missed.image[0], resized[0])
     assert torch.allclose(missed.native_K[0], K_native[0], atol=1e-4)
@@ -824,6 +827,9 @@ def test_the_scene_benchmarks_the_texture_figure_and_benchmark_run_on_tiny_compo
     scene_fit.main([*models, "--steps", "0", "--detector", "dlib", "--images", str(photos), "--size", "32"])
     on_photos = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert on_photos["faces"] == 2 and on_photos["image_size"] == 32
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no photos there"):
+        scene_fit.main([*models, "--steps", "0", "--detector", "dlib", "--images", str(tmp_path / "empty")])
     with pytest.raises(SystemExit, match="--fit nowhere.yaml does not exist"):
         scene_fit.main([*models, "--detector", "dlib", "--fit", "nowhere.yaml"])
 

@@ -43,8 +43,7 @@ class SynthOptions:
     ARKit-style ones, which mean something only in [0, 1]): each is on with probability
     :data:`BLENDSHAPE_ACTIVE` and then uniform in [0, ``expression``] (capped at 1); translation spreads are in
     code units (a tenth of the default camera distance). ``size``: side of the renders in pixels (None:
-    :data:`DEFAULT_SIZE` for
-    ``facegen synth``; in a data module, its image size)."""
+    :data:`DEFAULT_SIZE` for ``facegen synth``; in a data module, its image size)."""
 
     size: int | None = None
     yaw: float = 35.0

@@ -15,10 +15,11 @@ from torch import Tensor
 
 from facegen.data.batch import FaceBatch
 from facegen.data.detection.face import DetectedFace, LandmarkDetector, landmark_bbox
-from facegen.data.prepare import CropOptions, crop_face
+from facegen.data.prepare import CropOptions, CroppedFace, crop_face
 from facegen.decoder import FaceCode
 from facegen.fitting import FitSchedule
 from facegen.fitting.landmark_model import LandmarkModel
+from facegen.fitting.plausibility import face_size
 from facegen.geometry.camera import photo_intrinsics
 from facegen.tasks.conditioning import fit_unlabelled
 from facegen.tasks.mofa import MoFA
@@ -60,34 +61,42 @@ def largest_face(faces: list[DetectedFace]) -> DetectedFace | None:
     return max(faces, key=area, default=None)
 
 
-@torch.no_grad()
-def fit_scene_geometry(
-    mofa: MoFA, detector: LandmarkDetector, native: Tensor, resized: Tensor, schedule: FitSchedule
-) -> SceneGeometry:
-    """Two-step geometry (module docstring) of the 2D images ``native`` (B, 3, R, R) in [0, 1]; ``resized``:
-    the same images at the MoFA's crop size (B, 3, S, S), fitted where no face is found."""
+def crop_scenes(mofa: MoFA, detector: LandmarkDetector, native: Tensor) -> list[CroppedFace | None]:
+    """The largest face ``detector`` finds in each 2D image ``native`` (B, 3, R, R) in [0, 1], aligned and
+    cropped as the photo path crops for ``mofa`` (its crop size and framing), or None where it finds none."""
     spec = mofa.input_spec
     options = CropOptions(size=spec.image_size, fill=spec.fill)
     pixels = (native.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    transforms = [resize_transform(native.shape[-1], spec.image_size)] * len(pixels)
     crops = []
-    for index, image in enumerate(pixels):
+    for image in pixels:
         face = largest_face(detector.detect(image))
-        if face is not None:
-            crops.append((index, crop_face(image, face, options)))
-            transforms[index] = crops[-1][1].transform
-    detected = torch.zeros(len(pixels), dtype=torch.bool)
-    detected[[index for index, _ in crops]] = True
+        crops.append(None if face is None else crop_face(image, face, options))
+    return crops
+
+
+@torch.no_grad()
+def fit_scene_geometry(
+    mofa: MoFA, crops: list[CroppedFace | None], native: Tensor, resized: Tensor, schedule: FitSchedule
+) -> SceneGeometry:
+    """Two-step geometry (module docstring) of the 2D images ``native`` (B, 3, R, R) in [0, 1] whose faces
+    :func:`crop_scenes` found (``crops``); ``resized``: the same images at the MoFA's crop size (B, 3, S, S),
+    fitted where no face was found."""
+    found = [index for index, crop in enumerate(crops) if crop is not None]
+    detected = torch.zeros(len(crops), dtype=torch.bool)
+    detected[found] = True
+    transforms = [
+        resize_transform(native.shape[-1], resized.shape[-1]) if crop is None else crop.transform
+        for crop in crops
+    ]
     code = mofa(resized).upcast()
-    missing = (~detected).nonzero().flatten().tolist()
+    missing = [index for index, crop in enumerate(crops) if crop is None]
     if missing and schedule.photometric.steps:
         refined = fit_unlabelled(mofa, resized[missing], code.take(missing), schedule.photometric)
         code = code.put(missing, refined)
     image = resized.clone()
-    error = torch.full((len(pixels),), float("nan"))
-    if crops:
-        batch = _crop_batch([face for _, face in crops], resized)
-        found = [index for index, _ in crops]
+    error = torch.full((len(crops),), float("nan"))
+    if found:
+        batch = _crop_batch([crops[index] for index in found], resized)
         start = mofa(batch.image).upcast()
         fitted = mofa.fitted(batch, start, schedule).code if schedule.active else start
         fitted = fitted._replace(expression=mofa.decoder.model.clip_expression(fitted.expression))
@@ -95,13 +104,13 @@ def fit_scene_geometry(
         error[found] = _landmark_error(mofa, fitted, batch).cpu()
     # every written code's blendshape weights in [0, 1], the encoder's of faces not found too
     code = code._replace(expression=mofa.decoder.model.clip_expression(code.expression))
-    K = mofa.decoder.intrinsics.expand(len(pixels), 3, 3)  # the crop camera's (B, 3, 3)
+    K = mofa.decoder.intrinsics.expand(len(crops), 3, 3)  # the crop camera's (B, 3, 3)
     native_K = photo_intrinsics(K, torch.from_numpy(np.stack(transforms)).to(K))
     return SceneGeometry(image, code, native_K, detected.to(native.device), error.to(native.device))
 
 
-def _crop_batch(faces: list, like: Tensor) -> FaceBatch:
-    """A :class:`FaceBatch` of the cropped faces (``CroppedFace``s), on ``like``'s device and dtype."""
+def _crop_batch(faces: list[CroppedFace], like: Tensor) -> FaceBatch:
+    """A :class:`FaceBatch` of the cropped faces, on ``like``'s device and dtype."""
     image = torch.from_numpy(np.stack([face.crop for face in faces])).permute(0, 3, 1, 2).to(like) / 255
     masks = [
         face.mask if face.mask is not None else np.full(face.crop.shape[:2], 255, np.uint8) for face in faces
@@ -125,6 +134,4 @@ def _landmark_error(mofa: MoFA, code: FaceCode, batch: FaceBatch) -> Tensor:
     decoded = mofa.decoder(code)
     contour = LandmarkModel(mofa.decoder, code.shape.shape[1], code.expression.shape[1])
     fitted = contour.silhouette_landmarks(code, decoded.pixels, batch.landmarks).to(batch.landmarks)
-    extent = batch.landmarks.amax(1) - batch.landmarks.amin(1)
-    size = extent.clamp(min=1e-6).prod(-1).sqrt()
-    return (fitted - batch.landmarks).norm(dim=-1).mean(-1) / size
+    return (fitted - batch.landmarks).norm(dim=-1).mean(-1) / face_size(batch.landmarks)

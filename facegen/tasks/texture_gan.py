@@ -68,7 +68,7 @@ from facegen.tasks.reposing import (
     pose_of,
     render_scene,
 )
-from facegen.tasks.scene_geometry import fit_scene_geometry
+from facegen.tasks.scene_geometry import crop_scenes, fit_scene_geometry
 from facegen.texture.unwrap import unwrap_photo
 from facegen.texture.uv import UVLayout
 
@@ -255,9 +255,8 @@ class TextureGAN(AdversarialTask):
         )
         mask = scene.image.new_ones(scene.image.shape[0], 1, *scene.image.shape[-2:])
         if self.scene_detector is not None:
-            fitted = fit_scene_geometry(
-                self.mofa, self.scene_detector, scene.native, scene.image, self.scene_fit
-            )
+            crops = crop_scenes(self.mofa, self.scene_detector, scene.native)
+            fitted = fit_scene_geometry(self.mofa, crops, scene.native, scene.image, self.scene_fit)
             decoded = self.mofa.decoder(fitted.code)
             return Condition(
                 fitted.image, mask, fitted.code, decoded, scene.native, fitted.native_K, fitted.detected

@@ -19,12 +19,22 @@ RECOGNITION_MODEL = "models/dlib_face_recognition_resnet_model_v1.dat"
 MARGIN = 0.2
 
 
-class Similarity(NamedTuple):
-    """``cosine`` similarity and Euclidean ``distance`` (dlib's measure: < 0.6, the same person) of two
-    descriptors."""
+#: dlib's threshold: two faces whose descriptors lie within this Euclidean distance are the same person.
+SAME_PERSON = 0.6
 
-    cosine: float
-    distance: float
+
+class Similarity(NamedTuple):
+    """``cosine`` similarity and Euclidean ``distance`` (dlib's measure: < :data:`SAME_PERSON`, the same person)
+    of two descriptors, or (B,) arrays of them for B pairs."""
+
+    cosine: float | np.ndarray
+    distance: float | np.ndarray
+
+
+def compare(first: np.ndarray, second: np.ndarray) -> Similarity:
+    """The similarity of descriptors ``first`` and ``second`` (128,), or of each pair of rows of (B, 128) arrays."""
+    norms = np.linalg.norm(first, axis=-1) * np.linalg.norm(second, axis=-1)
+    return Similarity((first * second).sum(-1) / norms, np.linalg.norm(first - second, axis=-1))
 
 
 class DlibIdentity:
@@ -63,6 +73,5 @@ class DlibIdentity:
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> Similarity:
         """How alike the faces of crops ``a`` and ``b`` are."""
-        first, second = self.descriptor(a), self.descriptor(b)
-        cosine = float(first @ second / (np.linalg.norm(first) * np.linalg.norm(second)))
-        return Similarity(cosine, float(np.linalg.norm(first - second)))
+        cosine, distance = compare(self.descriptor(a), self.descriptor(b))
+        return Similarity(float(cosine), float(distance))
