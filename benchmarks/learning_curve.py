@@ -4,7 +4,8 @@ mean squared distance of the predicted to the true neutral mesh), validated on t
 each step budget of ``--steps``; the encoder alone, no fit after it. Appends one JSON line per budget to
 ``OUT/curve.jsonl`` (and prints it): the run's settings and its ``val/vertex_error_ratio`` (1: the mean face's
 error, lower: shape learnt), vertex error, landmark error and rotation error. ``--stream`` trains on new faces
-rendered on the fly (``data.synthetic.stream``) instead of the config's fixed training shards.
+rendered on the fly (``data.synthetic.stream``) instead of the config's training data (``data``:
+``config``).
 
     python benchmarks/learning_curve.py --config configs/mofa.yaml --steps 1000 4000 --size 64 --stream \\
         --out runs/curve
@@ -75,8 +76,11 @@ def fit_arguments(args) -> list[str]:
 
 
 def run_name(args) -> str:
-    data = "stream" if args.stream else "shards"
-    return f"{args.mode}-{args.face_model or 'config'}-{args.size or 'config'}-{data}"
+    """The run's folder and its name in the plot: mode, configs, face model, size and data, so that runs of
+    different configs never share one."""
+    data = "stream" if args.stream else "config"
+    configs = "+".join(Path(config).stem for config in args.config)
+    return f"{args.mode}-{configs}-{args.face_model or 'config'}-{args.size or 'config'}-{data}"
 
 
 def budget_rows(metrics: Path, budgets: list[int]) -> dict[int, dict]:
@@ -103,7 +107,7 @@ def train(args) -> list[dict]:
             "config": args.config,
             "face_model": args.face_model or "config",
             "size": args.size or "config",
-            "data": "stream" if args.stream else "shards",
+            "data": "stream" if args.stream else "config",  # config: the config's own training data
             "steps": steps,
             **{name: round(float(row[f"val/{name}"]), 4) for name in REPORTED if row.get(f"val/{name}")},
         }

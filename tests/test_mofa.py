@@ -229,7 +229,9 @@ def test_fit_on_synthetic_shards_logs_losses_metrics_images_and_checkpoints(
     assert list(tmp_path.rglob("last.ckpt"))
 
 
-@pytest.mark.parametrize("name", ["mofa.yaml", "mofa_ict.yaml", "mofa_bfm.yaml", "mofa_paper.yaml"])
+@pytest.mark.parametrize(
+    "name", ["mofa.yaml", "mofa_ict.yaml", "mofa_bfm.yaml", "mofa_paper.yaml", "mofa_long.yaml"]
+)
 def test_mofa_configs_parse_with_their_defaults(capsys, name):
     with pytest.raises(SystemExit) as raised:
         main(["fit", "--config", str(ROOT / "configs" / name), "--print_config"])
@@ -392,8 +394,8 @@ def test_each_faces_own_objective_comes_in_one_pass_as_it_would_alone(mode):
 def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path):
     """benchmarks/objective.py on a few faces of the quickstart's data: under the default loss weights (those of
     configs/mofa.yaml) the objective prefers shrunken shapes over the true ones; with the landmark term at 1e-2
-    and the priors at 1e-4 (configs/mofa_paper.yaml's weights) the truth scores best, better than the mean face
-    and than its shape and expression shrunk or grown."""
+    and the priors at 1e-4 (the weights of configs/mofa_paper.yaml and configs/mofa_long.yaml) the truth scores
+    best, better than the mean face and than its shape and expression shrunk or grown."""
     from benchmarks.objective import build_model, curve, faces
 
     model = build_model(yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text()), 64)
@@ -402,12 +404,14 @@ def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path)
     balanced = LossWeights(landmark=1e-2, shape=1e-4, expression=1e-4, albedo=1e-4)
     result = curve(model, batch, truth, balanced)
     assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
-    # configs/mofa_paper.yaml's objective (its weights, each image averaged alone) on the same faces
-    paper = yaml.safe_load((ROOT / "configs" / "mofa_paper.yaml").read_text())
-    paper["model"]["init_args"].update(face_model="builtin", depths=[1], width=8)
-    paper_model = build_model(paper, 64)
-    result = curve(paper_model, batch, truth, paper_model.weights)
-    assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
+    # the objectives of the configs that train long (their weights, each image averaged alone) on the same faces
+    for name in ("mofa_paper.yaml", "mofa_long.yaml"):
+        config = yaml.safe_load((ROOT / "configs" / name).read_text())
+        config["model"]["init_args"].update(face_model="builtin", depths=[1], width=8)
+        long_model = build_model(config, 64)
+        assert long_model.hparams.photometric_average == "image"
+        result = curve(long_model, batch, truth, long_model.weights)
+        assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), (name, result)
 
 
 def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
@@ -434,6 +438,8 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
         ("supervised", 4),
     ]
     assert all(math.isfinite(r["vertex_error_ratio"]) and r["vertex_error_ratio"] > 0 for r in rows)
+    # each run is named by its mode and configs (runs of different configs are never drawn as one)
+    assert [r["run"] for r in rows] == [f"{r['mode']}-{config.stem}-config-config-config" for r in rows]
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"run"')]
     assert printed == rows
     figure = tmp_path / "curve.png"
