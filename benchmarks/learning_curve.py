@@ -14,6 +14,10 @@ rendered on the fly (``data.synthetic.stream``) instead of the config's training
     python benchmarks/learning_curve.py --plot runs/curve/curve.jsonl --figure docs/learning_curve.png
 
 ``--plot`` draws the ratio against the steps (log scale), one line per run, from any such files.
+
+A run keeps its ``last.ckpt`` (written at every validation, and when the run is stopped by a signal) in
+``OUT/<run>/checkpoints``: the same command run again resumes it there, so a curve longer than one sitting is
+trained in several (each adds a ``version_*`` log; the budgets are read from all of them).
 """
 
 from __future__ import annotations
@@ -64,14 +68,20 @@ def fit_arguments(args) -> list[str]:
     if args.stream:
         argv += ["--data.init_args.synthetic.stream", "true"]
     argv += ["--trainer.max_steps", str(budgets[-1]), "--trainer.val_check_interval", str(every)]
-    argv += ["--trainer.check_val_every_n_epoch", "null", "--trainer.callbacks", "[]"]
-    argv += ["--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false"]
-    argv += ["--trainer.default_root_dir", str(out / name)]
+    checkpoints = out / name / "checkpoints"
+    keep_last = {
+        "class_path": "facegen.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(checkpoints), "save_last": True, "save_top_k": 0},
+    }
+    argv += ["--trainer.check_val_every_n_epoch", "null", "--trainer.callbacks", json.dumps([keep_last])]
+    argv += ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(out / name)]
     logger = {
         "class_path": "lightning.pytorch.loggers.CSVLogger",
         "init_args": {"save_dir": str(out), "name": name},
     }
     argv += ["--trainer.logger", json.dumps(logger)]
+    if (checkpoints / "last.ckpt").is_file():  # an earlier sitting of this run: go on from its last state
+        argv += ["--ckpt_path", str(checkpoints / "last.ckpt")]
     return argv
 
 
@@ -83,24 +93,27 @@ def run_name(args) -> str:
     return f"{args.mode}-{configs}-{args.face_model or 'config'}-{args.size or 'config'}-{data}"
 
 
-def budget_rows(metrics: Path, budgets: list[int]) -> dict[int, dict]:
-    """The validation row of ``metrics.csv`` at each budget (the validation after that many steps)."""
+def budget_rows(run: Path, budgets: list[int]) -> dict[int, dict]:
+    """The validation row at each budget (the validation after that many steps) from the ``metrics.csv`` of
+    every sitting of the run (``run/version_*``; a later sitting's row replaces an earlier one's)."""
+    logs = sorted(run.glob("version_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[-1]))
     rows = {}
-    with metrics.open() as handle:
-        for row in csv.DictReader(handle):
-            if row.get("val/vertex_error_ratio"):
-                rows[int(row["step"]) + 1] = row
+    for metrics in logs:
+        with metrics.open() as handle:
+            for row in csv.DictReader(handle):
+                if row.get("val/vertex_error_ratio"):
+                    rows[int(row["step"]) + 1] = row
     missing = [b for b in budgets if b not in rows]
     if missing:
-        raise SystemExit(f"{metrics}: no validation after step {missing[0]}; validated at {sorted(rows)}")
+        raise SystemExit(f"{run}: no validation after step {missing[0]}; validated at {sorted(rows)}")
     return {b: rows[b] for b in budgets}
 
 
 def train(args) -> list[dict]:
     cli = FacegenCLI(args=fit_arguments(args))
-    (metrics,) = Path(cli.trainer.log_dir).glob("metrics.csv")
     results = []
-    for steps, row in budget_rows(metrics, sorted(set(args.steps))).items():
+    run = Path(cli.trainer.log_dir).parent
+    for steps, row in budget_rows(run, sorted(set(args.steps))).items():
         result = {
             "run": run_name(args),
             "mode": args.mode,
@@ -120,12 +133,13 @@ def train(args) -> list[dict]:
 
 def plot(files: list[str], size: tuple[int, int] = (640, 400)) -> Image.Image:
     """The vertex error ratio against the steps (log scale), one line per run of the JSON-line ``files``."""
-    runs: dict[str, list[tuple[int, float]]] = {}
+    points_of: dict[str, dict[int, float]] = {}  # a budget reported again (a run resumed) is drawn once
     for file in files:
         for line in Path(file).read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                runs.setdefault(row["run"], []).append((row["steps"], row["vertex_error_ratio"]))
+                points_of.setdefault(row["run"], {})[row["steps"]] = row["vertex_error_ratio"]
+    runs = {name: sorted(points.items()) for name, points in points_of.items()}
     if not runs:
         raise SystemExit(f"--plot {' '.join(files)}: no results in these files")
     steps = [s for points in runs.values() for s, _ in points]

@@ -442,6 +442,18 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
     assert [r["run"] for r in rows] == [f"{r['mode']}-{config.stem}-config-config-config" for r in rows]
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"run"')]
     assert printed == rows
+    # a run is resumed from its last state when run again: two more steps in a second sitting, its budgets
+    # read from both sittings' logs; the plot draws a budget reported twice once
+    run = out / rows[0]["run"]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    argv = ["--config", str(config), "--steps", "2", "4", "6", "--out", str(out)]
+    assert curve(argv) == 0
+    again = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()][4:]
+    assert [(r["mode"], r["steps"]) for r in again] == [("self", 2), ("self", 4), ("self", 6)]
+    assert [r["vertex_error_ratio"] for r in again[:2]] == [r["vertex_error_ratio"] for r in rows[:2]]
+    with (run / "version_1" / "metrics.csv").open() as handle:
+        trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert trained and min(trained) >= 4, trained
     figure = tmp_path / "curve.png"
     assert curve(["--plot", str(out / "curve.jsonl"), "--figure", str(figure)]) == 0
     picture = np.asarray(Image.open(figure).convert("RGB"))
