@@ -384,3 +384,85 @@ def test_the_datamodule_streams_synthetic_training_faces_and_writes_no_training_
     assert isinstance(data.streams["train"], SynthStream) and len(data.streams["train"]) == 4
     batch = next(iter(data.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32)
+
+
+def _photo_shards(folder, count: int = 24, per_shard: int = 8) -> list[str]:
+    """Shards of ``count`` stand-in photos (flat grey crops, 32²) keyed photo_000..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = []
+    for shard in range(count // per_shard):
+        path = folder / f"photos-{shard:06d}.tar"
+        keys = range(shard * per_shard, (shard + 1) * per_shard)
+        write_shard(path, [good_sample(f"photo_{k:03d}") for k in keys])
+        urls.append(str(path))
+    return urls
+
+
+def _mixed_stream(urls, **settings):
+    from facegen.data.synth_stream import MixedStream
+
+    job = SynthJob("builtin", "unused", 0, options=SynthOptions(size=32), progress=False)
+    return MixedStream(urls, job, 0.25, 4, 4, shuffle_buffer=8, **settings)
+
+
+def test_the_mixed_stream_puts_new_faces_into_every_batch_of_photos_and_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    import facegen.data.streams as streams
+
+    urls = _photo_shards(tmp_path / "photos", count=32)  # 4 shards: 2 per reader when there are two
+    first = list(_mixed_stream(urls))
+    keys = [key for batch in first for key in batch["key"]]
+    assert len(first) == 4 and all(batch["image"].shape == (4, 3, 32, 32) for batch in first)
+    assert all(sum(key.startswith("synth_") for key in batch["key"]) == 1 for batch in first)  # a quarter
+    photos = [key for key in keys if key.startswith("photo_")]
+    assert len(set(photos)) == len(photos) == 12 and all("params" not in batch for batch in first)
+    faces = [batch["image"][[k.startswith("synth_") for k in batch["key"]]] for batch in first]
+    assert all(face.float().std() > 10 for face in faces)  # rendered faces, not the photos' flat grey
+    resumed = _mixed_stream(urls)
+    resumed.skip_batches = 2  # resumed after two batches: the same photos and faces as the first sitting
+    tail = list(resumed)
+    assert [b["key"] for b in tail] == [b["key"] for b in first[2:]]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(tail, first[2:], strict=True))
+    later = _mixed_stream(urls)
+    later.epoch = 1  # the next epoch: the photos reshuffled, new faces
+    again = list(later)
+    assert [b["key"] for b in again] != [b["key"] for b in first]
+    new_faces = torch.cat([b["image"][[k.startswith("synth_") for k in b["key"]]] for b in again])
+    assert not (new_faces[:, None] == torch.cat(faces)[None]).flatten(2).all(-1).any()
+    photos_of, faces_of = [], []
+    for rank in (0, 1):  # two DDP ranks read shards and draw faces of their own
+        monkeypatch.setattr(streams, "reader_identity", lambda rank=rank: (rank, 2))
+        batches = list(_mixed_stream(urls))
+        photos_of.append({key for batch in batches for key in batch["key"] if key.startswith("photo_")})
+        faces_of.append(torch.cat([b["image"][[k.startswith("synth_") for k in b["key"]]] for b in batches]))
+    assert not photos_of[0] & photos_of[1]
+    assert not (faces_of[0][:, None] == faces_of[1][None]).flatten(2).all(-1).any()
+
+
+def test_the_datamodule_mixes_new_faces_into_photo_shards_and_refuses_a_mix_it_cannot_make(tmp_path):
+    from facegen.data.synth_stream import MixedStream
+    from facegen.errors import ConfigError
+
+    urls = _photo_shards(tmp_path / "photos")
+    synthetic = SyntheticData(root=str(tmp_path / "synth"), val=0, stream=True, mix=0.5)
+    data = FaceDataModule(train=urls, synthetic=synthetic, batch_size=4, num_workers=0, image_size=32)
+    data.setup("fit")
+    stream = data.streams["train"]
+    assert isinstance(stream, MixedStream) and len(stream) == 12  # 24 photos, half of each batch of 4
+    batch = next(iter(data.train_dataloader()))
+    assert sum(key.startswith("synth_") for key in batch["key"]) == 2
+    refused = {
+        "mix 0 beside photos": ({"stream": True, "mix": 0.0}, urls, "set data.synthetic.mix to their share"),
+        "mix 1": ({"stream": True, "mix": 1.0}, urls, "between 0 and 1"),
+        "mix without photos": ({"stream": True, "mix": 0.5}, None, "data.train's photos, which is not set"),
+        "mix without stream": ({"mix": 0.5}, urls, "set data.synthetic.stream: true"),
+    }
+    for settings, train, message in refused.values():
+        with pytest.raises(ConfigError, match=message):
+            FaceDataModule(train=train, synthetic=SyntheticData(root=str(tmp_path / "s"), **settings))
+    truth = FaceDataModule(
+        train=urls, synthetic=synthetic, batch_size=4, image_size=32, train_ground_truth=True
+    )
+    with pytest.raises(ConfigError, match="data.train_ground_truth: photos have no ground truth"):
+        truth.setup("fit")

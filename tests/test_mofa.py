@@ -238,6 +238,27 @@ def test_mofa_configs_parse_with_their_defaults(capsys, name):
     assert raised.value.code == 0 and "facegen.tasks.MoFA" in capsys.readouterr().out
 
 
+def test_fit_mixes_new_synthetic_faces_into_the_photo_shards_from_the_config(
+    tmp_path, tiny_shards, monkeypatch
+):
+    """data.train shards (here standing in for photos) with data.synthetic {stream: true, mix: 0.5}: facegen fit
+    trains on batches half of which are faces rendered on the fly."""
+    from facegen.data.synth import SynthJob
+
+    rendered = []
+    render_batch = SynthJob.render_batch
+    monkeypatch.setattr(
+        SynthJob, "render_batch", lambda self, *args: rendered.append(args[2]) or render_batch(self, *args)
+    )
+    synthetic = {"root": str(tmp_path / "synth"), "val": 0, "stream": True, "mix": 0.5}
+    config = tiny_config(tmp_path, tiny_shards, max_steps=3)
+    main(["fit", "--config", str(config), "--data.init_args.synthetic", json.dumps(synthetic)])
+    assert sum(rendered) >= 6  # 2 new faces in each of the 3 batches of 4 (rendered in chunks of 4)
+    losses = [row["train/loss"] for row in metrics(tmp_path) if "train/loss" in row]
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert not (tmp_path / "synth" / "train").exists()  # nothing written for the new faces
+
+
 def test_the_paper_config_trains_a_few_steps_with_its_objective(tmp_path, tiny_shards):
     """configs/mofa_paper.yaml on the built-in model and the tiny shards: every loss term is logged, each image
     is averaged on its own, nothing is fitted after the encoder, and its objective prefers the true face."""

@@ -35,7 +35,9 @@ class SyntheticData:
     size and the framing follow the task (:class:`~facegen.data.batch.InputSpec`): ``model`` and
     ``options.size`` need not be given, and are refused when they contradict it. ``stream``: the training faces
     are rendered on the fly instead (:class:`~facegen.data.synth_stream.SynthStream`: ``train`` new faces per
-    epoch, none repeated, nothing written); validation and test stay fixed shards."""
+    epoch, none repeated, nothing written); validation and test stay fixed shards. With ``data.train`` shards
+    (real photos), ``stream`` mixes new faces into their batches instead: a share ``mix`` (0 < mix < 1) of every
+    batch (:class:`~facegen.data.synth_stream.MixedStream`; an epoch is one pass over the photos)."""
 
     root: str = "data/synth/builtin"
     model: str | None = None
@@ -46,9 +48,32 @@ class SyntheticData:
     seed: int = 0
     options: SynthOptions = field(default_factory=SynthOptions)
     stream: bool = False
+    mix: float = 0.0
 
     def split_dir(self, split: str) -> Path:
         return Path(self.root) / split
+
+
+def _check_mix(synthetic: SyntheticData | None, train) -> None:
+    """Refuses a synthetic stream that cannot be what the config asks: new faces mixed into no photos, or
+    photos given beside a stream without the share of new faces."""
+    if synthetic is None or (not synthetic.stream and not synthetic.mix):
+        return
+    if not synthetic.stream:
+        raise ConfigError(
+            f"data.synthetic.mix {synthetic.mix} mixes faces rendered on the fly into data.train's batches: "
+            "set data.synthetic.stream: true (or mix: 0)"
+        )
+    if train is None and synthetic.mix:
+        raise ConfigError(
+            f"data.synthetic.mix {synthetic.mix} mixes new faces into data.train's photos, which is not set: give "
+            "data.train shards, or set mix: 0 to train on synthetic faces only"
+        )
+    if train is not None and not 0 < synthetic.mix < 1:
+        raise ConfigError(
+            f"data.synthetic.stream with data.train mixes new faces into the photos' batches: set "
+            f"data.synthetic.mix to their share of each batch, between 0 and 1 (got {synthetic.mix})"
+        )
 
 
 def task_spec(trainer) -> InputSpec | None:
@@ -138,6 +163,7 @@ class FaceDataModule(LightningDataModule):
         self.augment, self.train_ground_truth = augment, train_ground_truth
         self.predict_detector, self.given_crop = predict_detector, crop
         self.crop = crop or CropOptions(size=self.image_size)
+        _check_mix(synthetic, train)
         self.spec: InputSpec | None = None
         self.skipped_samples = 0
         self.streams: dict[str, torch.utils.data.IterableDataset] = {}
@@ -247,6 +273,11 @@ class FaceDataModule(LightningDataModule):
             if split == "train" and self._streams_synthetic_faces():
                 self.streams[split] = self._synth_stream()
                 continue
+            if split == "train" and self._mixes_synthetic_faces():
+                self.streams[split] = self._mixed_stream(
+                    expand_shards(self.sources[split], field="data.train")
+                )
+                continue
             source = self._source(split)
             if source is None:
                 if stage is not None and split in ("train", "predict", "test"):
@@ -278,6 +309,10 @@ class FaceDataModule(LightningDataModule):
             and synthetic.train > 0
         )
 
+    def _mixes_synthetic_faces(self) -> bool:
+        synthetic = self.synthetic
+        return self.sources["train"] is not None and synthetic is not None and synthetic.stream
+
     def _synth_stream(self):
         """The training stream of new synthetic faces (``data.synthetic.stream``)."""
         from facegen.data.synth_stream import SynthStream
@@ -293,10 +328,28 @@ class FaceDataModule(LightningDataModule):
         job = self._synth_job("train", synthetic.train, synthetic.seed * 1000)
         return SynthStream(job, self.batch_size, batches, self.seed, with_params=self.train_ground_truth)
 
-    def _batches_per_rank(self, urls: list[str]) -> int:
+    def _mixed_stream(self, urls: list[str]):
+        """The training stream of the photos of ``urls`` with new synthetic faces mixed in (``mix``)."""
+        from facegen.data.synth_stream import MixedStream
+
+        if self.train_ground_truth:
+            raise ConfigError(
+                "data.train_ground_truth: photos have no ground truth, so batches with new faces mixed in "
+                "(data.synthetic.mix) carry none; train on synthetic shards or streams alone for it"
+            )
+        if self.spec is not None:
+            check_origin("train", urls, self.spec)
+        synthetic = self.synthetic
+        job = self._synth_job("train", 0, synthetic.seed * 1000)
+        batches = self._batches_per_rank(urls, photo_share=1 - synthetic.mix)
+        return MixedStream(urls, job, synthetic.mix, self.batch_size, batches, self.shuffle_buffer, self.seed)
+
+    def _batches_per_rank(self, urls: list[str], photo_share: float = 1.0) -> int:
+        """Batches per rank and epoch: one pass over the training shards' samples, of which ``photo_share`` of
+        each batch is made."""
         world = self.trainer.world_size if self.trainer is not None else 1
         total = self.samples_per_epoch or count_samples(urls)
-        batches = total // (world * self.batch_size)
+        batches = int(total / photo_share) // (world * self.batch_size)
         if batches < 1:
             raise ConfigError(
                 f"data.train has {total} samples, fewer than one batch of {self.batch_size} for each of {world} "

@@ -278,9 +278,13 @@ class ShardStream(IterableDataset):
                 )
             cycle += 1
 
+    def _train_decoded(self, reader: int, readers: int, state: dict) -> Iterator[dict]:
+        """This reader's decoded training samples, endlessly (bad ones skipped and counted in ``state``)."""
+        return self._decoded(self._train_samples(reader, readers, state), state)
+
     def __iter__(self) -> Iterator[dict]:
         reader, readers = reader_identity()
-        state = {"skipped": 0, "warned": 0, "decoded": 0, "reasons": []}
+        state = reading_state()
         if self.mode == "eval":
             raw = self._reader_samples(self.urls, reader, readers, state)
             yield from self._batches(self._decoded(raw, state), state)
@@ -294,12 +298,18 @@ class ShardStream(IterableDataset):
         # this rank's batches, dealt to its workers round-robin (the DataLoader interleaves them the same way)
         quota = len(range(worker, self.batches_per_rank, workers))
         skip = len(range(worker, self.skip_batches, workers))
-        batches = self._batches(self._decoded(self._train_samples(reader, readers, state), state), state)
+        batches = self._batches(self._train_decoded(reader, readers, state), state)
         for index, batch in enumerate(batches):
             if index >= quota:
                 return
             if index >= skip:
                 yield batch
+
+
+def reading_state() -> dict:
+    """A reader's counts: bad samples ``skipped`` since the last batch, ``warned`` and ``decoded`` in all, and the
+    first ``reasons`` of bad samples."""
+    return {"skipped": 0, "warned": 0, "decoded": 0, "reasons": []}
 
 
 def _shuffled(items: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:

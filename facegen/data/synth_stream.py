@@ -1,5 +1,6 @@
 """Unlimited synthetic training faces: :class:`SynthStream` renders new random faces on the fly, in the data
-loader's workers, instead of reading a fixed set of shards, so no training face repeats.
+loader's workers, instead of reading a fixed set of shards, so no training face repeats; :class:`MixedStream`
+mixes such faces into batches read from real-photo shards.
 
 The faces of a reader (a DDP rank's data-loader worker) and epoch are drawn from the seed sequence (seed, epoch,
 reader, chunk): every reader and epoch sees faces of its own, and a run resumed mid-epoch renders the same faces
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from facegen.data.streams import ShardStream
+from facegen.data.streams import ShardStream, reading_state
 from facegen.data.synth import SynthJob
 
 
@@ -43,3 +44,52 @@ class SynthStream(ShardStream):
             generator = torch.Generator().manual_seed(int(seed))
             first = chunk * self.batch_size
             yield from self.job.render_batch(self._renderer, first, self.batch_size, generator)
+
+
+class MixedStream(ShardStream):
+    """Training batches of real-photo shards ``urls`` (read as :class:`~facegen.data.streams.ShardStream` reads
+    them) with new synthetic faces of ``job`` mixed in: a fraction ``mix`` (0 < mix < 1) of the samples, spread
+    evenly (sample i of a reader is synthetic when floor((i + 1) mix) > floor(i mix)), so every batch holds
+    ``batch_size * mix`` of them, give or take one. Both kinds follow the epoch, reader and resumption of the
+    stream; no ground truth is decoded (photos have none)."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        job: SynthJob,
+        mix: float,
+        batch_size: int,
+        batches_per_rank: int,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        if not 0 < mix < 1:
+            raise ValueError(f"the synthetic share of a mixed stream must be in (0, 1), got {mix}")
+        super().__init__(
+            urls,
+            batch_size,
+            job.options.size,
+            "train",
+            batches_per_rank,
+            shuffle_buffer,
+            seed,
+            with_params=False,
+        )
+        self.mix = mix
+        self.faces = SynthStream(job, batch_size, batches_per_rank, seed, with_params=False)
+
+    def _train_decoded(self, reader: int, readers: int, state: dict) -> Iterator[dict]:
+        """The photos' decoded samples with the new faces mixed in; the photos' counts (bad samples, and the
+        pass that gave none) stay in ``state``, the faces' bad samples are added to its skipped count."""
+        photos = super()._train_decoded(reader, readers, state)
+        self.faces.epoch = self.epoch
+        faces_state = reading_state()
+        faces = self.faces._train_decoded(reader, readers, faces_state)
+        for index in itertools.count():
+            if int((index + 1) * self.mix) > int(index * self.mix):
+                sample = next(faces)
+                state["skipped"] += faces_state["skipped"]
+                faces_state["skipped"] = 0
+            else:
+                sample = next(photos)
+            yield sample
