@@ -118,9 +118,13 @@ def test_a_run_started_from_a_state_dict_trains(tmp_path, tiny_shards):
     assert not torch.equal(trained.encoder.head.weight, source.encoder.head.weight)  # it trained
 
 
-def test_inference_with_folded_batch_norms_gives_the_training_paths_output():
+@pytest.mark.parametrize("stem_pool", [True, False])
+def test_inference_with_folded_batch_norms_gives_the_training_paths_output(stem_pool):
     torch.manual_seed(0)
-    encoder = ResNetEncoder((1, 1), width=8, grid=2)
+    encoder = ResNetEncoder((1, 1), width=8, grid=2, stem_pool=stem_pool)
+    # without the stem's max pool every stage sees twice the resolution: 32² -> 8x8 after two stages, not 4x4
+    side = 8 if not stem_pool else 4
+    assert encoder.blocks(encoder.stem(torch.rand(1, 3, 32, 32))).shape[-2:] == (side, side)
     norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for norm in norms:  # non-trivial statistics
         norm.running_mean.normal_()
@@ -142,3 +146,14 @@ def test_inference_with_folded_batch_norms_gives_the_training_paths_output():
     assert torch.allclose(encoder(image), changed, atol=1e-4)
     assert not torch.allclose(changed, inferred, atol=1e-3)
     assert "_inference" not in str(list(encoder.state_dict()))
+
+
+def test_the_mofa_config_chooses_the_stem_pooling():
+    """model.init_args.stem_pool reaches the encoder: without the max pool no MaxPool2d is left, and the code
+    comes out of the finer features."""
+    for stem_pool in (True, False):
+        model = MoFA(image_size=SIZE, depths=(1, 1), width=8, grid=2, stem_pool=stem_pool)
+        pools = [m for m in model.encoder.modules() if isinstance(m, torch.nn.MaxPool2d)]
+        assert len(pools) == int(stem_pool)
+        code = model(torch.rand(2, 3, SIZE, SIZE))
+        assert code.shape.shape == (2, model.layout.shape) and torch.isfinite(code.flatten()).all()

@@ -46,16 +46,21 @@ class ResNetEncoder(nn.Module):
         width: channels of the first stage; each later stage doubles them.
         grid: side of the final average pooling: 1 pools globally (ResNet); g > 1 pools to g x g cells and
             flattens them, keeping where features are, which precise pose and landmarks need.
+        stem_pool: the stem's 3x3 max pool of stride 2 (ResNet's); without it every stage sees twice the
+            resolution (about 4x the compute), finer features for small crops (64²: 4x4 after four stages).
     """
 
-    def __init__(self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1) -> None:
+    def __init__(
+        self, depths: Sequence[int] = (2, 2, 2, 2), width: int = 64, grid: int = 1, stem_pool: bool = True
+    ) -> None:
         super().__init__()
         if not depths or min(depths) < 1 or width < 1 or grid < 1:
             raise ConfigError(
                 f"encoder depths must be positive, width and grid >= 1, got {depths}, {width}, {grid}"
             )
+        pool = [nn.MaxPool2d(3, 2, 1)] if stem_pool else []
         self.stem = nn.Sequential(
-            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+            nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(), *pool
         )
         blocks, channels = [], width
         for stage, depth in enumerate(depths):
@@ -157,8 +162,9 @@ def build_backbone(
     width: int = 64,
     grid: int = 1,
     pretrained: bool = False,
+    stem_pool: bool = True,
 ) -> nn.Module:
-    """``resnet`` (this module's ResNet with ``depths``/``width``/``grid``) or ``timm:<model name>`` (with timm's
+    """``resnet`` (this module's ResNet with ``depths``/``width``/``grid``/``stem_pool``) or ``timm:<model name>`` (with timm's
     ``pretrained`` weights when asked; the ResNet starts from a state dict instead, see
     :func:`facegen.nets.weights.load_backbone_weights`)."""
     if name == "resnet":
@@ -167,7 +173,7 @@ def build_backbone(
                 "model.pretrained applies to timm backbones; start backbone: resnet from a state dict with "
                 "model.encoder_weights (e.g. a torchvision ImageNet ResNet-18 .pth with depths [2, 2, 2, 2], width 64)"
             )
-        return ResNetEncoder(depths, width, grid)
+        return ResNetEncoder(depths, width, grid, stem_pool)
     if name.startswith("timm:"):
         return TimmEncoder(name[len("timm:") :], pretrained)
     raise ConfigError(f"unknown encoder backbone {name!r}: use 'resnet' or 'timm:<name>'")

@@ -66,8 +66,8 @@ class MoFA(FaceTask):
     Args:
         face_model: ``builtin`` or a canonical face model ``.npz``.
         image_size: side of the square input crops in pixels.
-        backbone, depths, width, grid: the encoder (``resnet`` with blocks per stage, first-stage channels and
-            the side of its final pooling grid, or ``timm:<name>``).
+        backbone, depths, width, grid, stem_pool: the encoder (``resnet`` with blocks per stage, first-stage
+            channels, the side of its final pooling grid and whether its stem max-pools, or ``timm:<name>``).
         encoder_weights: a state dict to start the backbone from (facegen's, a torchvision-format ImageNet
             ResNet for ``resnet``, or a timm model's); what was loaded is reported in one line.
         pretrained: start a ``timm:`` backbone from timm's pretrained weights (its cache; fetched when online).
@@ -111,6 +111,7 @@ class MoFA(FaceTask):
         depths: tuple[int, ...] = (2, 2, 2, 2),
         width: int = 64,
         grid: int = 1,
+        stem_pool: bool = True,
         encoder_weights: str | None = None,
         pretrained: bool = False,
         shape: int = 80,
@@ -184,7 +185,7 @@ class MoFA(FaceTask):
         self.decoder = FaceDecoder(model, (image_size, image_size), fov, fill, albedo_module, raster)
         self.layout = self.decoder.layout(shape=shape, expression=expression, albedo=albedo)
         initial = self.layout.zeros(1)._replace(light=ambient_sh(1)).flatten()[0]
-        encoder = build_backbone(backbone, depths, width, grid, pretrained)
+        encoder = build_backbone(backbone, depths, width, grid, pretrained, stem_pool)
         if encoder_weights is not None:
             rank_zero_info(
                 load_backbone_weights(encoder, encoder_weights, depths if backbone == "resnet" else None)
