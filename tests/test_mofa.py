@@ -464,7 +464,7 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"run"')]
     assert printed == rows
     # a run is resumed from its last state when run again: two more steps in a second sitting, its budgets
-    # read from both sittings' logs; the plot draws a budget reported twice once
+    # read from both sittings' logs
     run = out / rows[0]["run"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
     argv = ["--config", str(config), "--steps", "2", "4", "6", "--out", str(out)]
