@@ -55,8 +55,7 @@ class SyntheticData:
 
 
 def _check_mix(synthetic: SyntheticData | None, train) -> None:
-    """Refuses a synthetic stream that cannot be what the config asks: new faces mixed into no photos, or
-    photos given beside a stream without the share of new faces."""
+    """Refuses a stream the config cannot mean: faces mixed into no photos, photos beside it without a share."""
     if synthetic is None or (not synthetic.stream and not synthetic.mix):
         return
     if not synthetic.stream:
@@ -120,7 +119,8 @@ class FaceDataModule(LightningDataModule):
         image_size: crops are resized to this size when stored at another; default: the task's
             (:attr:`~facegen.tasks.base.FaceTask.input_spec`), and refused when it contradicts it.
         shuffle_buffer: samples held for shuffling the training stream.
-        samples_per_epoch: training samples per epoch over all ranks (default: counted from local shards).
+        samples_per_epoch: training samples per epoch over all ranks (default: counted from local shards); the
+            shards' samples when synthetic faces are mixed in (they come on top).
         augment: training augmentation on the device (None: off).
         seed: base seed of shuffling and augmentation.
         train_ground_truth: training batches of synthetic shards carry their ground truth too (for supervised
