@@ -13,11 +13,13 @@ rendered on the fly (``data.synthetic.stream``) instead of the config's training
         --out runs/curve
     python benchmarks/learning_curve.py --plot runs/curve/curve.jsonl --figure docs/learning_curve.png
 
-``--plot`` draws the ratio against the steps (log scale), one line per run, from any such files.
+``--plot`` draws the ratio against the steps (log scale), one line per run and length (``max_steps``, the
+last budget: it sets the learning-rate schedule), from any such files.
 
 A run keeps its ``last.ckpt`` (written at every validation, and when the run is stopped by a signal) in
 ``OUT/<run>/checkpoints``: the same command run again resumes it there, so a curve longer than one sitting is
-trained in several (each adds a ``version_*`` log; the budgets are read from all of them).
+trained in several (each adds a ``version_*`` log; the budgets are read from all of them). A sitting stopped by
+SIGTERM reports the budgets reached so far and exits naming the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 import sys
 from pathlib import Path
 
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image, ImageDraw
 
 from facegen.atomic import write_bytes_atomic
@@ -93,9 +96,9 @@ def run_name(args) -> str:
     return f"{args.mode}-{configs}-{args.face_model or 'config'}-{args.size or 'config'}-{data}"
 
 
-def budget_rows(run: Path, budgets: list[int]) -> dict[int, dict]:
-    """The validation row at each budget (the validation after that many steps) from the ``metrics.csv`` of
-    every sitting of the run (``run/version_*``; a later sitting's row replaces an earlier one's)."""
+def validations(run: Path) -> dict[int, dict]:
+    """The validation rows by the number of steps trained before them, from the ``metrics.csv`` of every sitting
+    of the run (``run/version_*``; a later sitting's row replaces an earlier one's)."""
     logs = sorted(run.glob("version_*/metrics.csv"), key=lambda path: int(path.parent.name.split("_")[-1]))
     rows = {}
     for metrics in logs:
@@ -103,17 +106,24 @@ def budget_rows(run: Path, budgets: list[int]) -> dict[int, dict]:
             for row in csv.DictReader(handle):
                 if row.get("val/vertex_error_ratio"):
                     rows[int(row["step"]) + 1] = row
-    missing = [b for b in budgets if b not in rows]
-    if missing:
-        raise SystemExit(f"{run}: no validation after step {missing[0]}; validated at {sorted(rows)}")
-    return {b: rows[b] for b in budgets}
+    return rows
 
 
 def train(args) -> list[dict]:
-    cli = FacegenCLI(args=fit_arguments(args))
+    """Trains (or goes on with) the run and reports each budget it has reached. A run stopped by SIGTERM (a
+    scheduler's pre-emption, ``timeout``, ``kill``; its ``last.ckpt`` saved) reports the budgets it reached and
+    exits naming the others, which the same command goes on to."""
+    budgets = sorted(set(args.steps))
+    run = Path(args.out) / run_name(args)
+    try:
+        FacegenCLI(args=fit_arguments(args))
+        stopped = False
+    except SIGTERMException:
+        stopped = True
+    rows = validations(run)
     results = []
-    run = Path(cli.trainer.log_dir).parent
-    for steps, row in budget_rows(run, sorted(set(args.steps))).items():
+    for steps in [b for b in budgets if b in rows]:
+        row = rows[steps]
         result = {
             "run": run_name(args),
             "mode": args.mode,
@@ -121,6 +131,7 @@ def train(args) -> list[dict]:
             "face_model": args.face_model or "config",
             "size": args.size or "config",
             "data": "stream" if args.stream else "config",  # config: the config's own training data
+            "max_steps": budgets[-1],  # the length of the run (its learning-rate schedule)
             "steps": steps,
             **{name: round(float(row[f"val/{name}"]), 4) for name in REPORTED if row.get(f"val/{name}")},
         }
@@ -128,17 +139,43 @@ def train(args) -> list[dict]:
         print(json.dumps(result), flush=True)
     with (Path(args.out) / "curve.jsonl").open("a") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in results)
+    missing = [b for b in budgets if b not in rows]
+    if stopped and missing:
+        raise SystemExit(
+            f"{run}: stopped by SIGTERM before the budgets {missing}; the same command goes on from "
+            f"{run / 'checkpoints' / 'last.ckpt'}"
+        )
+    if missing:
+        raise SystemExit(f"{run}: no validation after step {missing[0]}; validated at {sorted(rows)}")
     return results
+
+
+def legend(row: dict, max_steps: int) -> str:
+    """A run's line in the plot: its mode, configs, what it changed over them and its length (runs that differ
+    only in their length have different learning-rate schedules, so they are drawn apart)."""
+    parts = ["self-supervised" if row["mode"] == "self" else "supervised bound"]
+    parts.append("+".join(Path(config).stem for config in row["config"]))
+    if row["face_model"] != "config":
+        parts.append(row["face_model"])
+    if row["size"] != "config":
+        parts.append(f"{row['size']}px")
+    if row["data"] == "stream":
+        parts.append("stream")
+    return f"{parts[0]}: {', '.join(parts[1:])}; {max_steps:,} steps"
 
 
 def plot(files: list[str], size: tuple[int, int] = (640, 400)) -> Image.Image:
     """The vertex error ratio against the steps (log scale), one line per run of the JSON-line ``files``."""
     points_of: dict[str, dict[int, float]] = {}  # a budget reported again (a run resumed) is drawn once
     for file in files:
-        for line in Path(file).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                points_of.setdefault(row["run"], {})[row["steps"]] = row["vertex_error_ratio"]
+        rows = [json.loads(line) for line in Path(file).read_text().splitlines() if line.strip()]
+        longest: dict[str, int] = {}  # rows written before max_steps was reported: their file's last budget
+        for row in rows:
+            if "max_steps" not in row:
+                longest[row["run"]] = max(longest.get(row["run"], 0), row["steps"])
+        for row in rows:
+            points = points_of.setdefault(legend(row, row.get("max_steps", longest[row["run"]])), {})
+            points[row["steps"]] = row["vertex_error_ratio"]
     runs = {name: sorted(points.items()) for name, points in points_of.items()}
     if not runs:
         raise SystemExit(f"--plot {' '.join(files)}: no results in these files")
@@ -176,7 +213,9 @@ def plot(files: list[str], size: tuple[int, int] = (640, 400)) -> Image.Image:
             draw.line(xy, fill=colour, width=2)
         for x, y in xy:
             draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-        draw.text((left + 10, upper + 6 + 14 * index), name, fill=colour)
+        draw.text(
+            (left + 10, lower - 6 - 14 * (len(runs) - index)), name, fill=colour
+        )  # low: below the lines
     return image
 
 

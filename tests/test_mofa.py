@@ -444,6 +444,8 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
     from PIL import Image
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import learning_curve
+    from learning_curve import fit_arguments
     from learning_curve import main as curve
 
     config = tiny_config(tmp_path / "tiny", tiny_shards)
@@ -463,21 +465,40 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
     assert [r["run"] for r in rows] == [f"{r['mode']}-{config.stem}-config-config-config" for r in rows]
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"run"')]
     assert printed == rows
-    # a run is resumed from its last state when run again: two more steps in a second sitting, its budgets
-    # read from both sittings' logs
+    # a run is resumed from its last state when run again: a second sitting, longer (8 steps), stopped by SIGTERM
+    # after step 7 reports the budgets reached (those of the first sitting unchanged) and names the rest ...
     run = out / rows[0]["run"]
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    argv = ["--config", str(config), "--steps", "2", "4", "6", "--out", str(out)]
-    assert curve(argv) == 0
-    again = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()][4:]
-    assert [(r["mode"], r["steps"]) for r in again] == [("self", 2), ("self", 4), ("self", 6)]
+    argv = ["--config", str(config), "--steps", "2", "4", "6", "8", "--out", str(out)]
+    signal_at = {"class_path": "tests.hostile.test_signals_and_links.SignalAt", "init_args": {"index": 7}}
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            learning_curve,
+            "fit_arguments",
+            lambda args: fit_arguments(args) + ["--trainer.callbacks+", json.dumps(signal_at)],
+        )
+        with pytest.raises(
+            SystemExit, match=r"stopped by SIGTERM before the budgets \[8\]; the same command goes on"
+        ):
+            curve(argv)
+    lines = (out / "curve.jsonl").read_text().splitlines()
+    again = [json.loads(line) for line in lines[4:]]
+    assert [(r["steps"], r["max_steps"]) for r in again] == [(2, 8), (4, 8), (6, 8)]
     assert [r["vertex_error_ratio"] for r in again[:2]] == [r["vertex_error_ratio"] for r in rows[:2]]
+    # ... and the third goes on from step 7 to the last budget
+    assert curve(argv) == 0
+    last = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()][7:]
+    assert [r["steps"] for r in last] == [2, 4, 6, 8] and last[:3] == again
     with (run / "version_1" / "metrics.csv").open() as handle:
         trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
     assert trained and min(trained) >= 4, trained
+    with (run / "version_2" / "metrics.csv").open() as handle:
+        trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert trained and min(trained) >= 7, trained
     figure = tmp_path / "curve.png"
     assert curve(["--plot", str(out / "curve.jsonl"), "--figure", str(figure)]) == 0
     picture = np.asarray(Image.open(figure).convert("RGB"))
     assert picture.shape == (400, 640, 3)
-    for colour in ((31, 119, 180), (214, 39, 40)):  # each run drawn in its colour (lines may overlap: legend)
+    # each run and length drawn in its colour (self 4 and 8 steps, supervised; lines may overlap: legend)
+    for colour in ((31, 119, 180), (214, 39, 40), (44, 160, 44)):
         assert (np.abs(picture.astype(int) - colour).max(-1) < 40).sum() > 20, colour
