@@ -1,7 +1,8 @@
 """The encoder's learning curve: does MoFA's encoder learn shape with more steps? One training run per call,
-self-supervised (the config's objective) or supervised (the vertex loss of ``supervised_upper_bound.py``: the
-mean squared distance of the predicted to the true neutral mesh), validated on the held-out synthetic faces at
-each step budget of ``--steps``; the encoder alone, no fit after it. Appends one JSON line per budget to
+self-supervised (the config's objective) or supervised (``supervised_upper_bound.py``'s losses: ``supervised``,
+the squared error of each code part against the truth; ``supervised-vertices``, shape and expression through the
+mean squared distance of the predicted to the true neutral mesh instead), validated on the held-out synthetic
+faces at each step budget of ``--steps``; the encoder alone, no fit after it. Appends one JSON line per budget to
 ``OUT/curve.jsonl`` (and prints it): the run's settings and its ``val/vertex_error_ratio`` (1: the mean face's
 error, lower: shape learnt), vertex error, landmark error and rotation error. ``--stream`` trains on new faces
 rendered on the fly (``data.synthetic.stream``) instead of the config's training data (``data``:
@@ -51,10 +52,13 @@ def fit_arguments(args) -> list[str]:
     argv = ["fit"]
     for config in args.config:
         argv += ["--config", config]
-    if args.mode == "supervised":
+    if args.mode != "self":
         here = str(Path(__file__).parent)  # supervised_upper_bound, imported by class_path
         if here not in sys.path:
             sys.path.insert(0, here)
+        from supervised_upper_bound import SupervisedMoFA
+
+        SupervisedMoFA.supervision = "vertices" if args.mode == "supervised-vertices" else "code"
         argv += ["--model.class_path", "supervised_upper_bound.SupervisedMoFA"]
         argv += ["--data.init_args.augment", "null", "--data.init_args.train_ground_truth", "true"]
     argv += ["--model.init_args.fit", "null", "--model.init_args.validate_fitted", "0"]
@@ -150,10 +154,12 @@ def train(args) -> list[dict]:
     return results
 
 
-def legend(row: dict, max_steps: int) -> str:
+def legend(row: dict) -> str:
     """A run's line in the plot: its mode, configs, what it changed over them and its length (runs that differ
-    only in their length have different learning-rate schedules, so they are drawn apart)."""
-    parts = ["self-supervised" if row["mode"] == "self" else "supervised bound"]
+    only in their length have different learning-rate schedules, so they are drawn apart; rows written before
+    the length was reported have none)."""
+    bound = {"supervised": "supervised bound (code)", "supervised-vertices": "supervised bound (vertices)"}
+    parts = [bound.get(row["mode"], "self-supervised")]
     parts.append("+".join(Path(config).stem for config in row["config"]))
     if row["face_model"] != "config":
         parts.append(row["face_model"])
@@ -161,21 +167,18 @@ def legend(row: dict, max_steps: int) -> str:
         parts.append(f"{row['size']}px")
     if row["data"] == "stream":
         parts.append("stream")
-    return f"{parts[0]}: {', '.join(parts[1:])}; {max_steps:,} steps"
+    length = f"; {row['max_steps']:,} steps" if "max_steps" in row else ""
+    return f"{parts[0]}: {', '.join(parts[1:])}{length}"
 
 
 def plot(files: list[str], size: tuple[int, int] = (640, 400)) -> Image.Image:
     """The vertex error ratio against the steps (log scale), one line per run of the JSON-line ``files``."""
     points_of: dict[str, dict[int, float]] = {}  # a budget reported again (a run resumed) is drawn once
     for file in files:
-        rows = [json.loads(line) for line in Path(file).read_text().splitlines() if line.strip()]
-        longest: dict[str, int] = {}  # rows written before max_steps was reported: their file's last budget
-        for row in rows:
-            if "max_steps" not in row:
-                longest[row["run"]] = max(longest.get(row["run"], 0), row["steps"])
-        for row in rows:
-            points = points_of.setdefault(legend(row, row.get("max_steps", longest[row["run"]])), {})
-            points[row["steps"]] = row["vertex_error_ratio"]
+        for line in Path(file).read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                points_of.setdefault(legend(row), {})[row["steps"]] = row["vertex_error_ratio"]
     runs = {name: sorted(points.items()) for name, points in points_of.items()}
     if not runs:
         raise SystemExit(f"--plot {' '.join(files)}: no results in these files")
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", nargs="+", type=int, default=[1000, 4000, 16000], help="step budgets")
     parser.add_argument("--size", type=int, default=None, help="crop size (default: the config's)")
     parser.add_argument("--face_model", default=None, help="face model (default: the config's)")
-    parser.add_argument("--mode", choices=("self", "supervised"), default="self")
+    parser.add_argument("--mode", choices=("self", "supervised", "supervised-vertices"), default="self")
     parser.add_argument("--stream", action="store_true", help="train on faces rendered on the fly")
     parser.add_argument("--out", default="runs/learning_curve", help="run folders and curve.jsonl")
     parser.add_argument(

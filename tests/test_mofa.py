@@ -450,16 +450,21 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
 
     config = tiny_config(tmp_path / "tiny", tiny_shards)
     out = tmp_path / "curve"
-    for mode in ("self", "supervised"):
+    modes = ("self", "supervised", "supervised-vertices")
+    for mode in modes:
         argv = ["--config", str(config), "--steps", "2", "4", "--mode", mode, "--out", str(out)]
         assert curve(argv) == 0
     rows = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
-    assert [(r["mode"], r["steps"]) for r in rows] == [
-        ("self", 2),
-        ("self", 4),
-        ("supervised", 2),
-        ("supervised", 4),
-    ]
+    assert [(r["mode"], r["steps"]) for r in rows] == [(mode, steps) for mode in modes for steps in (2, 4)]
+    # the supervised bounds learn from the code's parts, or from the neutral vertices for shape and expression
+    for mode, terms in (("supervised", {"shape", "expression"}), ("supervised-vertices", {"vertices"})):
+        with next(
+            (out / f"{mode}-{config.stem}-config-config-config").glob("version_*/metrics.csv")
+        ).open() as handle:
+            logged = {
+                name.split("supervised_")[-1] for name in next(csv.reader(handle)) if "supervised_" in name
+            }
+        assert terms <= logged and not ({"shape", "expression", "vertices"} - terms) & logged, (mode, logged)
     assert all(math.isfinite(r["vertex_error_ratio"]) and r["vertex_error_ratio"] > 0 for r in rows)
     # each run is named by its mode and configs (runs of different configs are never drawn as one)
     assert [r["run"] for r in rows] == [f"{r['mode']}-{config.stem}-config-config-config" for r in rows]
@@ -482,12 +487,12 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
         ):
             curve(argv)
     lines = (out / "curve.jsonl").read_text().splitlines()
-    again = [json.loads(line) for line in lines[4:]]
+    again = [json.loads(line) for line in lines[6:]]
     assert [(r["steps"], r["max_steps"]) for r in again] == [(2, 8), (4, 8), (6, 8)]
     assert [r["vertex_error_ratio"] for r in again[:2]] == [r["vertex_error_ratio"] for r in rows[:2]]
     # ... and the third goes on from step 7 to the last budget
     assert curve(argv) == 0
-    last = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()][7:]
+    last = [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()][9:]
     assert [r["steps"] for r in last] == [2, 4, 6, 8] and last[:3] == again
     with (run / "version_1" / "metrics.csv").open() as handle:
         trained = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
@@ -499,6 +504,6 @@ def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
     assert curve(["--plot", str(out / "curve.jsonl"), "--figure", str(figure)]) == 0
     picture = np.asarray(Image.open(figure).convert("RGB"))
     assert picture.shape == (400, 640, 3)
-    # each run and length drawn in its colour (self 4 and 8 steps, supervised; lines may overlap: legend)
-    for colour in ((31, 119, 180), (214, 39, 40), (44, 160, 44)):
+    # each run and length drawn in its colour (self 4 and 8 steps, the two bounds; lines may overlap: legend)
+    for colour in ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189)):
         assert (np.abs(picture.astype(int) - colour).max(-1) < 40).sum() > 20, colour
