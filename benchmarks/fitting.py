@@ -3,7 +3,8 @@ geometry: per face the landmark NME (mean point error over sqrt(w·h) of the gro
 reports it) of the model's landmark vertices (``nme``, the 3D convention of AFLW2000-3D) and with the jaw of the
 side turned away on the silhouette (``nme_silhouette``, the convention of 2D annotations), the fitted yaw and, for synthetic faces, the vertex error after similarity alignment relative to the
 mean face's; per stage the seconds and faces per second (after one untimed warm-up fit of the first batch). Prints JSON lines: one per face and stage (``face``),
-one summary per source and stage (``summary``).
+one summary per source and stage (``summary``); for the wild set, per yaw bin, also the fitted yaw against the
+pose table's (``yaw_error_deg``) and the faces turned 15° or more fitted turned to the other side (``wrong_way``).
 
 The photos' landmark files (iBUG ``.pts`` beside each photo, or a dlib XML) give both the crops and the landmarks
 the fit uses, so the photo NME measures how well the face model and the fitting explain real landmark
@@ -48,7 +49,7 @@ from facegen.data.wild_set import AnnotatedFace, read_wild
 from facegen.decoder.code import FaceCode
 from facegen.evaluation.aflw2000 import box_nme
 from facegen.evaluation.geometry import vertex_error
-from facegen.evaluation.wild import nme_io, overlap, summarise
+from facegen.evaluation.wild import TABLE_YAW_SIGN, nme_io, overlap, summarise
 from facegen.fitting import FitSchedule, LandmarkModel
 from facegen.tasks import MoFA
 
@@ -286,7 +287,12 @@ def measure(
         if annotated is not None:
             for convention, suffix in (("3d", ""), ("2d", "_silhouette")):
                 scored = [
-                    {"nme_box": r[f"nme{suffix}"], "nme_io": r[f"nme_io{suffix}"], "yaw": r["yaw_annotated"]}
+                    {
+                        "nme_box": r[f"nme{suffix}"],
+                        "nme_io": r[f"nme_io{suffix}"],
+                        "yaw": r["yaw_annotated"],
+                        "fitted_yaw": TABLE_YAW_SIGN * r["yaw_deg"],
+                    }
                     for r in found
                 ]
                 summary[f"bins_{convention}"] = summarise(scored, annotated)

@@ -3,7 +3,8 @@ several faces, of which only some are annotated, so a detected face is matched t
 
 Scores per face: ``nme_box`` (:func:`~facegen.evaluation.aflw2000.box_nme`: mean point error over sqrt(w·h) of
 the annotation's box, as AFLW2000-3D reports it) and ``nme_io`` (over the outer-eye-corner distance, as 300-W
-reports it), binned by absolute yaw.
+reports it), binned by absolute yaw; for fits, also the fitted yaw against the pose table's, and the faces fitted
+turned the wrong way.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from facegen.geometry.boxes import box_iou, points_box
 YAW_BINS = ((0.0, 15.0), (15.0, 30.0), (30.0, 90.0))
 #: NME_io above this counts as a failed face (300-W's usual failure threshold).
 FAILURE_NME_IO = 0.10
+#: The pose table's yaw is positive when the nose points toward the image's right; a positive facegen yaw (about
+#: the model's Y axis, :func:`facegen.geometry.rotations.euler_to_matrix`) turns it toward the image's left. A
+#: facegen yaw in the table's convention is ``TABLE_YAW_SIGN * yaw``.
+TABLE_YAW_SIGN = -1.0
+#: |table yaw| in degrees from which a fit turned to the other side counts as wrong-way: nearer frontal, the
+#: table's own estimate (a mean-face fit) cannot tell the side.
+WRONG_WAY_MIN_YAW = 15.0
 
 
 def nme_io(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -56,20 +64,34 @@ def match(boxes: list[tuple[float, float, float, float]], points: np.ndarray) ->
     return max(scored)[1] if scored else None
 
 
+def wrong_way(fitted_yaw: float, yaw: float) -> bool:
+    """Whether a face the table turns at least :data:`WRONG_WAY_MIN_YAW` degrees (``yaw``) was fitted turned to
+    the other side (``fitted_yaw``: degrees, in the table's convention)."""
+    return abs(yaw) >= WRONG_WAY_MIN_YAW and fitted_yaw * yaw < 0
+
+
 def summarise(rows: list[dict], annotated: int) -> dict:
     """Mean ``nme_box`` and ``nme_io``, and faces over :data:`FAILURE_NME_IO`, overall and per yaw bin, of
-    ``rows`` (dicts with ``nme_box``, ``nme_io``, ``yaw``); ``annotated``: the faces that should have been
-    found (the missing ones are counted)."""
+    ``rows`` (dicts with ``nme_box``, ``nme_io``, ``yaw``: the table's, degrees); ``annotated``: the faces that
+    should have been found (the missing ones are counted). Rows that all carry ``fitted_yaw`` (degrees, in the
+    table's convention: ``TABLE_YAW_SIGN *`` facegen's) add the mean absolute yaw difference ``yaw_error_deg``
+    and the count of :func:`wrong_way` fits."""
 
     def block(selected: list[dict]) -> dict:
         if not selected:
             return {"faces": 0}
-        return {
+        scores = {
             "faces": len(selected),
             "nme_box": round(float(np.mean([r["nme_box"] for r in selected])), 5),
             "nme_io": round(float(np.mean([r["nme_io"] for r in selected])), 5),
             "failures": sum(r["nme_io"] > FAILURE_NME_IO for r in selected),
         }
+        if all("fitted_yaw" in r for r in selected):
+            scores["yaw_error_deg"] = round(
+                float(np.mean([abs(r["fitted_yaw"] - r["yaw"]) for r in selected])), 2
+            )
+            scores["wrong_way"] = sum(wrong_way(r["fitted_yaw"], r["yaw"]) for r in selected)
+        return scores
 
     summary = {"all": block(rows), "missing": annotated - len(rows)}
     for low, high in YAW_BINS:
