@@ -415,8 +415,8 @@ def test_each_faces_own_objective_comes_in_one_pass_as_it_would_alone(mode):
 def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path):
     """benchmarks/objective.py on a few faces of the quickstart's data: under the default loss weights (those of
     configs/mofa.yaml) the objective prefers shrunken shapes over the true ones; with the landmark term at 1e-2
-    and the priors at 1e-4 (the weights of configs/mofa_paper.yaml and configs/mofa_long.yaml) the truth scores
-    best, better than the mean face and than its shape and expression shrunk or grown."""
+    and the priors at 1e-4 (the weights of configs/mofa_paper.yaml, mofa_long.yaml and mofa_bfm.yaml) the truth
+    scores best, better than the mean face and than its shape and expression shrunk or grown."""
     from benchmarks.objective import build_model, curve, faces
 
     model = build_model(yaml.safe_load((ROOT / "configs" / "mofa.yaml").read_text()), 64)
@@ -426,13 +426,34 @@ def test_the_objective_benchmark_finds_where_the_true_faces_score_best(tmp_path)
     result = curve(model, batch, truth, balanced)
     assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), result["objective"]
     # the objectives of the configs that train long (their weights, each image averaged alone) on the same faces
-    for name in ("mofa_paper.yaml", "mofa_long.yaml"):
+    for name in ("mofa_paper.yaml", "mofa_long.yaml", "mofa_bfm.yaml"):
         config = yaml.safe_load((ROOT / "configs" / name).read_text())
         config["model"]["init_args"].update(face_model="builtin", depths=[1], width=8)
         long_model = build_model(config, 64)
         assert long_model.hparams.photometric_average == "image"
         result = curve(long_model, batch, truth, long_model.weights)
         assert result["truth_beats_mean_face"] and result["best_scale"] in (0.9, 1.0, 1.1), (name, result)
+
+
+def test_the_objective_with_a_learned_reflectance_holds_it_at_the_faces_own(tmp_path, ict_facegen_npz):
+    """ICT-FaceKit has no albedo basis: the benchmark holds the learned reflectance at the generator's skin albedo
+    with the faces' true coefficients, so under configs/mofa_long.yaml's weights the true ICT face scores best,
+    and under configs/mofa_ict.yaml's (the quickstart's) a shrunken one."""
+    from benchmarks.objective import build_model, curve, faces
+    from facegen.data.synth import RandomSkinAlbedo
+
+    learned = {"face_model": str(ict_facegen_npz), "reflectance": "learned", "depths": [1], "width": 8}
+    results = {}
+    for name in ("mofa_long.yaml", "mofa_ict.yaml"):
+        config = yaml.safe_load((ROOT / "configs" / name).read_text())
+        config["model"]["init_args"].update(learned)
+        model = build_model(config, 64)
+        assert isinstance(model.decoder.albedo, RandomSkinAlbedo)
+        batch, truth = faces(model, 12, tmp_path / name)
+        assert truth.albedo.shape == (12, RandomSkinAlbedo.rank)
+        results[name] = curve(model, batch, truth, model.weights)
+    assert results["mofa_long.yaml"]["best_scale"] in (0.9, 1.0, 1.1), results["mofa_long.yaml"]["objective"]
+    assert results["mofa_ict.yaml"]["best_scale"] < 0.75, results["mofa_ict.yaml"]["objective"]
 
 
 def test_the_learning_curve_reports_each_budget_and_draws_the_runs(
